@@ -1,0 +1,1 @@
+//! The device journal: one JSON line per DHCP step in state-dir, rotated by size

@@ -1,0 +1,32 @@
+//! sztp-redirector: tells factory-fresh network devices where their owner's RFC 8572 bootstrap
+//! server is, through every source a device may try.
+//!
+//! The one idea: every front end turns what it knows about a device into
+//! [`policy::DeviceFacts`], asks the one [`policy::Policy`] where that device should go, and
+//! renders the [`policy::Decision`] in its own wire format.
+//!
+//! Map of the crate:
+//! - [`config`]: the TOML file (serde mirror with spans), its validation (all errors at once,
+//!   `FILE:LINE:COL: key: message`) and the checked model;
+//! - [`policy`]: device facts → first matching known device / rule → decision;
+//! - [`sztp`]: SZTP wire specifics as pure functions (URI rules, bootstrap-server list, RFC 3396);
+//! - [`dhcp`]: the lease journal and, per protocol version, three layers: wire
+//!   (`v4::wire`, `v4::reply`), logic (`v4::handler`, no sockets, clock or randomness) and I/O
+//!   (`v4::server`, the only DHCP code that touches sockets);
+//! - [`journal`]: the device journal (one JSON line per DHCP step);
+//! - [`daemon`]: binds sockets, spawns services, SIGHUP reload, SIGTERM/SIGINT shutdown;
+//! - [`probe`]: the client side, an SZTP device on a segment (operator's doctor and test client);
+//! - [`cli`]: subcommands `run`, `check-config`, `leases`, `probe`.
+#![deny(unsafe_code)]
+
+pub mod cli;
+pub mod config;
+pub mod daemon;
+pub mod dhcp;
+pub mod journal;
+pub mod policy;
+pub mod probe;
+pub mod sztp;
+
+/// Exit code for a configuration error (EX_CONFIG).
+pub const EXIT_CONFIG: i32 = 78;

@@ -1,0 +1,1 @@
+//! `probe`: behave like an SZTP device on a segment and print what it is told
