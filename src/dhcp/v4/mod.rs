@@ -1,1 +1,4 @@
-//! DHCPv4: wire helpers, the handler (pure) and the server loop (sockets)
+//! DHCPv4: wire helpers, the handler (pure), raw frames and sockets, and the server loop
+
+pub mod frame;
+pub mod sockets;
