@@ -1,4 +1,7 @@
 //! DHCPv4: wire helpers, the handler (pure), raw frames and sockets, and the server loop
 
 pub mod frame;
+pub mod handler;
+pub mod reply;
 pub mod sockets;
+pub mod wire;

@@ -1,0 +1,1124 @@
+//! The DHCPv4 handler: request + state + now → outcome. No sockets, clock or randomness here
+
+use std::net::{Ipv4Addr, SocketAddrV4};
+
+use dhcproto::v4::MessageType;
+use ipnet::Ipv4Net;
+
+use super::reply::{self, ReplyHeader, ReplyOptions};
+use super::wire::*;
+use crate::config::{Dhcp4, Subnet4};
+use crate::dhcp::leases::{ClientKey, Lease4, LeaseState, LeaseTable, Slot};
+use crate::policy::{DeviceFacts, MacAddr, Policy, UriEncoding};
+use crate::sztp::redirect_list::{encode_list, encode_text, rfc3396_wire_len};
+
+/// Where a request came from.
+#[derive(Clone, Debug)]
+pub struct RequestMeta {
+    pub interface: String,
+    /// The receiving interface's IPv4 addresses.
+    pub iface_addrs: Vec<Ipv4Net>,
+    pub src: SocketAddrV4,
+}
+
+/// Where a reply goes (RFC 2131 §4.1).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Destination {
+    /// To the relay agent: giaddr, port 67 or the RFC 8357 relay port.
+    Relay(SocketAddrV4),
+    /// Ordinary UDP unicast to a client that has an address (ciaddr).
+    Unicast(SocketAddrV4),
+    /// Limited broadcast on the receiving interface.
+    Broadcast(u16),
+    /// Straight to the client's MAC and offered address, without ARP (raw frame); broadcast
+    /// when raw frames are not available.
+    Link { mac: MacAddr, to: SocketAddrV4 },
+}
+
+#[derive(Clone, Debug)]
+pub struct Reply {
+    pub msg_type: MessageType,
+    pub bytes: Vec<u8>,
+    pub to: Destination,
+}
+
+/// One device-journal event.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Event {
+    pub kind: &'static str,
+    pub xid: u32,
+    pub mac: Option<MacAddr>,
+    pub client_id: Option<Vec<u8>>,
+    pub vendor_class: Option<String>,
+    pub user_class: Vec<String>,
+    pub interface: String,
+    pub relay: Option<Ipv4Addr>,
+    pub address: Option<Ipv4Addr>,
+    pub requested_143: bool,
+    pub rule: Option<String>,
+    pub uris: Vec<String>,
+    pub uris_dropped: Vec<String>,
+    pub encoding: Option<&'static str>,
+    pub reason: Option<String>,
+}
+
+/// What the server loop must do for one request.
+#[derive(Clone, Debug, Default)]
+pub struct Outcome {
+    pub reply: Option<Reply>,
+    /// Records to make durable BEFORE the reply leaves.
+    pub commit: Vec<Lease4>,
+    pub event: Option<Event>,
+    /// Why nothing is sent (counted and logged at debug).
+    pub ignored: Option<&'static str>,
+}
+
+impl Outcome {
+    fn ignore(why: &'static str) -> Outcome {
+        Outcome {
+            ignored: Some(why),
+            ..Outcome::default()
+        }
+    }
+}
+
+/// Everything the handler reads: the `[dhcp4]` section and the one Policy.
+pub struct Context<'a> {
+    pub dhcp4: &'a Dhcp4,
+    pub policy: &'a Policy,
+}
+
+fn secs(d: std::time::Duration) -> u32 {
+    u32::try_from(d.as_secs()).unwrap_or(u32::MAX)
+}
+
+impl Context<'_> {
+    /// RFC 3527/3011 link selection, then giaddr, then the receiving interface's addresses.
+    fn subnet_for(&self, req: &Request, meta: &RequestMeta) -> Option<&Subnet4> {
+        let by_addr = |a: Ipv4Addr| self.dhcp4.subnets.iter().find(|s| s.subnet.contains(&a));
+        if let Some(a) = req.link_selection() {
+            return by_addr(a);
+        }
+        let giaddr = req.msg.giaddr();
+        if !giaddr.is_unspecified() {
+            return by_addr(giaddr);
+        }
+        meta.iface_addrs.iter().find_map(|n| by_addr(n.addr()))
+    }
+
+    fn server_id(&self, subnet: &Subnet4, meta: &RequestMeta) -> Option<Ipv4Addr> {
+        self.dhcp4.server_id.or_else(|| {
+            meta.iface_addrs
+                .iter()
+                .find(|n| subnet.subnet.contains(&n.addr()))
+                .or(meta.iface_addrs.first())
+                .map(|n| n.addr())
+        })
+    }
+}
+
+fn facts(req: &Request, meta: &RequestMeta) -> DeviceFacts {
+    DeviceFacts {
+        mac: req.chaddr_mac(),
+        client_id: req.client_id().map(<[u8]>::to_vec),
+        vendor_class: req.vendor_class(),
+        user_class: req.user_classes(),
+        circuit_id: req.relay_suboption(RAI_CIRCUIT_ID),
+        remote_id: req.relay_suboption(RAI_REMOTE_ID),
+        interface: Some(meta.interface.clone()),
+        serial: None,
+        hw_model: None,
+    }
+}
+
+/// Handle one decoded request.
+pub fn handle(
+    ctx: &Context<'_>,
+    leases: &mut LeaseTable,
+    req: &Request,
+    meta: &RequestMeta,
+    now: u64,
+) -> Outcome {
+    let Some(mac) = req.chaddr_mac() else {
+        return Outcome::ignore("no-ethernet-chaddr");
+    };
+    let Some(subnet) = ctx.subnet_for(req, meta) else {
+        return Outcome::ignore("no-subnet");
+    };
+    let Some(server_id) = ctx.server_id(subnet, meta) else {
+        return Outcome::ignore("no-server-address");
+    };
+    let key = ClientKey::new(req.client_id(), mac);
+    let mut ev = Event {
+        xid: req.msg.xid(),
+        mac: Some(mac),
+        client_id: req.client_id().map(<[u8]>::to_vec),
+        vendor_class: req.vendor_class(),
+        user_class: req.user_classes(),
+        interface: meta.interface.clone(),
+        relay: Some(req.msg.giaddr()).filter(|g| !g.is_unspecified()),
+        requested_143: req.requests(OPT_SZTP_REDIRECT),
+        ..Event::default()
+    };
+    let x = Exchange {
+        ctx,
+        req,
+        meta,
+        subnet,
+        server_id,
+        mac,
+        key,
+        now,
+    };
+    match req.msg_type {
+        MessageType::Discover => x.discover(leases, &mut ev),
+        MessageType::Request => x.request(leases, &mut ev),
+        MessageType::Decline => x.decline(leases, &mut ev),
+        MessageType::Release => x.release(leases, &mut ev),
+        MessageType::Inform => x.inform(&mut ev),
+        _ => Outcome::ignore("unexpected-message-type"),
+    }
+}
+
+struct Exchange<'a> {
+    ctx: &'a Context<'a>,
+    req: &'a Request,
+    meta: &'a RequestMeta,
+    subnet: &'a Subnet4,
+    server_id: Ipv4Addr,
+    mac: MacAddr,
+    key: ClientKey,
+    now: u64,
+}
+
+impl Exchange<'_> {
+    fn reservation(&self) -> Option<Ipv4Addr> {
+        self.subnet
+            .reservations
+            .iter()
+            .find(|r| r.mac == self.mac)
+            .map(|r| r.address)
+    }
+
+    fn reserved_for_other(&self, a: Ipv4Addr) -> bool {
+        self.subnet
+            .reservations
+            .iter()
+            .any(|r| r.address == a && r.mac != self.mac)
+    }
+
+    /// May this client hold `a` in this subnet?
+    fn assignable(&self, leases: &LeaseTable, a: Ipv4Addr) -> bool {
+        if self.reservation() == Some(a) {
+            return leases.available_to(a, &self.key, self.now);
+        }
+        self.subnet.pools.iter().any(|p| p.contains(a))
+            && !self.reserved_for_other(a)
+            && leases.available_to(a, &self.key, self.now)
+    }
+
+    fn choose(&self, leases: &mut LeaseTable) -> Option<Ipv4Addr> {
+        if let Some(r) = self.reservation() {
+            if leases.available_to(r, &self.key, self.now) {
+                return Some(r);
+            }
+        }
+        if let Some(a) = leases.client_addr(&self.key) {
+            if self.assignable(leases, a) && self.reservation().is_none() {
+                return Some(a);
+            }
+        }
+        if let Some(a) = self.req.requested_addr() {
+            if self.assignable(leases, a) && self.reservation().is_none() {
+                return Some(a);
+            }
+        }
+        let subnet = self.subnet;
+        let reserved = |a: Ipv4Addr| subnet.reservations.iter().any(|r| r.address == a);
+        for p in &self.subnet.pools {
+            if let Some(a) = leases.find_free(p.start, p.end, &self.key, self.now, |a| !reserved(a))
+            {
+                return Some(a);
+            }
+        }
+        None
+    }
+
+    fn lease(&self, addr: Ipv4Addr, state: LeaseState, expires: u64) -> Lease4 {
+        Lease4 {
+            addr,
+            mac: self.mac,
+            client_id: self.req.client_id().map(<[u8]>::to_vec),
+            hostname: self.req.hostname(),
+            expires,
+            state,
+        }
+    }
+
+    fn lease_secs(&self) -> u32 {
+        secs(self.subnet.lease_time)
+    }
+
+    fn discover(&self, leases: &mut LeaseTable, ev: &mut Event) -> Outcome {
+        let Some(addr) = self.choose(leases) else {
+            ev.kind = "no-address";
+            return Outcome {
+                ignored: Some("pool-exhausted"),
+                event: Some(ev.clone()),
+                ..Outcome::default()
+            };
+        };
+        let offer_until = self.now + self.ctx.dhcp4.offer_time.as_secs();
+        leases.put(Slot::Offered(self.lease(
+            addr,
+            LeaseState::Bound,
+            offer_until,
+        )));
+        ev.kind = "offer";
+        ev.address = Some(addr);
+        let reply = self.reply(MessageType::Offer, addr, true, ev);
+        Outcome {
+            reply: Some(reply),
+            event: Some(ev.clone()),
+            ..Outcome::default()
+        }
+    }
+
+    fn request(&self, leases: &mut LeaseTable, ev: &mut Event) -> Outcome {
+        let ciaddr = self.req.msg.ciaddr();
+        let (addr, state) = match (self.req.server_id(), self.req.requested_addr()) {
+            // SELECTING
+            (Some(sid), requested) => {
+                if sid != self.server_id {
+                    // the client took another server's offer: free ours
+                    if let Some(a) = leases.client_addr(&self.key) {
+                        leases.drop_offer(a);
+                    }
+                    return Outcome::ignore("for-other-server");
+                }
+                match requested.or(Some(ciaddr).filter(|a| !a.is_unspecified())) {
+                    Some(a) => (a, "selecting"),
+                    None => return self.nak(ev, "request without requested address"),
+                }
+            }
+            // INIT-REBOOT
+            (None, Some(a)) => (a, "init-reboot"),
+            // RENEWING / REBINDING
+            (None, None) if !ciaddr.is_unspecified() => (ciaddr, "renewing"),
+            (None, None) => return Outcome::ignore("request-without-address"),
+        };
+        if !self.subnet.subnet.contains(&addr) {
+            return self.nak(ev, &format!("{state}: {addr} is not on this network"));
+        }
+        if let Some(r) = self.reservation() {
+            if r != addr {
+                return self.nak(ev, &format!("{state}: reserved address is {r}, not {addr}"));
+            }
+        }
+        if !self.assignable(leases, addr) {
+            return self.nak(
+                ev,
+                &format!("{state}: {addr} is not available to this client"),
+            );
+        }
+        if state == "selecting" {
+            // only what we offered (or what the client already holds) is ACKed
+            let held = leases.get(addr).is_some_and(|s| {
+                ClientKey::new(s.lease().client_id.as_deref(), s.lease().mac) == self.key
+            });
+            if !held {
+                return self.nak(
+                    ev,
+                    &format!("selecting: {addr} was not offered to this client"),
+                );
+            }
+        }
+        let expires = self.now + u64::from(self.lease_secs());
+        let mut commit = Vec::with_capacity(2);
+        if let Some(old) = leases.client_addr(&self.key).filter(|&o| o != addr) {
+            if let Some(Slot::Stored(l)) = leases.get(old) {
+                if l.state == LeaseState::Bound {
+                    let mut released = l.clone();
+                    released.state = LeaseState::Released;
+                    released.expires = self.now;
+                    commit.push(released.clone());
+                    leases.put(Slot::Stored(released));
+                }
+            } else {
+                leases.drop_offer(old);
+            }
+        }
+        let lease = self.lease(addr, LeaseState::Bound, expires);
+        leases.put(Slot::Stored(lease.clone()));
+        commit.push(lease);
+        ev.kind = "ack";
+        ev.address = Some(addr);
+        let reply = self.reply(MessageType::Ack, addr, true, ev);
+        Outcome {
+            reply: Some(reply),
+            commit,
+            event: Some(ev.clone()),
+            ignored: None,
+        }
+    }
+
+    fn decline(&self, leases: &mut LeaseTable, ev: &mut Event) -> Outcome {
+        if self.req.server_id().is_some_and(|s| s != self.server_id) {
+            return Outcome::ignore("for-other-server");
+        }
+        let Some(addr) = self.req.requested_addr() else {
+            return Outcome::ignore("decline-without-address");
+        };
+        let holder = leases
+            .get(addr)
+            .map(|s| ClientKey::new(s.lease().client_id.as_deref(), s.lease().mac));
+        if holder.as_ref() != Some(&self.key) {
+            return Outcome::ignore("decline-for-unknown-lease");
+        }
+        let until = self.now + self.ctx.dhcp4.decline_time.as_secs();
+        let l = self.lease(addr, LeaseState::Declined, until);
+        leases.put(Slot::Stored(l.clone()));
+        ev.kind = "decline";
+        ev.address = Some(addr);
+        ev.reason = Some(format!(
+            "address in use: quarantined for {}s",
+            self.ctx.dhcp4.decline_time.as_secs()
+        ));
+        Outcome {
+            commit: vec![l],
+            event: Some(ev.clone()),
+            ..Outcome::default()
+        }
+    }
+
+    fn release(&self, leases: &mut LeaseTable, ev: &mut Event) -> Outcome {
+        if self.req.server_id().is_some_and(|s| s != self.server_id) {
+            return Outcome::ignore("for-other-server");
+        }
+        let addr = self.req.msg.ciaddr();
+        match leases.get(addr) {
+            Some(Slot::Stored(l))
+                if l.state == LeaseState::Bound
+                    && ClientKey::new(l.client_id.as_deref(), l.mac) == self.key =>
+            {
+                let mut r = l.clone();
+                r.state = LeaseState::Released;
+                r.expires = self.now;
+                leases.put(Slot::Stored(r.clone()));
+                ev.kind = "release";
+                ev.address = Some(addr);
+                Outcome {
+                    commit: vec![r],
+                    event: Some(ev.clone()),
+                    ..Outcome::default()
+                }
+            }
+            _ => Outcome::ignore("release-for-unknown-lease"),
+        }
+    }
+
+    fn inform(&self, ev: &mut Event) -> Outcome {
+        ev.kind = "inform";
+        ev.address = Some(self.req.msg.ciaddr()).filter(|a| !a.is_unspecified());
+        let reply = self.reply(MessageType::Ack, Ipv4Addr::UNSPECIFIED, false, ev);
+        Outcome {
+            reply: Some(reply),
+            event: Some(ev.clone()),
+            ..Outcome::default()
+        }
+    }
+
+    fn nak(&self, ev: &mut Event, reason: &str) -> Outcome {
+        ev.kind = "nak";
+        ev.reason = Some(reason.to_string());
+        let mut opts = ReplyOptions::default();
+        opts.push(OPT_SERVER_ID, self.server_id.octets().to_vec());
+        opts.push(OPT_MESSAGE, reason.as_bytes().to_vec());
+        let relayed = !self.req.msg.giaddr().is_unspecified();
+        let hdr = ReplyHeader {
+            yiaddr: Ipv4Addr::UNSPECIFIED,
+            siaddr: Ipv4Addr::UNSPECIFIED,
+            // RFC 2131 §4.3.2: a relayed NAK asks the relay to broadcast it
+            broadcast: relayed || self.req.msg.flags().broadcast(),
+        };
+        let bytes = reply::encode(
+            self.req,
+            MessageType::Nak,
+            hdr,
+            &opts,
+            self.req.relay_agent_info(),
+        );
+        let to = if relayed {
+            self.relay_destination()
+        } else {
+            Destination::Broadcast(self.ctx.dhcp4.client_port)
+        };
+        Outcome {
+            reply: Some(Reply {
+                msg_type: MessageType::Nak,
+                bytes,
+                to,
+            }),
+            event: Some(ev.clone()),
+            ..Outcome::default()
+        }
+    }
+
+    fn relay_destination(&self) -> Destination {
+        let port = self.req.relay_port().unwrap_or(67);
+        Destination::Relay(SocketAddrV4::new(self.req.msg.giaddr(), port))
+    }
+
+    /// RFC 2131 §4.1 reply routing.
+    fn destination(&self, yiaddr: Ipv4Addr) -> Destination {
+        let m = &self.req.msg;
+        let client_port = self.ctx.dhcp4.client_port;
+        if !m.giaddr().is_unspecified() {
+            self.relay_destination()
+        } else if !m.ciaddr().is_unspecified() {
+            Destination::Unicast(SocketAddrV4::new(m.ciaddr(), client_port))
+        } else if m.flags().broadcast() || yiaddr.is_unspecified() {
+            Destination::Broadcast(client_port)
+        } else {
+            Destination::Link {
+                mac: self.mac,
+                to: SocketAddrV4::new(yiaddr, client_port),
+            }
+        }
+    }
+
+    /// OFFER or ACK with the configured options and, per the Policy, option 143.
+    fn reply(&self, t: MessageType, yiaddr: Ipv4Addr, with_lease: bool, ev: &mut Event) -> Reply {
+        let s = self.subnet;
+        let mut opts = ReplyOptions::default();
+        opts.push(OPT_SERVER_ID, self.server_id.octets().to_vec());
+        if with_lease {
+            let lease = self.lease_secs();
+            let t1 = s.renewal_time.map(secs).unwrap_or(lease / 2);
+            let t2 = s
+                .rebinding_time
+                .map(secs)
+                .unwrap_or((lease / 8).saturating_mul(7));
+            opts.push(OPT_LEASE_TIME, lease.to_be_bytes().to_vec());
+            opts.push(OPT_RENEWAL, t1.to_be_bytes().to_vec());
+            opts.push(OPT_REBINDING, t2.to_be_bytes().to_vec());
+        }
+        opts.push(OPT_SUBNET_MASK, s.subnet.netmask().octets().to_vec());
+        if !s.routers.is_empty() {
+            opts.push(
+                OPT_ROUTER,
+                s.routers.iter().flat_map(|a| a.octets()).collect(),
+            );
+        }
+        if !s.dns_servers.is_empty() {
+            opts.push(
+                OPT_DNS,
+                s.dns_servers.iter().flat_map(|a| a.octets()).collect(),
+            );
+        }
+        if let Some(d) = &s.domain_name {
+            opts.push(OPT_DOMAIN_NAME, d.as_bytes().to_vec());
+        }
+        if !s.domain_search.is_empty() && self.req.requests(OPT_DOMAIN_SEARCH) {
+            opts.push(OPT_DOMAIN_SEARCH, encode_domain_search(&s.domain_search));
+        }
+        self.add_sztp(&mut opts, ev);
+        let hdr = ReplyHeader {
+            yiaddr,
+            siaddr: Ipv4Addr::UNSPECIFIED,
+            broadcast: self.req.msg.flags().broadcast(),
+        };
+        let bytes = reply::encode(self.req, t, hdr, &opts, self.req.relay_agent_info());
+        Reply {
+            msg_type: t,
+            bytes,
+            to: self.destination(yiaddr),
+        }
+    }
+
+    /// Option 143 per the device's Decision, sized so the reply fits option 57 or 576 octets:
+    /// lowest-preference URIs are dropped whole.
+    fn add_sztp(&self, opts: &mut ReplyOptions, ev: &mut Event) {
+        let Some(decision) = self.ctx.policy.decide(&facts(self.req, self.meta)) else {
+            return;
+        };
+        ev.rule = Some(decision.rule.clone());
+        if !ev.requested_143 && !decision.always_send {
+            return;
+        }
+        let mut uris = decision.dhcp_uris();
+        let budget = reply::message_budget(self.req.max_message_size());
+        let used = reply::reply_len(opts, self.req.relay_agent_info());
+        let encode = |u: &[String]| match decision.encoding {
+            UriEncoding::Rfc8572 => encode_list(u),
+            UriEncoding::Text => encode_text(u),
+        };
+        if decision.encoding == UriEncoding::Text && uris.len() > 1 {
+            ev.uris_dropped.extend(uris.drain(1..));
+        }
+        while !uris.is_empty() && used + rfc3396_wire_len(encode(&uris).len()) > budget {
+            ev.uris_dropped.insert(0, uris.pop().expect("not empty"));
+        }
+        ev.encoding = Some(match decision.encoding {
+            UriEncoding::Rfc8572 => "rfc8572",
+            UriEncoding::Text => "text",
+        });
+        if uris.is_empty() {
+            return;
+        }
+        opts.push(OPT_SZTP_REDIRECT, encode(&uris));
+        ev.uris = uris;
+    }
+}
+
+/// RFC 3397 domain search list, uncompressed.
+fn encode_domain_search(domains: &[String]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for d in domains {
+        for label in d.trim_end_matches('.').split('.').filter(|l| !l.is_empty()) {
+            out.push(label.len().min(63) as u8);
+            out.extend_from_slice(&label.as_bytes()[..label.len().min(63)]);
+        }
+        out.push(0);
+    }
+    out
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use std::time::Duration;
+
+    use dhcproto::v4::{DhcpOption, Flags, Message, OptionCode};
+    use dhcproto::Encodable;
+
+    use super::*;
+    use crate::config::{Pool4, Reservation4};
+    use crate::policy::{BootstrapServer, Match, Rule, UriForm};
+    use crate::sztp::{decode_list, SztpUri};
+
+    pub(crate) const KEA_URIS: [&str; 2] = [
+        "https://sztp1.example.test:8443",
+        "https://[2001:db8::1]:8443",
+    ];
+    const CLIENT: [u8; 6] = [2, 0, 0, 0, 0, 2];
+    const NOW: u64 = 1_000_000;
+
+    pub(crate) fn dhcp4() -> Dhcp4 {
+        Dhcp4 {
+            interfaces: vec!["eth1".into()],
+            port: 67,
+            client_port: 68,
+            server_id: None,
+            offer_time: Duration::from_secs(60),
+            decline_time: Duration::from_secs(3600),
+            subnets: vec![Subnet4 {
+                subnet: "198.51.100.0/24".parse().unwrap(),
+                pools: vec![Pool4 {
+                    start: "198.51.100.100".parse().unwrap(),
+                    end: "198.51.100.102".parse().unwrap(),
+                }],
+                routers: vec!["198.51.100.1".parse().unwrap()],
+                dns_servers: vec!["198.51.100.1".parse().unwrap()],
+                domain_name: Some("staging.example.com".into()),
+                domain_search: vec!["staging.example.com".into()],
+                lease_time: Duration::from_secs(3600),
+                renewal_time: None,
+                rebinding_time: None,
+                reservations: vec![Reservation4 {
+                    mac: MacAddr([2, 0, 0, 0, 0, 0x42]),
+                    address: "198.51.100.50".parse().unwrap(),
+                    hostname: None,
+                }],
+            }],
+        }
+    }
+
+    pub(crate) fn rule(name: &str, uris: &[&str]) -> Rule {
+        Rule {
+            name: name.into(),
+            matches: Match::default(),
+            redirect_to: uris
+                .iter()
+                .enumerate()
+                .map(|(i, u)| BootstrapServer {
+                    name: format!("bs{i}"),
+                    uri: SztpUri::parse(u).unwrap(),
+                })
+                .collect(),
+            via: None,
+            encoding: UriEncoding::Rfc8572,
+            form: UriForm::Authority,
+            always_send: false,
+        }
+    }
+
+    pub(crate) fn policy(uris: &[&str]) -> Policy {
+        Policy {
+            rules: vec![rule("default", uris)],
+            devices: vec![],
+            advertise: None,
+        }
+    }
+
+    fn meta() -> RequestMeta {
+        RequestMeta {
+            interface: "eth1".into(),
+            iface_addrs: vec!["198.51.100.1/24".parse().unwrap()],
+            src: "0.0.0.0:68".parse().unwrap(),
+        }
+    }
+
+    fn msg(t: MessageType, chaddr: [u8; 6], prl: &[u8]) -> Message {
+        let mut m = Message::new_with_id(
+            0x1234,
+            Ipv4Addr::UNSPECIFIED,
+            Ipv4Addr::UNSPECIFIED,
+            Ipv4Addr::UNSPECIFIED,
+            Ipv4Addr::UNSPECIFIED,
+            &chaddr,
+        );
+        m.opts_mut().insert(DhcpOption::MessageType(t));
+        if !prl.is_empty() {
+            m.opts_mut().insert(DhcpOption::ParameterRequestList(
+                prl.iter().map(|&c| OptionCode::from(c)).collect(),
+            ));
+        }
+        m
+    }
+
+    fn req(m: &Message) -> Request {
+        Request::decode(&m.to_vec().unwrap()).unwrap()
+    }
+
+    fn run(dhcp4: &Dhcp4, policy: &Policy, leases: &mut LeaseTable, m: &Message) -> Outcome {
+        handle(&Context { dhcp4, policy }, leases, &req(m), &meta(), NOW)
+    }
+
+    /// Reply options as (code, data) in wire order, instances not joined.
+    fn tlvs(bytes: &[u8]) -> Vec<(u8, Vec<u8>)> {
+        let mut out = vec![];
+        let mut b = &bytes[240..];
+        while let Some((&c, rest)) = b.split_first() {
+            if c == 255 {
+                break;
+            }
+            if c == 0 {
+                b = rest;
+                continue;
+            }
+            let l = rest[0] as usize;
+            out.push((c, rest[1..1 + l].to_vec()));
+            b = &rest[1 + l..];
+        }
+        out
+    }
+
+    fn opt143(bytes: &[u8]) -> Option<Vec<u8>> {
+        let parts: Vec<Vec<u8>> = tlvs(bytes)
+            .into_iter()
+            .filter(|(c, _)| *c == 143)
+            .map(|(_, d)| d)
+            .collect();
+        (!parts.is_empty()).then(|| parts.concat())
+    }
+
+    #[test]
+    fn discover_gets_offer_with_kea_identical_143() {
+        let (d, p) = (dhcp4(), policy(&KEA_URIS));
+        let mut t = LeaseTable::default();
+        let o = run(
+            &d,
+            &p,
+            &mut t,
+            &msg(MessageType::Discover, CLIENT, &[1, 3, 6, 143]),
+        );
+        let r = o.reply.unwrap();
+        assert_eq!(r.msg_type, MessageType::Offer);
+        assert!(o.commit.is_empty(), "an offer is not journaled");
+        let kea = "001f68747470733a2f2f737a7470312e6578616d706c652e746573743a38343433001a68747470733a2f2f5b323030313a6462383a3a315d3a38343433";
+        let got: String = opt143(&r.bytes)
+            .unwrap()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        assert_eq!(got, kea);
+        let codes: Vec<u8> = tlvs(&r.bytes).iter().map(|(c, _)| *c).collect();
+        assert_eq!(codes, [53, 54, 51, 58, 59, 1, 3, 6, 15, 143]);
+        assert_eq!(&r.bytes[16..20], &[198, 51, 100, 100]);
+        assert!(r.bytes.len() >= 300);
+        assert_eq!(
+            r.to,
+            Destination::Link {
+                mac: MacAddr(CLIENT),
+                to: "198.51.100.100:68".parse().unwrap()
+            }
+        );
+        let ev = o.event.unwrap();
+        assert!(ev.requested_143);
+        assert_eq!(ev.uris, KEA_URIS);
+        assert_eq!(ev.rule.as_deref(), Some("default"));
+    }
+
+    #[test]
+    fn no_143_unless_requested_or_always_send() {
+        let d = dhcp4();
+        let mut p = policy(&KEA_URIS);
+        let mut t = LeaseTable::default();
+        let o = run(&d, &p, &mut t, &msg(MessageType::Discover, CLIENT, &[1, 3]));
+        assert_eq!(opt143(&o.reply.unwrap().bytes), None);
+        p.rules[0].always_send = true;
+        let o = run(&d, &p, &mut t, &msg(MessageType::Discover, CLIENT, &[1, 3]));
+        assert!(opt143(&o.reply.unwrap().bytes).is_some());
+        assert!(!o.event.unwrap().requested_143);
+    }
+
+    #[test]
+    fn text_rule_gives_the_bare_string() {
+        let d = dhcp4();
+        let mut p = policy(&KEA_URIS);
+        p.rules[0].encoding = UriEncoding::Text;
+        let mut t = LeaseTable::default();
+        let o = run(&d, &p, &mut t, &msg(MessageType::Discover, CLIENT, &[143]));
+        assert_eq!(
+            opt143(&o.reply.unwrap().bytes).unwrap(),
+            b"https://sztp1.example.test:8443"
+        );
+        assert_eq!(
+            o.event.unwrap().uris_dropped,
+            ["https://[2001:db8::1]:8443"]
+        );
+    }
+
+    fn six() -> Vec<String> {
+        (1..=6)
+            .map(|n| format!("https://sztp-{n}.bootstrap.site-a.example.com:8443"))
+            .collect()
+    }
+
+    #[test]
+    fn long_list_is_split_when_option_57_allows() {
+        let d = dhcp4();
+        let uris = six();
+        let refs: Vec<&str> = uris.iter().map(String::as_str).collect();
+        let p = policy(&refs);
+        let mut t = LeaseTable::default();
+        let mut m = msg(MessageType::Discover, CLIENT, &[143]);
+        m.opts_mut().insert(DhcpOption::MaxMessageSize(1500));
+        let r = run(&d, &p, &mut t, &m).reply.unwrap();
+        let parts: Vec<usize> = tlvs(&r.bytes)
+            .iter()
+            .filter(|(c, _)| *c == 143)
+            .map(|(_, v)| v.len())
+            .collect();
+        assert_eq!(parts, [255, 45]);
+        assert_eq!(decode_list(&opt143(&r.bytes).unwrap()).uris, uris);
+    }
+
+    #[test]
+    fn reply_fits_576_by_dropping_lowest_preference_uris_whole() {
+        let d = dhcp4();
+        let uris = six();
+        let refs: Vec<&str> = uris.iter().map(String::as_str).collect();
+        let p = policy(&refs);
+        let mut t = LeaseTable::default();
+        let o = run(&d, &p, &mut t, &msg(MessageType::Discover, CLIENT, &[143]));
+        let r = o.reply.unwrap();
+        assert!(r.bytes.len() <= 548, "reply is {} octets", r.bytes.len());
+        let got = decode_list(&opt143(&r.bytes).unwrap());
+        assert!(!got.truncated && got.ignored.is_empty());
+        let ev = o.event.unwrap();
+        assert!(!ev.uris_dropped.is_empty());
+        assert_eq!(got.uris.len() + ev.uris_dropped.len(), 6);
+        assert_eq!(got.uris, uris[..got.uris.len()]);
+        assert_eq!(ev.uris_dropped, uris[got.uris.len()..]);
+    }
+
+    fn request_selecting(addr: Ipv4Addr, sid: Ipv4Addr) -> Message {
+        let mut m = msg(MessageType::Request, CLIENT, &[1, 143]);
+        m.opts_mut().insert(DhcpOption::RequestedIpAddress(addr));
+        m.opts_mut().insert(DhcpOption::ServerIdentifier(sid));
+        m
+    }
+
+    #[test]
+    fn offer_then_request_is_acked_and_committed() {
+        let (d, p) = (dhcp4(), policy(&KEA_URIS));
+        let mut t = LeaseTable::default();
+        run(&d, &p, &mut t, &msg(MessageType::Discover, CLIENT, &[143]));
+        let a: Ipv4Addr = "198.51.100.100".parse().unwrap();
+        let o = run(
+            &d,
+            &p,
+            &mut t,
+            &request_selecting(a, "198.51.100.1".parse().unwrap()),
+        );
+        let r = o.reply.unwrap();
+        assert_eq!(r.msg_type, MessageType::Ack);
+        assert_eq!(o.commit.len(), 1);
+        assert_eq!(o.commit[0].addr, a);
+        assert_eq!(o.commit[0].state, LeaseState::Bound);
+        assert_eq!(o.commit[0].expires, NOW + 3600);
+        assert!(opt143(&r.bytes).is_some());
+        // the same client asks again: same address
+        let o = run(&d, &p, &mut t, &msg(MessageType::Discover, CLIENT, &[]));
+        assert_eq!(&o.reply.unwrap().bytes[16..20], &a.octets());
+    }
+
+    #[test]
+    fn request_for_another_server_frees_the_offer() {
+        let (d, p) = (dhcp4(), policy(&KEA_URIS));
+        let mut t = LeaseTable::default();
+        run(&d, &p, &mut t, &msg(MessageType::Discover, CLIENT, &[]));
+        assert_eq!(t.len(), 1);
+        let o = run(
+            &d,
+            &p,
+            &mut t,
+            &request_selecting(
+                "198.51.100.100".parse().unwrap(),
+                "192.0.2.99".parse().unwrap(),
+            ),
+        );
+        assert!(o.reply.is_none());
+        assert_eq!(o.ignored, Some("for-other-server"));
+        assert!(t.is_empty());
+    }
+
+    #[test]
+    fn wrong_addresses_are_naked() {
+        let (d, p) = (dhcp4(), policy(&KEA_URIS));
+        let mut t = LeaseTable::default();
+        // INIT-REBOOT off the network
+        let mut m = msg(MessageType::Request, CLIENT, &[]);
+        m.opts_mut()
+            .insert(DhcpOption::RequestedIpAddress("192.0.2.7".parse().unwrap()));
+        let o = run(&d, &p, &mut t, &m);
+        let r = o.reply.unwrap();
+        assert_eq!(r.msg_type, MessageType::Nak);
+        assert_eq!(r.to, Destination::Broadcast(68));
+        assert!(o.commit.is_empty());
+        assert!(o
+            .event
+            .unwrap()
+            .reason
+            .unwrap()
+            .contains("not on this network"));
+        // INIT-REBOOT outside the pools
+        let mut m = msg(MessageType::Request, CLIENT, &[]);
+        m.opts_mut().insert(DhcpOption::RequestedIpAddress(
+            "198.51.100.250".parse().unwrap(),
+        ));
+        assert_eq!(
+            run(&d, &p, &mut t, &m).reply.unwrap().msg_type,
+            MessageType::Nak
+        );
+        // SELECTING an address never offered
+        let o = run(
+            &d,
+            &p,
+            &mut t,
+            &request_selecting(
+                "198.51.100.101".parse().unwrap(),
+                "198.51.100.1".parse().unwrap(),
+            ),
+        );
+        assert_eq!(o.reply.unwrap().msg_type, MessageType::Nak);
+        // INIT-REBOOT for a free pool address: adopted (we are the segment's authority)
+        let mut m = msg(MessageType::Request, CLIENT, &[]);
+        m.opts_mut().insert(DhcpOption::RequestedIpAddress(
+            "198.51.100.101".parse().unwrap(),
+        ));
+        assert_eq!(
+            run(&d, &p, &mut t, &m).reply.unwrap().msg_type,
+            MessageType::Ack
+        );
+        // another client asks for it: NAK
+        let mut m = msg(MessageType::Request, [2, 0, 0, 0, 0, 9], &[]);
+        m.opts_mut().insert(DhcpOption::RequestedIpAddress(
+            "198.51.100.101".parse().unwrap(),
+        ));
+        assert_eq!(
+            run(&d, &p, &mut t, &m).reply.unwrap().msg_type,
+            MessageType::Nak
+        );
+    }
+
+    #[test]
+    fn renewing_extends_and_unicasts_to_ciaddr() {
+        let (d, p) = (dhcp4(), policy(&KEA_URIS));
+        let mut t = LeaseTable::default();
+        run(&d, &p, &mut t, &msg(MessageType::Discover, CLIENT, &[]));
+        let a: Ipv4Addr = "198.51.100.100".parse().unwrap();
+        run(
+            &d,
+            &p,
+            &mut t,
+            &request_selecting(a, "198.51.100.1".parse().unwrap()),
+        );
+        let mut m = msg(MessageType::Request, CLIENT, &[]);
+        m.set_ciaddr(a);
+        let o = handle(
+            &Context {
+                dhcp4: &d,
+                policy: &p,
+            },
+            &mut t,
+            &req(&m),
+            &meta(),
+            NOW + 1800,
+        );
+        let r = o.reply.unwrap();
+        assert_eq!(r.msg_type, MessageType::Ack);
+        assert_eq!(r.to, Destination::Unicast(SocketAddrV4::new(a, 68)));
+        assert_eq!(o.commit[0].expires, NOW + 1800 + 3600);
+        assert_eq!(&r.bytes[12..16], &a.octets(), "ciaddr echoed in ACK");
+    }
+
+    #[test]
+    fn relayed_requests_go_back_to_the_relay_with_82_echoed_last() {
+        let (d, p) = (dhcp4(), policy(&KEA_URIS));
+        let mut t = LeaseTable::default();
+        let mut m = msg(MessageType::Discover, CLIENT, &[143]);
+        m.set_giaddr(Ipv4Addr::new(192, 0, 2, 1));
+        let rai = vec![
+            1, 3, b'g', b'0', b'1', 5, 4, 198, 51, 100, 1, 19, 2, 0x1a, 0x6f,
+        ];
+        // dhcproto 0.15 emits an inserted option 82 twice: append it to the wire by hand
+        let mut bytes = m.to_vec().unwrap();
+        let end = bytes.len() - 1;
+        bytes.splice(end..end, [vec![82, rai.len() as u8], rai.clone()].concat());
+        let o = handle(
+            &Context {
+                dhcp4: &d,
+                policy: &p,
+            },
+            &mut t,
+            &Request::decode(&bytes).unwrap(),
+            &meta(),
+            NOW,
+        );
+        let r = o
+            .reply
+            .unwrap_or_else(|| panic!("ignored: {:?}", o.ignored));
+        assert_eq!(r.to, Destination::Relay("192.0.2.1:6767".parse().unwrap()));
+        let opts = tlvs(&r.bytes);
+        assert_eq!(opts.last().unwrap(), &(82u8, rai));
+        // link selection picked the subnet: the address is from 198.51.100.0/24
+        assert_eq!(&r.bytes[16..19], &[198, 51, 100]);
+        assert_eq!(&r.bytes[24..28], &[192, 0, 2, 1], "giaddr kept");
+        // without relay-port: port 67
+        let mut m = msg(MessageType::Discover, CLIENT, &[]);
+        m.set_giaddr(Ipv4Addr::new(198, 51, 100, 2));
+        assert_eq!(
+            run(&d, &p, &mut t, &m).reply.unwrap().to,
+            Destination::Relay("198.51.100.2:67".parse().unwrap())
+        );
+        // a giaddr in no subnet: ignored
+        let mut m = msg(MessageType::Discover, CLIENT, &[]);
+        m.set_giaddr(Ipv4Addr::new(203, 0, 113, 1));
+        assert_eq!(run(&d, &p, &mut t, &m).ignored, Some("no-subnet"));
+    }
+
+    #[test]
+    fn broadcast_flag_means_broadcast() {
+        let (d, p) = (dhcp4(), policy(&KEA_URIS));
+        let mut t = LeaseTable::default();
+        let mut m = msg(MessageType::Discover, CLIENT, &[]);
+        m.set_flags(Flags::default().set_broadcast());
+        let r = run(&d, &p, &mut t, &m).reply.unwrap();
+        assert_eq!(r.to, Destination::Broadcast(68));
+        assert_eq!(&r.bytes[10..12], &[0x80, 0]);
+    }
+
+    #[test]
+    fn reservation_wins() {
+        let (d, p) = (dhcp4(), policy(&KEA_URIS));
+        let mut t = LeaseTable::default();
+        let o = run(
+            &d,
+            &p,
+            &mut t,
+            &msg(MessageType::Discover, [2, 0, 0, 0, 0, 0x42], &[]),
+        );
+        assert_eq!(&o.reply.unwrap().bytes[16..20], &[198, 51, 100, 50]);
+        // nobody else gets it, even by asking
+        let mut m = msg(MessageType::Discover, CLIENT, &[]);
+        m.opts_mut().insert(DhcpOption::RequestedIpAddress(
+            "198.51.100.50".parse().unwrap(),
+        ));
+        assert_eq!(
+            &run(&d, &p, &mut t, &m).reply.unwrap().bytes[16..20],
+            &[198, 51, 100, 100]
+        );
+    }
+
+    #[test]
+    fn decline_quarantines_and_release_frees() {
+        let (d, p) = (dhcp4(), policy(&KEA_URIS));
+        let mut t = LeaseTable::default();
+        let sid: Ipv4Addr = "198.51.100.1".parse().unwrap();
+        run(&d, &p, &mut t, &msg(MessageType::Discover, CLIENT, &[]));
+        let a: Ipv4Addr = "198.51.100.100".parse().unwrap();
+        run(&d, &p, &mut t, &request_selecting(a, sid));
+        let mut m = msg(MessageType::Decline, CLIENT, &[]);
+        m.opts_mut().insert(DhcpOption::RequestedIpAddress(a));
+        m.opts_mut().insert(DhcpOption::ServerIdentifier(sid));
+        let o = run(&d, &p, &mut t, &m);
+        assert!(o.reply.is_none());
+        assert_eq!(o.commit[0].state, LeaseState::Declined);
+        assert_eq!(o.commit[0].expires, NOW + 3600);
+        // the next DISCOVER gets another address
+        let o = run(&d, &p, &mut t, &msg(MessageType::Discover, CLIENT, &[]));
+        let b = Ipv4Addr::from(<[u8; 4]>::try_from(&o.reply.unwrap().bytes[16..20]).unwrap());
+        assert_ne!(b, a);
+        run(&d, &p, &mut t, &request_selecting(b, sid));
+        let mut m = msg(MessageType::Release, CLIENT, &[]);
+        m.set_ciaddr(b);
+        m.opts_mut().insert(DhcpOption::ServerIdentifier(sid));
+        let o = run(&d, &p, &mut t, &m);
+        assert_eq!(o.commit[0].state, LeaseState::Released);
+        assert_eq!(t.active(NOW), 0);
+    }
+
+    #[test]
+    fn inform_gets_options_without_a_lease() {
+        let (d, p) = (dhcp4(), policy(&KEA_URIS));
+        let mut t = LeaseTable::default();
+        let mut m = msg(MessageType::Inform, CLIENT, &[143]);
+        m.set_ciaddr(Ipv4Addr::new(198, 51, 100, 77));
+        let o = run(&d, &p, &mut t, &m);
+        let r = o.reply.unwrap();
+        assert_eq!(r.msg_type, MessageType::Ack);
+        assert_eq!(&r.bytes[16..20], &[0, 0, 0, 0]);
+        assert!(tlvs(&r.bytes).iter().all(|(c, _)| *c != 51));
+        assert!(opt143(&r.bytes).is_some());
+        assert!(o.commit.is_empty());
+        assert_eq!(
+            r.to,
+            Destination::Unicast("198.51.100.77:68".parse().unwrap())
+        );
+    }
+
+    #[test]
+    fn pool_exhaustion_is_reported_not_crashed() {
+        let (d, p) = (dhcp4(), policy(&KEA_URIS));
+        let mut t = LeaseTable::default();
+        for i in 0..3u8 {
+            assert!(run(
+                &d,
+                &p,
+                &mut t,
+                &msg(MessageType::Discover, [2, 0, 0, 0, 1, i], &[])
+            )
+            .reply
+            .is_some());
+        }
+        let o = run(
+            &d,
+            &p,
+            &mut t,
+            &msg(MessageType::Discover, [2, 0, 0, 0, 1, 9], &[]),
+        );
+        assert_eq!(o.ignored, Some("pool-exhausted"));
+    }
+}

@@ -1,0 +1,311 @@
+//! DHCPv4 request decoding: dhcproto for the message, plus a raw option scan that joins split
+//! options (RFC 3396) and keeps option 82 verbatim for the echo (RFC 3046)
+
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+
+use dhcproto::v4::{Message, MessageType, Opcode};
+use dhcproto::{Decodable, Decoder};
+
+/// Fixed BOOTP header length, before the magic cookie.
+pub const BOOTP_HEADER_LEN: usize = 236;
+pub const MAGIC_COOKIE: [u8; 4] = [99, 130, 83, 99];
+
+pub const OPT_PAD: u8 = 0;
+pub const OPT_SUBNET_MASK: u8 = 1;
+pub const OPT_ROUTER: u8 = 3;
+pub const OPT_DNS: u8 = 6;
+pub const OPT_HOSTNAME: u8 = 12;
+pub const OPT_DOMAIN_NAME: u8 = 15;
+pub const OPT_REQUESTED_ADDR: u8 = 50;
+pub const OPT_LEASE_TIME: u8 = 51;
+pub const OPT_OVERLOAD: u8 = 52;
+pub const OPT_MESSAGE_TYPE: u8 = 53;
+pub const OPT_SERVER_ID: u8 = 54;
+pub const OPT_PRL: u8 = 55;
+pub const OPT_MESSAGE: u8 = 56;
+pub const OPT_MAX_SIZE: u8 = 57;
+pub const OPT_RENEWAL: u8 = 58;
+pub const OPT_REBINDING: u8 = 59;
+pub const OPT_VENDOR_CLASS: u8 = 60;
+pub const OPT_CLIENT_ID: u8 = 61;
+pub const OPT_USER_CLASS: u8 = 77;
+pub const OPT_RELAY_AGENT: u8 = 82;
+pub const OPT_SUBNET_SELECTION: u8 = 118;
+pub const OPT_DOMAIN_SEARCH: u8 = 119;
+pub const OPT_SZTP_REDIRECT: u8 = 143;
+pub const OPT_END: u8 = 255;
+
+/// Relay agent sub-options we act on.
+pub const RAI_CIRCUIT_ID: u8 = 1;
+pub const RAI_REMOTE_ID: u8 = 2;
+pub const RAI_LINK_SELECTION: u8 = 5;
+pub const RAI_RELAY_PORT: u8 = 19;
+
+/// Why a packet was dropped before it reached the handler.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Malformed {
+    TooShort,
+    BadCookie,
+    NotBootRequest,
+    BadHardwareLength,
+    Undecodable,
+    NoMessageType,
+    BadOptions,
+}
+
+impl Malformed {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Malformed::TooShort => "too-short",
+            Malformed::BadCookie => "bad-cookie",
+            Malformed::NotBootRequest => "not-bootrequest",
+            Malformed::BadHardwareLength => "bad-hlen",
+            Malformed::Undecodable => "undecodable",
+            Malformed::NoMessageType => "no-message-type",
+            Malformed::BadOptions => "bad-options",
+        }
+    }
+}
+
+/// Scan the options area: every option's instances joined in order (RFC 3396), including
+/// the `file` and `sname` fields when option 52 says so. Returns `None` when an option runs
+/// past the end of its field.
+pub fn scan_options(packet: &[u8]) -> Option<BTreeMap<u8, Vec<u8>>> {
+    let mut out: BTreeMap<u8, Vec<u8>> = BTreeMap::new();
+    let opts = packet.get(BOOTP_HEADER_LEN + 4..)?;
+    scan_field(opts, &mut out)?;
+    let overload = out
+        .get(&OPT_OVERLOAD)
+        .and_then(|v| v.first().copied())
+        .unwrap_or(0);
+    if overload & 1 != 0 {
+        scan_field(&packet[108..236], &mut out)?;
+    }
+    if overload & 2 != 0 {
+        scan_field(&packet[44..108], &mut out)?;
+    }
+    Some(out)
+}
+
+fn scan_field(mut b: &[u8], out: &mut BTreeMap<u8, Vec<u8>>) -> Option<()> {
+    while let Some((&code, rest)) = b.split_first() {
+        match code {
+            OPT_PAD => b = rest,
+            OPT_END => return Some(()),
+            _ => {
+                let (&len, rest) = rest.split_first()?;
+                let data = rest.get(..len as usize)?;
+                out.entry(code).or_default().extend_from_slice(data);
+                b = &rest[len as usize..];
+            }
+        }
+    }
+    // a missing End option is tolerated, as most servers do
+    Some(())
+}
+
+/// Sub-options of a relay agent information option; the first instance of each code counts.
+pub fn relay_suboptions(rai: &[u8]) -> BTreeMap<u8, Vec<u8>> {
+    let mut out: BTreeMap<u8, Vec<u8>> = BTreeMap::new();
+    let mut b = rai;
+    while b.len() >= 2 {
+        let (code, len) = (b[0], b[1] as usize);
+        let Some(data) = b.get(2..2 + len) else { break };
+        out.entry(code).or_insert_with(|| data.to_vec());
+        b = &b[2 + len..];
+    }
+    out
+}
+
+/// A decoded DHCPv4 request with the option values the server acts on.
+#[derive(Clone, Debug)]
+pub struct Request {
+    pub msg: Message,
+    pub msg_type: MessageType,
+    /// All options, instances joined (RFC 3396).
+    pub options: BTreeMap<u8, Vec<u8>>,
+}
+
+fn ipv4(v: Option<&Vec<u8>>) -> Option<Ipv4Addr> {
+    let b: [u8; 4] = v?.as_slice().try_into().ok()?;
+    Some(Ipv4Addr::from(b))
+}
+
+impl Request {
+    pub fn decode(packet: &[u8]) -> Result<Request, Malformed> {
+        if packet.len() < BOOTP_HEADER_LEN + 4 {
+            return Err(Malformed::TooShort);
+        }
+        if packet[BOOTP_HEADER_LEN..BOOTP_HEADER_LEN + 4] != MAGIC_COOKIE {
+            return Err(Malformed::BadCookie);
+        }
+        if packet[0] != 1 {
+            return Err(Malformed::NotBootRequest);
+        }
+        if packet[2] > 16 {
+            return Err(Malformed::BadHardwareLength);
+        }
+        let options = scan_options(packet).ok_or(Malformed::BadOptions)?;
+        let msg = Message::decode(&mut Decoder::new(packet)).map_err(|_| Malformed::Undecodable)?;
+        if msg.opcode() != Opcode::BootRequest {
+            return Err(Malformed::NotBootRequest);
+        }
+        let msg_type = match options.get(&OPT_MESSAGE_TYPE).map(|v| v.as_slice()) {
+            Some([t]) => MessageType::from(*t),
+            _ => return Err(Malformed::NoMessageType),
+        };
+        Ok(Request {
+            msg,
+            msg_type,
+            options,
+        })
+    }
+
+    pub fn opt(&self, code: u8) -> Option<&[u8]> {
+        self.options.get(&code).map(|v| v.as_slice())
+    }
+
+    pub fn requested_addr(&self) -> Option<Ipv4Addr> {
+        ipv4(self.options.get(&OPT_REQUESTED_ADDR))
+    }
+
+    pub fn server_id(&self) -> Option<Ipv4Addr> {
+        ipv4(self.options.get(&OPT_SERVER_ID))
+    }
+
+    /// Whether `code` is in the parameter request list (option 55).
+    pub fn requests(&self, code: u8) -> bool {
+        self.opt(OPT_PRL).is_some_and(|p| p.contains(&code))
+    }
+
+    /// The client's option 57, when it is a legal value (≥ 576).
+    pub fn max_message_size(&self) -> Option<u16> {
+        let v: [u8; 2] = self.opt(OPT_MAX_SIZE)?.try_into().ok()?;
+        Some(u16::from_be_bytes(v)).filter(|&n| n >= 576)
+    }
+
+    pub fn relay_agent_info(&self) -> Option<&[u8]> {
+        self.opt(OPT_RELAY_AGENT)
+    }
+
+    pub fn relay_suboption(&self, code: u8) -> Option<Vec<u8>> {
+        relay_suboptions(self.relay_agent_info()?).remove(&code)
+    }
+
+    /// RFC 8357: the relay's source port, to which replies go instead of 67.
+    pub fn relay_port(&self) -> Option<u16> {
+        let v: [u8; 2] = self
+            .relay_suboption(RAI_RELAY_PORT)?
+            .as_slice()
+            .try_into()
+            .ok()?;
+        Some(u16::from_be_bytes(v)).filter(|&p| p != 0)
+    }
+
+    /// RFC 3527 link-selection sub-option, else RFC 3011 subnet-selection option.
+    pub fn link_selection(&self) -> Option<Ipv4Addr> {
+        self.relay_suboption(RAI_LINK_SELECTION)
+            .and_then(|v| ipv4(Some(&v)))
+            .or_else(|| ipv4(self.options.get(&OPT_SUBNET_SELECTION)))
+    }
+
+    pub fn client_id(&self) -> Option<&[u8]> {
+        self.opt(OPT_CLIENT_ID).filter(|v| !v.is_empty())
+    }
+
+    pub fn vendor_class(&self) -> Option<String> {
+        self.opt(OPT_VENDOR_CLASS)
+            .map(|v| String::from_utf8_lossy(v).into_owned())
+    }
+
+    /// Option 77: RFC 3004 length-prefixed instances; a value that does not parse that way
+    /// (many clients send one bare string) is taken whole.
+    pub fn user_classes(&self) -> Vec<String> {
+        let Some(v) = self.opt(OPT_USER_CLASS) else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        let mut b = v;
+        while let Some((&len, rest)) = b.split_first() {
+            match rest.get(..len as usize) {
+                Some(data) if len > 0 => {
+                    out.push(String::from_utf8_lossy(data).into_owned());
+                    b = &rest[len as usize..];
+                }
+                _ => return vec![String::from_utf8_lossy(v).into_owned()],
+            }
+        }
+        out
+    }
+
+    pub fn hostname(&self) -> Option<String> {
+        self.opt(OPT_HOSTNAME)
+            .map(|v| String::from_utf8_lossy(v).into_owned())
+            .filter(|s| !s.is_empty())
+    }
+
+    pub fn chaddr_mac(&self) -> Option<crate::policy::MacAddr> {
+        if self.msg.hlen() == 6 {
+            crate::policy::MacAddr::from_slice(self.msg.chaddr())
+        } else {
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn packet(opts: &[u8]) -> Vec<u8> {
+        let mut p = vec![0u8; BOOTP_HEADER_LEN];
+        p[0] = 1;
+        p[1] = 1;
+        p[2] = 6;
+        p[28..34].copy_from_slice(&[2, 0, 0, 0, 0, 2]);
+        p.extend_from_slice(&MAGIC_COOKIE);
+        p.extend_from_slice(opts);
+        p
+    }
+
+    #[test]
+    fn joins_non_adjacent_instances() {
+        let p = packet(&[53, 1, 1, 77, 2, b'a', b'b', 12, 1, b'h', 77, 1, b'c', 255]);
+        let r = Request::decode(&p).unwrap();
+        assert_eq!(r.msg_type, MessageType::Discover);
+        assert_eq!(r.opt(77), Some(&b"abc"[..]));
+    }
+
+    #[test]
+    fn drops_malformed() {
+        assert_eq!(Request::decode(&[1; 10]).unwrap_err(), Malformed::TooShort);
+        let mut p = packet(&[53, 1, 1, 255]);
+        p[236] = 0;
+        assert_eq!(Request::decode(&p).unwrap_err(), Malformed::BadCookie);
+        let mut p = packet(&[53, 1, 1, 255]);
+        p[0] = 2;
+        assert_eq!(Request::decode(&p).unwrap_err(), Malformed::NotBootRequest);
+        let p = packet(&[53, 5, 1]);
+        assert_eq!(Request::decode(&p).unwrap_err(), Malformed::BadOptions);
+        let p = packet(&[12, 1, b'h', 255]);
+        assert_eq!(Request::decode(&p).unwrap_err(), Malformed::NoMessageType);
+    }
+
+    #[test]
+    fn relay_suboptions_and_user_class() {
+        let p = packet(&[
+            53, 1, 1, 77, 7, 3, b'o', b'p', b'i', 2, b'x', b'y', 82, 14, 1, 2, b'g', b'1', 5, 4,
+            192, 0, 2, 1, 19, 2, 0x1a, 0x6f, 255,
+        ]);
+        let r = Request::decode(&p).unwrap();
+        assert_eq!(r.user_classes(), ["opi", "xy"]);
+        assert_eq!(r.relay_port(), Some(0x1a6f));
+        assert_eq!(r.link_selection(), Some(Ipv4Addr::new(192, 0, 2, 1)));
+        assert_eq!(r.relay_suboption(RAI_CIRCUIT_ID).unwrap(), b"g1");
+        let bare = packet(&[
+            53, 1, 1, 77, 8, b'o', b'p', b'i', b'-', b's', b'z', b't', b'p', 255,
+        ]);
+        assert_eq!(Request::decode(&bare).unwrap().user_classes(), ["opi-sztp"]);
+    }
+}
