@@ -50,6 +50,9 @@ pub enum StoreError {
         line: usize,
         reason: String,
     },
+    /// Writing the printed leases failed.
+    #[error("writing the lease list: {0}")]
+    Output(#[source] io::Error),
 }
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> StoreError + '_ {
@@ -422,14 +425,11 @@ pub fn print_leases(
 ) -> Result<(), StoreError> {
     let leases = read_leases(dir)?;
     let rows: Vec<LeaseRow> = leases.iter().map(|l| LeaseRow::new(l, now)).collect();
-    let stdout = Path::new("<output>");
     if json {
-        let mut text = serde_json::to_string_pretty(&rows).map_err(|e| StoreError::Io {
-            path: stdout.to_owned(),
-            source: io::Error::other(e),
-        })?;
+        let mut text = serde_json::to_string_pretty(&rows)
+            .map_err(|e| StoreError::Output(io::Error::other(e)))?;
         text.push('\n');
-        return out.write_all(text.as_bytes()).map_err(io_err(stdout));
+        return out.write_all(text.as_bytes()).map_err(StoreError::Output);
     }
     const HEAD: [&str; 7] = [
         "ADDRESS",
@@ -450,7 +450,7 @@ pub fn print_leases(
                 r.expires,
                 r.remaining,
                 r.client_id.unwrap_or_else(|| "-".into()),
-                r.hostname.unwrap_or_else(|| "-".into()),
+                r.hostname.as_deref().map_or_else(|| "-".into(), printable),
             ]
         })
         .collect();
@@ -477,7 +477,22 @@ pub fn print_leases(
     for row in &cells {
         line(&row.each_ref().map(String::as_str));
     }
-    out.write_all(text.as_bytes()).map_err(io_err(stdout))
+    out.write_all(text.as_bytes()).map_err(StoreError::Output)
+}
+
+/// Device-supplied text (a hostname is whatever option 12 said) with control characters
+/// escaped, so printing it cannot drive the operator's terminal.
+fn printable(s: &str) -> String {
+    s.chars()
+        .flat_map(|c| {
+            let esc: Vec<char> = if c.is_control() {
+                c.escape_default().collect()
+            } else {
+                vec![c]
+            };
+            esc
+        })
+        .collect()
 }
 
 /// Whether a journal of `records` records holding `live` live leases is worth compacting:
@@ -523,7 +538,9 @@ impl Owner {
             .shutdown = true;
         self.shared.wake.notify_one();
         let handle = self.thread.lock().unwrap_or_else(|p| p.into_inner()).take();
-        if let Some(h) = handle {
+        // A callback on the writer thread may drop the last handle: it cannot join itself, and
+        // the thread exits on its own after this round.
+        if let Some(h) = handle.filter(|h| h.thread().id() != std::thread::current().id()) {
             if h.join().is_err() {
                 tracing::error!("lease writer thread panicked");
             }
@@ -947,6 +964,127 @@ mod tests {
     }
 
     #[test]
+    fn failed_compaction_keeps_the_old_journal() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut s, _) = LeaseStore::open(dir.path()).unwrap();
+        let a = lease(1, LeaseState::Bound, 100);
+        s.append(std::slice::from_ref(&a)).unwrap();
+        // Something in the way of the temp file.
+        fs::create_dir(dir.path().join(COMPACT_TMP_FILE)).unwrap();
+        fs::write(dir.path().join(COMPACT_TMP_FILE).join("x"), b"").unwrap();
+        s.compact(&[]).unwrap_err();
+        let b = lease(2, LeaseState::Bound, 100);
+        s.append(std::slice::from_ref(&b)).unwrap();
+        assert_eq!(s.len_records(), 2);
+        drop(s);
+        assert_eq!(read_leases(dir.path()).unwrap(), vec![a, b]);
+    }
+
+    #[test]
+    fn commits_queued_while_busy_share_one_fdatasync() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _) = LeaseStore::open(dir.path()).unwrap();
+        let w = LeaseWriter::spawn(store);
+        let (entered_tx, entered_rx) = mpsc::channel();
+        let (release_tx, release_rx) = mpsc::channel::<()>();
+        // The first callback holds the writer thread until the rest are queued.
+        w.commit(
+            vec![lease(0, LeaseState::Bound, 10)],
+            Box::new(move |r| {
+                r.unwrap();
+                entered_tx.send(()).unwrap();
+                let _ = release_rx.recv();
+            }),
+        );
+        entered_rx.recv().unwrap();
+        let (tx, rx) = mpsc::channel();
+        for i in 1..=100 {
+            let tx = tx.clone();
+            w.commit(
+                vec![lease(i, LeaseState::Bound, 10)],
+                Box::new(move |r| tx.send((i, r.is_ok())).unwrap()),
+            );
+        }
+        drop(release_tx);
+        let order: Vec<(u32, bool)> = (1..=100).map(|_| rx.recv().unwrap()).collect();
+        assert_eq!(order, (1..=100).map(|i| (i, true)).collect::<Vec<_>>());
+        assert_eq!(w.syncs(), 2);
+        assert_eq!(w.records_since_compact(), 101);
+        w.shutdown();
+    }
+
+    #[test]
+    fn a_failed_group_fails_every_callback() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut store, _) = LeaseStore::open(dir.path()).unwrap();
+        store.poisoned = Some("simulated fsync failure".into());
+        let w = LeaseWriter::spawn(store);
+        let (tx, rx) = mpsc::channel();
+        for i in 0..10 {
+            let tx = tx.clone();
+            w.commit(
+                vec![lease(i, LeaseState::Bound, 10)],
+                Box::new(move |r| tx.send(r.map_err(|e| e.to_string())).unwrap()),
+            );
+        }
+        for _ in 0..10 {
+            let err = rx.recv().unwrap().unwrap_err();
+            assert!(err.contains("simulated fsync failure"), "{err}");
+        }
+        // Compaction rewrites the file from the caller's live set and clears the failure.
+        let live = vec![lease(5, LeaseState::Bound, 10)];
+        w.compact(live.clone());
+        let tx2 = tx.clone();
+        w.commit(
+            vec![lease(6, LeaseState::Bound, 10)],
+            Box::new(move |r| tx2.send(r.map_err(|e| e.to_string())).unwrap()),
+        );
+        assert_eq!(rx.recv().unwrap(), Ok(()));
+        w.shutdown();
+        let mut want = live;
+        want.push(lease(6, LeaseState::Bound, 10));
+        assert_eq!(read_leases(dir.path()).unwrap(), want);
+    }
+
+    #[test]
+    fn dropping_the_last_handle_in_a_callback_does_not_deadlock() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _) = LeaseStore::open(dir.path()).unwrap();
+        let w = LeaseWriter::spawn(store);
+        let (entered_tx, entered_rx) = mpsc::channel();
+        let (release_tx, release_rx) = mpsc::channel::<()>();
+        w.commit(
+            vec![lease(0, LeaseState::Bound, 10)],
+            Box::new(move |_| {
+                entered_tx.send(()).unwrap();
+                let _ = release_rx.recv();
+            }),
+        );
+        entered_rx.recv().unwrap();
+        // While the thread is held, queue a callback that owns the only remaining handle.
+        let (tx, rx) = mpsc::channel();
+        let last = w.clone();
+        w.commit(
+            vec![lease(1, LeaseState::Bound, 10)],
+            Box::new(move |r| {
+                drop(last);
+                tx.send(r.is_ok()).unwrap();
+            }),
+        );
+        drop(w);
+        drop(release_tx);
+        assert!(rx.recv().unwrap());
+        assert_eq!(read_leases(dir.path()).unwrap().len(), 2);
+    }
+
+    #[test]
+    fn handles_are_send_and_sync() {
+        fn check<T: Send + Sync>() {}
+        check::<LeaseWriter>();
+        check::<crate::journal::DeviceJournal>();
+    }
+
+    #[test]
     fn compaction_policy() {
         assert!(!should_compact(10_000, 10));
         assert!(should_compact(10_001, 10));
@@ -972,7 +1110,7 @@ mod tests {
         let (mut s, _) = LeaseStore::open(dir.path()).unwrap();
         let now = 1_795_810_500 - 3552; // 59m12s before 2026-11-27T20:15:00Z
         let mut a = lease(12, LeaseState::Bound, 1_795_810_500);
-        a.hostname = Some("sw-12".into());
+        a.hostname = Some("sw-12\x1b[2J".into());
         let b = Lease4 {
             client_id: None,
             hostname: None,
@@ -997,7 +1135,7 @@ mod tests {
         let want = "\
 ADDRESS     MAC                STATE     EXPIRES               REMAINING  CLIENT-ID       HOSTNAME
 192.0.2.3   00:11:22:00:00:03  declined  2026-11-27T19:15:47Z  expired    -               -
-192.0.2.12  00:11:22:00:00:0c  bound     2026-11-27T20:15:00Z  59m12s     0100112200000c  sw-12
+192.0.2.12  00:11:22:00:00:0c  bound     2026-11-27T20:15:00Z  59m12s     0100112200000c  sw-12\\u{1b}[2J
 ";
         assert_eq!(String::from_utf8(out).unwrap(), want);
         assert_eq!(fs::read(journal(dir.path())).unwrap(), before);
@@ -1029,7 +1167,7 @@ ADDRESS     MAC                STATE     EXPIRES               REMAINING  CLIENT
                     "expires": "2026-11-27T20:15:00Z",
                     "remaining": "59m12s",
                     "client_id": "0100112200000c",
-                    "hostname": "sw-12",
+                    "hostname": "sw-12\u{1b}[2J",
                     "expires_unix": 1_795_810_500u64,
                 }
             ])
