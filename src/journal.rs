@@ -1,1 +1,509 @@
 //! The device journal: one JSON line per DHCP step in state-dir, rotated by size
+//!
+//! The packet path only serializes the event and `try_send`s the line into a bounded channel;
+//! a background thread owns the file. When the channel is full the event is dropped and counted
+//! ([`DeviceJournal::dropped`]): a slow disk must never delay an OFFER or an ACK. The journal is
+//! a diagnostic record, not state, so it is flushed to the kernel (at least once per second or
+//! every [`FLUSH_LINES`] lines) but never fsync'd.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, BufWriter, Write};
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{self, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use serde::{Serialize, Serializer};
+
+use crate::policy::MacAddr;
+
+/// File name of the current device journal in state-dir.
+pub const DEVICE_JOURNAL_FILE: &str = "devices.jsonl";
+/// Rotated files kept beside the current one: `devices.jsonl.1` (newest) ..= `.3` (oldest).
+pub const KEEP_ROTATED: u32 = 3;
+/// Events that may wait for the writer thread before new ones are dropped.
+pub const DEFAULT_CAPACITY: usize = 4096;
+/// Buffered lines that force a flush before the one-second timer does.
+pub const FLUSH_LINES: usize = 256;
+const FLUSH_INTERVAL: Duration = Duration::from_secs(1);
+
+/// `unix_secs` as an RFC 3339 / ISO 8601 UTC timestamp: `2026-11-27T20:15:00Z`.
+pub fn rfc3339(unix_secs: u64) -> String {
+    let days = unix_secs / 86_400;
+    let sod = unix_secs % 86_400;
+    let (y, m, d) = civil_from_days(days);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        sod / 3600,
+        sod / 60 % 60,
+        sod % 60
+    )
+}
+
+/// The current wall-clock time as [`rfc3339`]; for I/O code only (handlers get `now` passed in).
+pub fn now_rfc3339() -> String {
+    rfc3339(unix_now())
+}
+
+/// Seconds since the Unix epoch by the wall clock (0 if the clock is before 1970).
+pub fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// Days since 1970-01-01 → (year, month 1..=12, day 1..=31), proleptic Gregorian.
+///
+/// Howard Hinnant's `civil_from_days`, restricted to non-negative days: shift the epoch to
+/// 0000-03-01 so the leap day is the last day of the (March-based) year, then split into
+/// 400-year eras of 146097 days.
+fn civil_from_days(days: u64) -> (u64, u32, u32) {
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let doe = z % 146_097; // [0, 146096]
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365; // [0, 399]
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100); // [0, 365]
+    let mp = (5 * doy + 2) / 153; // [0, 11], March-based
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = yoe + era * 400 + u64::from(m <= 2);
+    (y, m, d)
+}
+
+/// One DHCP step as the device journal records it (snake_case JSON keys).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct DeviceEvent {
+    /// When it happened, RFC 3339 UTC ([`rfc3339`]).
+    pub ts: String,
+    /// `"dhcp4"`.
+    pub proto: String,
+    /// `"offer"`, `"ack"`, `"nak"`, `"decline"`, `"release"` or `"inform"`.
+    pub event: String,
+    /// Transaction id, written as `"0x1234abcd"`.
+    #[serde(serialize_with = "ser_xid")]
+    pub xid: u32,
+    pub mac: MacAddr,
+    /// Option 61, written as lowercase hex.
+    #[serde(serialize_with = "ser_hex_opt")]
+    pub client_id: Option<Vec<u8>>,
+    /// Option 60.
+    pub vendor_class: Option<String>,
+    /// Option 77, one string per instance.
+    pub user_class: Vec<String>,
+    /// Interface the request came in on.
+    pub interface: Option<String>,
+    /// The relay agent (giaddr), if relayed.
+    pub relay: Option<String>,
+    /// Address offered, acknowledged, declined or released.
+    pub address: Option<Ipv4Addr>,
+    /// Whether the device asked for option 143 (SZTP redirect) in its parameter request list.
+    pub requested_143: bool,
+    /// Name of the matching known device or rule.
+    pub rule: Option<String>,
+    /// Bootstrap server URIs sent.
+    pub uris: Vec<String>,
+    /// URIs left out to fit the option size limit.
+    pub uris_dropped: Vec<String>,
+    /// How the URIs were encoded (e.g. RFC 3396 long option).
+    pub encoding: Option<String>,
+    /// Why, for a NAK or a drop.
+    pub reason: Option<String>,
+}
+
+impl DeviceEvent {
+    /// A DHCPv4 event with everything optional left empty.
+    pub fn dhcp4(unix_secs: u64, event: &str, xid: u32, mac: MacAddr) -> DeviceEvent {
+        DeviceEvent {
+            ts: rfc3339(unix_secs),
+            proto: "dhcp4".to_owned(),
+            event: event.to_owned(),
+            xid,
+            mac,
+            ..DeviceEvent::default()
+        }
+    }
+}
+
+fn ser_xid<S: Serializer>(xid: &u32, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(&format_args!("{xid:#010x}"))
+}
+
+fn ser_hex_opt<S: Serializer>(v: &Option<Vec<u8>>, s: S) -> Result<S::Ok, S::Error> {
+    match v {
+        Some(b) => s.collect_str(&b.iter().map(|x| format!("{x:02x}")).collect::<String>()),
+        None => s.serialize_none(),
+    }
+}
+
+enum Msg {
+    Line(String),
+    Flush(mpsc::Sender<()>),
+    /// Test hook: report "stalled" on the first sender, then block until the second is dropped
+    /// or sends, so a test can fill the queue deterministically.
+    #[cfg(test)]
+    Stall(mpsc::Sender<()>, mpsc::Receiver<()>),
+}
+
+/// Handle to the device journal; share it behind an `Arc`. Dropping it flushes and stops the
+/// writer thread.
+pub struct DeviceJournal {
+    tx: Option<SyncSender<Msg>>,
+    dropped: Arc<AtomicU64>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl DeviceJournal {
+    /// Opens (appends to) `dir/devices.jsonl`, creating `dir` if needed; rotates once the file
+    /// grows past `max_bytes`.
+    pub fn open(dir: &Path, max_bytes: u64) -> io::Result<DeviceJournal> {
+        Self::open_with_capacity(dir, max_bytes, DEFAULT_CAPACITY)
+    }
+
+    /// [`open`](Self::open) with `capacity` events allowed to queue before events are dropped.
+    pub fn open_with_capacity(
+        dir: &Path,
+        max_bytes: u64,
+        capacity: usize,
+    ) -> io::Result<DeviceJournal> {
+        fs::create_dir_all(dir)?;
+        let path = dir.join(DEVICE_JOURNAL_FILE);
+        let file = open_append(&path)?;
+        let size = file.metadata()?.len();
+        let writer = Writer {
+            path,
+            max_bytes,
+            out: BufWriter::new(file),
+            size,
+            failing: false,
+        };
+        let (tx, rx) = mpsc::sync_channel(capacity);
+        let thread = std::thread::Builder::new()
+            .name("device-journal".into())
+            .spawn(move || writer.run(rx))?;
+        Ok(DeviceJournal {
+            tx: Some(tx),
+            dropped: Arc::new(AtomicU64::new(0)),
+            thread: Some(thread),
+        })
+    }
+
+    /// Queues one event; never blocks. If the writer is behind, the event is dropped and counted.
+    pub fn record(&self, ev: &DeviceEvent) {
+        let line = match serde_json::to_string(ev) {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot serialize device event");
+                self.dropped.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+        };
+        let Some(tx) = &self.tx else { return };
+        match tx.try_send(Msg::Line(line)) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
+                self.dropped.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Events dropped so far because the writer was behind (or gone).
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+
+    /// Waits until everything queued before this call is written to the file (not fsync'd).
+    /// Blocks; not for the packet path.
+    pub fn flush(&self) {
+        let Some(tx) = &self.tx else { return };
+        let (ack_tx, ack_rx) = mpsc::channel();
+        if tx.send(Msg::Flush(ack_tx)).is_ok() {
+            let _ = ack_rx.recv();
+        }
+    }
+}
+
+impl Drop for DeviceJournal {
+    fn drop(&mut self) {
+        // Closing the channel makes the writer drain what is queued, flush and exit.
+        drop(self.tx.take());
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn open_append(path: &Path) -> io::Result<File> {
+    OpenOptions::new().create(true).append(true).open(path)
+}
+
+struct Writer {
+    path: PathBuf,
+    max_bytes: u64,
+    out: BufWriter<File>,
+    size: u64,
+    /// Set after a write error so a full disk logs once, not once per event.
+    failing: bool,
+}
+
+impl Writer {
+    fn run(mut self, rx: mpsc::Receiver<Msg>) {
+        let mut pending = 0usize;
+        let mut last_flush = Instant::now();
+        loop {
+            let timeout = if pending == 0 {
+                // Nothing buffered: sleep until the next message.
+                Duration::from_secs(3600)
+            } else {
+                FLUSH_INTERVAL.saturating_sub(last_flush.elapsed())
+            };
+            match rx.recv_timeout(timeout) {
+                Ok(Msg::Line(line)) => {
+                    self.write_line(&line);
+                    pending += 1;
+                }
+                Ok(Msg::Flush(ack)) => {
+                    self.flush();
+                    pending = 0;
+                    last_flush = Instant::now();
+                    let _ = ack.send(());
+                    continue;
+                }
+                #[cfg(test)]
+                Ok(Msg::Stall(stalled, release)) => {
+                    let _ = stalled.send(());
+                    let _ = release.recv();
+                    continue;
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => {
+                    self.flush();
+                    return;
+                }
+            }
+            if pending > 0 && (pending >= FLUSH_LINES || last_flush.elapsed() >= FLUSH_INTERVAL) {
+                self.flush();
+                pending = 0;
+                last_flush = Instant::now();
+            }
+        }
+    }
+
+    fn write_line(&mut self, line: &str) {
+        let res = self
+            .out
+            .write_all(line.as_bytes())
+            .and_then(|()| self.out.write_all(b"\n"));
+        self.note(res, "cannot write device journal");
+        self.size += line.len() as u64 + 1;
+        if self.size > self.max_bytes {
+            let res = self.rotate();
+            self.note(res, "cannot rotate device journal");
+        }
+    }
+
+    fn flush(&mut self) {
+        let res = self.out.flush();
+        self.note(res, "cannot write device journal");
+    }
+
+    /// `devices.jsonl.2` → `.3`, `.1` → `.2`, current → `.1`, then a fresh current file.
+    fn rotate(&mut self) -> io::Result<()> {
+        self.out.flush()?;
+        for n in (1..KEEP_ROTATED).rev() {
+            match fs::rename(self.rotated(n), self.rotated(n + 1)) {
+                Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+                _ => {}
+            }
+        }
+        fs::rename(&self.path, self.rotated(1))?;
+        self.out = BufWriter::new(open_append(&self.path)?);
+        self.size = 0;
+        Ok(())
+    }
+
+    fn rotated(&self, n: u32) -> PathBuf {
+        let mut p = self.path.clone().into_os_string();
+        p.push(format!(".{n}"));
+        PathBuf::from(p)
+    }
+
+    fn note(&mut self, res: io::Result<()>, what: &str) {
+        match res {
+            Ok(()) => self.failing = false,
+            Err(e) => {
+                if !self.failing {
+                    tracing::error!(file = %self.path.display(), error = %e, "{what}");
+                }
+                self.failing = true;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc3339_known_dates() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(rfc3339(1_709_251_199), "2024-02-29T23:59:59Z");
+        assert_eq!(rfc3339(1_798_402_500), "2026-12-27T20:15:00Z");
+        assert_eq!(rfc3339(1_795_810_500), "2026-11-27T20:15:00Z");
+        assert_eq!(rfc3339(4_107_542_400), "2100-03-01T00:00:00Z");
+        assert_eq!(rfc3339(253_402_300_799), "9999-12-31T23:59:59Z");
+    }
+
+    /// Every day for 1000 years: consecutive days are consecutive dates.
+    #[test]
+    fn civil_dates_are_contiguous() {
+        let mut prev = civil_from_days(0);
+        assert_eq!(prev, (1970, 1, 1));
+        for day in 1..366_000u64 {
+            let cur = civil_from_days(day);
+            let (py, pm, pd) = prev;
+            let next_day = cur == (py, pm, pd + 1);
+            let next_month = cur == (py, pm + 1, 1) && pd >= 28;
+            let next_year = cur == (py + 1, 1, 1) && (pm, pd) == (12, 31);
+            assert!(next_day || next_month || next_year, "{prev:?} -> {cur:?}");
+            if cur.1 == 2 && cur.2 == 29 {
+                let y = cur.0;
+                assert!(
+                    y.is_multiple_of(4) && (!y.is_multiple_of(100) || y.is_multiple_of(400)),
+                    "{y}-02-29"
+                );
+            }
+            prev = cur;
+        }
+    }
+
+    fn sample(i: u32) -> DeviceEvent {
+        let mut ev = DeviceEvent::dhcp4(
+            1_795_810_500,
+            "ack",
+            0x1234_abcd,
+            MacAddr([0, 0x11, 0x22, 0x33, 0x44, i as u8]),
+        );
+        ev.client_id = Some(vec![1, 0xaa, 0xbb]);
+        ev.vendor_class = Some("Juniper-ex4300".into());
+        ev.user_class = vec!["sztp".into()];
+        ev.address = Some(Ipv4Addr::new(192, 0, 2, 10));
+        ev.requested_143 = true;
+        ev.uris = vec![format!("https://bs{i}.example.net:8443")];
+        ev
+    }
+
+    fn lines(path: &Path) -> Vec<serde_json::Value> {
+        fs::read_to_string(path)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn events_land_as_json_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let j = DeviceJournal::open(dir.path(), 1 << 20).unwrap();
+        j.record(&sample(1));
+        j.record(&DeviceEvent::dhcp4(0, "nak", 7, MacAddr::default()));
+        j.flush();
+        let got = lines(&dir.path().join(DEVICE_JOURNAL_FILE));
+        assert_eq!(got.len(), 2);
+        assert_eq!(
+            got[0],
+            serde_json::json!({
+                "ts": "2026-11-27T20:15:00Z",
+                "proto": "dhcp4",
+                "event": "ack",
+                "xid": "0x1234abcd",
+                "mac": "00:11:22:33:44:01",
+                "client_id": "01aabb",
+                "vendor_class": "Juniper-ex4300",
+                "user_class": ["sztp"],
+                "interface": null,
+                "relay": null,
+                "address": "192.0.2.10",
+                "requested_143": true,
+                "rule": null,
+                "uris": ["https://bs1.example.net:8443"],
+                "uris_dropped": [],
+                "encoding": null,
+                "reason": null,
+            })
+        );
+        assert_eq!(got[1]["xid"], "0x00000007");
+        assert_eq!(got[1]["client_id"], serde_json::Value::Null);
+        drop(j);
+
+        // Reopening appends.
+        let j = DeviceJournal::open(dir.path(), 1 << 20).unwrap();
+        j.record(&sample(3));
+        drop(j); // drop flushes
+        assert_eq!(lines(&dir.path().join(DEVICE_JOURNAL_FILE)).len(), 3);
+    }
+
+    #[test]
+    fn rotation_keeps_three_old_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let line_len = serde_json::to_string(&sample(0)).unwrap().len() as u64 + 1;
+        // Rotate after every 5th line.
+        let j = DeviceJournal::open(dir.path(), line_len * 5 - 1).unwrap();
+        for i in 0..23 {
+            j.record(&sample(i));
+            // Keep the queue short so nothing is dropped in this test.
+            j.flush();
+        }
+        drop(j);
+        assert_eq!(dir.path().read_dir().unwrap().count(), 4);
+        let cur = dir.path().join(DEVICE_JOURNAL_FILE);
+        let macs = |p: &Path| -> Vec<String> {
+            lines(p)
+                .iter()
+                .map(|v| v["mac"].as_str().unwrap()[15..].to_owned())
+                .collect()
+        };
+        // 23 events: files of 5, 5, 5, 5 (the first one rotated away for good), then 3.
+        assert_eq!(macs(&cur), ["14", "15", "16"]);
+        let rot = |n: u32| dir.path().join(format!("{DEVICE_JOURNAL_FILE}.{n}"));
+        assert_eq!(macs(&rot(1)), ["0f", "10", "11", "12", "13"]);
+        assert_eq!(macs(&rot(2)), ["0a", "0b", "0c", "0d", "0e"]);
+        assert_eq!(macs(&rot(3)), ["05", "06", "07", "08", "09"]);
+        assert!(!rot(4).exists());
+    }
+
+    #[test]
+    fn full_channel_drops_and_counts() {
+        let dir = tempfile::tempdir().unwrap();
+        let j = DeviceJournal::open_with_capacity(dir.path(), 1 << 20, 4).unwrap();
+        let (stalled_tx, stalled_rx) = mpsc::channel();
+        let (release_tx, release_rx) = mpsc::channel();
+        j.tx.as_ref()
+            .unwrap()
+            .send(Msg::Stall(stalled_tx, release_rx))
+            .unwrap();
+        stalled_rx.recv().unwrap();
+        // The writer is stuck and the queue empty: 4 events fit, the other 6 are dropped.
+        for i in 0..10 {
+            j.record(&sample(i));
+        }
+        assert_eq!(j.dropped(), 6);
+        drop(release_tx);
+        j.flush();
+        let got = lines(&dir.path().join(DEVICE_JOURNAL_FILE));
+        let macs: Vec<&str> = got.iter().map(|v| v["mac"].as_str().unwrap()).collect();
+        assert_eq!(
+            macs,
+            [
+                "00:11:22:33:44:00",
+                "00:11:22:33:44:01",
+                "00:11:22:33:44:02",
+                "00:11:22:33:44:03"
+            ]
+        );
+    }
+}

@@ -1,1 +1,1190 @@
 //! The lease journal in state-dir: append-only, fsync'd in groups, replayed at start, compacted
+//!
+//! File `leases4.journal`, one record per lease change, each one line:
+//!
+//! ```text
+//! 1c2d3e4f {"addr":"192.0.2.10","mac":"00:11:22:33:44:55","expires":1795810500,"state":"bound"}
+//! ```
+//!
+//! The 8 hex digits are the CRC-32C (Castagnoli) of the JSON bytes. Replay keeps the last record
+//! per address. Only the last line may be damaged (a write torn by a crash, which was never
+//! fsync'd and so never acknowledged): it is dropped and the file truncated to the last good
+//! record. Damage anywhere else is an error naming `FILE:LINE`; a lease database that silently
+//! forgets leases hands out addresses that are in use.
+//!
+//! Compaction writes the live set to `leases4.journal.tmp`, fsyncs it and renames it over the
+//! journal; the rename is the commit point, so a leftover temp file is an unfinished compaction
+//! and is removed at open.
+//!
+//! [`LeaseWriter`] is the group commit: one thread owns the store, and everything queued while
+//! it was busy goes out in one write and one `fdatasync`.
+
+use std::collections::HashMap;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
+
+use serde::Serialize;
+
+use crate::dhcp::leases::{Lease4, LeaseState};
+use crate::journal::rfc3339;
+
+/// The DHCPv4 lease journal's file name in state-dir.
+pub const JOURNAL_FILE: &str = "leases4.journal";
+/// Where compaction writes the new journal before renaming it over [`JOURNAL_FILE`].
+pub const COMPACT_TMP_FILE: &str = "leases4.journal.tmp";
+
+/// A lease journal that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{}: {source}", path.display())]
+    Io { path: PathBuf, source: io::Error },
+    /// A damaged record that is not the last one.
+    #[error("{}:{line}: corrupt lease record ({reason})", path.display())]
+    Corrupt {
+        path: PathBuf,
+        line: usize,
+        reason: String,
+    },
+    /// Writing the printed leases failed.
+    #[error("writing the lease list: {0}")]
+    Output(#[source] io::Error),
+}
+
+fn io_err(path: &Path) -> impl FnOnce(io::Error) -> StoreError + '_ {
+    move |source| StoreError::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+/// CRC-32C (Castagnoli, reflected polynomial 0x82F63B78), table-driven.
+pub fn crc32c(data: &[u8]) -> u32 {
+    const TABLE: [u32; 256] = {
+        let mut t = [0u32; 256];
+        let mut i = 0;
+        while i < 256 {
+            let mut c = i as u32;
+            let mut k = 0;
+            while k < 8 {
+                c = if c & 1 != 0 {
+                    (c >> 1) ^ 0x82F6_3B78
+                } else {
+                    c >> 1
+                };
+                k += 1;
+            }
+            t[i] = c;
+            i += 1;
+        }
+        t
+    };
+    let mut c = !0u32;
+    for &b in data {
+        c = TABLE[((c ^ u32::from(b)) & 0xff) as usize] ^ (c >> 8);
+    }
+    !c
+}
+
+fn encode_record(rec: &Lease4, buf: &mut Vec<u8>) -> io::Result<()> {
+    // serde_json escapes control characters inside strings, so the JSON never holds a newline.
+    let json = serde_json::to_vec(rec).map_err(io::Error::other)?;
+    write!(buf, "{:08x} ", crc32c(&json))?;
+    buf.extend_from_slice(&json);
+    buf.push(b'\n');
+    Ok(())
+}
+
+fn decode_record(line: &[u8]) -> Result<Lease4, String> {
+    if line.len() < 10 || line[8] != b' ' {
+        return Err("expected 8 hex digits of checksum, a space and JSON".into());
+    }
+    let crc = std::str::from_utf8(&line[..8])
+        .ok()
+        .and_then(|h| u32::from_str_radix(h, 16).ok())
+        .ok_or("checksum is not 8 hex digits")?;
+    let json = &line[9..];
+    if crc32c(json) != crc {
+        return Err("checksum mismatch".into());
+    }
+    serde_json::from_slice(json).map_err(|e| format!("bad JSON: {e}"))
+}
+
+/// What a replay found.
+struct Replay {
+    /// Latest record per address, sorted by address.
+    leases: Vec<Lease4>,
+    /// Good records in the file.
+    records: u64,
+    /// Bytes up to the end of the last good record.
+    good_len: u64,
+    /// A damaged last record: (line number, reason).
+    torn: Option<(usize, String)>,
+}
+
+fn replay(path: &Path, data: &[u8]) -> Result<Replay, StoreError> {
+    let mut latest: HashMap<Ipv4Addr, Lease4> = HashMap::new();
+    let mut records = 0u64;
+    let mut pos = 0usize;
+    let mut line_no = 0usize;
+    let mut torn = None;
+    while pos < data.len() {
+        line_no += 1;
+        let rest = &data[pos..];
+        let Some(n) = rest.iter().position(|&b| b == b'\n') else {
+            torn = Some((line_no, "no trailing newline".to_owned()));
+            break;
+        };
+        let next = pos + n + 1;
+        match decode_record(&rest[..n]) {
+            Ok(rec) => {
+                latest.insert(rec.addr, rec);
+                records += 1;
+                pos = next;
+            }
+            Err(reason) if next == data.len() => {
+                torn = Some((line_no, reason));
+                break;
+            }
+            Err(reason) => {
+                return Err(StoreError::Corrupt {
+                    path: path.to_owned(),
+                    line: line_no,
+                    reason,
+                })
+            }
+        }
+    }
+    let mut leases: Vec<Lease4> = latest.into_values().collect();
+    leases.sort_by_key(|l| l.addr);
+    Ok(Replay {
+        leases,
+        records,
+        good_len: pos as u64,
+        torn,
+    })
+}
+
+fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+fn remove_if_exists(path: &Path) -> io::Result<()> {
+    match fs::remove_file(path) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
+}
+
+/// The open lease journal. Not shared: one owner (normally the [`LeaseWriter`] thread) appends.
+#[derive(Debug)]
+pub struct LeaseStore {
+    dir: PathBuf,
+    path: PathBuf,
+    file: File,
+    /// Bytes of whole, fsync'd records; a failed append is cut back to this.
+    good_len: u64,
+    records: u64,
+    /// Set when a failed append could not be cut back: appending after the leftover bytes
+    /// would turn them into mid-file corruption that stops the next start.
+    poisoned: Option<String>,
+}
+
+impl LeaseStore {
+    /// Opens `dir/leases4.journal` (creating `dir` and the file if missing) and replays it:
+    /// the latest record per address, in all states, sorted by address. Expiry is the caller's.
+    ///
+    /// A damaged last record is dropped with a warning and cut off the file; any other damaged
+    /// record is a [`StoreError::Corrupt`].
+    pub fn open(dir: &Path) -> Result<(LeaseStore, Vec<Lease4>), StoreError> {
+        fs::create_dir_all(dir).map_err(io_err(dir))?;
+        let tmp = dir.join(COMPACT_TMP_FILE);
+        if tmp.exists() {
+            tracing::warn!(file = %tmp.display(), "removing the temp file of an unfinished compaction");
+            remove_if_exists(&tmp).map_err(io_err(&tmp))?;
+        }
+        let path = dir.join(JOURNAL_FILE);
+        let existed = path.exists();
+        let mut file = OpenOptions::new()
+            .read(true)
+            .append(true)
+            .create(true)
+            .open(&path)
+            .map_err(io_err(&path))?;
+        if !existed {
+            sync_dir(dir).map_err(io_err(dir))?;
+        }
+        let mut data = Vec::new();
+        io::Read::read_to_end(&mut file, &mut data).map_err(io_err(&path))?;
+        let r = replay(&path, &data)?;
+        if let Some((line, reason)) = &r.torn {
+            tracing::warn!(
+                file = %path.display(),
+                line,
+                reason = %reason,
+                dropped_bytes = data.len() as u64 - r.good_len,
+                "{}:{line}: ignoring torn last lease record ({reason}); truncating",
+                path.display()
+            );
+            file.set_len(r.good_len)
+                .and_then(|()| file.sync_all())
+                .map_err(io_err(&path))?;
+        }
+        let store = LeaseStore {
+            dir: dir.to_owned(),
+            path,
+            file,
+            good_len: r.good_len,
+            records: r.records,
+            poisoned: None,
+        };
+        Ok((store, r.leases))
+    }
+
+    /// Appends `recs` with one write and one `fdatasync`; `Ok` means they are on disk.
+    pub fn append(&mut self, recs: &[Lease4]) -> io::Result<()> {
+        if let Some(why) = &self.poisoned {
+            return Err(io::Error::other(format!(
+                "{}: not appending after an earlier failure: {why}",
+                self.path.display()
+            )));
+        }
+        if recs.is_empty() {
+            return Ok(());
+        }
+        let mut buf = Vec::with_capacity(recs.len() * 128);
+        for r in recs {
+            encode_record(r, &mut buf)?;
+        }
+        match self
+            .file
+            .write_all(&buf)
+            .and_then(|()| self.file.sync_data())
+        {
+            Ok(()) => {
+                self.good_len += buf.len() as u64;
+                self.records += recs.len() as u64;
+                Ok(())
+            }
+            Err(e) => {
+                self.cut_back();
+                Err(e)
+            }
+        }
+    }
+
+    /// After a failed write or fsync, removes whatever part of it reached the file: those
+    /// records were never acknowledged, and a partial line left in the middle would be fatal.
+    fn cut_back(&mut self) {
+        if let Err(e) = self
+            .file
+            .set_len(self.good_len)
+            .and_then(|()| self.file.sync_all())
+        {
+            tracing::error!(
+                file = %self.path.display(),
+                error = %e,
+                "cannot cut a failed append off the lease journal; refusing further appends"
+            );
+            self.poisoned = Some(e.to_string());
+        }
+    }
+
+    /// Replaces the journal with one holding exactly `live`, then keeps appending to it.
+    ///
+    /// On an error before the rename the old journal stays in use; compaction is also the way
+    /// out of a store that refuses appends after a failure.
+    pub fn compact(&mut self, live: &[Lease4]) -> io::Result<()> {
+        let mut buf = Vec::with_capacity(live.len() * 128);
+        for r in live {
+            encode_record(r, &mut buf)?;
+        }
+        let tmp = self.dir.join(COMPACT_TMP_FILE);
+        let written = remove_if_exists(&tmp).and_then(|()| {
+            let mut f = OpenOptions::new()
+                .append(true)
+                .create_new(true)
+                .open(&tmp)?;
+            f.write_all(&buf)?;
+            f.sync_all()?;
+            fs::rename(&tmp, &self.path)?;
+            Ok(f)
+        });
+        let file = match written {
+            Ok(f) => f,
+            Err(e) => {
+                let _ = fs::remove_file(&tmp);
+                return Err(e);
+            }
+        };
+        // Renamed: the old file is unlinked, so from here on only the new one can be appended to.
+        self.file = file;
+        self.good_len = buf.len() as u64;
+        self.records = live.len() as u64;
+        self.poisoned = None;
+        sync_dir(&self.dir)
+    }
+
+    /// Records in the file: replayed at open or written by the last compaction, plus appended
+    /// since.
+    pub fn len_records(&self) -> u64 {
+        self.records
+    }
+
+    /// The journal file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+/// Replays `dir/leases4.journal` without changing anything: a torn last record is skipped but
+/// not cut off, and nothing is created. A missing journal in an existing `dir` is no leases.
+pub fn read_leases(dir: &Path) -> Result<Vec<Lease4>, StoreError> {
+    let path = dir.join(JOURNAL_FILE);
+    let data = match fs::read(&path) {
+        Ok(d) => d,
+        Err(e) if e.kind() == io::ErrorKind::NotFound && dir.is_dir() => return Ok(Vec::new()),
+        Err(e) => return Err(io_err(&path)(e)),
+    };
+    let r = replay(&path, &data)?;
+    if let Some((line, reason)) = &r.torn {
+        tracing::warn!(
+            file = %path.display(),
+            line,
+            "{}:{line}: ignoring torn last lease record ({reason})",
+            path.display()
+        );
+    }
+    Ok(r.leases)
+}
+
+/// Time left until `expires` as `1d02h03m04s`, `59m12s`, `45s`, or `expired`.
+fn remaining(expires: u64, now: u64) -> String {
+    if expires <= now {
+        return "expired".into();
+    }
+    let s = expires - now;
+    let (d, h, m, s) = (s / 86_400, s / 3600 % 24, s / 60 % 60, s % 60);
+    match (d, h, m) {
+        (0, 0, 0) => format!("{s}s"),
+        (0, 0, _) => format!("{m}m{s:02}s"),
+        (0, _, _) => format!("{h}h{m:02}m{s:02}s"),
+        _ => format!("{d}d{h:02}h{m:02}m{s:02}s"),
+    }
+}
+
+fn state_word(s: LeaseState) -> &'static str {
+    match s {
+        LeaseState::Bound => "bound",
+        LeaseState::Declined => "declined",
+        LeaseState::Released => "released",
+    }
+}
+
+#[derive(Serialize)]
+struct LeaseRow {
+    address: String,
+    mac: String,
+    state: &'static str,
+    expires: String,
+    remaining: String,
+    client_id: Option<String>,
+    hostname: Option<String>,
+    expires_unix: u64,
+}
+
+impl LeaseRow {
+    fn new(l: &Lease4, now: u64) -> LeaseRow {
+        LeaseRow {
+            address: l.addr.to_string(),
+            mac: l.mac.to_string(),
+            state: state_word(l.state),
+            expires: rfc3339(l.expires),
+            remaining: remaining(l.expires, now),
+            client_id: l
+                .client_id
+                .as_ref()
+                .map(|b| b.iter().map(|x| format!("{x:02x}")).collect()),
+            hostname: l.hostname.clone(),
+            expires_unix: l.expires,
+        }
+    }
+}
+
+/// `sztp-redirector leases`: the journal's leases, sorted by address, as an aligned table or
+/// (`json`) a JSON array. Read-only: safe while the daemon runs.
+pub fn print_leases(
+    dir: &Path,
+    json: bool,
+    now: u64,
+    out: &mut dyn Write,
+) -> Result<(), StoreError> {
+    let leases = read_leases(dir)?;
+    let rows: Vec<LeaseRow> = leases.iter().map(|l| LeaseRow::new(l, now)).collect();
+    if json {
+        let mut text = serde_json::to_string_pretty(&rows)
+            .map_err(|e| StoreError::Output(io::Error::other(e)))?;
+        text.push('\n');
+        return out.write_all(text.as_bytes()).map_err(StoreError::Output);
+    }
+    const HEAD: [&str; 7] = [
+        "ADDRESS",
+        "MAC",
+        "STATE",
+        "EXPIRES",
+        "REMAINING",
+        "CLIENT-ID",
+        "HOSTNAME",
+    ];
+    let cells: Vec<[String; 7]> = rows
+        .into_iter()
+        .map(|r| {
+            [
+                r.address,
+                r.mac,
+                r.state.to_owned(),
+                r.expires,
+                r.remaining,
+                r.client_id.unwrap_or_else(|| "-".into()),
+                r.hostname.as_deref().map_or_else(|| "-".into(), printable),
+            ]
+        })
+        .collect();
+    let mut width = HEAD.map(str::len);
+    for row in &cells {
+        for (w, c) in width.iter_mut().zip(row) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    let mut text = String::new();
+    let mut line = |row: &[&str]| {
+        let mut l = String::new();
+        for (i, c) in row.iter().enumerate() {
+            if i + 1 == row.len() {
+                l.push_str(c);
+            } else {
+                l.push_str(&format!("{c:<w$}  ", w = width[i]));
+            }
+        }
+        text.push_str(l.trim_end());
+        text.push('\n');
+    };
+    line(&HEAD);
+    for row in &cells {
+        line(&row.each_ref().map(String::as_str));
+    }
+    out.write_all(text.as_bytes()).map_err(StoreError::Output)
+}
+
+/// Device-supplied text (a hostname is whatever option 12 said) with control characters
+/// escaped, so printing it cannot drive the operator's terminal.
+fn printable(s: &str) -> String {
+    s.chars()
+        .flat_map(|c| {
+            let esc: Vec<char> = if c.is_control() {
+                c.escape_default().collect()
+            } else {
+                vec![c]
+            };
+            esc
+        })
+        .collect()
+}
+
+/// Whether a journal of `records` records holding `live` live leases is worth compacting:
+/// more than 10 000 records and more than four times the live set. Replay stays within a
+/// small multiple of the live set's size, and small journals are never rewritten.
+pub fn should_compact(records: u64, live: usize) -> bool {
+    records > 10_000 && records > 4 * live as u64
+}
+
+/// Called on the writer thread once the records of a [`LeaseWriter::commit`] are on disk (or
+/// not: then the caller must not send its ACK).
+pub type CommitDone = Box<dyn FnOnce(io::Result<()>) + Send>;
+
+enum Op {
+    Commit(Vec<Lease4>, CommitDone),
+    Compact(Vec<Lease4>),
+}
+
+struct Queue {
+    ops: Vec<Op>,
+    shutdown: bool,
+}
+
+struct Shared {
+    queue: Mutex<Queue>,
+    wake: Condvar,
+    records: AtomicU64,
+    syncs: AtomicU64,
+}
+
+/// Joins the thread when the last [`LeaseWriter`] clone goes away.
+struct Owner {
+    shared: Arc<Shared>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Owner {
+    fn stop(&self) {
+        self.shared
+            .queue
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .shutdown = true;
+        self.shared.wake.notify_one();
+        let handle = self.thread.lock().unwrap_or_else(|p| p.into_inner()).take();
+        // A callback on the writer thread may drop the last handle: it cannot join itself, and
+        // the thread exits on its own after this round.
+        if let Some(h) = handle.filter(|h| h.thread().id() != std::thread::current().id()) {
+            if h.join().is_err() {
+                tracing::error!("lease writer thread panicked");
+            }
+        }
+    }
+}
+
+impl Drop for Owner {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Group commit for a [`LeaseStore`]: a thread owns the store; each time it wakes it takes
+/// everything queued, writes all commits with one append (one `fdatasync`), then runs their
+/// callbacks in order. Compactions run on the same thread, in queue order with commits.
+///
+/// Compaction is the caller's decision (it knows the live set): compare
+/// [`records_since_compact`](Self::records_since_compact) with the live count through
+/// [`should_compact`].
+#[derive(Clone)]
+pub struct LeaseWriter {
+    owner: Arc<Owner>,
+}
+
+impl LeaseWriter {
+    pub fn spawn(store: LeaseStore) -> LeaseWriter {
+        let shared = Arc::new(Shared {
+            queue: Mutex::new(Queue {
+                ops: Vec::new(),
+                shutdown: false,
+            }),
+            wake: Condvar::new(),
+            records: AtomicU64::new(store.len_records()),
+            syncs: AtomicU64::new(0),
+        });
+        let thread_shared = Arc::clone(&shared);
+        let thread = std::thread::Builder::new()
+            .name("lease-writer".into())
+            .spawn(move || writer_thread(store, &thread_shared))
+            .expect("spawning the lease writer thread");
+        LeaseWriter {
+            owner: Arc::new(Owner {
+                shared,
+                thread: Mutex::new(Some(thread)),
+            }),
+        }
+    }
+
+    /// Queues `recs`; `done` runs on the writer thread after they were fsync'd, with the
+    /// outcome. After [`shutdown`](Self::shutdown), `done` gets an error at once.
+    pub fn commit(&self, recs: Vec<Lease4>, done: CommitDone) {
+        let shared = &self.owner.shared;
+        let mut q = shared.queue.lock().unwrap_or_else(|p| p.into_inner());
+        if q.shutdown {
+            drop(q);
+            done(Err(io::Error::other("lease writer is shut down")));
+            return;
+        }
+        q.ops.push(Op::Commit(recs, done));
+        drop(q);
+        shared.wake.notify_one();
+    }
+
+    /// Queues a compaction to exactly `live`, after the commits queued before it.
+    pub fn compact(&self, live: Vec<Lease4>) {
+        let shared = &self.owner.shared;
+        let mut q = shared.queue.lock().unwrap_or_else(|p| p.into_inner());
+        if q.shutdown {
+            return;
+        }
+        q.ops.push(Op::Compact(live));
+        drop(q);
+        shared.wake.notify_one();
+    }
+
+    /// Records in the journal file now (since open or the last compaction).
+    pub fn records_since_compact(&self) -> u64 {
+        self.owner.shared.records.load(Ordering::Relaxed)
+    }
+
+    /// `fdatasync` calls made for commits so far (each covers one group).
+    pub fn syncs(&self) -> u64 {
+        self.owner.shared.syncs.load(Ordering::Relaxed)
+    }
+
+    /// Writes everything already queued, then stops the thread and waits for it. Other clones'
+    /// later commits fail.
+    pub fn shutdown(self) {
+        self.owner.stop();
+    }
+}
+
+fn writer_thread(mut store: LeaseStore, shared: &Shared) {
+    loop {
+        let (ops, shutdown) = {
+            let mut q = shared.queue.lock().unwrap_or_else(|p| p.into_inner());
+            while q.ops.is_empty() && !q.shutdown {
+                q = shared.wake.wait(q).unwrap_or_else(|p| p.into_inner());
+            }
+            (std::mem::take(&mut q.ops), q.shutdown)
+        };
+        let mut recs = Vec::new();
+        let mut dones = Vec::new();
+        for op in ops {
+            match op {
+                Op::Commit(r, done) => {
+                    recs.extend(r);
+                    dones.push(done);
+                }
+                Op::Compact(live) => {
+                    // Commits queued before the compaction reach the old file first; the live
+                    // set given to compact already includes them.
+                    flush_group(&mut store, shared, &mut recs, &mut dones);
+                    if let Err(e) = store.compact(&live) {
+                        tracing::error!(file = %store.path().display(), error = %e, "lease journal compaction failed");
+                    } else {
+                        tracing::info!(file = %store.path().display(), records = live.len(), "lease journal compacted");
+                    }
+                    shared.records.store(store.len_records(), Ordering::Relaxed);
+                }
+            }
+        }
+        flush_group(&mut store, shared, &mut recs, &mut dones);
+        if shutdown {
+            return;
+        }
+    }
+}
+
+fn flush_group(
+    store: &mut LeaseStore,
+    shared: &Shared,
+    recs: &mut Vec<Lease4>,
+    dones: &mut Vec<CommitDone>,
+) {
+    if dones.is_empty() {
+        return;
+    }
+    // Callbacks run only after append returns, i.e. after fdatasync.
+    let res = store.append(recs);
+    recs.clear();
+    shared.syncs.fetch_add(1, Ordering::Relaxed);
+    shared.records.store(store.len_records(), Ordering::Relaxed);
+    if let Err(e) = &res {
+        tracing::error!(file = %store.path().display(), error = %e, "lease journal write failed");
+    }
+    for done in dones.drain(..) {
+        let r = match &res {
+            Ok(()) => Ok(()),
+            Err(e) => Err(io::Error::new(e.kind(), e.to_string())),
+        };
+        // A panicking callback must not take the writer, and every later ACK, down with it.
+        if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| done(r))).is_err() {
+            tracing::error!("lease commit callback panicked");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::mpsc;
+
+    use super::*;
+    use crate::policy::MacAddr;
+
+    fn lease(i: u32, state: LeaseState, expires: u64) -> Lease4 {
+        Lease4 {
+            addr: Ipv4Addr::from(0xC000_0200 + i),
+            mac: MacAddr([0, 0x11, 0x22, (i >> 16) as u8, (i >> 8) as u8, i as u8]),
+            client_id: i
+                .is_multiple_of(2)
+                .then(|| vec![1, 0, 0x11, 0x22, 0, 0, i as u8]),
+            hostname: i.is_multiple_of(3).then(|| format!("sw-{i}")),
+            expires,
+            state,
+        }
+    }
+
+    fn journal(dir: &Path) -> PathBuf {
+        dir.join(JOURNAL_FILE)
+    }
+
+    #[test]
+    fn crc32c_check_value() {
+        assert_eq!(crc32c(b"123456789"), 0xE306_9283);
+        assert_eq!(crc32c(b""), 0);
+    }
+
+    #[test]
+    fn replay_after_append_latest_wins() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut s, leases) = LeaseStore::open(dir.path()).unwrap();
+        assert!(leases.is_empty());
+        let a = lease(1, LeaseState::Bound, 100);
+        let b = lease(2, LeaseState::Bound, 200);
+        s.append(&[b.clone(), a.clone()]).unwrap();
+        let a2 = Lease4 {
+            state: LeaseState::Released,
+            expires: 150,
+            ..a.clone()
+        };
+        s.append(std::slice::from_ref(&a2)).unwrap();
+        assert_eq!(s.len_records(), 3);
+        drop(s);
+
+        let (s, leases) = LeaseStore::open(dir.path()).unwrap();
+        assert_eq!(leases, vec![a2, b]);
+        assert_eq!(s.len_records(), 3);
+        let text = fs::read_to_string(journal(dir.path())).unwrap();
+        assert_eq!(text.lines().count(), 3);
+        assert!(text.lines().all(|l| l.len() > 9 && l.as_bytes()[8] == b' '));
+    }
+
+    #[test]
+    fn torn_last_record_is_ignored_and_truncated() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut s, _) = LeaseStore::open(dir.path()).unwrap();
+        let a = lease(1, LeaseState::Bound, 100);
+        s.append(std::slice::from_ref(&a)).unwrap();
+        drop(s);
+        let good = fs::read(journal(dir.path())).unwrap();
+
+        // A partial line, as a crash in the middle of a write leaves it.
+        let mut torn = good.clone();
+        torn.extend_from_slice(b"0badc0de {\"addr\":\"192.0.2.");
+        fs::write(journal(dir.path()), &torn).unwrap();
+        let (s, leases) = LeaseStore::open(dir.path()).unwrap();
+        assert_eq!(leases, vec![a.clone()]);
+        assert_eq!(s.len_records(), 1);
+        drop(s);
+        assert_eq!(fs::read(journal(dir.path())).unwrap(), good);
+
+        // A whole last line with a bad checksum.
+        let mut bad = good.clone();
+        let mut rec = Vec::new();
+        encode_record(&lease(2, LeaseState::Bound, 5), &mut rec).unwrap();
+        rec[0] = if rec[0] == b'0' { b'1' } else { b'0' };
+        bad.extend_from_slice(&rec);
+        fs::write(journal(dir.path()), &bad).unwrap();
+        let (mut s, leases) = LeaseStore::open(dir.path()).unwrap();
+        assert_eq!(leases, vec![a.clone()]);
+        assert_eq!(fs::read(journal(dir.path())).unwrap(), good);
+
+        // Appends continue after the cut.
+        let b = lease(3, LeaseState::Bound, 300);
+        s.append(std::slice::from_ref(&b)).unwrap();
+        drop(s);
+        let (_, leases) = LeaseStore::open(dir.path()).unwrap();
+        assert_eq!(leases, vec![a, b]);
+    }
+
+    #[test]
+    fn corrupt_middle_record_names_file_and_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut s, _) = LeaseStore::open(dir.path()).unwrap();
+        for i in 0..5 {
+            s.append(&[lease(i, LeaseState::Bound, 100)]).unwrap();
+        }
+        drop(s);
+        let path = journal(dir.path());
+        let text = fs::read_to_string(&path).unwrap();
+        let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
+        // Flip a digit of the JSON in line 3: the checksum no longer matches.
+        lines[2] = lines[2].replace("\"expires\":100", "\"expires\":900");
+        let damaged = lines.join("\n") + "\n";
+        fs::write(&path, &damaged).unwrap();
+
+        let err = LeaseStore::open(dir.path()).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "{}:3: corrupt lease record (checksum mismatch)",
+                path.display()
+            )
+        );
+        // Neither the file nor the read-only replay changes anything.
+        assert_eq!(fs::read_to_string(&path).unwrap(), damaged);
+        let err = read_leases(dir.path()).unwrap_err();
+        assert!(
+            err.to_string().contains(":3: corrupt lease record"),
+            "{err}"
+        );
+
+        // Valid checksum, invalid record.
+        lines[2] = format!("{:08x} {{}}", crc32c(b"{}"));
+        fs::write(&path, lines.join("\n") + "\n").unwrap();
+        let err = LeaseStore::open(dir.path()).unwrap_err().to_string();
+        assert!(
+            err.starts_with(&format!(
+                "{}:3: corrupt lease record (bad JSON: ",
+                path.display()
+            )),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn compaction_keeps_the_live_set_and_appends_continue() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut s, _) = LeaseStore::open(dir.path()).unwrap();
+        for round in 0..10 {
+            let recs: Vec<Lease4> = (0..20)
+                .map(|i| lease(i, LeaseState::Bound, 1000 + round))
+                .collect();
+            s.append(&recs).unwrap();
+        }
+        assert_eq!(s.len_records(), 200);
+        let live: Vec<Lease4> = (0..5).map(|i| lease(i, LeaseState::Bound, 5000)).collect();
+        s.compact(&live).unwrap();
+        assert_eq!(s.len_records(), 5);
+        assert!(!dir.path().join(COMPACT_TMP_FILE).exists());
+        let extra = lease(7, LeaseState::Declined, 6000);
+        s.append(std::slice::from_ref(&extra)).unwrap();
+        assert_eq!(s.len_records(), 6);
+        drop(s);
+
+        let text = fs::read_to_string(journal(dir.path())).unwrap();
+        assert_eq!(text.lines().count(), 6);
+        let (_, leases) = LeaseStore::open(dir.path()).unwrap();
+        let mut want = live;
+        want.push(extra);
+        assert_eq!(leases, want);
+    }
+
+    #[test]
+    fn leftover_compaction_temp_file_is_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut s, _) = LeaseStore::open(dir.path()).unwrap();
+        let a = lease(1, LeaseState::Bound, 100);
+        s.append(std::slice::from_ref(&a)).unwrap();
+        drop(s);
+        // A crash before the rename: the temp file is not the journal.
+        fs::write(dir.path().join(COMPACT_TMP_FILE), b"0000 half").unwrap();
+        let (_, leases) = LeaseStore::open(dir.path()).unwrap();
+        assert_eq!(leases, vec![a]);
+        assert!(!dir.path().join(COMPACT_TMP_FILE).exists());
+    }
+
+    #[test]
+    fn open_creates_the_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("a/b");
+        let (s, leases) = LeaseStore::open(&state).unwrap();
+        assert!(leases.is_empty());
+        assert_eq!(s.len_records(), 0);
+        assert!(journal(&state).exists());
+    }
+
+    #[test]
+    fn group_commit_from_four_threads() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _) = LeaseStore::open(dir.path()).unwrap();
+        let w = LeaseWriter::spawn(store);
+        let (tx, rx) = mpsc::channel();
+        let threads: Vec<_> = (0..4u32)
+            .map(|t| {
+                let w = w.clone();
+                let tx = tx.clone();
+                std::thread::spawn(move || {
+                    for i in 0..250 {
+                        let n = t * 250 + i;
+                        let tx = tx.clone();
+                        w.commit(
+                            vec![lease(n, LeaseState::Bound, 1000)],
+                            Box::new(move |r| tx.send((n, r.map_err(|e| e.to_string()))).unwrap()),
+                        );
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        drop(tx);
+        let mut seen = vec![false; 1000];
+        for _ in 0..1000 {
+            let (n, r) = rx.recv().unwrap();
+            assert_eq!(r, Ok(()));
+            assert!(!seen[n as usize]);
+            seen[n as usize] = true;
+        }
+        assert_eq!(w.records_since_compact(), 1000);
+        assert!((1..=1000).contains(&w.syncs()));
+        w.shutdown();
+
+        let (_, leases) = LeaseStore::open(dir.path()).unwrap();
+        let want: Vec<Lease4> = (0..1000)
+            .map(|n| lease(n, LeaseState::Bound, 1000))
+            .collect();
+        assert_eq!(leases, want);
+    }
+
+    #[test]
+    fn writer_orders_compaction_with_commits_and_flushes_on_shutdown() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _) = LeaseStore::open(dir.path()).unwrap();
+        let w = LeaseWriter::spawn(store);
+        let ok = |_: io::Result<()>| {};
+        for i in 0..50 {
+            w.commit(vec![lease(i, LeaseState::Bound, 10)], Box::new(ok));
+        }
+        let live: Vec<Lease4> = (0..3).map(|i| lease(i, LeaseState::Bound, 10)).collect();
+        w.compact(live.clone());
+        let late = lease(60, LeaseState::Bound, 20);
+        w.commit(vec![late.clone()], Box::new(ok));
+        let w2 = w.clone();
+        w.shutdown();
+        assert_eq!(w2.records_since_compact(), 4);
+        let (tx, rx) = mpsc::channel();
+        w2.commit(
+            vec![lease(61, LeaseState::Bound, 20)],
+            Box::new(move |r| tx.send(r.is_err()).unwrap()),
+        );
+        assert!(rx.recv().unwrap(), "commit after shutdown must fail");
+
+        let (_, leases) = LeaseStore::open(dir.path()).unwrap();
+        let mut want = live;
+        want.push(late);
+        assert_eq!(leases, want);
+    }
+
+    #[test]
+    fn failed_compaction_keeps_the_old_journal() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut s, _) = LeaseStore::open(dir.path()).unwrap();
+        let a = lease(1, LeaseState::Bound, 100);
+        s.append(std::slice::from_ref(&a)).unwrap();
+        // Something in the way of the temp file.
+        fs::create_dir(dir.path().join(COMPACT_TMP_FILE)).unwrap();
+        fs::write(dir.path().join(COMPACT_TMP_FILE).join("x"), b"").unwrap();
+        s.compact(&[]).unwrap_err();
+        let b = lease(2, LeaseState::Bound, 100);
+        s.append(std::slice::from_ref(&b)).unwrap();
+        assert_eq!(s.len_records(), 2);
+        drop(s);
+        assert_eq!(read_leases(dir.path()).unwrap(), vec![a, b]);
+    }
+
+    #[test]
+    fn commits_queued_while_busy_share_one_fdatasync() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _) = LeaseStore::open(dir.path()).unwrap();
+        let w = LeaseWriter::spawn(store);
+        let (entered_tx, entered_rx) = mpsc::channel();
+        let (release_tx, release_rx) = mpsc::channel::<()>();
+        // The first callback holds the writer thread until the rest are queued.
+        w.commit(
+            vec![lease(0, LeaseState::Bound, 10)],
+            Box::new(move |r| {
+                r.unwrap();
+                entered_tx.send(()).unwrap();
+                let _ = release_rx.recv();
+            }),
+        );
+        entered_rx.recv().unwrap();
+        let (tx, rx) = mpsc::channel();
+        for i in 1..=100 {
+            let tx = tx.clone();
+            w.commit(
+                vec![lease(i, LeaseState::Bound, 10)],
+                Box::new(move |r| tx.send((i, r.is_ok())).unwrap()),
+            );
+        }
+        drop(release_tx);
+        let order: Vec<(u32, bool)> = (1..=100).map(|_| rx.recv().unwrap()).collect();
+        assert_eq!(order, (1..=100).map(|i| (i, true)).collect::<Vec<_>>());
+        assert_eq!(w.syncs(), 2);
+        assert_eq!(w.records_since_compact(), 101);
+        w.shutdown();
+    }
+
+    #[test]
+    fn a_failed_group_fails_every_callback() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut store, _) = LeaseStore::open(dir.path()).unwrap();
+        store.poisoned = Some("simulated fsync failure".into());
+        let w = LeaseWriter::spawn(store);
+        let (tx, rx) = mpsc::channel();
+        for i in 0..10 {
+            let tx = tx.clone();
+            w.commit(
+                vec![lease(i, LeaseState::Bound, 10)],
+                Box::new(move |r| tx.send(r.map_err(|e| e.to_string())).unwrap()),
+            );
+        }
+        for _ in 0..10 {
+            let err = rx.recv().unwrap().unwrap_err();
+            assert!(err.contains("simulated fsync failure"), "{err}");
+        }
+        // Compaction rewrites the file from the caller's live set and clears the failure.
+        let live = vec![lease(5, LeaseState::Bound, 10)];
+        w.compact(live.clone());
+        let tx2 = tx.clone();
+        w.commit(
+            vec![lease(6, LeaseState::Bound, 10)],
+            Box::new(move |r| tx2.send(r.map_err(|e| e.to_string())).unwrap()),
+        );
+        assert_eq!(rx.recv().unwrap(), Ok(()));
+        w.shutdown();
+        let mut want = live;
+        want.push(lease(6, LeaseState::Bound, 10));
+        assert_eq!(read_leases(dir.path()).unwrap(), want);
+    }
+
+    #[test]
+    fn dropping_the_last_handle_in_a_callback_does_not_deadlock() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _) = LeaseStore::open(dir.path()).unwrap();
+        let w = LeaseWriter::spawn(store);
+        let (entered_tx, entered_rx) = mpsc::channel();
+        let (release_tx, release_rx) = mpsc::channel::<()>();
+        w.commit(
+            vec![lease(0, LeaseState::Bound, 10)],
+            Box::new(move |_| {
+                entered_tx.send(()).unwrap();
+                let _ = release_rx.recv();
+            }),
+        );
+        entered_rx.recv().unwrap();
+        // While the thread is held, queue a callback that owns the only remaining handle.
+        let (tx, rx) = mpsc::channel();
+        let last = w.clone();
+        w.commit(
+            vec![lease(1, LeaseState::Bound, 10)],
+            Box::new(move |r| {
+                drop(last);
+                tx.send(r.is_ok()).unwrap();
+            }),
+        );
+        drop(w);
+        drop(release_tx);
+        assert!(rx.recv().unwrap());
+        assert_eq!(read_leases(dir.path()).unwrap().len(), 2);
+    }
+
+    #[test]
+    fn handles_are_send_and_sync() {
+        fn check<T: Send + Sync>() {}
+        check::<LeaseWriter>();
+        check::<crate::journal::DeviceJournal>();
+    }
+
+    #[test]
+    fn compaction_policy() {
+        assert!(!should_compact(10_000, 10));
+        assert!(should_compact(10_001, 10));
+        assert!(!should_compact(40_000, 10_000));
+        assert!(should_compact(40_001, 10_000));
+    }
+
+    #[test]
+    fn remaining_formats() {
+        assert_eq!(remaining(100, 100), "expired");
+        assert_eq!(remaining(100, 200), "expired");
+        assert_eq!(remaining(145, 100), "45s");
+        assert_eq!(remaining(100 + 59 * 60 + 12, 100), "59m12s");
+        assert_eq!(remaining(100 + 3600 + 5, 100), "1h00m05s");
+        assert_eq!(
+            remaining(100 + 2 * 86_400 + 3 * 3600 + 4 * 60 + 5, 100),
+            "2d03h04m05s"
+        );
+    }
+
+    fn print_fixture() -> (tempfile::TempDir, u64) {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut s, _) = LeaseStore::open(dir.path()).unwrap();
+        let now = 1_795_810_500 - 3552; // 59m12s before 2026-11-27T20:15:00Z
+        let mut a = lease(12, LeaseState::Bound, 1_795_810_500);
+        a.hostname = Some("sw-12\x1b[2J".into());
+        let b = Lease4 {
+            client_id: None,
+            hostname: None,
+            ..lease(3, LeaseState::Declined, now - 1)
+        };
+        s.append(&[a, b]).unwrap();
+        drop(s);
+        // A torn tail must not stop the read-only view, nor be cut off by it.
+        let path = journal(dir.path());
+        let mut data = fs::read(&path).unwrap();
+        data.extend_from_slice(b"12345678 {\"ad");
+        fs::write(&path, &data).unwrap();
+        (dir, now)
+    }
+
+    #[test]
+    fn print_leases_table() {
+        let (dir, now) = print_fixture();
+        let before = fs::read(journal(dir.path())).unwrap();
+        let mut out = Vec::new();
+        print_leases(dir.path(), false, now, &mut out).unwrap();
+        let want = "\
+ADDRESS     MAC                STATE     EXPIRES               REMAINING  CLIENT-ID       HOSTNAME
+192.0.2.3   00:11:22:00:00:03  declined  2026-11-27T19:15:47Z  expired    -               -
+192.0.2.12  00:11:22:00:00:0c  bound     2026-11-27T20:15:00Z  59m12s     0100112200000c  sw-12\\u{1b}[2J
+";
+        assert_eq!(String::from_utf8(out).unwrap(), want);
+        assert_eq!(fs::read(journal(dir.path())).unwrap(), before);
+    }
+
+    #[test]
+    fn print_leases_json() {
+        let (dir, now) = print_fixture();
+        let mut out = Vec::new();
+        print_leases(dir.path(), true, now, &mut out).unwrap();
+        let got: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(
+            got,
+            serde_json::json!([
+                {
+                    "address": "192.0.2.3",
+                    "mac": "00:11:22:00:00:03",
+                    "state": "declined",
+                    "expires": "2026-11-27T19:15:47Z",
+                    "remaining": "expired",
+                    "client_id": null,
+                    "hostname": null,
+                    "expires_unix": 1_795_806_947u64,
+                },
+                {
+                    "address": "192.0.2.12",
+                    "mac": "00:11:22:00:00:0c",
+                    "state": "bound",
+                    "expires": "2026-11-27T20:15:00Z",
+                    "remaining": "59m12s",
+                    "client_id": "0100112200000c",
+                    "hostname": "sw-12\u{1b}[2J",
+                    "expires_unix": 1_795_810_500u64,
+                }
+            ])
+        );
+    }
+
+    #[test]
+    fn read_leases_creates_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(read_leases(dir.path()).unwrap(), vec![]);
+        assert_eq!(dir.path().read_dir().unwrap().count(), 0);
+        let missing = dir.path().join("nope");
+        let err = read_leases(&missing).unwrap_err().to_string();
+        assert!(
+            err.starts_with(&missing.join(JOURNAL_FILE).display().to_string()),
+            "{err}"
+        );
+        assert!(!missing.exists());
+    }
+}
