@@ -7,7 +7,11 @@ use clap::{Parser, Subcommand};
 use crate::EXIT_CONFIG;
 
 #[derive(Parser, Debug)]
-#[command(name = "sztp-redirector", version, about = "Points factory-fresh devices at their owner's SZTP bootstrap server (RFC 8572)")]
+#[command(
+    name = "sztp-redirector",
+    version,
+    about = "Points factory-fresh devices at their owner's SZTP bootstrap server (RFC 8572)"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,

@@ -74,8 +74,19 @@ impl FromStr for MacPattern {
 
 impl MacPattern {
     pub fn matches(&self, mac: &MacAddr) -> bool {
-        let a = u64::from_be_bytes([0, 0, self.addr.0[0], self.addr.0[1], self.addr.0[2], self.addr.0[3], self.addr.0[4], self.addr.0[5]]);
-        let b = u64::from_be_bytes([0, 0, mac.0[0], mac.0[1], mac.0[2], mac.0[3], mac.0[4], mac.0[5]]);
+        let a = u64::from_be_bytes([
+            0,
+            0,
+            self.addr.0[0],
+            self.addr.0[1],
+            self.addr.0[2],
+            self.addr.0[3],
+            self.addr.0[4],
+            self.addr.0[5],
+        ]);
+        let b = u64::from_be_bytes([
+            0, 0, mac.0[0], mac.0[1], mac.0[2], mac.0[3], mac.0[4], mac.0[5],
+        ]);
         let shift = 48 - u32::from(self.prefix_len);
         shift >= 48 || (a >> shift) == (b >> shift)
     }
@@ -198,15 +209,26 @@ fn any_glob(globs: &[Glob], value: Option<&str>) -> bool {
 
 impl Match {
     pub fn matches(&self, f: &DeviceFacts) -> bool {
-        (self.mac.is_empty() || f.mac.is_some_and(|m| self.mac.iter().any(|p| p.matches(&m))))
+        (self.mac.is_empty()
+            || f.mac
+                .is_some_and(|m| self.mac.iter().any(|p| p.matches(&m))))
             && any_glob(&self.vendor_class, f.vendor_class.as_deref())
             && (self.user_class.is_empty()
                 || f.user_class
                     .iter()
                     .any(|u| self.user_class.iter().any(|g| g.matches(u))))
-            && any_glob(&self.client_id, f.client_id.as_deref().map(id_text).as_deref())
-            && any_glob(&self.circuit_id, f.circuit_id.as_deref().map(id_text).as_deref())
-            && any_glob(&self.remote_id, f.remote_id.as_deref().map(id_text).as_deref())
+            && any_glob(
+                &self.client_id,
+                f.client_id.as_deref().map(id_text).as_deref(),
+            )
+            && any_glob(
+                &self.circuit_id,
+                f.circuit_id.as_deref().map(id_text).as_deref(),
+            )
+            && any_glob(
+                &self.remote_id,
+                f.remote_id.as_deref().map(id_text).as_deref(),
+            )
             && any_glob(&self.interface, f.interface.as_deref())
             && any_glob(&self.serial, f.serial.as_deref())
             && any_glob(&self.hw_model, f.hw_model.as_deref())
@@ -437,7 +459,10 @@ mod tests {
             serial: Some("SN123".into()),
             ..Default::default()
         };
-        assert_eq!(p.decide(&by_serial).unwrap().device.as_deref(), Some("SN123"));
+        assert_eq!(
+            p.decide(&by_serial).unwrap().device.as_deref(),
+            Some("SN123")
+        );
     }
 
     #[test]

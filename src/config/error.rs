@@ -27,7 +27,13 @@ impl ConfigError {
     }
 
     /// An error at byte `offset` of `text`.
-    pub fn at(path: &Path, text: &str, offset: usize, key: impl Into<String>, message: impl Into<String>) -> ConfigError {
+    pub fn at(
+        path: &Path,
+        text: &str,
+        offset: usize,
+        key: impl Into<String>,
+        message: impl Into<String>,
+    ) -> ConfigError {
         let (line, col) = line_col(text, offset);
         ConfigError {
             file: path.to_path_buf(),

@@ -18,9 +18,8 @@ use crate::sztp::SztpUri;
 
 /// Read, parse and validate a configuration file. Every semantic error is collected.
 pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        ConfigErrors::single(ConfigError::io(path, &e))
-    })?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| ConfigErrors::single(ConfigError::io(path, &e)))?;
     load_str(path, &text)
 }
 

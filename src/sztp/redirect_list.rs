@@ -102,9 +102,11 @@ mod tests {
     #[test]
     fn tv1_two_uris() {
         let uris = ["https://sztp1.example.com", "https://[2001:db8::10]:8443"];
-        let want = hex("8f 38
+        let want = hex(
+            "8f 38
             00 19 68 74 74 70 73 3a 2f 2f 73 7a 74 70 31 2e 65 78 61 6d 70 6c 65 2e 63 6f 6d
-            00 1b 68 74 74 70 73 3a 2f 2f 5b 32 30 30 31 3a 64 62 38 3a 3a 31 30 5d 3a 38 34 34 33");
+            00 1b 68 74 74 70 73 3a 2f 2f 5b 32 30 30 31 3a 64 62 38 3a 3a 31 30 5d 3a 38 34 34 33",
+        );
         assert_eq!(split_rfc3396(143, &encode_list(&uris)), want);
         let d = decode_list(&want[2..]);
         assert_eq!(d.uris, uris);
@@ -116,7 +118,8 @@ mod tests {
     // digest §16 TV1b
     #[test]
     fn tv1b_ipv4_literal() {
-        let want = hex("8f 19 00 17 68 74 74 70 73 3a 2f 2f 31 39 32 2e 30 2e 32 2e 31 30 3a 38 34 34 33");
+        let want =
+            hex("8f 19 00 17 68 74 74 70 73 3a 2f 2f 31 39 32 2e 30 2e 32 2e 31 30 3a 38 34 34 33");
         assert_eq!(
             split_rfc3396(143, &encode_list(&["https://192.0.2.10:8443"])),
             want
@@ -152,7 +155,10 @@ mod tests {
         assert_eq!(&wire[252..257], &hex("00 30 68 74 74")[..]);
         let second = &wire[257..];
         assert_eq!(&second[..2], &[0x8f, 0x2d]);
-        assert_eq!(&second[2..], b"ps://sztp-6.bootstrap.site-a.example.com:8443");
+        assert_eq!(
+            &second[2..],
+            b"ps://sztp-6.bootstrap.site-a.example.com:8443"
+        );
         let mut joined = wire[2..257].to_vec();
         joined.extend_from_slice(&second[2..]);
         assert_eq!(decode_list(&joined).uris, uris);
@@ -188,7 +194,10 @@ mod tests {
     #[test]
     fn kea_captured_vector() {
         let kea = hex("001f68747470733a2f2f737a7470312e6578616d706c652e746573743a38343433001a68747470733a2f2f5b323030313a6462383a3a315d3a38343433");
-        let uris = ["https://sztp1.example.test:8443", "https://[2001:db8::1]:8443"];
+        let uris = [
+            "https://sztp1.example.test:8443",
+            "https://[2001:db8::1]:8443",
+        ];
         assert_eq!(encode_list(&uris), kea);
         assert_eq!(&split_rfc3396(143, &kea)[..2], &[0x8f, 0x3d]);
         // interop.md golden vector

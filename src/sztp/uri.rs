@@ -151,7 +151,8 @@ fn valid_hostname(h: &str) -> bool {
         && h.split('.').all(|l| {
             !l.is_empty()
                 && l.len() <= 63
-                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+                && l.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
                 && !l.starts_with('-')
                 && !l.ends_with('-')
         })
@@ -185,10 +186,22 @@ mod tests {
         assert_eq!(SztpUri::parse("https://u@h"), Err(UriError::UserInfo));
         assert_eq!(SztpUri::parse("https://"), Err(UriError::NoHost));
         assert_eq!(SztpUri::parse("https://:443"), Err(UriError::NoHost));
-        assert!(matches!(SztpUri::parse("https://h:0"), Err(UriError::Port(_))));
-        assert!(matches!(SztpUri::parse("https://h:65536"), Err(UriError::Port(_))));
-        assert!(matches!(SztpUri::parse("https://[zz::1]"), Err(UriError::V6(_))));
-        assert!(matches!(SztpUri::parse("https://bad host"), Err(UriError::HostName(_))));
+        assert!(matches!(
+            SztpUri::parse("https://h:0"),
+            Err(UriError::Port(_))
+        ));
+        assert!(matches!(
+            SztpUri::parse("https://h:65536"),
+            Err(UriError::Port(_))
+        ));
+        assert!(matches!(
+            SztpUri::parse("https://[zz::1]"),
+            Err(UriError::V6(_))
+        ));
+        assert!(matches!(
+            SztpUri::parse("https://bad host"),
+            Err(UriError::HostName(_))
+        ));
     }
 
     #[test]
