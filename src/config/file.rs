@@ -341,7 +341,14 @@ fn humanize(message: &str) -> String {
             return format!("missing key {name:?}");
         }
     }
-    message.to_string()
+    if let Some(rest) = message.strip_prefix("unknown variant `") {
+        if let Some((name, tail)) = rest.split_once('`') {
+            return format!("unknown value {name:?}{}", tail.replace('`', "\""));
+        }
+    }
+    message
+        .replace("expected a sequence", "expected a list")
+        .replace("expected a map", "expected a table")
 }
 
 fn covers(span: &Range<usize>, offset: usize) -> bool {

@@ -231,7 +231,7 @@ fn bootstrap_servers(cx: &mut Ctx<'_>, raw: &RawConfig) -> Vec<BootstrapServer> 
             seen.insert(name.clone(), b.name.span());
         }
         let key = format!("bootstrap-server[{i}].uri");
-        if let Some(uri) = cx.parse(&b.uri, &key, |s| parse_uri(s)) {
+        if let Some(uri) = cx.parse(&b.uri, &key, parse_uri) {
             out.push(BootstrapServer {
                 name: name.clone(),
                 uri,
@@ -624,19 +624,15 @@ fn dhcp4(cx: &mut Ctx<'_>, raw: &RawConfig) -> Option<Dhcp4> {
         let t2 = rebinding_time.unwrap_or(lease_time * 7 / 8);
         if let (Some(v), Some(t1)) = (&sn.renewal_time, renewal_time) {
             if t1 >= t2 {
-                let what = if rebinding_time.is_some() {
-                    "rebinding-time"
+                let other = if rebinding_time.is_some() {
+                    format!("rebinding-time {}", show(t2))
                 } else {
-                    "the default rebinding-time (7/8 of lease-time)"
+                    format!("rebinding-time (default 7/8 of lease-time: {})", show(t2))
                 };
                 cx.err(
                     v.span(),
                     format!("{key}.renewal-time"),
-                    format!(
-                        "renewal-time {} must be shorter than {what} {}",
-                        show(t1),
-                        show(t2)
-                    ),
+                    format!("renewal-time {} must be shorter than {other}", show(t1)),
                 );
             }
         }
@@ -652,7 +648,7 @@ fn dhcp4(cx: &mut Ctx<'_>, raw: &RawConfig) -> Option<Dhcp4> {
                     ),
                 );
             } else if renewal_time.is_none() && t1 >= t2 {
-                cx.err(v.span(), format!("{key}.rebinding-time"), format!("rebinding-time {} must be longer than the default renewal-time (half of lease-time) {}", show(t2), show(t1)));
+                cx.err(v.span(), format!("{key}.rebinding-time"), format!("rebinding-time {} must be longer than renewal-time (default half of lease-time: {})", show(t2), show(t1)));
             }
         }
         let mut reservations = Vec::new();
@@ -963,9 +959,9 @@ fn show(d: Duration) -> String {
     let s = d.as_secs();
     match s {
         0 => "0s".into(),
-        _ if s % 86400 == 0 => format!("{}d", s / 86400),
-        _ if s % 3600 == 0 => format!("{}h", s / 3600),
-        _ if s % 60 == 0 => format!("{}m", s / 60),
+        _ if s.is_multiple_of(86400) => format!("{}d", s / 86400),
+        _ if s.is_multiple_of(3600) => format!("{}h", s / 3600),
+        _ if s.is_multiple_of(60) => format!("{}m", s / 60),
         _ => format!("{s}s"),
     }
 }
