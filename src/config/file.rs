@@ -1,13 +1,411 @@
 //! The serde mirror of the TOML file: kebab-case keys, unknown keys refused, spans kept
 
+use std::fmt;
+use std::ops::Range;
 use std::path::Path;
 
-use super::error::ConfigErrors;
+use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde::Deserialize;
+use toml::de::{DeTable, DeValue};
+use toml::Spanned;
 
-/// The file as written (placeholder until the mirror lands).
+use super::error::{ConfigError, ConfigErrors};
+
+/// A string with its position in the file.
+pub type Str = Spanned<String>;
+/// A list of strings, each element with its position, the list with its own.
+pub type StrList = Spanned<Vec<Str>>;
+
+/// The file as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RawConfig {
+    pub appliance: Option<Spanned<RawAppliance>>,
+    #[serde(default)]
+    pub bootstrap_server: Vec<Spanned<RawBootstrapServer>>,
+    pub redirect_server: Option<Spanned<RawRedirectServer>>,
+    #[serde(default)]
+    pub rule: Vec<Spanned<RawRule>>,
+    #[serde(default)]
+    pub device: Vec<Spanned<RawDevice>>,
+    pub dhcp4: Option<Spanned<RawDhcp4>>,
+    pub dhcp6: Option<Spanned<RawDhcp6>>,
+    pub dns: Option<Spanned<RawDns>>,
+    pub status: Option<Spanned<RawStatus>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RawAppliance {
+    pub state_dir: Option<Str>,
+    pub log_format: Option<RawLogFormat>,
+    pub user: Option<Str>,
+    pub journal_max_size: Option<Str>,
+}
+
+#[derive(Clone, Copy, Debug, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RawLogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RawBootstrapServer {
+    pub name: Str,
+    pub uri: Str,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RawRedirectServer {
+    pub enabled: Option<bool>,
+    pub listen: Option<StrList>,
+    pub advertise: Option<Str>,
+    pub tls_certificate: Option<Str>,
+    pub tls_key: Option<Str>,
+    pub client_ca: Option<Str>,
+    pub serial_from: Option<RawSerialFrom>,
+    pub report_progress: Option<RawReportProgress>,
+}
+
+#[derive(Clone, Copy, Debug, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RawSerialFrom {
+    SubjectSerialNumber,
+    SubjectCn,
+    BasicUsername,
+}
+
+#[derive(Clone, Copy, Debug, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RawReportProgress {
+    Accept,
+    Reject,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RawRule {
+    pub name: Str,
+    #[serde(rename = "match")]
+    pub matches: Option<RawMatch>,
+    pub redirect_to: StrList,
+    pub via: Option<Spanned<RawVia>>,
+    pub dhcp_uri_encoding: Option<RawUriEncoding>,
+    pub dhcp_uri_form: Option<RawUriForm>,
+    pub dhcp_always_send: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RawMatch {
+    pub mac: Option<Spanned<OneOrMany>>,
+    pub vendor_class: Option<Spanned<OneOrMany>>,
+    pub user_class: Option<Spanned<OneOrMany>>,
+    pub client_id: Option<Spanned<OneOrMany>>,
+    pub circuit_id: Option<Spanned<OneOrMany>>,
+    pub remote_id: Option<Spanned<OneOrMany>>,
+    pub interface: Option<Spanned<OneOrMany>>,
+    pub serial: Option<Spanned<OneOrMany>>,
+    pub hw_model: Option<Spanned<OneOrMany>>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RawVia {
+    RedirectServer,
+    Direct,
+}
+
+#[derive(Clone, Copy, Debug, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RawUriEncoding {
+    Rfc8572,
+    Text,
+}
+
+#[derive(Clone, Copy, Debug, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RawUriForm {
+    Authority,
+    OperationUrl,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RawDevice {
+    pub serial: Option<Str>,
+    pub mac: Option<Str>,
+    pub redirect_to: Option<StrList>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RawDhcp4 {
+    pub enabled: Option<bool>,
+    pub interfaces: Option<StrList>,
+    pub port: Option<u16>,
+    pub client_port: Option<u16>,
+    pub server_id: Option<Str>,
+    pub offer_time: Option<Str>,
+    pub decline_time: Option<Str>,
+    #[serde(default)]
+    pub subnet: Vec<Spanned<RawSubnet4>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RawSubnet4 {
+    pub subnet: Str,
+    #[serde(default)]
+    pub pools: Vec<Str>,
+    #[serde(default)]
+    pub routers: Vec<Str>,
+    #[serde(default)]
+    pub dns_servers: Vec<Str>,
+    pub domain_name: Option<Str>,
+    pub domain_search: Option<Vec<Str>>,
+    pub lease_time: Option<Str>,
+    pub renewal_time: Option<Str>,
+    pub rebinding_time: Option<Str>,
+    #[serde(default)]
+    pub reservation: Vec<Spanned<RawReservation4>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RawReservation4 {
+    pub mac: Str,
+    pub address: Str,
+    pub hostname: Option<Str>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RawDhcp6 {
+    pub enabled: Option<bool>,
+    pub interfaces: Option<StrList>,
+    pub port: Option<u16>,
+    #[serde(default)]
+    pub subnet: Vec<Spanned<RawSubnet6>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RawSubnet6 {
+    pub prefix: Str,
+    #[serde(default)]
+    pub pools: Vec<Str>,
+    #[serde(default)]
+    pub dns_servers: Vec<Str>,
+    #[serde(default)]
+    pub domain_search: Vec<Str>,
+    pub preferred_lifetime: Option<Str>,
+    pub valid_lifetime: Option<Str>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RawDns {
+    pub enabled: Option<bool>,
+    pub listen: Option<StrList>,
+    #[serde(default)]
+    pub zones: Vec<Str>,
+    pub ttl: Option<Str>,
+    #[serde(default)]
+    pub forwarders: Vec<Str>,
+    #[serde(default)]
+    pub hosts: Hosts,
+    pub mdns: Option<Spanned<RawMdns>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RawMdns {
+    pub enabled: Option<bool>,
+    pub interfaces: Option<StrList>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RawStatus {
+    pub enabled: Option<bool>,
+    pub listen: Option<StrList>,
+}
+
+/// A string or a list of strings (`match.vendor-class = "Arista*"` or `= ["Arista*", ...]`).
+#[derive(Debug)]
+pub enum OneOrMany {
+    One(String),
+    Many(Vec<Str>),
+}
+
+impl OneOrMany {
+    /// The elements with their spans; a single string takes the span of the whole value.
+    pub fn items(value: &Spanned<OneOrMany>) -> Vec<Str> {
+        match value.get_ref() {
+            OneOrMany::One(s) => vec![Spanned::new(value.span(), s.clone())],
+            OneOrMany::Many(v) => v.clone(),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for OneOrMany {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = OneOrMany;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string or a list of strings")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<OneOrMany, E> {
+                Ok(OneOrMany::One(v.to_string()))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<OneOrMany, A::Error> {
+                let mut out = Vec::new();
+                while let Some(s) = seq.next_element::<Str>()? {
+                    out.push(s);
+                }
+                Ok(OneOrMany::Many(out))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// `dns.hosts`: a free-form map of name → addresses, kept in file order.
 #[derive(Debug, Default)]
-pub struct RawConfig {}
+pub struct Hosts(pub Vec<(Str, Spanned<OneOrMany>)>);
 
-pub fn parse(_path: &Path, _text: &str) -> Result<RawConfig, ConfigErrors> {
-    Ok(RawConfig {})
+impl<'de> Deserialize<'de> for Hosts {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Hosts;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a table of host name = [addresses]")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Hosts, A::Error> {
+                let mut out = Vec::new();
+                while let Some(k) = map.next_key::<Str>()? {
+                    let v = map.next_value::<Spanned<OneOrMany>>()?;
+                    out.push((k, v));
+                }
+                Ok(Hosts(out))
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
+/// Parse `text`; a syntax, unknown-key or type error becomes one located error.
+pub fn parse(path: &Path, text: &str) -> Result<RawConfig, ConfigErrors> {
+    let (tree, syntax) = DeTable::parse_recoverable(text);
+    let err = match syntax.into_iter().next() {
+        Some(e) => e,
+        None => match toml::from_str::<RawConfig>(text) {
+            Ok(raw) => return Ok(raw),
+            Err(e) => e,
+        },
+    };
+    let span = err.span().unwrap_or(0..0);
+    let key = key_path_at(tree.get_ref(), span.start).unwrap_or_default();
+    Err(ConfigErrors::single(ConfigError::at(
+        path,
+        text,
+        span.start,
+        key,
+        humanize(err.message()),
+    )))
+}
+
+/// Reword serde's messages in the file's vocabulary (keys, not fields).
+fn humanize(message: &str) -> String {
+    let message = message.trim_end();
+    if let Some(rest) = message.strip_prefix("unknown field `") {
+        if let Some((name, tail)) = rest.split_once('`') {
+            let known = tail
+                .strip_prefix(", expected one of ")
+                .or_else(|| tail.strip_prefix(", expected "))
+                .map(|l| l.replace('`', ""));
+            return match known {
+                Some(k) => format!("unknown key {name:?} (known keys: {k})"),
+                None => format!("unknown key {name:?}"),
+            };
+        }
+    }
+    if let Some(rest) = message.strip_prefix("missing field `") {
+        if let Some((name, _)) = rest.split_once('`') {
+            return format!("missing key {name:?}");
+        }
+    }
+    if let Some(rest) = message.strip_prefix("unknown variant `") {
+        if let Some((name, tail)) = rest.split_once('`') {
+            return format!("unknown value {name:?}{}", tail.replace('`', "\""));
+        }
+    }
+    message
+        .replace("expected a sequence", "expected a list")
+        .replace("expected a map", "expected a table")
+}
+
+fn covers(span: &Range<usize>, offset: usize) -> bool {
+    span.contains(&offset) || span.start == offset
+}
+
+/// The dotted key path (`dhcp4.subnet[0].pools[1]`) of the deepest key or value at `offset`.
+pub fn key_path_at(table: &DeTable<'_>, offset: usize) -> Option<String> {
+    find_in_table(table, "", offset)
+}
+
+fn join(prefix: &str, key: &str) -> String {
+    let bare = !key.is_empty()
+        && key
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    let key = if bare {
+        key.to_string()
+    } else {
+        format!("{key:?}")
+    };
+    if prefix.is_empty() {
+        key
+    } else {
+        format!("{prefix}.{key}")
+    }
+}
+
+fn find_in_table(table: &DeTable<'_>, prefix: &str, offset: usize) -> Option<String> {
+    for (k, v) in table.iter() {
+        let path = join(prefix, k.get_ref());
+        if covers(&k.span(), offset) {
+            return Some(path);
+        }
+        if let Some(p) = find_in_value(v.get_ref(), &path, offset) {
+            return Some(p);
+        }
+    }
+    table
+        .iter()
+        .find(|(_, v)| covers(&v.span(), offset))
+        .map(|(k, _)| join(prefix, k.get_ref()))
+}
+
+fn find_in_value(value: &DeValue<'_>, path: &str, offset: usize) -> Option<String> {
+    match value {
+        DeValue::Table(t) => find_in_table(t, path, offset),
+        DeValue::Array(a) => {
+            for (i, e) in a.iter().enumerate() {
+                if let Some(p) = find_in_value(e.get_ref(), &format!("{path}[{i}]"), offset) {
+                    return Some(p);
+                }
+            }
+            a.iter()
+                .position(|e| covers(&e.span(), offset))
+                .map(|i| format!("{path}[{i}]"))
+        }
+        _ => None,
+    }
 }

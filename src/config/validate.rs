@@ -1,17 +1,1227 @@
 //! Semantic checks of the parsed file; every error is collected, none stops the others
 
-use std::path::Path;
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
 
-use super::error::{ConfigError, ConfigErrors};
-use super::file::RawConfig;
-use super::Config;
+use ipnet::{Ipv4Net, Ipv6Net};
+use toml::Spanned;
 
-pub fn validate(path: &Path, _text: &str, _raw: RawConfig) -> Result<Config, ConfigErrors> {
-    Err(ConfigErrors::single(ConfigError {
-        file: path.to_path_buf(),
-        line: 0,
-        col: 0,
-        key: String::new(),
-        message: "configuration validation is not written yet".into(),
-    }))
+use super::error::{line_col, ConfigError, ConfigErrors};
+use super::file::{
+    OneOrMany, RawConfig, RawLogFormat, RawReportProgress, RawSerialFrom, RawUriEncoding,
+    RawUriForm, RawVia, Str, StrList,
+};
+use super::{
+    Appliance, Config, Dhcp4, Dhcp6, Dns, LogFormat, Mdns, Pool4, Pool6, RedirectServer,
+    ReportProgress, Reservation4, SerialFrom, Status, Subnet4, Subnet6,
+};
+use crate::policy::{
+    BootstrapServer, Glob, KnownDevice, MacAddr, MacPattern, Match, Rule, UriEncoding, UriForm, Via,
+};
+use crate::sztp::SztpUri;
+
+pub const DEFAULT_STATE_DIR: &str = "/var/lib/sztp-redirector";
+pub const DEFAULT_JOURNAL_MAX_BYTES: u64 = 16 * 1024 * 1024;
+pub const DEFAULT_STATUS_LISTEN: &str = "127.0.0.1:9143";
+
+/// Collects errors with their byte offsets so they come out in file order.
+struct Ctx<'a> {
+    path: &'a Path,
+    text: &'a str,
+    errors: Vec<(usize, ConfigError)>,
+}
+
+impl Ctx<'_> {
+    fn err(&mut self, span: Range<usize>, key: impl Into<String>, message: impl Into<String>) {
+        let e = ConfigError::at(self.path, self.text, span.start, key, message);
+        self.errors.push((span.start, e));
+    }
+
+    fn line(&self, span: &Range<usize>) -> usize {
+        line_col(self.text, span.start).0
+    }
+
+    /// Parse with `f`; on error report it at the value and give `None`.
+    fn parse<T>(
+        &mut self,
+        v: &Str,
+        key: &str,
+        f: impl FnOnce(&str) -> Result<T, String>,
+    ) -> Option<T> {
+        match f(v.get_ref()) {
+            Ok(t) => Some(t),
+            Err(m) => {
+                self.err(v.span(), key, m);
+                None
+            }
+        }
+    }
+
+    fn duration(&mut self, v: &Option<Str>, key: &str, default: Duration) -> Duration {
+        v.as_ref()
+            .and_then(|v| self.parse(v, key, parse_duration))
+            .unwrap_or(default)
+    }
+
+    fn each<T>(
+        &mut self,
+        list: &[Str],
+        key: &str,
+        f: impl Fn(&str) -> Result<T, String>,
+    ) -> Vec<T> {
+        list.iter()
+            .enumerate()
+            .filter_map(|(i, v)| self.parse(v, &format!("{key}[{i}]"), &f))
+            .collect()
+    }
+
+    /// A required, non-empty list of socket addresses.
+    fn listen(
+        &mut self,
+        v: &Option<StrList>,
+        key: &str,
+        section: &Range<usize>,
+        default: Option<&str>,
+    ) -> Vec<SocketAddr> {
+        match v {
+            None => match default {
+                Some(d) => vec![d.parse().expect("default listen address")],
+                None => {
+                    self.err(
+                        section.clone(),
+                        key.rsplit_once('.').map_or(key, |k| k.0),
+                        format!("missing key \"{}\"", key.rsplit('.').next().unwrap_or(key)),
+                    );
+                    Vec::new()
+                }
+            },
+            Some(l) if l.get_ref().is_empty() => {
+                self.err(l.span(), key, "needs at least one address");
+                Vec::new()
+            }
+            Some(l) => self.each(l.get_ref(), key, parse_socket_addr),
+        }
+    }
+
+    /// A required, non-empty list of interface names.
+    fn interfaces(
+        &mut self,
+        v: &Option<StrList>,
+        section_key: &str,
+        section: &Range<usize>,
+    ) -> Vec<String> {
+        let key = format!("{section_key}.interfaces");
+        match v {
+            None => {
+                self.err(section.clone(), section_key, "missing key \"interfaces\" (the service never answers on an interface the file does not name)");
+                Vec::new()
+            }
+            Some(l) if l.get_ref().is_empty() => {
+                self.err(l.span(), key, "needs at least one interface name");
+                Vec::new()
+            }
+            Some(l) => self.each(l.get_ref(), &key, parse_interface),
+        }
+    }
+
+    fn dns_names(&mut self, list: &[Str], key: &str) -> Vec<String> {
+        self.each(list, key, parse_dns_name)
+    }
+}
+
+/// Check everything and build the configuration, or return every error in file order.
+pub fn validate(path: &Path, text: &str, raw: RawConfig) -> Result<Config, ConfigErrors> {
+    let mut cx = Ctx {
+        path,
+        text,
+        errors: Vec::new(),
+    };
+    let appliance = appliance(&mut cx, &raw);
+    let bootstrap_servers = bootstrap_servers(&mut cx, &raw);
+    let redirect_server = redirect_server(&mut cx, &raw);
+    let rules = rules(&mut cx, &raw, &bootstrap_servers, redirect_server.is_some());
+    let devices = devices(&mut cx, &raw, &bootstrap_servers);
+    let dhcp4 = dhcp4(&mut cx, &raw);
+    let dhcp6 = dhcp6(&mut cx, &raw);
+    let dns = dns(&mut cx, &raw);
+    let status = status(&mut cx, &raw);
+    if !cx.errors.is_empty() {
+        cx.errors.sort_by_key(|(offset, _)| *offset);
+        return Err(ConfigErrors(
+            cx.errors.into_iter().map(|(_, e)| e).collect(),
+        ));
+    }
+    Ok(Config {
+        source: path.to_path_buf(),
+        appliance,
+        bootstrap_servers,
+        redirect_server,
+        rules,
+        devices,
+        dhcp4,
+        dhcp6,
+        dns,
+        status,
+    })
+}
+
+fn appliance(cx: &mut Ctx<'_>, raw: &RawConfig) -> Appliance {
+    let mut a = Appliance {
+        state_dir: PathBuf::from(DEFAULT_STATE_DIR),
+        log_format: LogFormat::Text,
+        user: None,
+        journal_max_bytes: DEFAULT_JOURNAL_MAX_BYTES,
+    };
+    let Some(r) = &raw.appliance else { return a };
+    let r = r.get_ref();
+    if let Some(d) = &r.state_dir {
+        if d.get_ref().is_empty() {
+            cx.err(d.span(), "appliance.state-dir", "must not be empty");
+        } else {
+            // relative paths are kept as written: relative to the working directory
+            a.state_dir = PathBuf::from(d.get_ref());
+        }
+    }
+    a.log_format = match r.log_format {
+        Some(RawLogFormat::Json) => LogFormat::Json,
+        _ => LogFormat::Text,
+    };
+    if let Some(u) = &r.user {
+        if u.get_ref().is_empty() {
+            cx.err(
+                u.span(),
+                "appliance.user",
+                "must not be empty (leave the key out to keep the current user)",
+            );
+        } else {
+            a.user = Some(u.get_ref().clone());
+        }
+    }
+    if let Some(s) = &r.journal_max_size {
+        if let Some(n) = cx.parse(s, "appliance.journal-max-size", parse_size) {
+            a.journal_max_bytes = n;
+        }
+    }
+    a
+}
+
+fn bootstrap_servers(cx: &mut Ctx<'_>, raw: &RawConfig) -> Vec<BootstrapServer> {
+    let mut out = Vec::new();
+    let mut seen: HashMap<String, Range<usize>> = HashMap::new();
+    for (i, b) in raw.bootstrap_server.iter().enumerate() {
+        let b = b.get_ref();
+        let name = b.name.get_ref();
+        if name.is_empty() {
+            cx.err(
+                b.name.span(),
+                format!("bootstrap-server[{i}].name"),
+                "must not be empty",
+            );
+        } else if let Some(first) = seen.get(name) {
+            let line = cx.line(first);
+            cx.err(
+                b.name.span(),
+                format!("bootstrap-server[{i}].name"),
+                format!("duplicate bootstrap-server name {name:?} (first defined at line {line})"),
+            );
+        } else {
+            seen.insert(name.clone(), b.name.span());
+        }
+        let key = format!("bootstrap-server[{i}].uri");
+        if let Some(uri) = cx.parse(&b.uri, &key, parse_uri) {
+            out.push(BootstrapServer {
+                name: name.clone(),
+                uri,
+            });
+        }
+    }
+    out
+}
+
+fn parse_uri(s: &str) -> Result<SztpUri, String> {
+    SztpUri::parse(s).map_err(|e| format!("{s:?} is not a bootstrap server URI: {e}"))
+}
+
+fn redirect_server(cx: &mut Ctx<'_>, raw: &RawConfig) -> Option<RedirectServer> {
+    let s = raw.redirect_server.as_ref()?;
+    let span = s.span();
+    let r = s.get_ref();
+    if r.enabled == Some(false) {
+        return None;
+    }
+    let listen = cx.listen(&r.listen, "redirect-server.listen", &span, None);
+    let advertise = match &r.advertise {
+        None => {
+            cx.err(
+                span.clone(),
+                "redirect-server",
+                "missing key \"advertise\" (the URI DHCP and DNS hand out for this server)",
+            );
+            None
+        }
+        Some(a) => cx.parse(a, "redirect-server.advertise", |s| {
+            SztpUri::parse(s).map_err(|e| format!("{s:?} is not an SZTP URI: {e}"))
+        }),
+    };
+    let path = |v: &Option<Str>, cx: &mut Ctx<'_>, key: &str| -> Option<PathBuf> {
+        let v = v.as_ref()?;
+        if v.get_ref().is_empty() {
+            cx.err(v.span(), key, "must not be empty");
+            return None;
+        }
+        Some(PathBuf::from(v.get_ref()))
+    };
+    let tls_certificate = path(&r.tls_certificate, cx, "redirect-server.tls-certificate");
+    let tls_key = path(&r.tls_key, cx, "redirect-server.tls-key");
+    match (&r.tls_certificate, &r.tls_key) {
+        (Some(c), None) => cx.err(
+            c.span(),
+            "redirect-server.tls-certificate",
+            "needs tls-key as well (give both or neither)",
+        ),
+        (None, Some(k)) => cx.err(
+            k.span(),
+            "redirect-server.tls-key",
+            "needs tls-certificate as well (give both or neither)",
+        ),
+        _ => {}
+    }
+    let client_ca = path(&r.client_ca, cx, "redirect-server.client-ca");
+    Some(RedirectServer {
+        listen,
+        advertise: advertise?,
+        tls_certificate,
+        tls_key,
+        client_ca,
+        serial_from: match r.serial_from {
+            None | Some(RawSerialFrom::SubjectSerialNumber) => SerialFrom::SubjectSerialNumber,
+            Some(RawSerialFrom::SubjectCn) => SerialFrom::SubjectCn,
+            Some(RawSerialFrom::BasicUsername) => SerialFrom::BasicUsername,
+        },
+        report_progress: match r.report_progress {
+            None | Some(RawReportProgress::Accept) => ReportProgress::Accept,
+            Some(RawReportProgress::Reject) => ReportProgress::Reject,
+        },
+    })
+}
+
+/// Resolve `redirect-to` names; unknown and repeated names are errors at the element.
+fn resolve(
+    cx: &mut Ctx<'_>,
+    list: &StrList,
+    key: &str,
+    servers: &[BootstrapServer],
+    raw: &RawConfig,
+) -> Vec<BootstrapServer> {
+    let mut out: Vec<BootstrapServer> = Vec::new();
+    for (i, n) in list.get_ref().iter().enumerate() {
+        let name = n.get_ref();
+        let k = format!("{key}[{i}]");
+        if out.iter().any(|b| &b.name == name) {
+            cx.err(
+                n.span(),
+                k,
+                format!("bootstrap-server {name:?} is listed twice"),
+            );
+        } else if let Some(b) = servers.iter().find(|b| &b.name == name) {
+            out.push(b.clone());
+        } else if !raw
+            .bootstrap_server
+            .iter()
+            .any(|b| b.get_ref().name.get_ref() == name)
+        {
+            // a defined server with a bad URI has its own error already
+            cx.err(n.span(), k, format!("unknown bootstrap-server {name:?}"));
+        }
+    }
+    out
+}
+
+fn rules(
+    cx: &mut Ctx<'_>,
+    raw: &RawConfig,
+    servers: &[BootstrapServer],
+    redirect_server: bool,
+) -> Vec<Rule> {
+    let mut out = Vec::new();
+    let mut seen: HashMap<String, Range<usize>> = HashMap::new();
+    for (i, r) in raw.rule.iter().enumerate() {
+        let r = r.get_ref();
+        let name = r.name.get_ref();
+        if name.is_empty() {
+            cx.err(
+                r.name.span(),
+                format!("rule[{i}].name"),
+                "must not be empty",
+            );
+        } else if let Some(first) = seen.get(name) {
+            let line = cx.line(first);
+            cx.err(
+                r.name.span(),
+                format!("rule[{i}].name"),
+                format!("duplicate rule name {name:?} (first defined at line {line})"),
+            );
+        } else {
+            seen.insert(name.clone(), r.name.span());
+        }
+        let key = format!("rule[{i}].redirect-to");
+        if r.redirect_to.get_ref().is_empty() {
+            cx.err(
+                r.redirect_to.span(),
+                &key,
+                "needs at least one bootstrap-server name",
+            );
+        }
+        let redirect_to = resolve(cx, &r.redirect_to, &key, servers, raw);
+        let via = r.via.as_ref().map(|v| match v.get_ref() {
+            RawVia::RedirectServer => Via::RedirectServer,
+            RawVia::Direct => Via::Direct,
+        });
+        if let Some(v) = &r.via {
+            if *v.get_ref() == RawVia::RedirectServer && !redirect_server {
+                cx.err(
+                    v.span(),
+                    format!("rule[{i}].via"),
+                    "\"redirect-server\" needs an enabled [redirect-server] section",
+                );
+            }
+        }
+        let m = r.matches.as_ref();
+        let mkey = format!("rule[{i}].match");
+        let globs = |v: Option<&Spanned<OneOrMany>>| -> Vec<Glob> {
+            v.map(|v| {
+                OneOrMany::items(v)
+                    .into_iter()
+                    .map(|s| Glob(s.into_inner()))
+                    .collect()
+            })
+            .unwrap_or_default()
+        };
+        let mac = match m.and_then(|m| m.mac.as_ref()) {
+            Some(v) => {
+                let items = OneOrMany::items(v);
+                let k = match v.get_ref() {
+                    OneOrMany::One(_) => vec![format!("{mkey}.mac")],
+                    OneOrMany::Many(l) => {
+                        (0..l.len()).map(|j| format!("{mkey}.mac[{j}]")).collect()
+                    }
+                };
+                items
+                    .iter()
+                    .zip(k)
+                    .filter_map(|(s, k)| cx.parse(s, &k, |s| s.parse::<MacPattern>()))
+                    .collect()
+            }
+            None => Vec::new(),
+        };
+        let matches = match m {
+            None => Match::default(),
+            Some(m) => Match {
+                mac,
+                vendor_class: globs(m.vendor_class.as_ref()),
+                user_class: globs(m.user_class.as_ref()),
+                client_id: globs(m.client_id.as_ref()),
+                circuit_id: globs(m.circuit_id.as_ref()),
+                remote_id: globs(m.remote_id.as_ref()),
+                interface: globs(m.interface.as_ref()),
+                serial: globs(m.serial.as_ref()),
+                hw_model: globs(m.hw_model.as_ref()),
+            },
+        };
+        out.push(Rule {
+            name: name.clone(),
+            matches,
+            redirect_to,
+            via,
+            encoding: match r.dhcp_uri_encoding {
+                None | Some(RawUriEncoding::Rfc8572) => UriEncoding::Rfc8572,
+                Some(RawUriEncoding::Text) => UriEncoding::Text,
+            },
+            form: match r.dhcp_uri_form {
+                None | Some(RawUriForm::Authority) => UriForm::Authority,
+                Some(RawUriForm::OperationUrl) => UriForm::OperationUrl,
+            },
+            always_send: r.dhcp_always_send.unwrap_or(false),
+        });
+    }
+    out
+}
+
+fn devices(cx: &mut Ctx<'_>, raw: &RawConfig, servers: &[BootstrapServer]) -> Vec<KnownDevice> {
+    let mut out = Vec::new();
+    let mut serials: HashMap<String, Range<usize>> = HashMap::new();
+    let mut macs: HashMap<MacAddr, Range<usize>> = HashMap::new();
+    for (i, d) in raw.device.iter().enumerate() {
+        let span = d.span();
+        let d = d.get_ref();
+        if d.serial.is_none() && d.mac.is_none() {
+            cx.err(
+                span.clone(),
+                format!("device[{i}]"),
+                "needs a serial, a mac or both",
+            );
+        }
+        let serial = d.serial.as_ref().and_then(|s| {
+            let key = format!("device[{i}].serial");
+            if s.get_ref().is_empty() {
+                cx.err(s.span(), key, "must not be empty");
+                return None;
+            }
+            if let Some(first) = serials.get(s.get_ref()) {
+                let line = cx.line(first);
+                cx.err(
+                    s.span(),
+                    key,
+                    format!(
+                        "duplicate device serial {:?} (first at line {line})",
+                        s.get_ref()
+                    ),
+                );
+            } else {
+                serials.insert(s.get_ref().clone(), s.span());
+            }
+            Some(s.get_ref().clone())
+        });
+        let mac = d.mac.as_ref().and_then(|s| {
+            let key = format!("device[{i}].mac");
+            let mac = cx.parse(s, &key, |s| s.parse::<MacAddr>())?;
+            if let Some(first) = macs.get(&mac) {
+                let line = cx.line(first);
+                cx.err(
+                    s.span(),
+                    key,
+                    format!("duplicate device mac {mac} (first at line {line})"),
+                );
+            } else {
+                macs.insert(mac, s.span());
+            }
+            Some(mac)
+        });
+        let redirect_to = match &d.redirect_to {
+            Some(l) => resolve(cx, l, &format!("device[{i}].redirect-to"), servers, raw),
+            None => Vec::new(),
+        };
+        out.push(KnownDevice {
+            serial,
+            mac,
+            redirect_to,
+        });
+    }
+    out
+}
+
+fn dhcp4(cx: &mut Ctx<'_>, raw: &RawConfig) -> Option<Dhcp4> {
+    let s = raw.dhcp4.as_ref()?;
+    let span = s.span();
+    let d = s.get_ref();
+    if d.enabled == Some(false) {
+        return None;
+    }
+    let interfaces = cx.interfaces(&d.interfaces, "dhcp4", &span);
+    let server_id = d.server_id.as_ref().and_then(|v| {
+        cx.parse(v, "dhcp4.server-id", |s| {
+            parse_ip::<Ipv4Addr>(s, "an IPv4 address")
+        })
+    });
+    let offer_time = cx.duration(&d.offer_time, "dhcp4.offer-time", Duration::from_secs(60));
+    let decline_time = cx.duration(
+        &d.decline_time,
+        "dhcp4.decline-time",
+        Duration::from_secs(3600),
+    );
+    if d.subnet.is_empty() {
+        cx.err(span.clone(), "dhcp4", "needs at least one [[dhcp4.subnet]]");
+    }
+    let mut subnets: Vec<Subnet4> = Vec::new();
+    let mut nets: Vec<(usize, Ipv4Net)> = Vec::new();
+    let mut res_macs: HashMap<MacAddr, Range<usize>> = HashMap::new();
+    let mut res_addrs: HashMap<Ipv4Addr, Range<usize>> = HashMap::new();
+    for (i, sn) in d.subnet.iter().enumerate() {
+        let sn = sn.get_ref();
+        let key = format!("dhcp4.subnet[{i}]");
+        let net = cx.parse(&sn.subnet, &format!("{key}.subnet"), parse_net4);
+        if let Some(net) = net {
+            if let Some((j, other)) = nets
+                .iter()
+                .find(|(_, o)| o.contains(&net.network()) || net.contains(&o.network()))
+            {
+                cx.err(
+                    sn.subnet.span(),
+                    format!("{key}.subnet"),
+                    format!("subnet {net} overlaps subnet {other} (dhcp4.subnet[{j}])"),
+                );
+            }
+            nets.push((i, net));
+        }
+        let mut pools: Vec<Pool4> = Vec::new();
+        for (j, p) in sn.pools.iter().enumerate() {
+            let pkey = format!("{key}.pools[{j}]");
+            let Some((start, end)) = cx.parse(p, &pkey, parse_range::<Ipv4Addr>) else {
+                continue;
+            };
+            let pool = Pool4 { start, end };
+            if let Some(m) = net.and_then(|n| check_pool4(&n, &pool).err()) {
+                cx.err(p.span(), &pkey, m);
+                continue;
+            }
+            if let Some((k, o)) = pools
+                .iter()
+                .enumerate()
+                .find(|(_, o)| o.start <= end && start <= o.end)
+            {
+                cx.err(
+                    p.span(),
+                    &pkey,
+                    format!(
+                        "pool {start}-{end} overlaps pool {}-{} ({key}.pools[{k}])",
+                        o.start, o.end
+                    ),
+                );
+                continue;
+            }
+            pools.push(pool);
+        }
+        let routers = cx.each(&sn.routers, &format!("{key}.routers"), |s| {
+            parse_ip::<Ipv4Addr>(s, "an IPv4 address")
+        });
+        let dns_servers = cx.each(&sn.dns_servers, &format!("{key}.dns-servers"), |s| {
+            parse_ip::<Ipv4Addr>(s, "an IPv4 address")
+        });
+        let domain_name = sn
+            .domain_name
+            .as_ref()
+            .and_then(|v| cx.parse(v, &format!("{key}.domain-name"), parse_dns_name));
+        let domain_search = match &sn.domain_search {
+            Some(l) => cx.dns_names(l, &format!("{key}.domain-search")),
+            None => domain_name.iter().cloned().collect(),
+        };
+        let lease_time = cx.duration(
+            &sn.lease_time,
+            &format!("{key}.lease-time"),
+            Duration::from_secs(3600),
+        );
+        if lease_time.is_zero() {
+            if let Some(v) = &sn.lease_time {
+                cx.err(
+                    v.span(),
+                    format!("{key}.lease-time"),
+                    "must be longer than 0s",
+                );
+            }
+        }
+        let renewal_time = sn
+            .renewal_time
+            .as_ref()
+            .and_then(|v| cx.parse(v, &format!("{key}.renewal-time"), parse_duration));
+        let rebinding_time = sn
+            .rebinding_time
+            .as_ref()
+            .and_then(|v| cx.parse(v, &format!("{key}.rebinding-time"), parse_duration));
+        let t1 = renewal_time.unwrap_or(lease_time / 2);
+        let t2 = rebinding_time.unwrap_or(lease_time * 7 / 8);
+        if let (Some(v), Some(t1)) = (&sn.renewal_time, renewal_time) {
+            if t1 >= t2 {
+                let other = if rebinding_time.is_some() {
+                    format!("rebinding-time {}", show(t2))
+                } else {
+                    format!("rebinding-time (default 7/8 of lease-time: {})", show(t2))
+                };
+                cx.err(
+                    v.span(),
+                    format!("{key}.renewal-time"),
+                    format!("renewal-time {} must be shorter than {other}", show(t1)),
+                );
+            }
+        }
+        if let (Some(v), Some(t2)) = (&sn.rebinding_time, rebinding_time) {
+            if t2 >= lease_time {
+                cx.err(
+                    v.span(),
+                    format!("{key}.rebinding-time"),
+                    format!(
+                        "rebinding-time {} must be shorter than lease-time {}",
+                        show(t2),
+                        show(lease_time)
+                    ),
+                );
+            } else if renewal_time.is_none() && t1 >= t2 {
+                cx.err(v.span(), format!("{key}.rebinding-time"), format!("rebinding-time {} must be longer than renewal-time (default half of lease-time: {})", show(t2), show(t1)));
+            }
+        }
+        let mut reservations = Vec::new();
+        for (j, r) in sn.reservation.iter().enumerate() {
+            let r = r.get_ref();
+            let rkey = format!("{key}.reservation[{j}]");
+            let mac = cx.parse(&r.mac, &format!("{rkey}.mac"), |s| s.parse::<MacAddr>());
+            if let Some(mac) = mac {
+                if let Some(first) = res_macs.get(&mac) {
+                    let line = cx.line(first);
+                    cx.err(
+                        r.mac.span(),
+                        format!("{rkey}.mac"),
+                        format!("duplicate reservation for mac {mac} (first at line {line})"),
+                    );
+                } else {
+                    res_macs.insert(mac, r.mac.span());
+                }
+            }
+            let address = cx.parse(&r.address, &format!("{rkey}.address"), |s| {
+                parse_ip::<Ipv4Addr>(s, "an IPv4 address")
+            });
+            if let Some(a) = address {
+                if let Some(first) = res_addrs.get(&a) {
+                    let line = cx.line(first);
+                    cx.err(
+                        r.address.span(),
+                        format!("{rkey}.address"),
+                        format!("duplicate reservation for address {a} (first at line {line})"),
+                    );
+                } else {
+                    res_addrs.insert(a, r.address.span());
+                }
+                if let Some(n) = net {
+                    if let Err(m) = check_host4(&n, a) {
+                        cx.err(r.address.span(), format!("{rkey}.address"), m);
+                    }
+                }
+            }
+            let hostname = r
+                .hostname
+                .as_ref()
+                .and_then(|v| cx.parse(v, &format!("{rkey}.hostname"), parse_dns_name));
+            if let (Some(mac), Some(address)) = (mac, address) {
+                reservations.push(Reservation4 {
+                    mac,
+                    address,
+                    hostname,
+                });
+            }
+        }
+        if let Some(subnet) = net {
+            subnets.push(Subnet4 {
+                subnet,
+                pools,
+                routers,
+                dns_servers,
+                domain_name,
+                domain_search,
+                lease_time,
+                renewal_time,
+                rebinding_time,
+                reservations,
+            });
+        }
+    }
+    Some(Dhcp4 {
+        interfaces,
+        port: d.port.unwrap_or(67),
+        client_port: d.client_port.unwrap_or(68),
+        server_id,
+        offer_time,
+        decline_time,
+        subnets,
+    })
+}
+
+/// A pool must sit inside its subnet and leave out the network and broadcast addresses.
+fn check_pool4(net: &Ipv4Net, p: &Pool4) -> Result<(), String> {
+    if p.start > p.end {
+        return Err(format!("range {}-{} ends before it starts", p.start, p.end));
+    }
+    if !net.contains(&p.start) || !net.contains(&p.end) {
+        return Err(format!(
+            "pool {}-{} is not inside subnet {net}",
+            p.start, p.end
+        ));
+    }
+    if net.prefix_len() <= 30 {
+        if p.contains(net.network()) {
+            return Err(format!(
+                "pool {}-{} includes the network address {}",
+                p.start,
+                p.end,
+                net.network()
+            ));
+        }
+        if p.contains(net.broadcast()) {
+            return Err(format!(
+                "pool {}-{} includes the broadcast address {}",
+                p.start,
+                p.end,
+                net.broadcast()
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn check_host4(net: &Ipv4Net, a: Ipv4Addr) -> Result<(), String> {
+    if !net.contains(&a) {
+        return Err(format!("{a} is not inside subnet {net}"));
+    }
+    if net.prefix_len() <= 30 && (a == net.network() || a == net.broadcast()) {
+        return Err(format!("{a} is the network or broadcast address of {net}"));
+    }
+    Ok(())
+}
+
+fn dhcp6(cx: &mut Ctx<'_>, raw: &RawConfig) -> Option<Dhcp6> {
+    let s = raw.dhcp6.as_ref()?;
+    let span = s.span();
+    let d = s.get_ref();
+    if d.enabled == Some(false) {
+        return None;
+    }
+    let interfaces = cx.interfaces(&d.interfaces, "dhcp6", &span);
+    if d.subnet.is_empty() {
+        cx.err(span.clone(), "dhcp6", "needs at least one [[dhcp6.subnet]]");
+    }
+    let mut subnets = Vec::new();
+    let mut nets: Vec<(usize, Ipv6Net)> = Vec::new();
+    for (i, sn) in d.subnet.iter().enumerate() {
+        let sn = sn.get_ref();
+        let key = format!("dhcp6.subnet[{i}]");
+        let prefix = cx.parse(&sn.prefix, &format!("{key}.prefix"), parse_net6);
+        if let Some(net) = prefix {
+            if let Some((j, other)) = nets
+                .iter()
+                .find(|(_, o)| o.contains(&net.network()) || net.contains(&o.network()))
+            {
+                cx.err(
+                    sn.prefix.span(),
+                    format!("{key}.prefix"),
+                    format!("prefix {net} overlaps prefix {other} (dhcp6.subnet[{j}])"),
+                );
+            }
+            nets.push((i, net));
+        }
+        let mut pools: Vec<Pool6> = Vec::new();
+        for (j, p) in sn.pools.iter().enumerate() {
+            let pkey = format!("{key}.pools[{j}]");
+            let Some((start, end)) = cx.parse(p, &pkey, parse_range::<Ipv6Addr>) else {
+                continue;
+            };
+            if start > end {
+                cx.err(
+                    p.span(),
+                    &pkey,
+                    format!("range {start}-{end} ends before it starts"),
+                );
+                continue;
+            }
+            if let Some(n) = prefix {
+                if !n.contains(&start) || !n.contains(&end) {
+                    cx.err(
+                        p.span(),
+                        &pkey,
+                        format!("pool {start}-{end} is not inside prefix {n}"),
+                    );
+                    continue;
+                }
+            }
+            if let Some((k, o)) = pools
+                .iter()
+                .enumerate()
+                .find(|(_, o)| o.start <= end && start <= o.end)
+            {
+                cx.err(
+                    p.span(),
+                    &pkey,
+                    format!(
+                        "pool {start}-{end} overlaps pool {}-{} ({key}.pools[{k}])",
+                        o.start, o.end
+                    ),
+                );
+                continue;
+            }
+            pools.push(Pool6 { start, end });
+        }
+        let dns_servers = cx.each(&sn.dns_servers, &format!("{key}.dns-servers"), |s| {
+            parse_ip::<Ipv6Addr>(s, "an IPv6 address")
+        });
+        let domain_search = cx.dns_names(&sn.domain_search, &format!("{key}.domain-search"));
+        let preferred = cx.duration(
+            &sn.preferred_lifetime,
+            &format!("{key}.preferred-lifetime"),
+            Duration::from_secs(1800),
+        );
+        let valid = cx.duration(
+            &sn.valid_lifetime,
+            &format!("{key}.valid-lifetime"),
+            Duration::from_secs(3600),
+        );
+        if preferred > valid {
+            let (span, k) = match (&sn.preferred_lifetime, &sn.valid_lifetime) {
+                (Some(p), _) => (p.span(), "preferred-lifetime"),
+                (None, Some(v)) => (v.span(), "valid-lifetime"),
+                (None, None) => (sn.prefix.span(), "prefix"),
+            };
+            cx.err(
+                span,
+                format!("{key}.{k}"),
+                format!(
+                    "preferred-lifetime {} must not be longer than valid-lifetime {}",
+                    show(preferred),
+                    show(valid)
+                ),
+            );
+        }
+        if let Some(prefix) = prefix {
+            subnets.push(Subnet6 {
+                prefix,
+                pools,
+                dns_servers,
+                domain_search,
+                preferred_lifetime: preferred,
+                valid_lifetime: valid,
+            });
+        }
+    }
+    Some(Dhcp6 {
+        interfaces,
+        port: d.port.unwrap_or(547),
+        subnets,
+    })
+}
+
+fn dns(cx: &mut Ctx<'_>, raw: &RawConfig) -> Option<Dns> {
+    let s = raw.dns.as_ref()?;
+    let span = s.span();
+    let d = s.get_ref();
+    if d.enabled == Some(false) {
+        return None;
+    }
+    let listen = cx.listen(&d.listen, "dns.listen", &span, None);
+    let zones = cx.dns_names(&d.zones, "dns.zones");
+    let ttl = cx.duration(&d.ttl, "dns.ttl", Duration::from_secs(1800));
+    let forwarders = cx.each(&d.forwarders, "dns.forwarders", parse_forwarder);
+    let mut hosts = Vec::new();
+    for (name, addrs) in &d.hosts.0 {
+        let key = format!("dns.hosts.{:?}", name.get_ref());
+        let Some(n) = cx.parse(name, &key, parse_dns_name) else {
+            continue;
+        };
+        let items = OneOrMany::items(addrs);
+        if items.is_empty() {
+            cx.err(addrs.span(), &key, "needs at least one address");
+        }
+        let ips = match addrs.get_ref() {
+            OneOrMany::One(_) => items
+                .iter()
+                .filter_map(|a| cx.parse(a, &key, |s| parse_ip::<IpAddr>(s, "an IP address")))
+                .collect(),
+            OneOrMany::Many(_) => cx.each(&items, &key, |s| parse_ip::<IpAddr>(s, "an IP address")),
+        };
+        hosts.push((n, ips));
+    }
+    let mdns = d.mdns.as_ref().and_then(|m| {
+        let mspan = m.span();
+        let m = m.get_ref();
+        if m.enabled == Some(false) {
+            return None;
+        }
+        Some(Mdns {
+            interfaces: cx.interfaces(&m.interfaces, "dns.mdns", &mspan),
+        })
+    });
+    Some(Dns {
+        listen,
+        zones,
+        ttl,
+        forwarders,
+        hosts,
+        mdns,
+    })
+}
+
+fn status(cx: &mut Ctx<'_>, raw: &RawConfig) -> Option<Status> {
+    let s = raw.status.as_ref()?;
+    let span = s.span();
+    let st = s.get_ref();
+    if st.enabled == Some(false) {
+        return None;
+    }
+    Some(Status {
+        listen: cx.listen(
+            &st.listen,
+            "status.listen",
+            &span,
+            Some(DEFAULT_STATUS_LISTEN),
+        ),
+    })
+}
+
+/// Format a duration the way the file writes it.
+fn show(d: Duration) -> String {
+    let s = d.as_secs();
+    match s {
+        0 => "0s".into(),
+        _ if s.is_multiple_of(86400) => format!("{}d", s / 86400),
+        _ if s.is_multiple_of(3600) => format!("{}h", s / 3600),
+        _ if s.is_multiple_of(60) => format!("{}m", s / 60),
+        _ => format!("{s}s"),
+    }
+}
+
+/// `"90s"`, `"30m"`, `"1h"`, `"7d"`: a whole number and one unit, nothing else.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let bad = || format!("{s:?} is not a duration (like \"90s\", \"30m\", \"1h\", \"7d\")");
+    let unit_at = s.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
+    let (n, unit) = s.split_at(unit_at);
+    if n.is_empty() {
+        return Err(bad());
+    }
+    let n: u64 = n.parse().map_err(|_| bad())?;
+    let mult = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86400,
+        _ => return Err(bad()),
+    };
+    n.checked_mul(mult).map(Duration::from_secs).ok_or_else(bad)
+}
+
+/// `"16MiB"`, `"512KiB"`, `"1GiB"`, `"100MB"`, `"4096B"`: a whole number and a unit.
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let bad = || format!("{s:?} is not a size (like \"512KiB\", \"16MiB\", \"1GiB\")");
+    let unit_at = s.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
+    let (n, unit) = s.split_at(unit_at);
+    if n.is_empty() {
+        return Err(bad());
+    }
+    let n: u64 = n.parse().map_err(|_| bad())?;
+    let mult: u64 = match unit.trim_start() {
+        "B" => 1,
+        "KiB" => 1 << 10,
+        "MiB" => 1 << 20,
+        "GiB" => 1 << 30,
+        "kB" | "KB" => 1_000,
+        "MB" => 1_000_000,
+        "GB" => 1_000_000_000,
+        _ => return Err(bad()),
+    };
+    n.checked_mul(mult).ok_or_else(bad)
+}
+
+fn parse_ip<T: std::str::FromStr>(s: &str, what: &str) -> Result<T, String> {
+    s.parse().map_err(|_| format!("{s:?} is not {what}"))
+}
+
+/// `"start-end"`, both ends included.
+pub fn parse_range<T: std::str::FromStr + std::fmt::Display>(s: &str) -> Result<(T, T), String> {
+    let bad = || format!("{s:?} is not an address range (like \"192.0.2.100-192.0.2.199\")");
+    let (a, b) = s.split_once('-').ok_or_else(bad)?;
+    let a = a.trim().parse().map_err(|_| bad())?;
+    let b = b.trim().parse().map_err(|_| bad())?;
+    Ok((a, b))
+}
+
+fn parse_net4(s: &str) -> Result<Ipv4Net, String> {
+    let n: Ipv4Net = s
+        .parse()
+        .map_err(|_| format!("{s:?} is not an IPv4 subnet (like \"192.0.2.0/24\")"))?;
+    if n.addr() != n.network() {
+        return Err(format!(
+            "{s:?} has host bits set; did you mean \"{}\"?",
+            n.trunc()
+        ));
+    }
+    Ok(n)
+}
+
+fn parse_net6(s: &str) -> Result<Ipv6Net, String> {
+    let n: Ipv6Net = s
+        .parse()
+        .map_err(|_| format!("{s:?} is not an IPv6 prefix (like \"2001:db8:1::/64\")"))?;
+    if n.addr() != n.network() {
+        return Err(format!(
+            "{s:?} has host bits set; did you mean \"{}\"?",
+            n.trunc()
+        ));
+    }
+    Ok(n)
+}
+
+fn parse_socket_addr(s: &str) -> Result<SocketAddr, String> {
+    s.parse().map_err(|_| {
+        format!("{s:?} is not a socket address (like \"0.0.0.0:443\" or \"[::]:443\")")
+    })
+}
+
+/// A forwarder: a socket address, or a bare IP address meaning port 53.
+fn parse_forwarder(s: &str) -> Result<SocketAddr, String> {
+    if let Ok(a) = s.parse::<SocketAddr>() {
+        return Ok(a);
+    }
+    s.parse::<IpAddr>()
+        .map(|ip| SocketAddr::new(ip, 53))
+        .map_err(|_| {
+            format!("{s:?} is not an address (like \"192.0.2.53\" or \"[2001:db8::53]:5353\")")
+        })
+}
+
+/// A network interface name as the kernel accepts it; never looked up on this machine.
+fn parse_interface(s: &str) -> Result<String, String> {
+    if s.is_empty()
+        || s.len() > 15
+        || s == "."
+        || s == ".."
+        || s.contains(|c: char| c == '/' || c == ':' || c.is_whitespace())
+    {
+        return Err(format!("{s:?} is not an interface name"));
+    }
+    Ok(s.to_string())
+}
+
+/// A DNS name: dot-separated labels of letters, digits, `-` and `_`, 1–63 characters each.
+pub fn parse_dns_name(s: &str) -> Result<String, String> {
+    let bad = |why: &str| format!("{s:?} is not a DNS name: {why}");
+    let name = s.strip_suffix('.').unwrap_or(s);
+    if name.is_empty() {
+        return Err(bad("it is empty"));
+    }
+    if name.len() > 253 {
+        return Err(bad("longer than 253 characters"));
+    }
+    for label in name.split('.') {
+        if label.is_empty() {
+            return Err(bad("empty label"));
+        }
+        if label.len() > 63 {
+            return Err(bad("a label is longer than 63 characters"));
+        }
+        if !label
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            return Err(bad("only letters, digits, '-' and '_' are allowed"));
+        }
+        if label.starts_with('-') || label.ends_with('-') {
+            return Err(bad("a label starts or ends with '-'"));
+        }
+    }
+    Ok(name.to_ascii_lowercase())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_need_a_unit() {
+        assert_eq!(parse_duration("90s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("30m"), Ok(Duration::from_secs(1800)));
+        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
+        assert_eq!(parse_duration("7d"), Ok(Duration::from_secs(7 * 86400)));
+        assert_eq!(parse_duration("0s"), Ok(Duration::ZERO));
+        assert_eq!(
+            parse_duration("5x").unwrap_err(),
+            r#""5x" is not a duration (like "90s", "30m", "1h", "7d")"#
+        );
+        for bad in [
+            "",
+            "90",
+            "s",
+            "1.5h",
+            "-1h",
+            "1h30m",
+            " 1h",
+            "1 h",
+            "1H",
+            "99999999999999999999d",
+        ] {
+            assert!(parse_duration(bad).is_err(), "{bad:?}");
+        }
+        assert_eq!(show(Duration::from_secs(5400)), "90m");
+        assert_eq!(show(Duration::from_secs(86400)), "1d");
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("16MiB"), Ok(16 << 20));
+        assert_eq!(parse_size("512KiB"), Ok(512 << 10));
+        assert_eq!(parse_size("1GB"), Ok(1_000_000_000));
+        assert_eq!(parse_size("100B"), Ok(100));
+        assert!(parse_size("16").is_err());
+        assert!(parse_size("MiB").is_err());
+        assert!(parse_size("16mib").is_err());
+    }
+
+    fn pool(s: &str) -> Pool4 {
+        let (start, end) = parse_range::<Ipv4Addr>(s).unwrap();
+        Pool4 { start, end }
+    }
+
+    #[test]
+    fn pools() {
+        let net: Ipv4Net = "192.0.2.0/24".parse().unwrap();
+        assert_eq!(check_pool4(&net, &pool("192.0.2.100-192.0.2.199")), Ok(()));
+        assert_eq!(check_pool4(&net, &pool("192.0.2.7-192.0.2.7")), Ok(()));
+        assert_eq!(
+            check_pool4(&net, &pool("192.0.2.250-192.0.2.10")).unwrap_err(),
+            "range 192.0.2.250-192.0.2.10 ends before it starts"
+        );
+        assert_eq!(
+            check_pool4(&net, &pool("192.0.2.100-192.0.3.10")).unwrap_err(),
+            "pool 192.0.2.100-192.0.3.10 is not inside subnet 192.0.2.0/24"
+        );
+        assert!(check_pool4(&net, &pool("192.0.2.0-192.0.2.10"))
+            .unwrap_err()
+            .contains("network address"));
+        assert!(check_pool4(&net, &pool("192.0.2.200-192.0.2.255"))
+            .unwrap_err()
+            .contains("broadcast address"));
+        let p2p: Ipv4Net = "192.0.2.0/31".parse().unwrap();
+        assert_eq!(check_pool4(&p2p, &pool("192.0.2.0-192.0.2.1")), Ok(()));
+        assert!(parse_range::<Ipv4Addr>("192.0.2.1").is_err());
+        assert!(parse_range::<Ipv4Addr>("192.0.2.1-banana").is_err());
+        assert_eq!(
+            parse_range::<Ipv6Addr>("2001:db8::1-2001:db8::ff").unwrap(),
+            (
+                "2001:db8::1".parse().unwrap(),
+                "2001:db8::ff".parse().unwrap()
+            )
+        );
+        assert_eq!(
+            parse_net4("192.0.2.5/24").unwrap_err(),
+            r#""192.0.2.5/24" has host bits set; did you mean "192.0.2.0/24"?"#
+        );
+    }
+
+    #[test]
+    fn mac_patterns() {
+        let p: MacPattern = "00:1c:73:00:00:00/24".parse().unwrap();
+        assert_eq!(p.prefix_len, 24);
+        let exact: MacPattern = "02-00-00-00-00-01".parse().unwrap();
+        assert_eq!(exact.prefix_len, 48);
+        assert!("00:1c:73/24".parse::<MacPattern>().is_err());
+        assert!("00:1c:73:00:00:00/49".parse::<MacPattern>().is_err());
+        assert!("00:1c:73:00:00:zz".parse::<MacPattern>().is_err());
+        assert!("0:1c:73:00:00:00".parse::<MacPattern>().is_err());
+    }
+
+    #[test]
+    fn dns_names_and_forwarders() {
+        assert_eq!(
+            parse_dns_name("Staging.Example.com.").unwrap(),
+            "staging.example.com"
+        );
+        assert!(parse_dns_name("a..b").is_err());
+        assert!(parse_dns_name("-a.b").is_err());
+        assert!(parse_dns_name("a b").is_err());
+        assert_eq!(
+            parse_forwarder("192.0.2.53").unwrap(),
+            "192.0.2.53:53".parse().unwrap()
+        );
+        assert_eq!(
+            parse_forwarder("[2001:db8::53]:5353").unwrap(),
+            "[2001:db8::53]:5353".parse().unwrap()
+        );
+        assert!(parse_interface("eth1").is_ok());
+        assert!(parse_interface("a-very-long-interface-name").is_err());
+    }
 }
