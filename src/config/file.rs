@@ -329,7 +329,7 @@ fn humanize(message: &str) -> String {
             let known = tail
                 .strip_prefix(", expected one of ")
                 .or_else(|| tail.strip_prefix(", expected "))
-                .map(|l| l.replace('`', ""));
+                .map(|l| l.replace("` or `", "`, `").replace('`', ""));
             return match known {
                 Some(k) => format!("unknown key {name:?} (known keys: {k})"),
                 None => format!("unknown key {name:?}"),
@@ -346,9 +346,14 @@ fn humanize(message: &str) -> String {
             return format!("unknown value {name:?}{}", tail.replace('`', "\""));
         }
     }
+    let message = match message.split_once("expected struct Raw") {
+        Some((head, _)) => format!("{head}expected a table"),
+        None => message.to_string(),
+    };
     message
         .replace("expected a sequence", "expected a list")
         .replace("expected a map", "expected a table")
+        .replace("expected u16", "expected a port number (0-65535)")
 }
 
 fn covers(span: &Range<usize>, offset: usize) -> bool {
