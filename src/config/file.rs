@@ -311,7 +311,9 @@ pub fn parse(path: &Path, text: &str) -> Result<RawConfig, ConfigErrors> {
         },
     };
     let span = err.span().unwrap_or(0..0);
-    let key = key_path_at(tree.get_ref(), span.start).unwrap_or_default();
+    let key = key_path_at(tree.get_ref(), span.start)
+        .or_else(|| key_on_line_before(tree.get_ref(), text, span.start))
+        .unwrap_or_default();
     Err(ConfigErrors::single(ConfigError::at(
         path,
         text,
@@ -329,7 +331,7 @@ fn humanize(message: &str) -> String {
             let known = tail
                 .strip_prefix(", expected one of ")
                 .or_else(|| tail.strip_prefix(", expected "))
-                .map(|l| l.replace('`', ""));
+                .map(|l| l.replace("` or `", "`, `").replace('`', ""));
             return match known {
                 Some(k) => format!("unknown key {name:?} (known keys: {k})"),
                 None => format!("unknown key {name:?}"),
@@ -346,9 +348,14 @@ fn humanize(message: &str) -> String {
             return format!("unknown value {name:?}{}", tail.replace('`', "\""));
         }
     }
+    let message = match message.split_once("expected struct Raw") {
+        Some((head, _)) => format!("{head}expected a table"),
+        None => message.to_string(),
+    };
     message
         .replace("expected a sequence", "expected a list")
         .replace("expected a map", "expected a table")
+        .replace("expected u16", "expected a port number (0-65535)")
 }
 
 fn covers(span: &Range<usize>, offset: usize) -> bool {
@@ -407,5 +414,42 @@ fn find_in_value(value: &DeValue<'_>, path: &str, offset: usize) -> Option<Strin
                 .map(|i| format!("{path}[{i}]"))
         }
         _ => None,
+    }
+}
+
+/// For syntax errors past the end of what was parsed: the last key written before `offset` on
+/// the same line (`state-dir = "unterminated` names `appliance.state-dir`).
+fn key_on_line_before(table: &DeTable<'_>, text: &str, offset: usize) -> Option<String> {
+    let line_start = text[..offset.min(text.len())]
+        .rfind('\n')
+        .map_or(0, |i| i + 1);
+    let mut best: Option<(usize, String)> = None;
+    let mut visit = |start: usize, path: &str| {
+        if (line_start..=offset).contains(&start) && best.as_ref().is_none_or(|(b, _)| start >= *b)
+        {
+            best = Some((start, path.to_string()));
+        }
+    };
+    walk_keys(table, "", &mut visit);
+    best.map(|(_, p)| p)
+}
+
+fn walk_keys(table: &DeTable<'_>, prefix: &str, visit: &mut dyn FnMut(usize, &str)) {
+    for (k, v) in table.iter() {
+        let path = join(prefix, k.get_ref());
+        visit(k.span().start, &path);
+        walk_value(v.get_ref(), &path, visit);
+    }
+}
+
+fn walk_value(value: &DeValue<'_>, path: &str, visit: &mut dyn FnMut(usize, &str)) {
+    match value {
+        DeValue::Table(t) => walk_keys(t, path, visit),
+        DeValue::Array(a) => {
+            for (i, e) in a.iter().enumerate() {
+                walk_value(e.get_ref(), &format!("{path}[{i}]"), visit);
+            }
+        }
+        _ => {}
     }
 }

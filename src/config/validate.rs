@@ -142,7 +142,12 @@ pub fn validate(path: &Path, text: &str, raw: RawConfig) -> Result<Config, Confi
     let appliance = appliance(&mut cx, &raw);
     let bootstrap_servers = bootstrap_servers(&mut cx, &raw);
     let redirect_server = redirect_server(&mut cx, &raw);
-    let rules = rules(&mut cx, &raw, &bootstrap_servers, redirect_server.is_some());
+    // judged from the file, so an invalid but enabled section does not add a second error
+    let redirect_enabled = raw
+        .redirect_server
+        .as_ref()
+        .is_some_and(|r| r.get_ref().enabled != Some(false));
+    let rules = rules(&mut cx, &raw, &bootstrap_servers, redirect_enabled);
     let devices = devices(&mut cx, &raw, &bootstrap_servers);
     let dhcp4 = dhcp4(&mut cx, &raw);
     let dhcp6 = dhcp6(&mut cx, &raw);
