@@ -26,6 +26,18 @@ pub enum Command {
     },
     /// Validate a file without binding anything: prints `FILE: ok` or every error
     CheckConfig { file: PathBuf },
+    /// List DHCPv4 leases from the journal (read-only: safe while the server runs)
+    Leases {
+        /// The state directory holding leases4.journal
+        #[arg(long, conflicts_with = "config")]
+        state_dir: Option<PathBuf>,
+        /// Take the state directory from this configuration file
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// One JSON array instead of a table
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 pub fn main() -> i32 {
@@ -41,12 +53,34 @@ pub fn main() -> i32 {
                 EXIT_CONFIG
             }
         },
-        Command::Run { config } => match crate::config::load(&config) {
-            Ok(_) => 0,
+        Command::Run { config } => crate::daemon::run(&config),
+        Command::Leases {
+            state_dir,
+            config,
+            json,
+        } => leases(state_dir, config, json),
+    }
+}
+
+fn leases(state_dir: Option<PathBuf>, config: Option<PathBuf>, json: bool) -> i32 {
+    let dir = match (state_dir, config) {
+        (Some(d), _) => d,
+        (None, Some(c)) => match crate::config::load(&c) {
+            Ok(cfg) => cfg.appliance.state_dir,
             Err(e) => {
                 eprintln!("{e}");
-                EXIT_CONFIG
+                return EXIT_CONFIG;
             }
         },
+        (None, None) => PathBuf::from("/var/lib/sztp-redirector"),
+    };
+    let now = crate::journal::unix_now();
+    let mut out = std::io::stdout().lock();
+    match crate::dhcp::lease_store::print_leases(&dir, json, now, &mut out) {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("{e}");
+            1
+        }
     }
 }

@@ -3,6 +3,6 @@
 pub mod frame;
 pub mod handler;
 pub mod reply;
-// pub mod server; (lands with the lease writer)
+pub mod server;
 pub mod sockets;
 pub mod wire;

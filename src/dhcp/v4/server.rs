@@ -122,9 +122,12 @@ impl Egress {
             Destination::Link { mac, to } => match &self.raw {
                 Some(raw) => {
                     let src = SocketAddrV4::new(self.source_addr(), self.port);
-                    raw.lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .send_udp(mac, src, to, &reply.bytes)
+                    raw.lock().unwrap_or_else(|e| e.into_inner()).send_udp(
+                        mac,
+                        src,
+                        to,
+                        &reply.bytes,
+                    )
                 }
                 None => broadcast(to.port()),
             },
@@ -133,7 +136,10 @@ impl Egress {
 }
 
 /// Bind one interface: its UDP socket and, when CAP_NET_RAW allows, a raw sender.
-pub fn bind_interface(name: &str, port: u16) -> std::io::Result<(Arc<Egress>, tokio::net::UdpSocket)> {
+pub fn bind_interface(
+    name: &str,
+    port: u16,
+) -> std::io::Result<(Arc<Egress>, tokio::net::UdpSocket)> {
     let info = iface_info(name)?;
     let std_sock = bind_udp4(name, port)?;
     let send_sock = std_sock.try_clone()?;
@@ -181,7 +187,13 @@ pub async fn serve(
 }
 
 /// Decode, handle and answer one datagram.
-pub fn process(shared: &Arc<Shared>, egress: &Arc<Egress>, packet: &[u8], src: SocketAddr, now: u64) {
+pub fn process(
+    shared: &Arc<Shared>,
+    egress: &Arc<Egress>,
+    packet: &[u8],
+    src: SocketAddr,
+    now: u64,
+) {
     let stats = &shared.stats;
     stats.received.fetch_add(1, Ordering::Relaxed);
     let req = match Request::decode(packet) {
@@ -208,7 +220,9 @@ pub fn process(shared: &Arc<Shared>, egress: &Arc<Egress>, packet: &[u8], src: S
             policy: &st.policy,
         };
         let table = &mut st.table;
-        catch_unwind(AssertUnwindSafe(|| handler::handle(&ctx, table, &req, &meta, now)))
+        catch_unwind(AssertUnwindSafe(|| {
+            handler::handle(&ctx, table, &req, &meta, now)
+        }))
     };
     let outcome = match outcome {
         Ok(o) => o,
@@ -278,7 +292,9 @@ fn log_event(ev: &Event) {
     let addr = ev.address.map(|a| a.to_string()).unwrap_or_default();
     match ev.kind {
         "nak" => info!(event = ev.kind, %mac, reason = ev.reason.as_deref().unwrap_or(""), "nak"),
-        _ => info!(event = ev.kind, %mac, address = %addr, requested_143 = ev.requested_143, rule = ev.rule.as_deref().unwrap_or("-"), uris = ?ev.uris, "{}", ev.kind),
+        _ => {
+            info!(event = ev.kind, %mac, address = %addr, requested_143 = ev.requested_143, rule = ev.rule.as_deref().unwrap_or("-"), uris = ?ev.uris, "{}", ev.kind)
+        }
     }
     if !ev.uris_dropped.is_empty() {
         warn!(%mac, dropped = ?ev.uris_dropped, "option 143 trimmed to fit the reply size: lowest-preference URIs dropped");
@@ -286,23 +302,18 @@ fn log_event(ev: &Event) {
 }
 
 fn device_event(ev: &Event, now: u64) -> DeviceEvent {
-    DeviceEvent {
-        ts: crate::journal::rfc3339(now),
-        proto: "dhcp4".into(),
-        event: ev.kind.to_string(),
-        xid: format!("{:#010x}", ev.xid),
-        mac: ev.mac.map(|m| m.to_string()),
-        client_id: ev.client_id.as_ref().map(|c| c.iter().map(|b| format!("{b:02x}")).collect()),
-        vendor_class: ev.vendor_class.clone(),
-        user_class: ev.user_class.clone(),
-        interface: Some(ev.interface.clone()),
-        relay: ev.relay.map(|r| r.to_string()),
-        address: ev.address,
-        requested_143: ev.requested_143,
-        rule: ev.rule.clone(),
-        uris: ev.uris.clone(),
-        uris_dropped: ev.uris_dropped.clone(),
-        encoding: ev.encoding.map(str::to_string),
-        reason: ev.reason.clone(),
-    }
+    let mut d = DeviceEvent::dhcp4(now, ev.kind, ev.xid, ev.mac.unwrap_or_default());
+    d.client_id = ev.client_id.clone();
+    d.vendor_class = ev.vendor_class.clone();
+    d.user_class = ev.user_class.clone();
+    d.interface = Some(ev.interface.clone());
+    d.relay = ev.relay.map(|r| r.to_string());
+    d.address = ev.address;
+    d.requested_143 = ev.requested_143;
+    d.rule = ev.rule.clone();
+    d.uris = ev.uris.clone();
+    d.uris_dropped = ev.uris_dropped.clone();
+    d.encoding = ev.encoding.map(str::to_string);
+    d.reason = ev.reason.clone();
+    d
 }
