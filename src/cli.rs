@@ -22,6 +22,8 @@ pub enum Command {
     },
     /// Validate a file without binding anything: prints `FILE: ok` or every error
     CheckConfig { file: PathBuf },
+    /// Act as an SZTP device doing DHCPv4 and print what the network tells it
+    Probe(Box<crate::probe::ProbeArgs>),
 }
 
 pub fn main() -> i32 {
@@ -37,6 +39,7 @@ pub fn main() -> i32 {
                 EXIT_CONFIG
             }
         },
+        Command::Probe(args) => crate::probe::main(*args),
         Command::Run { config } => match crate::config::load(&config) {
             Ok(_) => 0,
             Err(e) => {
