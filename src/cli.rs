@@ -38,6 +38,8 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Act as an SZTP device doing DHCPv4 and print what the network tells it
+    Probe(Box<crate::probe::ProbeArgs>),
 }
 
 pub fn main() -> i32 {
@@ -59,6 +61,7 @@ pub fn main() -> i32 {
             config,
             json,
         } => leases(state_dir, config, json),
+        Command::Probe(args) => crate::probe::main(*args),
     }
 }
 

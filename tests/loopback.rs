@@ -178,8 +178,7 @@ impl Relay {
         m.opts_mut().insert(DhcpOption::ParameterRequestList(prl));
         let mut bytes = m.to_vec().unwrap();
         // option 82 by hand: link-selection 192.0.2.1 and relay-port
-        let port = self.sock.local_addr().unwrap().port().to_be_bytes();
-        let rai = [5, 4, 192, 0, 2, 1, 19, 2, port[0], port[1]];
+        let rai = [5, 4, 192, 0, 2, 1, 19, 0];
         let end = bytes.len() - 1;
         bytes.splice(end..end, [&[82u8, rai.len() as u8][..], &rai[..]].concat());
         bytes
@@ -223,8 +222,7 @@ impl Relay {
         // re-add 82 (dhcproto re-encodes decoded options; append ours by hand again)
         req.opts_mut().remove(OptionCode::RelayAgentInformation);
         let mut bytes = req.to_vec().unwrap();
-        let port = self.sock.local_addr().unwrap().port().to_be_bytes();
-        let rai = [5, 4, 192, 0, 2, 1, 19, 2, port[0], port[1]];
+        let rai = [5, 4, 192, 0, 2, 1, 19, 0];
         let end = bytes.len() - 1;
         bytes.splice(end..end, [&[82u8, rai.len() as u8][..], &rai[..]].concat());
         self.sock.send_to(&bytes, self.server).unwrap();

@@ -1,1 +1,259 @@
 //! `probe`: behave like an SZTP device on a segment and print what it is told
+//!
+//! Two ways onto the segment: `--interface` (raw frames, needs CAP_NET_RAW, sees every server on
+//! the link) and `--relay` (a UDP socket acting as a relay agent, no privileges). Exit codes: 0
+//! an ACK (with or without option 143), 2 a NAK or no ACK, 3 no server answered, 1 local error.
+
+pub mod dhcp4;
+pub mod exchange;
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::Duration;
+
+use clap::Args;
+
+use crate::dhcp::v4::sockets::iface_info;
+use crate::policy::MacAddr;
+use dhcp4::{ProbeParams, ProbeReport, RelayAgent};
+use exchange::{RawTransport, RelayTransport, Timing};
+
+#[derive(Args, Debug, Clone)]
+#[command(group(clap::ArgGroup::new("via").required(true).args(["interface", "relay"])))]
+pub struct ProbeArgs {
+    /// Act as a device on IFACE with raw frames (root or CAP_NET_RAW)
+    #[arg(long, value_name = "IFACE")]
+    pub interface: Option<String>,
+    /// Act as a relay agent and unicast to the server at ADDR:PORT (no privileges needed)
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub relay: Option<SocketAddr>,
+    /// Relay mode: local address to bind [default: 127.0.0.1:0 for a loopback server, else 0.0.0.0:0]
+    #[arg(long, value_name = "ADDR:PORT", requires = "relay")]
+    pub bind: Option<SocketAddr>,
+    /// Relay mode: giaddr [default: the address the socket sends from]
+    #[arg(long, value_name = "ADDR", requires = "relay")]
+    pub giaddr: Option<Ipv4Addr>,
+    /// Relay mode: option 82 link-selection sub-option (RFC 3527), selects the server's subnet
+    #[arg(long, value_name = "ADDR", requires = "relay")]
+    pub link_selection: Option<Ipv4Addr>,
+    /// Relay mode: option 82 circuit-id (82.1)
+    #[arg(long, requires = "relay")]
+    pub circuit_id: Option<String>,
+    /// Relay mode: option 82 remote-id (82.2)
+    #[arg(long, requires = "relay")]
+    pub remote_id: Option<String>,
+    /// Client hardware address [default: the interface MAC]
+    #[arg(long)]
+    pub mac: Option<MacAddr>,
+    /// Do not list 143 in the parameter request list
+    #[arg(long)]
+    pub no_request_143: bool,
+    /// Option 60 vendor class identifier
+    #[arg(long)]
+    pub vendor_class: Option<String>,
+    /// Option 77 user class instance (repeat for more)
+    #[arg(long)]
+    pub user_class: Vec<String>,
+    /// Option 61 client identifier: text, or hex after `0x` (e.g. 0x01020000000002)
+    #[arg(long)]
+    pub client_id: Option<String>,
+    /// Option 12 host name
+    #[arg(long)]
+    pub hostname: Option<String>,
+    /// Option 57 maximum DHCP message size
+    #[arg(long)]
+    pub max_size: Option<u16>,
+    /// How long each DISCOVER collects offers and each REQUEST waits: 2s, 500ms, 1.5
+    #[arg(long, default_value = "2s", value_parser = parse_duration)]
+    pub wait: Duration,
+    /// Sends of DISCOVER and of REQUEST before giving up
+    #[arg(long, default_value_t = 3)]
+    pub attempts: u32,
+    /// Request the offer of this server (option 54 or source address) instead of the first
+    #[arg(long, value_name = "ADDR")]
+    pub server: Option<Ipv4Addr>,
+    /// Release the lease afterwards
+    #[arg(long)]
+    pub release: bool,
+    /// Print one JSON object instead of text
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let (num, unit) = match s.find(|c: char| c.is_ascii_alphabetic()) {
+        Some(i) => s.split_at(i),
+        None => (s, "s"),
+    };
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration (2s, 500ms)"))?;
+    let secs = match unit {
+        "ms" => n / 1000.0,
+        "s" => n,
+        "m" => n * 60.0,
+        _ => return Err(format!("{s:?} is not a duration (2s, 500ms)")),
+    };
+    if !(0.0..=3600.0).contains(&secs) {
+        return Err(format!("{s:?} is out of range"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+fn parse_client_id(s: &str) -> Result<Vec<u8>, String> {
+    match s.strip_prefix("0x") {
+        Some(h) if h.len() % 2 == 0 => (0..h.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&h[i..i + 2], 16))
+            .collect::<Result<_, _>>()
+            .map_err(|_| format!("--client-id {s:?}: bad hex")),
+        Some(_) => Err(format!("--client-id {s:?}: odd number of hex digits")),
+        None => Ok(s.as_bytes().to_vec()),
+    }
+}
+
+/// A transaction id that differs between runs; no RNG crate is needed for that.
+fn new_xid() -> u32 {
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    (t.subsec_nanos() ^ (t.as_secs() as u32).rotate_left(16)) ^ std::process::id()
+}
+
+/// The interface that holds `ip`, for the heading.
+fn interface_of(ip: Ipv4Addr) -> Option<(String, Option<MacAddr>)> {
+    pnet::datalink::interfaces().into_iter().find_map(|i| {
+        i.ips
+            .iter()
+            .any(|n| n.ip() == IpAddr::V4(ip))
+            .then(|| iface_info(&i.name).ok().map(|f| (f.name, f.mac)))
+            .flatten()
+    })
+}
+
+/// The source address the kernel would use toward `server`.
+fn source_toward(server: SocketAddr) -> std::io::Result<Ipv4Addr> {
+    let s = std::net::UdpSocket::bind("0.0.0.0:0")?;
+    s.connect(server)?;
+    match s.local_addr()?.ip() {
+        IpAddr::V4(a) => Ok(a),
+        IpAddr::V6(_) => Err(std::io::Error::other("no IPv4 route to the server")),
+    }
+}
+
+fn params(args: &ProbeArgs, chaddr: MacAddr) -> Result<ProbeParams, String> {
+    let mut p = ProbeParams::new(new_xid(), chaddr);
+    p.request_143 = !args.no_request_143;
+    p.vendor_class = args.vendor_class.clone();
+    p.user_class = args.user_class.clone();
+    p.client_id = args.client_id.as_deref().map(parse_client_id).transpose()?;
+    p.hostname = args.hostname.clone();
+    p.max_size = args.max_size;
+    Ok(p)
+}
+
+fn probe(args: &ProbeArgs) -> Result<ProbeReport, String> {
+    let timing = Timing {
+        wait: args.wait,
+        attempts: args.attempts,
+    };
+    if let Some(name) = &args.interface {
+        let info = iface_info(name).map_err(|e| e.to_string())?;
+        let mac = args
+            .mac
+            .or(info.mac)
+            .ok_or_else(|| format!("{name}: no MAC address; give --mac"))?;
+        let p = params(args, mac)?;
+        let mut t = RawTransport::open(name, mac).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::PermissionDenied || e.raw_os_error() == Some(1) {
+                format!("{e} (device mode needs root or CAP_NET_RAW; --relay does not)")
+            } else {
+                e.to_string()
+            }
+        })?;
+        let heading = format!("DHCPv4 on {name} as {mac}");
+        return exchange::run(
+            &mut t,
+            &p,
+            timing,
+            args.server,
+            args.release,
+            heading,
+            name.clone(),
+        )
+        .map_err(|e| format!("{name}: {e}"));
+    }
+    let server = args.relay.ok_or("give --interface or --relay")?;
+    if !server.is_ipv4() {
+        return Err(format!(
+            "--relay {server}: DHCPv4 needs an IPv4 server address"
+        ));
+    }
+    let bind = args.bind.unwrap_or_else(|| {
+        if server.ip().is_loopback() {
+            SocketAddr::from((Ipv4Addr::LOCALHOST, 0))
+        } else {
+            SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0))
+        }
+    });
+    let t = RelayTransport::open(bind, server).map_err(|e| format!("bind {bind}: {e}"))?;
+    let bound = t.local_addr().map_err(|e| e.to_string())?;
+    let giaddr = match (args.giaddr, bound.ip()) {
+        (Some(g), _) => g,
+        (None, IpAddr::V4(a)) if !a.is_unspecified() => a,
+        _ => source_toward(server).map_err(|e| format!("giaddr toward {server}: {e}"))?,
+    };
+    let iface = interface_of(giaddr);
+    let chaddr = args
+        .mac
+        .or(iface.as_ref().and_then(|i| i.1))
+        .unwrap_or(MacAddr([0x02, 0, 0, 0x53, 0x5a, 0x50]));
+    let mut p = params(args, chaddr)?;
+    p.relay = Some(RelayAgent {
+        giaddr,
+        link_selection: args.link_selection,
+        circuit_id: args.circuit_id.as_ref().map(|s| s.as_bytes().to_vec()),
+        remote_id: args.remote_id.as_ref().map(|s| s.as_bytes().to_vec()),
+    });
+    let name = iface.map_or_else(|| "?".to_string(), |i| i.0);
+    let heading = format!("DHCPv4 on {name} via relay {server} (giaddr {giaddr})");
+    let mut t = t;
+    exchange::run(&mut t, &p, timing, args.server, args.release, heading, name)
+        .map_err(|e| format!("relay {server}: {e}"))
+}
+
+/// `sztp-redirector probe`: returns the process exit code.
+pub fn main(args: ProbeArgs) -> i32 {
+    match probe(&args) {
+        Ok(report) => {
+            if args.json {
+                println!("{}", report.to_json());
+            } else {
+                print!("{}", report.render_text());
+            }
+            for w in report.warnings() {
+                eprintln!("warning: {w}");
+            }
+            report.exit_code()
+        }
+        Err(e) => {
+            eprintln!("probe: {e}");
+            1
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_and_client_ids() {
+        assert_eq!(parse_duration("2s").unwrap(), Duration::from_secs(2));
+        assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
+        assert_eq!(parse_duration("1.5").unwrap(), Duration::from_millis(1500));
+        assert!(parse_duration("2h").is_err());
+        assert_eq!(parse_client_id("0x01aa").unwrap(), [1, 0xaa]);
+        assert_eq!(parse_client_id("dev").unwrap(), b"dev");
+        assert!(parse_client_id("0x1").is_err());
+    }
+}

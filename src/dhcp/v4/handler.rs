@@ -465,7 +465,11 @@ impl Exchange<'_> {
     }
 
     fn relay_destination(&self) -> Destination {
-        let port = self.req.relay_port().unwrap_or(67);
+        let port = if self.req.wants_relay_port() {
+            self.meta.src.port()
+        } else {
+            67
+        };
         Destination::Relay(SocketAddrV4::new(self.req.msg.giaddr(), port))
     }
 
@@ -994,7 +998,10 @@ pub(crate) mod tests {
             },
             &mut t,
             &Request::decode(&bytes).unwrap(),
-            &meta(),
+            &RequestMeta {
+                src: "192.0.2.1:6767".parse().unwrap(),
+                ..meta()
+            },
             NOW,
         );
         let r = o

@@ -193,14 +193,10 @@ impl Request {
         relay_suboptions(self.relay_agent_info()?).remove(&code)
     }
 
-    /// RFC 8357: the relay's source port, to which replies go instead of 67.
-    pub fn relay_port(&self) -> Option<u16> {
-        let v: [u8; 2] = self
-            .relay_suboption(RAI_RELAY_PORT)?
-            .as_slice()
-            .try_into()
-            .ok()?;
-        Some(u16::from_be_bytes(v)).filter(|&p| p != 0)
+    /// RFC 8357: the relay asks for replies on the UDP source port of this packet instead of
+    /// 67. The sub-option is a flag (length 0, as ISC dhcrelay and Kea use it).
+    pub fn wants_relay_port(&self) -> bool {
+        self.relay_suboption(RAI_RELAY_PORT).is_some()
     }
 
     /// RFC 3527 link-selection sub-option, else RFC 3011 subnet-selection option.
@@ -300,7 +296,7 @@ mod tests {
         ]);
         let r = Request::decode(&p).unwrap();
         assert_eq!(r.user_classes(), ["opi", "xy"]);
-        assert_eq!(r.relay_port(), Some(0x1a6f));
+        assert!(r.wants_relay_port());
         assert_eq!(r.link_selection(), Some(Ipv4Addr::new(192, 0, 2, 1)));
         assert_eq!(r.relay_suboption(RAI_CIRCUIT_ID).unwrap(), b"g1");
         let bare = packet(&[
