@@ -1,0 +1,27 @@
+//! The README's quick start must keep working: run tests/quickstart.sh and check what it shows.
+
+use std::process::Command;
+
+#[test]
+fn quickstart_script_shows_a_device_being_redirected() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let _ = std::fs::remove_dir_all(format!("{root}/target/quickstart-state"));
+    let out = Command::new("bash")
+        .arg(format!("{root}/tests/quickstart.sh"))
+        .current_dir(root)
+        .output()
+        .expect("run tests/quickstart.sh");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("config/quickstart.toml: ok"), "{text}");
+    assert!(text.contains("listening for dhcp4 on lo 0.0.0.0:6767"), "{text}");
+    assert!(text.contains("1. https://sztp.owner.example.com:8443"), "{text}");
+    assert!(text.contains("2. https://[2001:db8::10]:8443"), "{text}");
+    assert!(text.contains(" bound "), "{text}");
+    assert!(text.contains("\"event\":\"ack\""), "{text}");
+    assert!(text.contains("\"requested_143\":true"), "{text}");
+}
