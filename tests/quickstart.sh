@@ -9,7 +9,7 @@ bin=target/debug/sztp-redirector
 "$bin" check-config config/quickstart.toml
 "$bin" run --config config/quickstart.toml 2> target/quickstart.log &
 server=$!
-trap 'kill "$server" 2>/dev/null; wait "$server" 2>/dev/null || true' EXIT
+trap 'kill "$server" 2>/dev/null || true; wait "$server" 2>/dev/null || true' EXIT
 for _ in $(seq 50); do
   grep -q "listening for dhcp4" target/quickstart.log && break
   sleep 0.1
