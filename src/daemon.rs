@@ -135,6 +135,16 @@ async fn serve(path: PathBuf, cfg: Config) -> anyhow::Result<()> {
             stop,
         });
     }
+    for (on, what) in [
+        (cfg.redirect_server.is_some(), "redirect-server"),
+        (cfg.dhcp6.is_some(), "dhcp6"),
+        (cfg.dns.is_some(), "dns"),
+        (cfg.status.is_some(), "status"),
+    ] {
+        if on {
+            warn!("[{what}] is enabled but this version does not serve it yet");
+        }
+    }
     if dhcp4.is_none() {
         warn!(
             "no service is enabled in {}: nothing to serve",
