@@ -821,6 +821,9 @@ impl Capture {
         let child = ns.spawn(
             &[
                 "tcpdump",
+                // Without immediate mode packets wait in the kernel ring buffer and are lost
+                // when tcpdump is stopped ("received by filter" but not "captured").
+                "--immediate-mode",
                 "-U",
                 "-n",
                 "-i",
@@ -880,15 +883,13 @@ pub fn parse_perfdhcp(text: &str) -> HashMap<String, (u64, u64, u64)> {
     let mut cur = (0, 0, 0);
     for line in text.lines() {
         let l = line.trim();
-        if l.starts_with("*****") {
+        // "***Statistics for: DISCOVER-OFFER***" (perfdhcp 2.2; spacing varies by version)
+        if let Some(rest) = l.split("Statistics for:").nth(1) {
             if let Some(name) = current.take() {
                 out.insert(name, cur);
             }
             cur = (0, 0, 0);
-            // "***** Statistics for: DISCOVER-OFFER *****"
-            if let Some(rest) = l.split("Statistics for:").nth(1) {
-                current = Some(rest.trim_matches(|c| c == '*' || c == ' ').to_string());
-            }
+            current = Some(rest.trim_matches(|c| c == '*' || c == ' ').to_string());
             continue;
         }
         let num = |s: &str| {
