@@ -1,0 +1,268 @@
+#!/usr/bin/env bash
+# DHCPv4 throughput side by side: kea-dhcp4 (memfile, persist) vs sztp-redirector, same box,
+# same veth pair in throwaway namespaces, same pool and option 143, perfdhcp -4 as a relay.
+#
+# usage: tests/bench/dhcp4.sh [--kea-only | --ours-only]
+# env:   SZTP_BIN   release binary (default target/release/sztp-redirector, built if missing)
+#        RATES      offered rates per step (default "1000 2000 4000 8000 16000 32000")
+#        PERIOD     seconds per step (default 10; shortened so a step never exceeds the pool)
+#        RSS_RATE   rate of the 10,000-client run used for the RSS figure (default 1000)
+# needs: root, iproute2, kea-dhcp4-server, kea-admin (perfdhcp), jq; prints a table at the end.
+set -euo pipefail
+
+MODE=both
+case "${1:-}" in
+    --kea-only) MODE=kea ;;
+    --ours-only) MODE=ours ;;
+    "") ;;
+    *) echo "usage: $0 [--kea-only | --ours-only]" >&2; exit 2 ;;
+esac
+
+RATES=${RATES:-"1000 2000 4000 8000 16000 32000"}
+PERIOD=${PERIOD:-10}
+RSS_RATE=${RSS_RATE:-1000}
+REPO=$(cd "$(dirname "$0")/../.." && pwd)
+SZTP_BIN=${SZTP_BIN:-$REPO/target/release/sztp-redirector}
+
+if [ "$(id -u)" != 0 ]; then
+    echo "needs root (network namespaces)" >&2
+    exit 1
+fi
+
+# Unique names (pid) so a crashed earlier run never collides; sweep ones whose pid is gone.
+TAG="sztpb-$$"
+NS_S="$TAG-s"
+NS_C="$TAG-c"
+IF_S=$(printf 'b%xs' $$)
+IF_C=$(printf 'b%xc' $$)
+WORK=$(mktemp -d /tmp/sztp-bench.XXXXXX)
+SERVER_PID=""
+
+for ns in $(ip netns list | awk '{print $1}' | grep '^sztpb-' || true); do
+    pid=${ns#sztpb-}
+    pid=${pid%%-*}
+    [ -d "/proc/$pid" ] || ip netns del "$ns" 2>/dev/null || true
+done
+
+stop_server() {
+    if [ -n "$SERVER_PID" ] && kill -0 "$SERVER_PID" 2>/dev/null; then
+        kill -TERM "$SERVER_PID" 2>/dev/null || true
+        for _ in $(seq 1 50); do
+            kill -0 "$SERVER_PID" 2>/dev/null || break
+            sleep 0.1
+        done
+        kill -KILL "$SERVER_PID" 2>/dev/null || true
+        wait "$SERVER_PID" 2>/dev/null || true
+    fi
+    SERVER_PID=""
+}
+
+cleanup() {
+    stop_server
+    ip netns del "$NS_S" 2>/dev/null || true
+    ip netns del "$NS_C" 2>/dev/null || true
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+ip netns add "$NS_S"
+ip netns add "$NS_C"
+ip link add "$IF_S" netns "$NS_S" type veth peer name "$IF_C" netns "$NS_C"
+ip -n "$NS_S" link set lo up
+ip -n "$NS_C" link set lo up
+ip -n "$NS_S" addr add 198.18.0.1/15 dev "$IF_S"
+ip -n "$NS_C" addr add 198.18.0.2/15 dev "$IF_C"   # perfdhcp -4 is a relay: giaddr 198.18.0.2
+ip -n "$NS_S" link set "$IF_S" up
+ip -n "$NS_C" link set "$IF_C" up
+
+# Same data for both servers: subnet 198.18.0.0/15, pool 198.18.1.0-198.19.255.254
+# (130,814 addresses), option 143 = the two URIs of peers-and-crates §7.
+POOL_FIRST=198.18.1.0
+POOL_LAST=198.19.255.254
+POOL_SIZE=130814
+OPT143=001f68747470733a2f2f737a7470312e6578616d706c652e746573743a38343433001a68747470733a2f2f5b323030313a6462383a3a315d3a38343433
+
+echo "== machine"
+echo "nproc: $(nproc)"
+echo "cpu: $(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)"
+echo "kernel: $(uname -r)"
+echo "kea: $(kea-dhcp4 -v 2>/dev/null || echo '?')  perfdhcp: $(perfdhcp -v 2>&1 | head -n1 || true)"
+echo "date: $(date -u +%FT%TZ)"
+
+wait_port67() {
+    # Ready when something in the server namespace has UDP :67 bound (Kea's raw mode keeps
+    # a fallback UDP socket too); bounded to 15 s.
+    for _ in $(seq 1 150); do
+        if ! kill -0 "$SERVER_PID" 2>/dev/null; then
+            echo "server exited during start-up:" >&2
+            tail -n 30 "$1" >&2 || true
+            return 1
+        fi
+        if ip netns exec "$NS_S" ss -lunH 'sport = :67' | grep -q .; then
+            sleep 0.5
+            return 0
+        fi
+        sleep 0.1
+    done
+    echo "server did not bind :67 within 15 s" >&2
+    tail -n 30 "$1" >&2 || true
+    return 1
+}
+
+start_kea() {
+    local dir=$1
+    mkdir -p "$dir"
+    cat >"$dir/kea-dhcp4.json" <<EOF
+{ "Dhcp4": {
+  "interfaces-config": { "interfaces": ["$IF_S"], "dhcp-socket-type": "raw" },
+  "lease-database": { "type": "memfile", "persist": true, "name": "$dir/kea-leases4.csv", "lfc-interval": 0 },
+  "option-def": [ { "name": "sztp-redirect", "code": 143, "type": "binary", "space": "dhcp4" } ],
+  "valid-lifetime": 3600,
+  "subnet4": [ { "id": 1, "subnet": "198.18.0.0/15",
+    "pools": [ { "pool": "$POOL_FIRST - $POOL_LAST" } ],
+    "option-data": [ { "name": "sztp-redirect", "code": 143, "csv-format": false, "data": "$OPT143" } ] } ],
+  "loggers": [ { "name": "kea-dhcp4", "output_options": [ { "output": "$dir/kea.log" } ], "severity": "WARN" } ]
+} }
+EOF
+    KEA_PIDFILE_DIR=$dir KEA_LOCKFILE_DIR=$dir \
+        timeout -k 5 900 ip netns exec "$NS_S" kea-dhcp4 -c "$dir/kea-dhcp4.json" >"$dir/stdout.log" 2>&1 &
+    SERVER_PID=$!
+    wait_port67 "$dir/stdout.log"
+}
+
+start_ours() {
+    local dir=$1
+    mkdir -p "$dir/state"
+    cat >"$dir/sztp-redirector.toml" <<EOF
+[appliance]
+state-dir = "$dir/state"
+
+[[bootstrap-server]]
+name = "sztp1"
+uri = "https://sztp1.example.test:8443"
+
+[[bootstrap-server]]
+name = "sztp2"
+uri = "https://[2001:db8::1]:8443"
+
+[[rule]]
+name = "default"
+redirect-to = ["sztp1", "sztp2"]
+via = "direct"
+
+[dhcp4]
+interfaces = ["$IF_S"]
+
+[[dhcp4.subnet]]
+subnet = "198.18.0.0/15"
+pools = ["$POOL_FIRST-$POOL_LAST"]
+lease-time = "1h"
+EOF
+    RUST_LOG=${RUST_LOG:-warn} timeout -k 5 900 ip netns exec "$NS_S" \
+        "$SZTP_BIN" run --config "$dir/sztp-redirector.toml" >"$dir/stdout.log" 2>&1 &
+    SERVER_PID=$!
+    wait_port67 "$dir/stdout.log"
+}
+
+# The pid of the real server process (child of timeout).
+server_real_pid() {
+    pgrep -P "$SERVER_PID" | head -n1
+}
+
+# perfdhcp → "do_sent do_recv do_drops ra_sent ra_recv ra_drops"
+perf_counts() {
+    awk '
+        /Statistics for: DISCOVER-OFFER/ { s = "do" }
+        /Statistics for: REQUEST-ACK/ { s = "ra" }
+        /^[[:space:]]*sent packets:/ { sent[s] = $3 }
+        /^[[:space:]]*received packets:/ { recv[s] = $3 }
+        /^[[:space:]]*drops:/ { drops[s] = $2 }
+        END { printf "%d %d %d %d %d %d\n", sent["do"], recv["do"], drops["do"], sent["ra"], recv["ra"], drops["ra"] }
+    ' "$1"
+}
+
+RESULTS=()
+
+# One server, increasing rates; each step on a fresh server and empty lease store.
+sweep() {
+    local name=$1 starter=$2
+    local best=0 best_ack_rate=0
+    echo
+    echo "== $name: perfdhcp -4 -l $IF_C -r RATE -R 1000000 -p P -o 55,01038f"
+    printf '%-8s %-4s %-22s %-22s %-10s %s\n' rate p "DO sent/recv/drops" "RA sent/recv/drops" "ack/s" verdict
+    for rate in $RATES; do
+        local p=$PERIOD
+        # Never offer more new clients than the pool holds (keep 10 % spare).
+        while [ $((rate * p)) -gt $((POOL_SIZE * 9 / 10)) ] && [ "$p" -gt 1 ]; do p=$((p - 1)); done
+        local dir="$WORK/$name-$rate"
+        "$starter" "$dir"
+        timeout -k 5 $((p + 30)) ip netns exec "$NS_C" \
+            perfdhcp -4 -l "$IF_C" -r "$rate" -R 1000000 -p "$p" -o 55,01038f >"$dir/perfdhcp.txt" 2>&1 || true
+        stop_server
+        read -r dos dor dod ras rar rad < <(perf_counts "$dir/perfdhcp.txt")
+        local ok=no ackrate=$((rar / p))
+        # Pass: something was sent and drops are at most 1 % in both exchanges.
+        if [ "$dos" -gt 0 ] && [ $((dod * 100)) -le "$dos" ] && [ "$ras" -gt 0 ] && [ $((rad * 100)) -le "$ras" ]; then
+            ok=yes
+        fi
+        printf '%-8s %-4s %-22s %-22s %-10s %s\n' "$rate" "$p" "$dos/$dor/$dod" "$ras/$rar/$rad" "$ackrate" "$ok"
+        if [ "$ok" = yes ]; then
+            best=$rate
+            best_ack_rate=$ackrate
+        else
+            break
+        fi
+    done
+    RESULTS+=("$name $best $best_ack_rate")
+}
+
+rss_run() {
+    local name=$1 starter=$2
+    local dir="$WORK/$name-rss"
+    "$starter" "$dir"
+    # 30 s of draws over 10,000 clients covers them all but a few (1 - e^-(draws/10000)).
+    timeout -k 5 90 ip netns exec "$NS_C" \
+        perfdhcp -4 -l "$IF_C" -r "$RSS_RATE" -R 10000 -p $((60000 / RSS_RATE)) -o 55,01038f >"$dir/perfdhcp.txt" 2>&1 || true
+    local pid rss leases
+    pid=$(server_real_pid)
+    rss=$(awk '/^VmRSS/ {print $2 " " $3}' "/proc/$pid/status")
+    if [ "$name" = kea ]; then
+        leases=$(tail -n +2 "$dir/kea-leases4.csv" | cut -d, -f1 | sort -u | wc -l)
+    else
+        leases=$("$SZTP_BIN" leases --state-dir "$dir/state" --json | jq length)
+    fi
+    echo "$name: VmRSS $rss with $leases leases (perfdhcp: $(perf_counts "$dir/perfdhcp.txt"))"
+    stop_server
+}
+
+if [ "$MODE" != ours ]; then
+    sweep kea start_kea
+    rss_run kea start_kea
+fi
+
+if [ "$MODE" != kea ]; then
+    if [ ! -x "$SZTP_BIN" ]; then
+        (cd "$REPO" && timeout 1200 cargo build --release --locked)
+    fi
+    sweep ours start_ours
+    rss_run ours start_ours
+    size=$(stat -c %s "$SZTP_BIN")
+    strip -o "$WORK/stripped" "$SZTP_BIN"
+    echo "sztp-redirector binary: $size bytes as built, $(stat -c %s "$WORK/stripped") bytes stripped"
+fi
+
+echo
+echo "== highest offered rate with <= 1% drops (DISCOVER-OFFER and REQUEST-ACK)"
+printf '%-6s %-14s %s\n' server "max rate/s" "acks/s at it"
+kea_best=0
+ours_best=0
+for r in "${RESULTS[@]}"; do
+    read -r n b a <<<"$r"
+    printf '%-6s %-14s %s\n' "$n" "$b" "$a"
+    [ "$n" = kea ] && kea_best=$b
+    [ "$n" = ours ] && ours_best=$b
+done
+if [ "$kea_best" -gt 0 ] && [ "$ours_best" -gt 0 ]; then
+    echo "ratio ours/kea: $(awk -v o="$ours_best" -v k="$kea_best" 'BEGIN { printf "%.2f", o / k }')"
+fi
