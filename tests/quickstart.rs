@@ -18,8 +18,14 @@ fn quickstart_script_shows_a_device_being_redirected() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(text.contains("config/quickstart.toml: ok"), "{text}");
-    assert!(text.contains("listening for dhcp4 on lo 0.0.0.0:6767"), "{text}");
-    assert!(text.contains("1. https://sztp.owner.example.com:8443"), "{text}");
+    assert!(
+        text.contains("listening for dhcp4 on lo 0.0.0.0:6767"),
+        "{text}"
+    );
+    assert!(
+        text.contains("1. https://sztp.owner.example.com:8443"),
+        "{text}"
+    );
     assert!(text.contains("2. https://[2001:db8::10]:8443"), "{text}");
     assert!(text.contains(" bound "), "{text}");
     assert!(text.contains("\"event\":\"ack\""), "{text}");
