@@ -552,7 +552,13 @@ impl Exchange<'_> {
         }
         let mut uris = decision.dhcp_uris();
         let budget = reply::message_budget(self.req.max_message_size());
-        let used = reply::reply_len(opts, self.req.relay_agent_info());
+        // a relay strips option 82 before the reply reaches the client: it does not count
+        let rai_seen_by_client = if self.req.msg.giaddr().is_unspecified() {
+            self.req.relay_agent_info()
+        } else {
+            None
+        };
+        let used = reply::reply_len(opts, rai_seen_by_client);
         let encode = |u: &[String]| match decision.encoding {
             UriEncoding::Rfc8572 => encode_list(u),
             UriEncoding::Text => encode_text(u),
@@ -1024,6 +1030,34 @@ pub(crate) mod tests {
         let mut m = msg(MessageType::Discover, CLIENT, &[]);
         m.set_giaddr(Ipv4Addr::new(203, 0, 113, 1));
         assert_eq!(run(&d, &p, &mut t, &m).ignored, Some("no-subnet"));
+    }
+
+    // fuzz finding F1: a long option 82 must not push the client's reply over its budget
+    #[test]
+    fn long_option_82_does_not_cost_the_client_its_redirect() {
+        let (d, p) = (dhcp4(), policy(&KEA_URIS));
+        let mut t = LeaseTable::default();
+        let mut m = msg(MessageType::Discover, CLIENT, &[143]);
+        m.set_giaddr(Ipv4Addr::new(198, 51, 100, 2));
+        let mut bytes = m.to_vec().unwrap();
+        let rai = [vec![1, 253], vec![0x63; 253]].concat();
+        let end = bytes.len() - 1;
+        bytes.splice(end..end, [vec![82, 255], rai.clone()].concat());
+        let o = handle(
+            &Context {
+                dhcp4: &d,
+                policy: &p,
+            },
+            &mut t,
+            &Request::decode(&bytes).unwrap(),
+            &meta(),
+            NOW,
+        );
+        let r = o.reply.unwrap();
+        assert_eq!(decode_list(&opt143(&r.bytes).unwrap()).uris, KEA_URIS);
+        // what the client gets once the relay has removed option 82 fits 576 octets
+        assert!(r.bytes.len() - (rai.len() + 2) <= 548);
+        assert_eq!(tlvs(&r.bytes).last().unwrap(), &(82u8, rai));
     }
 
     #[test]

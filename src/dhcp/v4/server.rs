@@ -196,9 +196,14 @@ pub fn process(
 ) {
     let stats = &shared.stats;
     stats.received.fetch_add(1, Ordering::Relaxed);
-    let req = match Request::decode(packet) {
-        Ok(r) => r,
-        Err(why) => {
+    let req = match catch_unwind(|| Request::decode(packet)) {
+        Ok(Ok(r)) => r,
+        Err(_) => {
+            stats.handler_panics.fetch_add(1, Ordering::Relaxed);
+            error!(interface = %egress.info.name, %src, "decoder panicked on a packet; dropped");
+            return;
+        }
+        Ok(Err(why)) => {
             stats.malformed.fetch_add(1, Ordering::Relaxed);
             debug!(interface = %egress.info.name, %src, reason = why.as_str(), len = packet.len(), "dropped malformed packet");
             return;

@@ -147,7 +147,14 @@ impl Request {
             return Err(Malformed::BadHardwareLength);
         }
         let options = scan_options(packet).ok_or(Malformed::BadOptions)?;
-        let msg = Message::decode(&mut Decoder::new(packet)).map_err(|_| Malformed::Undecodable)?;
+        // dhcproto decodes the fixed header only: the options are ours (scan_options joins
+        // split options, which dhcproto does not, and dhcproto 0.15 debug-asserts on some
+        // option lengths a device can send — found by fuzzing)
+        let mut header = [0u8; BOOTP_HEADER_LEN + 5];
+        header[..BOOTP_HEADER_LEN + 4].copy_from_slice(&packet[..BOOTP_HEADER_LEN + 4]);
+        header[BOOTP_HEADER_LEN + 4] = OPT_END;
+        let msg =
+            Message::decode(&mut Decoder::new(&header)).map_err(|_| Malformed::Undecodable)?;
         if msg.opcode() != Opcode::BootRequest {
             return Err(Malformed::NotBootRequest);
         }
@@ -271,6 +278,17 @@ mod tests {
         let r = Request::decode(&p).unwrap();
         assert_eq!(r.msg_type, MessageType::Discover);
         assert_eq!(r.opt(77), Some(&b"abc"[..]));
+    }
+
+    // fuzz finding F2: dhcproto 0.15 debug-asserts on option 154 of length 0
+    #[test]
+    fn odd_option_lengths_do_not_reach_dhcproto() {
+        let r = Request::decode(&packet(&[
+            53, 1, 1, 154, 0, 80, 1, 0, 94, 1, 0, 81, 1, 0, 255,
+        ]))
+        .unwrap();
+        assert_eq!(r.msg_type, MessageType::Discover);
+        assert_eq!(r.opt(154), Some(&[][..]));
     }
 
     #[test]
