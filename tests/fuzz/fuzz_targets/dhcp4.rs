@@ -4,10 +4,11 @@
 //! request's `secs` field, so offers and leases expire.
 //!
 //! Any violated invariant panics. Because a finding can depend on the inputs before it, the panic
-//! hook also writes the packets handled since the last reset to `dhcp4-history-<pid>.hex` (one
-//! hex packet a line, oldest first, the crashing input excluded); replay with
-//! `DHCP4_REPLAY=dhcp4-history-<pid>.hex cargo fuzz run dhcp4 <crash-file>`; `DHCP4_TRACE=1`
-//! prints one line per handled request.
+//! hook also writes the packets handled since the last reset to
+//! `target/dhcp4-history-<pid>.hex` (one hex packet a line, oldest first, the crashing
+//! input excluded); replay with
+//! `DHCP4_REPLAY=target/dhcp4-history-<pid>.hex cargo fuzz run dhcp4 <crash-file>`;
+//! `DHCP4_TRACE=1` prints one line per handled request.
 #![no_main]
 
 use std::cell::RefCell;
@@ -29,6 +30,7 @@ use sztp_redirector::dhcp::v4::wire::{
 use sztp_redirector::policy::{
     BootstrapServer, Glob, KnownDevice, MacAddr, Match, Policy, Rule, UriEncoding, UriForm, Via,
 };
+use sztp_redirector::sztp::redirect_list::rfc3396_wire_len;
 use sztp_redirector::sztp::{decode_list, encode_list, SztpUri, OPERATION_PATH};
 
 /// Inputs between two clears of the lease table (bounds its size and the replay history).
@@ -239,9 +241,10 @@ impl State {
         self.now = EPOCH;
     }
 
-    fn step(&mut self, data: &[u8]) {
+    /// Handle one packet; false when it does not decode (and so touched nothing).
+    fn step(&mut self, data: &[u8]) -> bool {
         let Ok(req) = Request::decode(data) else {
-            return;
+            return false;
         };
         // `now` from the input: the `secs` field moves the clock forward
         self.now += u64::from(u16::from_be_bytes([data[8], data[9]]));
@@ -268,6 +271,7 @@ impl State {
             );
         }
         check(&self.dhcp4, &req, &out);
+        true
     }
 }
 
@@ -280,6 +284,35 @@ thread_local! {
 static INIT: Once = Once::new();
 /// `DHCP4_TRACE=1`: one line per handled request on stderr (for seed and replay checks).
 static TRACE: OnceLock<bool> = OnceLock::new();
+static KNOWN_82_BUDGET: OnceLock<bool> = OnceLock::new();
+static KNOWN_DHCPROTO_ASSERT: OnceLock<bool> = OnceLock::new();
+
+/// Whether `DHCP4_KNOWN` (comma-separated) names this known finding, to be stepped over.
+fn known(name: &str) -> bool {
+    std::env::var("DHCP4_KNOWN").is_ok_and(|v| v.split(',').any(|k| k == name))
+}
+
+/// Known finding F2 (see README): dhcproto 0.15.0 `debug_assert!`s the length of options 80, 81,
+/// 94 and 152-155 while decoding, so with debug assertions on (as here, and in dev builds and
+/// tests) `Request::decode` panics on them. With `DHCP4_KNOWN=dhcproto-debug-assert` inputs whose
+/// options field (the only one dhcproto decodes) has any of these codes are skipped.
+fn dhcproto_debug_assert_bait(data: &[u8]) -> bool {
+    let mut rest = data.get(BOOTP_HEADER_LEN + 4..).unwrap_or_default();
+    while let Some((&code, r)) = rest.split_first() {
+        match code {
+            OPT_PAD => rest = r,
+            OPT_END => return false,
+            80 | 81 | 94 | 152..=155 => return true,
+            _ => {
+                let Some((&len, r)) = r.split_first() else {
+                    return false;
+                };
+                rest = r.get(usize::from(len)..).unwrap_or_default();
+            }
+        }
+    }
+    false
+}
 
 fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
@@ -300,8 +333,14 @@ fn init() {
                 .map(|h| h.iter().map(|p| hex(p) + "\n").collect::<String>())
                 .unwrap_or_default()
         });
-        let path = format!("dhcp4-history-{}.hex", std::process::id());
-        if std::fs::write(&path, &lines).is_ok() {
+        // not in artifacts/: `cargo fuzz tmin` takes the newest file there for its result
+        let dir = if std::path::Path::new("target").is_dir() {
+            "target/"
+        } else {
+            ""
+        };
+        let path = format!("{dir}dhcp4-history-{}.hex", std::process::id());
+        if !lines.is_empty() && std::fs::write(&path, &lines).is_ok() {
             eprintln!(
                 "dhcp4: {} packet(s) since the last lease-table reset written to {path}",
                 lines.lines().count()
@@ -314,7 +353,9 @@ fn init() {
         STATE.with(|s| {
             let mut s = s.borrow_mut();
             for line in text.lines().filter(|l| !l.trim().is_empty()) {
-                s.step(&unhex(line.trim()));
+                let packet = unhex(line.trim());
+                s.step(&packet);
+                HISTORY.with(|h| h.borrow_mut().push(packet));
             }
         });
     }
@@ -329,8 +370,12 @@ fuzz_target!(|data: &[u8]| {
             s.reset();
             HISTORY.with(|h| h.borrow_mut().clear());
         }
-        if Request::decode(data).is_ok() {
-            s.step(data);
+        if *KNOWN_DHCPROTO_ASSERT.get_or_init(|| known("dhcproto-debug-assert"))
+            && dhcproto_debug_assert_bait(data)
+        {
+            return;
+        }
+        if s.step(data) {
             HISTORY.with(|h| h.borrow_mut().push(data.to_vec()));
         }
     });
@@ -378,8 +423,19 @@ fn check(d: &Dhcp4, req: &Request, out: &Outcome) {
     };
     let b = &reply.bytes;
     let budget = message_budget(req.max_message_size());
+    // Known finding F1 (see README): a long echoed option 82 takes the reply past the budget.
+    // With DHCP4_KNOWN=82-budget only what the client receives (the relay strips option 82,
+    // RFC 3046 §2.2) is held to the budget, so the run can go on past it.
+    let client_len = if *KNOWN_82_BUDGET.get_or_init(|| known("82-budget")) {
+        b.len()
+            - req
+                .relay_agent_info()
+                .map_or(0, |r| rfc3396_wire_len(r.len()))
+    } else {
+        b.len()
+    };
     assert!(
-        b.len() <= budget,
+        client_len <= budget,
         "{:?} of {} octets exceeds the budget of {budget} (option 57: {:?}); reply {}",
         reply.msg_type,
         b.len(),
