@@ -552,13 +552,9 @@ impl Exchange<'_> {
         }
         let mut uris = decision.dhcp_uris();
         let budget = reply::message_budget(self.req.max_message_size());
-        // a relay strips option 82 before the reply reaches the client: it does not count
-        let rai_seen_by_client = if self.req.msg.giaddr().is_unspecified() {
-            self.req.relay_agent_info()
-        } else {
-            None
-        };
-        let used = reply::reply_len(opts, rai_seen_by_client);
+        // the agent that added option 82 (a relay, or a snooping switch with giaddr 0) strips
+        // it before the reply reaches the client (RFC 3046 §2.2): it does not count
+        let used = reply::reply_len(opts, None);
         let encode = |u: &[String]| match decision.encoding {
             UriEncoding::Rfc8572 => encode_list(u),
             UriEncoding::Text => encode_text(u),

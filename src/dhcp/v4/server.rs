@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use tokio::sync::watch;
-use tracing::{debug, error, info, info_span, warn};
+use tracing::{debug, debug_span, error, info, warn};
 
 use super::handler::{self, Context, Destination, Event, Outcome, Reply, RequestMeta};
 use super::sockets::{bind_udp4, iface_info, IfaceInfo, RawSender};
@@ -209,7 +209,7 @@ pub fn process(
             return;
         }
     };
-    let span = info_span!("dhcp4", xid = format_args!("{:#010x}", req.msg.xid()), chaddr = %req.chaddr_mac().unwrap_or_default());
+    let span = debug_span!("dhcp4", xid = format_args!("{:#010x}", req.msg.xid()), chaddr = %req.chaddr_mac().unwrap_or_default());
     let _enter = span.enter();
     let SocketAddr::V4(src) = src else { return };
     let meta = RequestMeta {
@@ -295,10 +295,16 @@ fn send(shared: &Shared, egress: &Egress, reply: &Reply) {
 fn log_event(ev: &Event) {
     let mac = ev.mac.map(|m| m.to_string()).unwrap_or_default();
     let addr = ev.address.map(|a| a.to_string()).unwrap_or_default();
+    let rule = ev.rule.as_deref().unwrap_or("-");
+    // one info line per lease granted or refused; offers and the rest of the exchange are in
+    // the device journal and at debug level
     match ev.kind {
-        "nak" => info!(event = ev.kind, %mac, reason = ev.reason.as_deref().unwrap_or(""), "nak"),
+        "nak" => info!(%mac, reason = ev.reason.as_deref().unwrap_or(""), "nak"),
+        "ack" | "decline" | "no-address" => {
+            info!(%mac, address = %addr, requested_143 = ev.requested_143, rule, uris = ?ev.uris, "{}", ev.kind)
+        }
         _ => {
-            info!(event = ev.kind, %mac, address = %addr, requested_143 = ev.requested_143, rule = ev.rule.as_deref().unwrap_or("-"), uris = ?ev.uris, "{}", ev.kind)
+            debug!(%mac, address = %addr, requested_143 = ev.requested_143, rule, uris = ?ev.uris, "{}", ev.kind)
         }
     }
     if !ev.uris_dropped.is_empty() {

@@ -284,35 +284,6 @@ thread_local! {
 static INIT: Once = Once::new();
 /// `DHCP4_TRACE=1`: one line per handled request on stderr (for seed and replay checks).
 static TRACE: OnceLock<bool> = OnceLock::new();
-static KNOWN_82_BUDGET: OnceLock<bool> = OnceLock::new();
-static KNOWN_DHCPROTO_ASSERT: OnceLock<bool> = OnceLock::new();
-
-/// Whether `DHCP4_KNOWN` (comma-separated) names this known finding, to be stepped over.
-fn known(name: &str) -> bool {
-    std::env::var("DHCP4_KNOWN").is_ok_and(|v| v.split(',').any(|k| k == name))
-}
-
-/// Known finding F2 (see README): dhcproto 0.15.0 `debug_assert!`s the length of options 80, 81,
-/// 94 and 152-155 while decoding, so with debug assertions on (as here, and in dev builds and
-/// tests) `Request::decode` panics on them. With `DHCP4_KNOWN=dhcproto-debug-assert` inputs whose
-/// options field (the only one dhcproto decodes) has any of these codes are skipped.
-fn dhcproto_debug_assert_bait(data: &[u8]) -> bool {
-    let mut rest = data.get(BOOTP_HEADER_LEN + 4..).unwrap_or_default();
-    while let Some((&code, r)) = rest.split_first() {
-        match code {
-            OPT_PAD => rest = r,
-            OPT_END => return false,
-            80 | 81 | 94 | 152..=155 => return true,
-            _ => {
-                let Some((&len, r)) = r.split_first() else {
-                    return false;
-                };
-                rest = r.get(usize::from(len)..).unwrap_or_default();
-            }
-        }
-    }
-    false
-}
 
 fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
@@ -370,11 +341,6 @@ fuzz_target!(|data: &[u8]| {
             s.reset();
             HISTORY.with(|h| h.borrow_mut().clear());
         }
-        if *KNOWN_DHCPROTO_ASSERT.get_or_init(|| known("dhcproto-debug-assert"))
-            && dhcproto_debug_assert_bait(data)
-        {
-            return;
-        }
         if s.step(data) {
             HISTORY.with(|h| h.borrow_mut().push(data.to_vec()));
         }
@@ -423,17 +389,12 @@ fn check(d: &Dhcp4, req: &Request, out: &Outcome) {
     };
     let b = &reply.bytes;
     let budget = message_budget(req.max_message_size());
-    // Known finding F1 (see README): a long echoed option 82 takes the reply past the budget.
-    // With DHCP4_KNOWN=82-budget only what the client receives (the relay strips option 82,
-    // RFC 3046 §2.2) is held to the budget, so the run can go on past it.
-    let client_len = if *KNOWN_82_BUDGET.get_or_init(|| known("82-budget")) {
-        b.len()
-            - req
-                .relay_agent_info()
-                .map_or(0, |r| rfc3396_wire_len(r.len()))
-    } else {
-        b.len()
-    };
+    // What the client receives: the agent that added option 82 strips it (RFC 3046 §2.2).
+    // (Finding F1 was a long option 82 costing the client its budget; fixed in the handler.)
+    let client_len = b.len()
+        - req
+            .relay_agent_info()
+            .map_or(0, |r| rfc3396_wire_len(r.len()));
     assert!(
         client_len <= budget,
         "{:?} of {} octets exceeds the budget of {budget} (option 57: {:?}); reply {}",
