@@ -606,6 +606,12 @@ pub fn leases_json(state_dir: &Path) -> Vec<serde_json::Value> {
         .clone()
 }
 
+/// A lease's address. The brief's contract names the field `addr`; the server as merged on
+/// main (46cfcd3) prints `address`. Accept both so the tests check behaviour, not spelling.
+pub fn lease_addr(lease: &serde_json::Value) -> Option<&str> {
+    lease["addr"].as_str().or_else(|| lease["address"].as_str())
+}
+
 /// Lowercase hex of bytes.
 pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
