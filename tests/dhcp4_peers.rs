@@ -496,7 +496,7 @@ fn restart_keeps_leases() {
 
     let leases = leases_json(&state);
     let found = leases.iter().any(|l| {
-        l["address"].as_str() == Some(&first.to_string())
+        lease_addr(l) == Some(&first.to_string())
             && l["mac"].as_str().map(str::to_ascii_lowercase).as_deref() == Some(mac)
             && l["state"].as_str() == Some("bound")
     });
@@ -573,7 +573,7 @@ lease-time = "1h"
         .filter_map(|l| {
             Some((
                 l["mac"].as_str()?.to_ascii_lowercase(),
-                l["address"].as_str()?.to_string(),
+                lease_addr(l)?.to_string(),
             ))
         })
         .collect();

@@ -4,7 +4,7 @@
 #
 # usage: tests/bench/dhcp4.sh [--kea-only | --ours-only]
 # env:   SZTP_BIN   release binary (default target/release/sztp-redirector, built if missing)
-#        RATES      offered rates per step (default "1000 2000 4000 8000 16000 32000")
+#        RATES      offered rates per step (default "1000 2000 3000 4000 6000 8000 12000 16000 24000 32000")
 #        PERIOD     seconds per step (default 10; shortened so a step never exceeds the pool)
 #        RSS_RATE   rate of the 10,000-client run used for the RSS figure (default 1000)
 # needs: root, iproute2, kea-dhcp4-server, kea-admin (perfdhcp), jq; prints a table at the end.
@@ -18,7 +18,7 @@ case "${1:-}" in
     *) echo "usage: $0 [--kea-only | --ours-only]" >&2; exit 2 ;;
 esac
 
-RATES=${RATES:-"1000 2000 4000 8000 16000 32000"}
+RATES=${RATES:-"1000 2000 3000 4000 6000 8000 12000 16000 24000 32000"}
 PERIOD=${PERIOD:-10}
 RSS_RATE=${RSS_RATE:-1000}
 REPO=$(cd "$(dirname "$0")/../.." && pwd)

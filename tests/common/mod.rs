@@ -606,6 +606,11 @@ pub fn leases_json(state_dir: &Path) -> Vec<serde_json::Value> {
         .clone()
 }
 
+/// A lease's address in `leases --json` (the field is `address`, as in the table header).
+pub fn lease_addr(lease: &serde_json::Value) -> Option<&str> {
+    lease["address"].as_str()
+}
+
 /// Lowercase hex of bytes.
 pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
