@@ -100,9 +100,6 @@ async fn serve(path: PathBuf, cfg: Config) -> anyhow::Result<()> {
     let mut hup = signal(SignalKind::hangup())?;
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
-    if cfg.appliance.user.is_some() {
-        warn!("appliance.user is not applied by the process itself: run it under systemd's User= (the packaged unit does)");
-    }
     let state_dir = cfg.appliance.state_dir.clone();
     std::fs::create_dir_all(&state_dir)
         .map_err(|e| anyhow::anyhow!("state-dir {}: {e}", state_dir.display()))?;
@@ -134,6 +131,9 @@ async fn serve(path: PathBuf, cfg: Config) -> anyhow::Result<()> {
             tasks,
             stop,
         });
+    }
+    if let Some(user) = &cfg.appliance.user {
+        drop_privileges(user, &state_dir)?;
     }
     for (on, what) in [
         (cfg.redirect_server.is_some(), "redirect-server"),
@@ -253,5 +253,25 @@ fn apply_reload(
         }
         (None, None) => {}
     }
+    Ok(())
+}
+
+/// After binding: become `user`, giving it the state directory.
+fn drop_privileges(user: &str, state_dir: &Path) -> anyhow::Result<()> {
+    use crate::privileges;
+    if !privileges::is_root() {
+        warn!(
+            "appliance.user = {user:?} ignored: already running as {}",
+            privileges::current_user()
+        );
+        return Ok(());
+    }
+    let (uid, gid) =
+        privileges::lookup(user).map_err(|e| anyhow::anyhow!("appliance.user: {e}"))?;
+    privileges::chown_state_dir(state_dir, uid, gid)
+        .map_err(|e| anyhow::anyhow!("state-dir {}: chown to {user}: {e}", state_dir.display()))?;
+    privileges::drop_to(uid, gid)
+        .map_err(|e| anyhow::anyhow!("cannot drop privileges to {user}: {e}"))?;
+    info!("running as {user} (uid {uid}, gid {gid})");
     Ok(())
 }

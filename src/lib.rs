@@ -15,6 +15,7 @@
 //!   (`v4::server`, the only DHCP code that touches sockets);
 //! - [`journal`]: the device journal (one JSON line per DHCP step);
 //! - [`daemon`]: binds sockets, spawns services, SIGHUP reload, SIGTERM/SIGINT shutdown;
+//! - [`privileges`]: drops root to `appliance.user` once sockets are bound (the only unsafe code);
 //! - [`probe`]: the client side, an SZTP device on a segment (operator's doctor and test client);
 //! - [`cli`]: subcommands `run`, `check-config`, `leases`, `probe`.
 #![deny(unsafe_code)]
@@ -25,6 +26,7 @@ pub mod daemon;
 pub mod dhcp;
 pub mod journal;
 pub mod policy;
+pub mod privileges;
 pub mod probe;
 pub mod sztp;
 

@@ -1,6 +1,8 @@
 //! The real binary on loopback, unprivileged: a relay-mode client built with dhcproto (not our
 //! encoder) drives exchanges; reload, restart, kill -9 durability and malformed input.
 
+mod common;
+
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader};
 use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
@@ -451,4 +453,48 @@ fn run_refuses_an_invalid_file_with_78() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("bad.toml:3:1"), "{err}");
     assert!(err.contains("bogus"), "{err}");
+}
+
+#[test]
+fn drops_root_to_appliance_user_after_binding() {
+    if !common::require_root_or_skip("drops_root_to_appliance_user_after_binding") {
+        return;
+    }
+    use std::os::unix::fs::PermissionsExt;
+    let (d, state, cfg) = setup();
+    // the dropped process must reach its state directory
+    std::fs::set_permissions(d.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    std::fs::write(
+        &cfg,
+        text.replace("[appliance]\n", "[appliance]\nuser = \"nobody\"\n"),
+    )
+    .unwrap();
+    let s = Server::start(&cfg);
+    assert!(s.wait_log("running as nobody"));
+    let status = std::fs::read_to_string(format!("/proc/{}/status", s.child.id())).unwrap();
+    let uid_line = status
+        .lines()
+        .find(|l| l.starts_with("Uid:"))
+        .unwrap()
+        .to_string();
+    assert!(
+        uid_line.split_whitespace().skip(1).all(|u| u == "65534"),
+        "{uid_line}"
+    );
+    // still serving, and ACKs are still journaled after the drop
+    let r = Relay::new(s.port);
+    let a = r
+        .exchange(mac(77), 0x77, true)
+        .expect("exchange")
+        .ack
+        .yiaddr();
+    assert!(s.stop().0.success());
+    assert!(leases_json(&state)
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|l| l["address"] == a.to_string()));
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!(std::fs::metadata(&state).unwrap().uid(), 65534);
 }
