@@ -29,6 +29,8 @@ pub mod policy;
 pub mod privileges;
 pub mod probe;
 pub mod sztp;
+#[cfg(test)]
+mod testutil;
 
 /// Exit code for a configuration error (EX_CONFIG).
 pub const EXIT_CONFIG: i32 = 78;

@@ -213,28 +213,42 @@ fn appliance(cx: &mut Ctx<'_>, raw: &RawConfig) -> Appliance {
     a
 }
 
+/// A name must be non-empty and unique among the `what`s of the file.
+fn unique_name(
+    cx: &mut Ctx<'_>,
+    seen: &mut HashMap<String, Range<usize>>,
+    name: &Spanned<String>,
+    key: String,
+    what: &str,
+) {
+    let n = name.get_ref();
+    if n.is_empty() {
+        cx.err(name.span(), key, "must not be empty");
+    } else if let Some(first) = seen.get(n) {
+        let line = cx.line(first);
+        cx.err(
+            name.span(),
+            key,
+            format!("duplicate {what} name {n:?} (first defined at line {line})"),
+        );
+    } else {
+        seen.insert(n.clone(), name.span());
+    }
+}
+
 fn bootstrap_servers(cx: &mut Ctx<'_>, raw: &RawConfig) -> Vec<BootstrapServer> {
     let mut out = Vec::new();
     let mut seen: HashMap<String, Range<usize>> = HashMap::new();
     for (i, b) in raw.bootstrap_server.iter().enumerate() {
         let b = b.get_ref();
         let name = b.name.get_ref();
-        if name.is_empty() {
-            cx.err(
-                b.name.span(),
-                format!("bootstrap-server[{i}].name"),
-                "must not be empty",
-            );
-        } else if let Some(first) = seen.get(name) {
-            let line = cx.line(first);
-            cx.err(
-                b.name.span(),
-                format!("bootstrap-server[{i}].name"),
-                format!("duplicate bootstrap-server name {name:?} (first defined at line {line})"),
-            );
-        } else {
-            seen.insert(name.clone(), b.name.span());
-        }
+        unique_name(
+            cx,
+            &mut seen,
+            &b.name,
+            format!("bootstrap-server[{i}].name"),
+            "bootstrap-server",
+        );
         let key = format!("bootstrap-server[{i}].uri");
         if let Some(uri) = cx.parse(&b.uri, &key, parse_uri) {
             out.push(BootstrapServer {
@@ -356,22 +370,7 @@ fn rules(
     for (i, r) in raw.rule.iter().enumerate() {
         let r = r.get_ref();
         let name = r.name.get_ref();
-        if name.is_empty() {
-            cx.err(
-                r.name.span(),
-                format!("rule[{i}].name"),
-                "must not be empty",
-            );
-        } else if let Some(first) = seen.get(name) {
-            let line = cx.line(first);
-            cx.err(
-                r.name.span(),
-                format!("rule[{i}].name"),
-                format!("duplicate rule name {name:?} (first defined at line {line})"),
-            );
-        } else {
-            seen.insert(name.clone(), r.name.span());
-        }
+        unique_name(cx, &mut seen, &r.name, format!("rule[{i}].name"), "rule");
         let key = format!("rule[{i}].redirect-to");
         if r.redirect_to.get_ref().is_empty() {
             cx.err(

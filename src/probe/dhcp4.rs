@@ -641,14 +641,7 @@ pub fn human_duration(secs: u32) -> String {
 mod tests {
     use super::*;
     use crate::sztp::{encode_list, split_rfc3396};
-
-    fn hex(s: &str) -> Vec<u8> {
-        let s: String = s.split_whitespace().collect();
-        (0..s.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
-            .collect()
-    }
+    use crate::testutil::hex;
 
     const CHADDR: MacAddr = MacAddr([2, 0, 0, 0, 0, 2]);
     const XID: u32 = 0x0640_2808;

@@ -116,14 +116,7 @@ pub fn parse_udp_frame(frame: &[u8]) -> Option<UdpFrame<'_>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn hex(s: &str) -> Vec<u8> {
-        let s: String = s.split_whitespace().collect();
-        (0..s.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
-            .collect()
-    }
+    use crate::testutil::hex;
 
     /// RFC 1071 one's-complement sum, written out independently of pnet.
     fn rfc1071(chunks: &[&[u8]]) -> u16 {
