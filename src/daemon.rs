@@ -186,12 +186,18 @@ async fn serve(path: PathBuf, cfg: Config) -> anyhow::Result<()> {
         for t in s.tasks {
             let _ = t.await;
         }
+        let syncs = s.shared.writer.syncs();
         s.shared.writer.clone().shutdown();
         let st = &s.shared.stats;
+        let n = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
         info!(
-            received = st.received.load(std::sync::atomic::Ordering::Relaxed),
-            malformed = st.malformed.load(std::sync::atomic::Ordering::Relaxed),
-            replies = st.replies.load(std::sync::atomic::Ordering::Relaxed),
+            received = n(&st.received),
+            malformed = n(&st.malformed),
+            ignored = n(&st.ignored),
+            replies = n(&st.replies),
+            send_errors = n(&st.send_errors),
+            commits_failed = n(&st.commits_failed),
+            lease_syncs = syncs,
             "dhcp4 stopped"
         );
     }
@@ -258,20 +264,18 @@ fn apply_reload(
 
 /// After binding: become `user`, giving it the state directory.
 fn drop_privileges(user: &str, state_dir: &Path) -> anyhow::Result<()> {
-    use crate::privileges;
-    if !privileges::is_root() {
+    use crate::sys;
+    if !sys::is_root() {
         warn!(
             "appliance.user = {user:?} ignored: already running as {}",
-            privileges::current_user()
+            sys::current_user()
         );
         return Ok(());
     }
-    let (uid, gid) =
-        privileges::lookup(user).map_err(|e| anyhow::anyhow!("appliance.user: {e}"))?;
-    privileges::chown_state_dir(state_dir, uid, gid)
+    let (uid, gid) = sys::lookup(user).map_err(|e| anyhow::anyhow!("appliance.user: {e}"))?;
+    sys::chown_state_dir(state_dir, uid, gid)
         .map_err(|e| anyhow::anyhow!("state-dir {}: chown to {user}: {e}", state_dir.display()))?;
-    privileges::drop_to(uid, gid)
-        .map_err(|e| anyhow::anyhow!("cannot drop privileges to {user}: {e}"))?;
+    sys::drop_to(uid, gid).map_err(|e| anyhow::anyhow!("cannot drop privileges to {user}: {e}"))?;
     info!("running as {user} (uid {uid}, gid {gid})");
     Ok(())
 }

@@ -15,7 +15,8 @@
 //!   (`v4::server`, the only DHCP code that touches sockets);
 //! - [`journal`]: the device journal (one JSON line per DHCP step);
 //! - [`daemon`]: binds sockets, spawns services, SIGHUP reload, SIGTERM/SIGINT shutdown;
-//! - [`privileges`]: drops root to `appliance.user` once sockets are bound (the only unsafe code);
+//! - [`sys`]: the only unsafe code: dropping root to `appliance.user` once sockets are bound,
+//!   and SO_RCVBUFFORCE;
 //! - [`probe`]: the client side, an SZTP device on a segment (operator's doctor and test client);
 //! - [`cli`]: subcommands `run`, `check-config`, `leases`, `probe`.
 #![deny(unsafe_code)]
@@ -26,8 +27,8 @@ pub mod daemon;
 pub mod dhcp;
 pub mod journal;
 pub mod policy;
-pub mod privileges;
 pub mod probe;
+pub mod sys;
 pub mod sztp;
 #[cfg(test)]
 mod testutil;

@@ -7,6 +7,10 @@
 #        RATES      offered rates per step (default "1000 2000 3000 4000 6000 8000 12000 16000 24000 32000")
 #        PERIOD     seconds per step (default 10; shortened so a step never exceeds the pool)
 #        RSS_RATE   rate of the 10,000-client run used for the RSS figure (default 1000)
+#        CPU_RATE   fixed rate of the CPU-cost run (default 4000): both servers get the same
+#                   load and the server's own CPU time (all threads, user+system) is read
+#                   from /proc, so the cost per lease compares even where perfdhcp, not the
+#                   server, is what saturates
 # needs: root, iproute2, kea-dhcp4-server, kea-admin (perfdhcp), jq; prints a table at the end.
 set -euo pipefail
 
@@ -21,6 +25,7 @@ esac
 RATES=${RATES:-"1000 2000 3000 4000 6000 8000 12000 16000 24000 32000"}
 PERIOD=${PERIOD:-10}
 RSS_RATE=${RSS_RATE:-1000}
+CPU_RATE=${CPU_RATE:-4000}
 REPO=$(cd "$(dirname "$0")/../.." && pwd)
 SZTP_BIN=${SZTP_BIN:-$REPO/target/release/sztp-redirector}
 
@@ -159,7 +164,7 @@ subnet = "198.18.0.0/15"
 pools = ["$POOL_FIRST-$POOL_LAST"]
 lease-time = "1h"
 EOF
-    RUST_LOG=${RUST_LOG:-warn} timeout -k 5 900 ip netns exec "$NS_S" \
+    RUST_LOG=${RUST_LOG:-warn,sztp_redirector::daemon=info} timeout -k 5 900 ip netns exec "$NS_S" \
         "$SZTP_BIN" run --config "$dir/sztp-redirector.toml" >"$dir/stdout.log" 2>&1 &
     SERVER_PID=$!
     wait_port67 "$dir/stdout.log"
@@ -207,6 +212,10 @@ sweep() {
             ok=yes
         fi
         printf '%-8s %-4s %-22s %-22s %-10s %s\n' "$rate" "$p" "$dos/$dor/$dod" "$ras/$rar/$rad" "$ackrate" "$ok"
+        # our server's own counters (packets, replies, lease-journal fsyncs), when it logged them
+        if [ -f "$dir/stdout.log" ] && grep -q "dhcp4 stopped" "$dir/stdout.log"; then
+            grep "dhcp4 stopped" "$dir/stdout.log" | tail -n1 | sed 's/^.*stopped /         # server: /'
+        fi
         if [ "$ok" = yes ]; then
             best=$rate
             best_ack_rate=$ackrate
@@ -236,9 +245,31 @@ rss_run() {
     stop_server
 }
 
+# Server CPU seconds (utime+stime of every thread) for a fixed load.
+CPU_RESULTS=()
+cpu_run() {
+    local name=$1 starter=$2
+    local dir="$WORK/$name-cpu"
+    "$starter" "$dir"
+    local pid tck t0 t1
+    pid=$(server_real_pid)
+    tck=$(getconf CLK_TCK)
+    t0=$(awk '{print $14 + $15}' "/proc/$pid/stat")
+    timeout -k 5 $((PERIOD + 30)) ip netns exec "$NS_C" \
+        perfdhcp -4 -l "$IF_C" -r "$CPU_RATE" -R 1000000 -p "$PERIOD" -o 55,01038f >"$dir/perfdhcp.txt" 2>&1 || true
+    t1=$(awk '{print $14 + $15}' "/proc/$pid/stat")
+    stop_server
+    local acks cpu
+    read -r _ _ _ _ acks _ < <(perf_counts "$dir/perfdhcp.txt")
+    cpu=$(awk -v a="$t0" -v b="$t1" -v t="$tck" 'BEGIN { printf "%.2f", (b - a) / t }')
+    echo "$name: ${cpu} CPU-seconds for $acks ACKs at $CPU_RATE/s ($(awk -v c="$cpu" -v a="$acks" 'BEGIN { printf "%.1f", c * 1e6 / a }') us of CPU per lease)"
+    CPU_RESULTS+=("$name $cpu $acks")
+}
+
 if [ "$MODE" != ours ]; then
     sweep kea start_kea
     rss_run kea start_kea
+    cpu_run kea start_kea
 fi
 
 if [ "$MODE" != kea ]; then
@@ -247,6 +278,7 @@ if [ "$MODE" != kea ]; then
     fi
     sweep ours start_ours
     rss_run ours start_ours
+    cpu_run ours start_ours
     size=$(stat -c %s "$SZTP_BIN")
     strip -o "$WORK/stripped" "$SZTP_BIN"
     echo "sztp-redirector binary: $size bytes as built, $(stat -c %s "$WORK/stripped") bytes stripped"
@@ -265,4 +297,15 @@ for r in "${RESULTS[@]}"; do
 done
 if [ "$kea_best" -gt 0 ] && [ "$ours_best" -gt 0 ]; then
     echo "ratio ours/kea: $(awk -v o="$ours_best" -v k="$kea_best" 'BEGIN { printf "%.2f", o / k }')"
+fi
+
+kea_cpu=""
+ours_cpu=""
+for r in "${CPU_RESULTS[@]}"; do
+    read -r n c a <<<"$r"
+    [ "$n" = kea ] && kea_cpu="$c $a"
+    [ "$n" = ours ] && ours_cpu="$c $a"
+done
+if [ -n "$kea_cpu" ] && [ -n "$ours_cpu" ]; then
+    echo "CPU per lease at $CPU_RATE/s, kea/ours: $(awk -v k="$kea_cpu" -v o="$ours_cpu" 'BEGIN { split(k, K, " "); split(o, O, " "); printf "%.2f", (K[1] / K[2]) / (O[1] / O[2]) }')"
 fi

@@ -268,12 +268,20 @@ impl Exchange<'_> {
                 ..Outcome::default()
             };
         };
-        let offer_until = self.now + self.ctx.dhcp4.offer_time.as_secs();
-        leases.put(Slot::Offered(self.lease(
-            addr,
-            LeaseState::Bound,
-            offer_until,
-        )));
+        // a bound client that discovers again keeps its stored lease: an offer must never
+        // shorten or hide a binding that is on disk
+        let holds_binding = matches!(leases.get(addr), Some(Slot::Stored(l))
+            if l.state == LeaseState::Bound
+                && l.expires > self.now
+                && ClientKey::new(l.client_id.as_deref(), l.mac) == self.key);
+        if !holds_binding {
+            let offer_until = self.now + self.ctx.dhcp4.offer_time.as_secs();
+            leases.put(Slot::Offered(self.lease(
+                addr,
+                LeaseState::Bound,
+                offer_until,
+            )));
+        }
         ev.kind = "offer";
         ev.address = Some(addr);
         let reply = self.reply(MessageType::Offer, addr, true, ev);
@@ -868,6 +876,27 @@ pub(crate) mod tests {
         // the same client asks again: same address
         let o = run(&d, &p, &mut t, &msg(MessageType::Discover, CLIENT, &[]));
         assert_eq!(&o.reply.unwrap().bytes[16..20], &a.octets());
+    }
+
+    #[test]
+    fn rediscovering_keeps_the_stored_binding() {
+        let (d, p) = (dhcp4(), policy(&KEA_URIS));
+        let mut t = LeaseTable::default();
+        run(&d, &p, &mut t, &msg(MessageType::Discover, CLIENT, &[]));
+        let a: Ipv4Addr = "198.51.100.100".parse().unwrap();
+        run(
+            &d,
+            &p,
+            &mut t,
+            &request_selecting(a, "198.51.100.1".parse().unwrap()),
+        );
+        let o = run(&d, &p, &mut t, &msg(MessageType::Discover, CLIENT, &[]));
+        assert_eq!(&o.reply.unwrap().bytes[16..20], &a.octets());
+        let stored = t.records();
+        assert_eq!(stored.len(), 1, "the binding is still a journaled record");
+        assert_eq!(stored[0].expires, NOW + 3600);
+        t.sweep(NOW + 120, 0);
+        assert_eq!(t.active(NOW + 120), 1, "not swept like an unanswered offer");
     }
 
     #[test]

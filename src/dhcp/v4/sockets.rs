@@ -14,6 +14,9 @@ use socket2::{Domain, Protocol, Socket, Type};
 use super::frame::build_udp_frame;
 use crate::policy::MacAddr;
 
+/// Receive buffer asked for on each DHCP socket.
+pub const RECV_BUFFER: usize = 4 << 20;
+
 /// What the server and the probe need to know about one interface.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IfaceInfo {
@@ -64,6 +67,11 @@ pub fn bind_udp4(iface: &str, port: u16) -> io::Result<UdpSocket> {
     s.bind_device(Some(iface.as_bytes()))
         .map_err(|e| io::Error::new(e.kind(), format!("SO_BINDTODEVICE {iface:?}: {e}")))?;
     s.bind(&SocketAddr::from(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, port)).into())?;
+    // a deep queue absorbs bursts (a rack of devices powering up at once): ask for 4 MiB,
+    // past net.core.rmem_max when allowed, else take what the kernel grants
+    if crate::sys::force_recv_buffer(std::os::fd::AsFd::as_fd(&s), RECV_BUFFER).is_err() {
+        let _ = s.set_recv_buffer_size(RECV_BUFFER);
+    }
     s.set_nonblocking(true)?;
     Ok(s.into())
 }

@@ -1,7 +1,8 @@
-//! Dropping root after the sockets are bound (`appliance.user`): the one module with unsafe code
+//! The one module with unsafe code: dropping root after the sockets are bound
+//! (`appliance.user`) and one socket option socket2 does not offer
 //!
-//! libc is the only way to look a user up and change credentials; each call is a plain FFI
-//! call with checked arguments and results. Bound sockets, raw channels and open journal
+//! libc is the only way to look a user up, change credentials or force a receive buffer; each
+//! call is a plain FFI call with checked arguments and results. Bound sockets, raw channels and open journal
 //! files stay usable after the drop; only new privileged binds (a reload that changes the
 //! DHCP interfaces) are refused, and the old sockets keep serving.
 #![allow(unsafe_code)]
@@ -77,6 +78,27 @@ pub fn drop_to(uid: u32, gid: u32) -> io::Result<()> {
         return Err(io::Error::other(
             "could regain root after dropping privileges",
         ));
+    }
+    Ok(())
+}
+
+/// SO_RCVBUFFORCE: a receive buffer above net.core.rmem_max (needs CAP_NET_ADMIN), so bursts
+/// of DHCP requests queue instead of being dropped by the kernel.
+pub fn force_recv_buffer(fd: std::os::fd::BorrowedFd<'_>, bytes: usize) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let v = libc::c_int::try_from(bytes).unwrap_or(libc::c_int::MAX);
+    // SAFETY: a valid fd, a pointer to a live c_int and its size.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUFFORCE,
+            (&v as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
     }
     Ok(())
 }
