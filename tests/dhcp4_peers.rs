@@ -140,6 +140,75 @@ fn udhcpc_requesting_143_gets_kea_bytes() {
     );
 }
 
+// Reply routing to a client without an address (broadcast flag 0): a frame straight to its MAC
+// when CAP_NET_RAW allows, broadcast when it does not (RFC 2131 §4.1). Both must reach it.
+
+/// Ethernet destinations of the OFFERs and ACKs seen by a udhcpc run against `srv`.
+fn reply_destinations(net: &NetnsPair) -> (Udhcpc, Vec<String>) {
+    let mut cap = Capture::start(&net.client, &net.client_if, "udp port 67 or udp port 68");
+    let r = run_udhcpc(&net.client, &net.client_if, &["-O", "143"]);
+    let _ = r.bound();
+    cap.finish();
+    let dst = cap
+        .fields(
+            "dhcp.option.dhcp == 2 or dhcp.option.dhcp == 5",
+            &["eth.dst"],
+        )
+        .into_iter()
+        .map(|row| row[0].to_ascii_lowercase())
+        .collect();
+    (r, dst)
+}
+
+#[test]
+fn with_cap_net_raw_replies_go_straight_to_the_client_mac() {
+    if !require_root_or_skip("with_cap_net_raw_replies_go_straight_to_the_client_mac") {
+        return;
+    }
+    let net = NetnsPair::new("raw");
+    let mac = "02:00:00:00:00:5a";
+    net.client.set_mac(&net.client_if, mac);
+    let _srv = spawn_server(&net.server, &default_config(&net.server_if));
+    let (r, dst) = reply_destinations(&net);
+    assert_eq!(
+        r.bound().get("opt143").map(String::as_str),
+        Some(KEA_PAYLOAD_HEX)
+    );
+    assert!(!dst.is_empty(), "no OFFER/ACK captured");
+    assert!(dst.iter().all(|d| d == mac), "{dst:?}");
+}
+
+#[test]
+fn without_cap_net_raw_replies_are_broadcast() {
+    if !require_root_or_skip("without_cap_net_raw_replies_are_broadcast") {
+        return;
+    }
+    let net = NetnsPair::new("noraw");
+    let dir = tempfile::Builder::new()
+        .prefix("sztpt-")
+        .tempdir()
+        .expect("tempdir");
+    let srv = spawn_server_wrapped(
+        &net.server,
+        &default_config(&net.server_if),
+        dir,
+        1,
+        &["setpriv", "--bounding-set", "-net_raw", "--"],
+    );
+    assert!(
+        srv.child.output_text().contains("raw frames unavailable"),
+        "{}",
+        srv.child.output_text()
+    );
+    let (r, dst) = reply_destinations(&net);
+    assert_eq!(
+        r.bound().get("opt143").map(String::as_str),
+        Some(KEA_PAYLOAD_HEX)
+    );
+    assert!(!dst.is_empty(), "no OFFER/ACK captured");
+    assert!(dst.iter().all(|d| d == "ff:ff:ff:ff:ff:ff"), "{dst:?}");
+}
+
 // (c) not requested → not sent, unless dhcp-always-send
 
 /// udhcpc without `-O 143` under a capture: (result, option types of each ACK, PRL of each

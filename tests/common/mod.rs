@@ -566,15 +566,25 @@ pub fn spawn_server_in(
     dir: tempfile::TempDir,
     sockets: usize,
 ) -> ServerGuard {
+    spawn_server_wrapped(ns, config, dir, sockets, &[])
+}
+
+/// [`spawn_server_in`] with the server started through `wrapper` (e.g. `setpriv …`).
+pub fn spawn_server_wrapped(
+    ns: &Netns,
+    config: &str,
+    dir: tempfile::TempDir,
+    sockets: usize,
+    wrapper: &[&str],
+) -> ServerGuard {
     let state = dir.path().join("state");
     std::fs::create_dir_all(&state).expect("state dir");
     let text = config.replace(STATE_DIR, state.to_str().unwrap());
     let config_path = dir.path().join("sztp-redirector.toml");
     std::fs::write(&config_path, &text).expect("write config");
-    let child = ns.spawn(
-        &[BIN, "run", "--config", config_path.to_str().unwrap()],
-        Duration::from_secs(600),
-    );
+    let mut argv: Vec<&str> = wrapper.to_vec();
+    argv.extend([BIN, "run", "--config", config_path.to_str().unwrap()]);
+    let child = ns.spawn(&argv, Duration::from_secs(600));
     // Poll the log; this is a readiness wait, not a timing assertion.
     if !child.wait_for_lines("listening for dhcp4", sockets, Duration::from_secs(10)) {
         panic!(
