@@ -498,3 +498,32 @@ fn drops_root_to_appliance_user_after_binding() {
     use std::os::unix::fs::MetadataExt;
     assert_eq!(std::fs::metadata(&state).unwrap().uid(), 65534);
 }
+
+#[test]
+fn run_reports_a_missing_interface_when_it_binds() {
+    let (_d, state, cfg) = setup();
+    std::fs::write(
+        &cfg,
+        config(&state, "https://sztp.owner.example.com:8443")
+            .replace("interfaces = [\"lo\"]", "interfaces = [\"sztp-nope0\"]"),
+    )
+    .unwrap();
+    // the file itself is valid: interface names are not checked against this machine
+    let check = Command::new(BIN)
+        .arg("check-config")
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert!(check.status.success());
+    let out = Command::new(BIN)
+        .args(["run", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("cannot listen on interface sztp-nope0: no such interface \"sztp-nope0\""),
+        "{err}"
+    );
+}
