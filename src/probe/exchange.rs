@@ -44,7 +44,8 @@ pub struct RawTransport {
 
 impl RawTransport {
     pub fn open(iface: &str, mac: MacAddr) -> io::Result<RawTransport> {
-        let (tx, rx) = ethernet_channel(iface, Some(Duration::from_millis(100)))?;
+        // promiscuous: replies to a --mac other than the interface's must still be seen
+        let (tx, rx) = ethernet_channel(iface, Some(Duration::from_millis(100)), true)?;
         Ok(RawTransport {
             mac,
             tx,

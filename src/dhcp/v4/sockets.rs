@@ -81,10 +81,12 @@ pub fn bind_udp4(iface: &str, port: u16) -> io::Result<UdpSocket> {
 pub fn ethernet_channel(
     iface: &str,
     read_timeout: Option<Duration>,
+    promiscuous: bool,
 ) -> io::Result<(Box<dyn DataLinkSender>, Box<dyn DataLinkReceiver>)> {
     let i = find_interface(iface)?;
     let config = datalink::Config {
         read_timeout,
+        promiscuous,
         ..Default::default()
     };
     match datalink::channel(&i, config) {
@@ -115,7 +117,8 @@ impl RawSender {
                 format!("{}: interface has no MAC address", iface.name),
             )
         })?;
-        let (tx, _rx) = ethernet_channel(&iface.name, None)?;
+        // the server only sends: the served interface stays out of promiscuous mode
+        let (tx, _rx) = ethernet_channel(&iface.name, None, false)?;
         Ok(RawSender { src_mac, tx })
     }
 
