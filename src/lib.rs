@@ -12,7 +12,8 @@
 //! - [`sztp`]: SZTP wire specifics as pure functions (URI rules, bootstrap-server list, RFC 3396);
 //! - [`dhcp`]: the lease journal and, per protocol version, three layers: wire
 //!   (`v4::wire`, `v4::reply`), logic (`v4::handler`, no sockets, clock or randomness) and I/O
-//!   (`v4::server`, the only DHCP code that touches sockets);
+//!   (`v4::server` with `v4::sockets` and `v4::frame`, the only DHCP code that touches
+//!   sockets; `v4::frame` builds the Ethernet/IPv4/UDP frames sent straight to a client MAC);
 //! - [`journal`]: the device journal (one JSON line per DHCP step);
 //! - [`daemon`]: binds sockets, spawns services, SIGHUP reload, SIGTERM/SIGINT shutdown;
 //! - [`sys`]: the only unsafe code: dropping root to `appliance.user` once sockets are bound,
