@@ -7,6 +7,8 @@
 #        RATES      offered rates per step (default "1000 2000 3000 4000 6000 8000 12000 16000 24000 32000")
 #        PERIOD     seconds per step (default 10; shortened so a step never exceeds the pool)
 #        RSS_RATE   rate of the 10,000-client run used for the RSS figure (default 1000)
+#        REPEAT     sweeps per server, alternating kea and ours (default 1); the summary
+#                   gives every sweep's result and the median per server
 #        CPU_RATE   fixed rate of the CPU-cost run (default 4000): both servers get the same
 #                   load and the server's own CPU time (all threads, user+system) is read
 #                   from /proc, so the cost per lease compares even where perfdhcp, not the
@@ -26,6 +28,7 @@ RATES=${RATES:-"1000 2000 3000 4000 6000 8000 12000 16000 24000 32000"}
 PERIOD=${PERIOD:-10}
 RSS_RATE=${RSS_RATE:-1000}
 CPU_RATE=${CPU_RATE:-4000}
+REPEAT=${REPEAT:-1}
 REPO=$(cd "$(dirname "$0")/../.." && pwd)
 SZTP_BIN=${SZTP_BIN:-$REPO/target/release/sztp-redirector}
 
@@ -266,17 +269,19 @@ cpu_run() {
     CPU_RESULTS+=("$name $cpu $acks")
 }
 
+if [ "$MODE" != kea ] && [ ! -x "$SZTP_BIN" ]; then
+    (cd "$REPO" && timeout 1200 cargo build --release --locked)
+fi
+# Alternate the servers so a slow patch of the machine does not fall on one of them only.
+for _ in $(seq "$REPEAT"); do
+    [ "$MODE" != ours ] && sweep kea start_kea
+    [ "$MODE" != kea ] && sweep ours start_ours
+done
 if [ "$MODE" != ours ]; then
-    sweep kea start_kea
     rss_run kea start_kea
     cpu_run kea start_kea
 fi
-
 if [ "$MODE" != kea ]; then
-    if [ ! -x "$SZTP_BIN" ]; then
-        (cd "$REPO" && timeout 1200 cargo build --release --locked)
-    fi
-    sweep ours start_ours
     rss_run ours start_ours
     cpu_run ours start_ours
     size=$(stat -c %s "$SZTP_BIN")
@@ -287,15 +292,15 @@ fi
 echo
 echo "== highest offered rate with <= 1% drops (DISCOVER-OFFER and REQUEST-ACK)"
 printf '%-6s %-14s %s\n' server "max rate/s" "acks/s at it"
-kea_best=0
-ours_best=0
 for r in "${RESULTS[@]}"; do
     read -r n b a <<<"$r"
     printf '%-6s %-14s %s\n' "$n" "$b" "$a"
-    [ "$n" = kea ] && kea_best=$b
-    [ "$n" = ours ] && ours_best=$b
 done
-if [ "$kea_best" -gt 0 ] && [ "$ours_best" -gt 0 ]; then
+median() { sort -n | awk '{ v[NR] = $1 } END { if (NR) print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2; else print 0 }'; }
+kea_best=$(for r in "${RESULTS[@]}"; do read -r n b _ <<<"$r"; [ "$n" = kea ] && echo "$b"; done | median)
+ours_best=$(for r in "${RESULTS[@]}"; do read -r n b _ <<<"$r"; [ "$n" = ours ] && echo "$b"; done | median)
+echo "median of $REPEAT sweep(s): kea $kea_best, ours $ours_best"
+if [ "${kea_best%.*}" -gt 0 ] && [ "${ours_best%.*}" -gt 0 ]; then
     echo "ratio ours/kea: $(awk -v o="$ours_best" -v k="$kea_best" 'BEGIN { printf "%.2f", o / k }')"
 fi
 
