@@ -29,6 +29,9 @@ pub const DEFAULT_CAPACITY: usize = 4096;
 /// Buffered lines that force a flush before the one-second timer does.
 pub const FLUSH_LINES: usize = 256;
 const FLUSH_INTERVAL: Duration = Duration::from_secs(1);
+/// After writing, the journal thread pauses this long so a burst of events costs it one
+/// wake-up, not one per event.
+const COALESCE: Duration = Duration::from_millis(10);
 
 /// `unix_secs` as an RFC 3339 / ISO 8601 UTC timestamp: `2026-11-27T20:15:00Z`.
 pub fn rfc3339(unix_secs: u64) -> String {
@@ -259,34 +262,53 @@ impl Writer {
             } else {
                 FLUSH_INTERVAL.saturating_sub(last_flush.elapsed())
             };
-            match rx.recv_timeout(timeout) {
-                Ok(Msg::Line(line)) => {
-                    self.write_line(&line);
-                    pending += 1;
-                }
-                Ok(Msg::Flush(ack)) => {
-                    self.flush();
-                    pending = 0;
-                    last_flush = Instant::now();
-                    let _ = ack.send(());
-                    continue;
-                }
-                #[cfg(test)]
-                Ok(Msg::Stall(stalled, release)) => {
-                    let _ = stalled.send(());
-                    let _ = release.recv();
-                    continue;
-                }
-                Err(RecvTimeoutError::Timeout) => {}
+            let first = match rx.recv_timeout(timeout) {
+                Ok(m) => Some(m),
+                Err(RecvTimeoutError::Timeout) => None,
                 Err(RecvTimeoutError::Disconnected) => {
                     self.flush();
                     return;
                 }
+            };
+            // take everything already queued, then pause: events that arrive meanwhile queue
+            // up without waking this thread once per event (the packet path never waits)
+            let mut lines = 0usize;
+            let mut next = first;
+            while let Some(msg) = next.take() {
+                match msg {
+                    Msg::Line(line) => {
+                        self.write_line(&line);
+                        pending += 1;
+                        lines += 1;
+                    }
+                    Msg::Flush(ack) => {
+                        self.flush();
+                        pending = 0;
+                        last_flush = Instant::now();
+                        let _ = ack.send(());
+                    }
+                    #[cfg(test)]
+                    Msg::Stall(stalled, release) => {
+                        let _ = stalled.send(());
+                        let _ = release.recv();
+                    }
+                }
+                next = match rx.try_recv() {
+                    Ok(m) => Some(m),
+                    Err(mpsc::TryRecvError::Empty) => None,
+                    Err(mpsc::TryRecvError::Disconnected) => {
+                        self.flush();
+                        return;
+                    }
+                };
             }
             if pending > 0 && (pending >= FLUSH_LINES || last_flush.elapsed() >= FLUSH_INTERVAL) {
                 self.flush();
                 pending = 0;
                 last_flush = Instant::now();
+            }
+            if lines > 0 {
+                std::thread::sleep(COALESCE);
             }
         }
     }

@@ -514,6 +514,9 @@ enum Op {
 struct Queue {
     ops: Vec<Op>,
     shutdown: bool,
+    /// The writer sleeps on the condvar: only then does a commit need to wake it (a notify is
+    /// a futex syscall even with no waiter).
+    writer_waiting: bool,
 }
 
 struct Shared {
@@ -572,6 +575,7 @@ impl LeaseWriter {
             queue: Mutex::new(Queue {
                 ops: Vec::new(),
                 shutdown: false,
+                writer_waiting: false,
             }),
             wake: Condvar::new(),
             records: AtomicU64::new(store.len_records()),
@@ -601,8 +605,11 @@ impl LeaseWriter {
             return;
         }
         q.ops.push(Op::Commit(recs, done));
+        let wake = q.writer_waiting;
         drop(q);
-        shared.wake.notify_one();
+        if wake {
+            shared.wake.notify_one();
+        }
     }
 
     /// Queues a compaction to exactly `live`, after the commits queued before it.
@@ -648,7 +655,9 @@ fn writer_thread(mut store: LeaseStore, shared: &Shared) {
         let (ops, shutdown) = {
             let mut q = shared.queue.lock().unwrap_or_else(|p| p.into_inner());
             while q.ops.is_empty() && !q.shutdown {
+                q.writer_waiting = true;
                 q = shared.wake.wait(q).unwrap_or_else(|p| p.into_inner());
+                q.writer_waiting = false;
             }
             // an isolated commit (a device at a time) goes out at once; only a busy writer
             // lingers

@@ -297,8 +297,9 @@ for r in "${RESULTS[@]}"; do
     printf '%-6s %-14s %s\n' "$n" "$b" "$a"
 done
 median() { sort -n | awk '{ v[NR] = $1 } END { if (NR) print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2; else print 0 }'; }
-kea_best=$(for r in "${RESULTS[@]}"; do read -r n b _ <<<"$r"; [ "$n" = kea ] && echo "$b"; done | median)
-ours_best=$(for r in "${RESULTS[@]}"; do read -r n b _ <<<"$r"; [ "$n" = ours ] && echo "$b"; done | median)
+best_of() { printf '%s\n' "${RESULTS[@]}" | awk -v s="$1" '$1 == s { print $2 }' | median; }
+kea_best=$(best_of kea)
+ours_best=$(best_of ours)
 echo "median of $REPEAT sweep(s): kea $kea_best, ours $ours_best"
 if [ "${kea_best%.*}" -gt 0 ] && [ "${ours_best%.*}" -gt 0 ]; then
     echo "ratio ours/kea: $(awk -v o="$ours_best" -v k="$kea_best" 'BEGIN { printf "%.2f", o / k }')"
