@@ -6,7 +6,7 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use ipnet::{Ipv4Net, Ipv6Net};
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use toml::Spanned;
 
 use super::error::{line_col, ConfigError, ConfigErrors};
@@ -211,6 +211,52 @@ fn appliance(cx: &mut Ctx<'_>, raw: &RawConfig) -> Appliance {
         }
     }
     a
+}
+
+/// Subnets (or prefixes) of one section must not overlap; `net` joins `nets` either way.
+#[allow(clippy::too_many_arguments)]
+fn no_overlap(
+    cx: &mut Ctx<'_>,
+    nets: &mut Vec<(usize, IpNet)>,
+    i: usize,
+    net: IpNet,
+    span: Range<usize>,
+    key: &str,
+    what: &str,
+    section: &str,
+) {
+    if let Some((j, other)) = nets
+        .iter()
+        .find(|(_, o)| o.contains(&net.network()) || net.contains(&o.network()))
+    {
+        cx.err(
+            span,
+            format!("{key}.{what}"),
+            format!("{what} {net} overlaps {what} {other} ({section}.subnet[{j}])"),
+        );
+    }
+    nets.push((i, net));
+}
+
+/// Whether pool `start-end` overlaps an earlier pool of the subnet (reported if so).
+fn pool_overlaps<A: Ord + Copy + std::fmt::Display>(
+    cx: &mut Ctx<'_>,
+    earlier: impl Iterator<Item = (A, A)>,
+    (start, end): (A, A),
+    span: Range<usize>,
+    key: &str,
+    pkey: &str,
+) -> bool {
+    let mut earlier = earlier.enumerate();
+    let Some((k, (os, oe))) = earlier.find(|(_, (os, oe))| *os <= end && start <= *oe) else {
+        return false;
+    };
+    cx.err(
+        span,
+        pkey,
+        format!("pool {start}-{end} overlaps pool {os}-{oe} ({key}.pools[{k}])"),
+    );
+    true
 }
 
 /// A name must be non-empty and unique among the `what`s of the file.
@@ -540,7 +586,7 @@ fn dhcp4(cx: &mut Ctx<'_>, raw: &RawConfig) -> Option<Dhcp4> {
         cx.err(span.clone(), "dhcp4", "needs at least one [[dhcp4.subnet]]");
     }
     let mut subnets: Vec<Subnet4> = Vec::new();
-    let mut nets: Vec<(usize, Ipv4Net)> = Vec::new();
+    let mut nets: Vec<(usize, IpNet)> = Vec::new();
     let mut res_macs: HashMap<MacAddr, Range<usize>> = HashMap::new();
     let mut res_addrs: HashMap<Ipv4Addr, Range<usize>> = HashMap::new();
     for (i, sn) in d.subnet.iter().enumerate() {
@@ -548,17 +594,16 @@ fn dhcp4(cx: &mut Ctx<'_>, raw: &RawConfig) -> Option<Dhcp4> {
         let key = format!("dhcp4.subnet[{i}]");
         let net = cx.parse(&sn.subnet, &format!("{key}.subnet"), parse_net4);
         if let Some(net) = net {
-            if let Some((j, other)) = nets
-                .iter()
-                .find(|(_, o)| o.contains(&net.network()) || net.contains(&o.network()))
-            {
-                cx.err(
-                    sn.subnet.span(),
-                    format!("{key}.subnet"),
-                    format!("subnet {net} overlaps subnet {other} (dhcp4.subnet[{j}])"),
-                );
-            }
-            nets.push((i, net));
+            no_overlap(
+                cx,
+                &mut nets,
+                i,
+                IpNet::V4(net),
+                sn.subnet.span(),
+                &key,
+                "subnet",
+                "dhcp4",
+            );
         }
         let mut pools: Vec<Pool4> = Vec::new();
         for (j, p) in sn.pools.iter().enumerate() {
@@ -571,19 +616,14 @@ fn dhcp4(cx: &mut Ctx<'_>, raw: &RawConfig) -> Option<Dhcp4> {
                 cx.err(p.span(), &pkey, m);
                 continue;
             }
-            if let Some((k, o)) = pools
-                .iter()
-                .enumerate()
-                .find(|(_, o)| o.start <= end && start <= o.end)
-            {
-                cx.err(
-                    p.span(),
-                    &pkey,
-                    format!(
-                        "pool {start}-{end} overlaps pool {}-{} ({key}.pools[{k}])",
-                        o.start, o.end
-                    ),
-                );
+            if pool_overlaps(
+                cx,
+                pools.iter().map(|o| (o.start, o.end)),
+                (start, end),
+                p.span(),
+                &key,
+                &pkey,
+            ) {
                 continue;
             }
             pools.push(pool);
@@ -784,23 +824,22 @@ fn dhcp6(cx: &mut Ctx<'_>, raw: &RawConfig) -> Option<Dhcp6> {
         cx.err(span.clone(), "dhcp6", "needs at least one [[dhcp6.subnet]]");
     }
     let mut subnets = Vec::new();
-    let mut nets: Vec<(usize, Ipv6Net)> = Vec::new();
+    let mut nets: Vec<(usize, IpNet)> = Vec::new();
     for (i, sn) in d.subnet.iter().enumerate() {
         let sn = sn.get_ref();
         let key = format!("dhcp6.subnet[{i}]");
         let prefix = cx.parse(&sn.prefix, &format!("{key}.prefix"), parse_net6);
         if let Some(net) = prefix {
-            if let Some((j, other)) = nets
-                .iter()
-                .find(|(_, o)| o.contains(&net.network()) || net.contains(&o.network()))
-            {
-                cx.err(
-                    sn.prefix.span(),
-                    format!("{key}.prefix"),
-                    format!("prefix {net} overlaps prefix {other} (dhcp6.subnet[{j}])"),
-                );
-            }
-            nets.push((i, net));
+            no_overlap(
+                cx,
+                &mut nets,
+                i,
+                IpNet::V6(net),
+                sn.prefix.span(),
+                &key,
+                "prefix",
+                "dhcp6",
+            );
         }
         let mut pools: Vec<Pool6> = Vec::new();
         for (j, p) in sn.pools.iter().enumerate() {
@@ -826,19 +865,14 @@ fn dhcp6(cx: &mut Ctx<'_>, raw: &RawConfig) -> Option<Dhcp6> {
                     continue;
                 }
             }
-            if let Some((k, o)) = pools
-                .iter()
-                .enumerate()
-                .find(|(_, o)| o.start <= end && start <= o.end)
-            {
-                cx.err(
-                    p.span(),
-                    &pkey,
-                    format!(
-                        "pool {start}-{end} overlaps pool {}-{} ({key}.pools[{k}])",
-                        o.start, o.end
-                    ),
-                );
+            if pool_overlaps(
+                cx,
+                pools.iter().map(|o| (o.start, o.end)),
+                (start, end),
+                p.span(),
+                &key,
+                &pkey,
+            ) {
                 continue;
             }
             pools.push(Pool6 { start, end });
