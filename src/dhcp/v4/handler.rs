@@ -705,7 +705,27 @@ pub(crate) mod tests {
     }
 
     fn run(dhcp4: &Dhcp4, policy: &Policy, leases: &mut LeaseTable, m: &Message) -> Outcome {
-        handle(&Context { dhcp4, policy }, leases, &req(m), &meta(), NOW)
+        run_at(dhcp4, policy, leases, &req(m), &meta(), NOW)
+    }
+
+    fn run_at(
+        dhcp4: &Dhcp4,
+        policy: &Policy,
+        leases: &mut LeaseTable,
+        r: &Request,
+        meta: &RequestMeta,
+        now: u64,
+    ) -> Outcome {
+        handle(&Context { dhcp4, policy }, leases, r, meta, now)
+    }
+
+    /// `m` with a relay agent information option appended on the wire (dhcproto 0.15 emits
+    /// an inserted option 82 twice).
+    fn with_rai(m: &Message, rai: &[u8]) -> Request {
+        let mut bytes = m.to_vec().unwrap();
+        let end = bytes.len() - 1;
+        bytes.splice(end..end, [&[82, rai.len() as u8][..], rai].concat());
+        Request::decode(&bytes).unwrap()
     }
 
     /// Reply options as (code, data) in wire order, instances not joined.
@@ -992,16 +1012,7 @@ pub(crate) mod tests {
         );
         let mut m = msg(MessageType::Request, CLIENT, &[]);
         m.set_ciaddr(a);
-        let o = handle(
-            &Context {
-                dhcp4: &d,
-                policy: &p,
-            },
-            &mut t,
-            &req(&m),
-            &meta(),
-            NOW + 1800,
-        );
+        let o = run_at(&d, &p, &mut t, &req(&m), &meta(), NOW + 1800);
         let r = o.reply.unwrap();
         assert_eq!(r.msg_type, MessageType::Ack);
         assert_eq!(r.to, Destination::Unicast(SocketAddrV4::new(a, 68)));
@@ -1018,23 +1029,11 @@ pub(crate) mod tests {
         let rai = vec![
             1, 3, b'g', b'0', b'1', 5, 4, 198, 51, 100, 1, 19, 2, 0x1a, 0x6f,
         ];
-        // dhcproto 0.15 emits an inserted option 82 twice: append it to the wire by hand
-        let mut bytes = m.to_vec().unwrap();
-        let end = bytes.len() - 1;
-        bytes.splice(end..end, [vec![82, rai.len() as u8], rai.clone()].concat());
-        let o = handle(
-            &Context {
-                dhcp4: &d,
-                policy: &p,
-            },
-            &mut t,
-            &Request::decode(&bytes).unwrap(),
-            &RequestMeta {
-                src: "192.0.2.1:6767".parse().unwrap(),
-                ..meta()
-            },
-            NOW,
-        );
+        let relay = RequestMeta {
+            src: "192.0.2.1:6767".parse().unwrap(),
+            ..meta()
+        };
+        let o = run_at(&d, &p, &mut t, &with_rai(&m, &rai), &relay, NOW);
         let r = o
             .reply
             .unwrap_or_else(|| panic!("ignored: {:?}", o.ignored));
@@ -1064,20 +1063,8 @@ pub(crate) mod tests {
         let mut t = LeaseTable::default();
         let mut m = msg(MessageType::Discover, CLIENT, &[143]);
         m.set_giaddr(Ipv4Addr::new(198, 51, 100, 2));
-        let mut bytes = m.to_vec().unwrap();
         let rai = [vec![1, 253], vec![0x63; 253]].concat();
-        let end = bytes.len() - 1;
-        bytes.splice(end..end, [vec![82, 255], rai.clone()].concat());
-        let o = handle(
-            &Context {
-                dhcp4: &d,
-                policy: &p,
-            },
-            &mut t,
-            &Request::decode(&bytes).unwrap(),
-            &meta(),
-            NOW,
-        );
+        let o = run_at(&d, &p, &mut t, &with_rai(&m, &rai), &meta(), NOW);
         let r = o.reply.unwrap();
         assert_eq!(decode_list(&opt143(&r.bytes).unwrap()).uris, KEA_URIS);
         // what the client gets once the relay has removed option 82 fits 576 octets
