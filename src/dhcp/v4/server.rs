@@ -292,9 +292,22 @@ fn send(shared: &Shared, egress: &Egress, reply: &Reply) {
     }
 }
 
+/// An optional address for log fields, formatted only when the line is enabled.
+struct OptAddr(Option<Ipv4Addr>);
+
+impl std::fmt::Display for OptAddr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            Some(a) => write!(f, "{a}"),
+            None => Ok(()),
+        }
+    }
+}
+
 fn log_event(ev: &Event) {
-    let mac = ev.mac.map(|m| m.to_string()).unwrap_or_default();
-    let addr = ev.address.map(|a| a.to_string()).unwrap_or_default();
+    // formatted lazily: offers are logged at debug and must cost nothing on the packet path
+    let mac = ev.mac.unwrap_or_default();
+    let addr = OptAddr(ev.address);
     let rule = ev.rule.as_deref().unwrap_or("-");
     // one info line per lease granted or refused; offers and the rest of the exchange are in
     // the device journal and at debug level
