@@ -1,5 +1,6 @@
-//! SZTP wire specifics (RFC 8572), as pure functions over bytes: URIs and the bootstrap-server list
+//! SZTP wire specifics (RFC 8572), as pure functions over bytes: URIs, the bootstrap-server list and conveyed information
 
+pub mod conveyed;
 pub mod redirect_list;
 pub mod uri;
 
