@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use serde::{Serialize, Serializer};
+use serde::{Deserialize, Serialize};
 
 use crate::policy::MacAddr;
 
@@ -76,21 +76,92 @@ fn civil_from_days(days: u64) -> (u64, u32, u32) {
     (y, m, d)
 }
 
-/// One DHCP step as the device journal records it (snake_case JSON keys).
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+/// One step of one device, as the device journal records it (one JSON line, snake_case keys)
+/// and the device table folds it. The shared fields identify the device and say where it was
+/// sent; [`EventDetail`] is tagged by protocol (`"proto": "dhcp4"`, …).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeviceEvent {
-    /// When it happened, RFC 3339 UTC ([`rfc3339`]).
-    pub ts: String,
-    /// `"dhcp4"`.
-    pub proto: String,
-    /// `"offer"`, `"ack"`, `"nak"`, `"decline"`, `"release"` or `"inform"`.
-    pub event: String,
+    /// When it happened: Unix seconds, written as RFC 3339 UTC ([`rfc3339`]).
+    #[serde(with = "ts_rfc3339")]
+    pub ts: u64,
+    /// The device's MAC, when the front end knows it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mac: Option<MacAddr>,
+    /// The device's DHCPv6 DUID, lowercase hex.
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "hex_opt")]
+    pub duid: Option<Vec<u8>>,
+    /// The device's serial number, when the front end knows it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub serial: Option<String>,
+    /// Name of the matching rule (or `device:<label>`), when the policy was asked.
+    pub rule: Option<String>,
+    /// Bootstrap server (or redirect server) URIs the device was told, most preferred first.
+    pub uris: Vec<String>,
+    /// What happened, per protocol.
+    #[serde(flatten)]
+    pub detail: EventDetail,
+}
+
+/// The protocol-specific part of a [`DeviceEvent`], tagged by `proto`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "proto", rename_all = "lowercase")]
+pub enum EventDetail {
+    /// A DHCPv4 exchange step (RFC 2131).
+    Dhcp4(Dhcp4Event),
+}
+
+/// What a DHCPv4 step was.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Dhcp4Kind {
+    /// An OFFER was sent in answer to a DISCOVER.
+    #[default]
+    Offer,
+    /// An ACK was sent: the lease is durable.
+    Ack,
+    /// A NAK was sent.
+    Nak,
+    /// The client DECLINEd its address (RFC 2131 §4.3.3).
+    Decline,
+    /// The client RELEASEd its address.
+    Release,
+    /// An ACK to an INFORM (no address).
+    Inform,
+    /// A DISCOVER found no free address in the subnet's pools.
+    NoAddress,
+}
+
+impl Dhcp4Kind {
+    /// The kebab-case name used in the journal and logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Dhcp4Kind::Offer => "offer",
+            Dhcp4Kind::Ack => "ack",
+            Dhcp4Kind::Nak => "nak",
+            Dhcp4Kind::Decline => "decline",
+            Dhcp4Kind::Release => "release",
+            Dhcp4Kind::Inform => "inform",
+            Dhcp4Kind::NoAddress => "no-address",
+        }
+    }
+}
+
+impl std::fmt::Display for Dhcp4Kind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The DHCPv4 part of a [`DeviceEvent`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Dhcp4Event {
+    /// What happened.
+    pub event: Dhcp4Kind,
     /// Transaction id, written as `"0x1234abcd"`.
-    #[serde(serialize_with = "ser_xid")]
+    #[serde(with = "xid_hex")]
     pub xid: u32,
-    pub mac: MacAddr,
     /// Option 61, written as lowercase hex.
-    #[serde(serialize_with = "ser_hex_opt")]
+    #[serde(default, with = "hex_opt")]
     pub client_id: Option<Vec<u8>>,
     /// Option 60.
     pub vendor_class: Option<String>,
@@ -104,13 +175,9 @@ pub struct DeviceEvent {
     pub address: Option<Ipv4Addr>,
     /// Whether the device asked for option 143 (SZTP redirect) in its parameter request list.
     pub requested_143: bool,
-    /// Name of the matching known device or rule.
-    pub rule: Option<String>,
-    /// Bootstrap server URIs sent.
-    pub uris: Vec<String>,
     /// URIs left out to fit the option size limit.
     pub uris_dropped: Vec<String>,
-    /// How the URIs were encoded (e.g. RFC 3396 long option).
+    /// How the URIs were encoded: `"rfc8572"` or `"text"`.
     pub encoding: Option<String>,
     /// Why, for a NAK or a drop.
     pub reason: Option<String>,
@@ -118,27 +185,103 @@ pub struct DeviceEvent {
 
 impl DeviceEvent {
     /// A DHCPv4 event with everything optional left empty.
-    pub fn dhcp4(unix_secs: u64, event: &str, xid: u32, mac: MacAddr) -> DeviceEvent {
+    pub fn dhcp4(unix_secs: u64, event: Dhcp4Kind, xid: u32, mac: MacAddr) -> DeviceEvent {
         DeviceEvent {
-            ts: rfc3339(unix_secs),
-            proto: "dhcp4".to_owned(),
-            event: event.to_owned(),
-            xid,
-            mac,
-            ..DeviceEvent::default()
+            ts: unix_secs,
+            mac: Some(mac),
+            duid: None,
+            serial: None,
+            rule: None,
+            uris: Vec::new(),
+            detail: EventDetail::Dhcp4(Dhcp4Event {
+                event,
+                xid,
+                client_id: None,
+                vendor_class: None,
+                user_class: Vec::new(),
+                interface: None,
+                relay: None,
+                address: None,
+                requested_143: false,
+                uris_dropped: Vec::new(),
+                encoding: None,
+                reason: None,
+            }),
+        }
+    }
+
+    /// The protocol tag (`"dhcp4"`, …).
+    pub fn proto(&self) -> &'static str {
+        match self.detail {
+            EventDetail::Dhcp4(_) => "dhcp4",
         }
     }
 }
 
-fn ser_xid<S: Serializer>(xid: &u32, s: S) -> Result<S::Ok, S::Error> {
-    s.collect_str(&format_args!("{xid:#010x}"))
+mod ts_rfc3339 {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(ts: &u64, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&super::rfc3339(*ts))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+        let s = String::deserialize(d)?;
+        super::parse_rfc3339(&s).ok_or_else(|| serde::de::Error::custom("bad RFC 3339 time"))
+    }
 }
 
-fn ser_hex_opt<S: Serializer>(v: &Option<Vec<u8>>, s: S) -> Result<S::Ok, S::Error> {
-    match v {
-        Some(b) => s.collect_str(&b.iter().map(|x| format!("{x:02x}")).collect::<String>()),
-        None => s.serialize_none(),
+mod xid_hex {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(xid: &u32, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&format_args!("{xid:#010x}"))
     }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+        let s = String::deserialize(d)?;
+        u32::from_str_radix(s.trim_start_matches("0x"), 16).map_err(serde::de::Error::custom)
+    }
+}
+
+mod hex_opt {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &Option<Vec<u8>>, s: S) -> Result<S::Ok, S::Error> {
+        match v {
+            Some(b) => s.collect_str(&super::HexBytes(b)),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<u8>>, D::Error> {
+        let s: Option<String> = Option::deserialize(d)?;
+        s.map(|s| {
+            (0..s.len() / 2)
+                .map(|i| u8::from_str_radix(s.get(2 * i..2 * i + 2).unwrap_or("x"), 16))
+                .collect::<Result<Vec<u8>, _>>()
+                .map_err(serde::de::Error::custom)
+        })
+        .transpose()
+    }
+}
+
+/// Lowercase hex without separators, formatted lazily.
+struct HexBytes<'a>(&'a [u8]);
+
+impl std::fmt::Display for HexBytes<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.iter().try_for_each(|x| write!(f, "{x:02x}"))
+    }
+}
+
+/// Parses `YYYY-MM-DDTHH:MM:SSZ` (what [`rfc3339`] writes) back to Unix seconds.
+pub fn parse_rfc3339(s: &str) -> Option<u64> {
+    humantime::parse_rfc3339(s)
+        .ok()?
+        .duration_since(UNIX_EPOCH)
+        .ok()
+        .map(|d| d.as_secs())
 }
 
 enum Msg {
@@ -406,16 +549,17 @@ mod tests {
     fn sample(i: u32) -> DeviceEvent {
         let mut ev = DeviceEvent::dhcp4(
             1_795_810_500,
-            "ack",
+            Dhcp4Kind::Ack,
             0x1234_abcd,
             MacAddr([0, 0x11, 0x22, 0x33, 0x44, i as u8]),
         );
-        ev.client_id = Some(vec![1, 0xaa, 0xbb]);
-        ev.vendor_class = Some("Juniper-ex4300".into());
-        ev.user_class = vec!["sztp".into()];
-        ev.address = Some(Ipv4Addr::new(192, 0, 2, 10));
-        ev.requested_143 = true;
         ev.uris = vec![format!("https://bs{i}.example.net:8443")];
+        let EventDetail::Dhcp4(d) = &mut ev.detail;
+        d.client_id = Some(vec![1, 0xaa, 0xbb]);
+        d.vendor_class = Some("Juniper-ex4300".into());
+        d.user_class = vec!["sztp".into()];
+        d.address = Some(Ipv4Addr::new(192, 0, 2, 10));
+        d.requested_143 = true;
         ev
     }
 
@@ -432,7 +576,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let j = DeviceJournal::open(dir.path(), 1 << 20).unwrap();
         j.record(&sample(1));
-        j.record(&DeviceEvent::dhcp4(0, "nak", 7, MacAddr::default()));
+        j.record(&DeviceEvent::dhcp4(
+            0,
+            Dhcp4Kind::Nak,
+            7,
+            MacAddr::default(),
+        ));
         j.flush();
         let got = lines(&dir.path().join(DEVICE_JOURNAL_FILE));
         assert_eq!(got.len(), 2);
@@ -459,6 +608,8 @@ mod tests {
             })
         );
         assert_eq!(got[1]["xid"], "0x00000007");
+        let back: DeviceEvent = serde_json::from_value(got[0].clone()).unwrap();
+        assert_eq!(back, sample(1));
         assert_eq!(got[1]["client_id"], serde_json::Value::Null);
         drop(j);
 

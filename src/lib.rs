@@ -15,6 +15,8 @@
 //!   (`v4::server` with `v4::sockets` and `v4::frame`, the only DHCP code that touches
 //!   sockets; `v4::frame` builds the Ethernet/IPv4/UDP frames sent straight to a client MAC);
 //! - [`journal`]: the device journal (one JSON line per DHCP step);
+//! - [`runtime`]: what services share: the published snapshot (Config + Policy), the event
+//!   sink, the service shape (`bind` then `serve(bound, ctx, token)`);
 //! - [`daemon`]: binds sockets, spawns services, SIGHUP reload, SIGTERM/SIGINT shutdown;
 //! - [`sys`]: the only unsafe code: dropping root to `appliance.user` once sockets are bound,
 //!   and SO_RCVBUFFORCE;
@@ -29,6 +31,7 @@ pub mod dhcp;
 pub mod journal;
 pub mod policy;
 pub mod probe;
+pub mod runtime;
 pub mod sys;
 pub mod sztp;
 #[cfg(test)]

@@ -141,18 +141,105 @@ pub fn id_text(b: &[u8]) -> String {
     }
 }
 
-/// Everything a front end knows about a device.
+/// The front end that built a [`DeviceFacts`].
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Source {
+    /// A DHCPv4 message (RFC 2131).
+    #[default]
+    Dhcp4,
+    /// A DHCPv6 message (RFC 8415).
+    Dhcp6,
+    /// A unicast DNS or mDNS query (RFC 8572 §4.2).
+    Dns,
+    /// A RESTCONF request to the redirect server (RFC 8572 §7).
+    Restconf,
+}
+
+/// The client identifier a DHCP client sent: option 61 (RFC 2132 §9.14) or a DUID (RFC 8415
+/// §11). Octets as received.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum ClientId {
+    /// DHCPv4 option 61: a type octet followed by the identifier.
+    Dhcp4(Vec<u8>),
+    /// DHCPv6 DUID (option 1 of the client): a 2-octet DUID type followed by its body.
+    Duid(Vec<u8>),
+}
+
+impl ClientId {
+    /// The identifier's octets (the whole option 61 value, or the whole DUID).
+    pub fn as_bytes(&self) -> &[u8] {
+        match self {
+            ClientId::Dhcp4(b) | ClientId::Duid(b) => b,
+        }
+    }
+}
+
+/// A device serial number and how the appliance learnt it.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Serial {
+    /// The serial number, as the device's IDevID certificate (or its claim) spells it.
+    pub value: String,
+    /// `true` when it comes from a client certificate whose chain was verified against the
+    /// configured `client-ca`; `false` when it is only claimed (a DHCP option, a DNS query
+    /// name, an HTTP username, an unverified certificate).
+    pub verified: bool,
+}
+
+impl Serial {
+    /// A serial the device only claims.
+    pub fn claimed(value: impl Into<String>) -> Serial {
+        Serial {
+            value: value.into(),
+            verified: false,
+        }
+    }
+
+    /// A serial proven by a verified certificate chain.
+    pub fn verified(value: impl Into<String>) -> Serial {
+        Serial {
+            value: value.into(),
+            verified: true,
+        }
+    }
+}
+
+/// Everything a front end knows about a device, built once per request at the top of its
+/// handler. Each field says where it came from through [`DeviceFacts::source`] and, for the
+/// serial, [`Serial::verified`].
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct DeviceFacts {
+    /// Which front end saw the request.
+    pub source: Source,
+    /// The device's link-layer address: DHCPv4 chaddr, DHCPv6 DUID-LL/LLT or RFC 6939 option
+    /// 79, or the MAC of the DHCP lease behind a RESTCONF source address.
     pub mac: Option<MacAddr>,
-    pub client_id: Option<Vec<u8>>,
+    /// DHCPv4 option 61 or the DHCPv6 DUID.
+    pub client_id: Option<ClientId>,
+    /// DHCPv4 option 60, or the first vendor-class-data of DHCPv6 option 16.
     pub vendor_class: Option<String>,
+    /// The IANA enterprise number of DHCPv6 option 16 (or 17).
+    pub enterprise_number: Option<u32>,
+    /// DHCPv4 option 77 / DHCPv6 option 15 entries.
     pub user_class: Vec<String>,
+    /// Relay agent circuit-id (DHCPv4 option 82.1) or DHCPv6 interface-id (option 18).
     pub circuit_id: Option<Vec<u8>>,
+    /// Relay agent remote-id (DHCPv4 option 82.2) or DHCPv6 remote-id (option 37).
     pub remote_id: Option<Vec<u8>>,
+    /// The appliance interface the request arrived on.
     pub interface: Option<String>,
-    pub serial: Option<String>,
+    /// The IP source address of the request (the device's, or its relay's for DHCP).
+    pub source_addr: Option<std::net::IpAddr>,
+    /// The device's serial number, with its provenance.
+    pub serial: Option<Serial>,
+    /// `hw-model` (RESTCONF input) or a vendor DHCP option that names it.
     pub hw_model: Option<String>,
+    /// `os-name` of the RESTCONF input.
+    pub os_name: Option<String>,
+    /// `os-version` of the RESTCONF input.
+    pub os_version: Option<String>,
 }
 
 /// Where DHCP and DNS point a device.
@@ -219,7 +306,10 @@ impl Match {
                     .any(|u| self.user_class.iter().any(|g| g.matches(u))))
             && any_glob(
                 &self.client_id,
-                f.client_id.as_deref().map(id_text).as_deref(),
+                f.client_id
+                    .as_ref()
+                    .map(|c| id_text(c.as_bytes()))
+                    .as_deref(),
             )
             && any_glob(
                 &self.circuit_id,
@@ -230,7 +320,7 @@ impl Match {
                 f.remote_id.as_deref().map(id_text).as_deref(),
             )
             && any_glob(&self.interface, f.interface.as_deref())
-            && any_glob(&self.serial, f.serial.as_deref())
+            && any_glob(&self.serial, f.serial.as_ref().map(|s| s.value.as_str()))
             && any_glob(&self.hw_model, f.hw_model.as_deref())
     }
 }
@@ -257,38 +347,54 @@ pub struct KnownDevice {
     pub redirect_to: Vec<BootstrapServer>,
 }
 
-/// What the policy decided for one device.
+/// What the policy decided for one device: routing only. How DHCP renders it (encoding, URI
+/// form, always-send) is read from the rule with [`Policy::rendering`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Decision {
     /// The rule that matched (`device:<serial-or-mac>` when only a known device matched).
     pub rule: String,
     /// The known device entry that matched, if any (its serial or MAC).
     pub device: Option<String>,
-    /// The owner's bootstrap servers, most preferred first.
+    /// The owner's bootstrap servers, most preferred first. Empty when the rule has
+    /// `redirect-to = []`: the device is excluded from SZTP (see [`Decision::excluded`]).
     pub bootstrap_servers: Vec<BootstrapServer>,
+    /// Whether DHCP and DNS point at the local redirect server or at the bootstrap servers.
     pub via: Via,
-    pub encoding: UriEncoding,
-    pub form: UriForm,
-    pub always_send: bool,
-    /// The redirect server's advertised URI, when one is configured.
-    pub advertise: Option<SztpUri>,
+    /// What DHCP and DNS hand out, most preferred first: the redirect server's `advertise` URI
+    /// when `via` is [`Via::RedirectServer`], otherwise the bootstrap servers' URIs.
+    pub targets: Vec<SztpUri>,
 }
 
 impl Decision {
-    /// The URIs DHCP hands out, most preferred first, in the rule's URI form.
-    pub fn dhcp_uris(&self) -> Vec<String> {
-        let targets: Vec<&SztpUri> = match (self.via, &self.advertise) {
-            (Via::RedirectServer, Some(a)) => vec![a],
-            _ => self.bootstrap_servers.iter().map(|b| &b.uri).collect(),
-        };
-        targets
-            .into_iter()
-            .map(|u| match self.form {
+    /// True when the matching rule sends this device nowhere (`redirect-to = []`): no option
+    /// 143/136, no SRV/TXT, no redirect (for device classes such as OpenConfig bootz that reuse
+    /// the options for another protocol).
+    pub fn excluded(&self) -> bool {
+        self.bootstrap_servers.is_empty()
+    }
+
+    /// The target URIs in `form`, most preferred first (what DHCP option 143/136 carries).
+    pub fn uris(&self, form: UriForm) -> Vec<String> {
+        self.targets
+            .iter()
+            .map(|u| match form {
                 UriForm::Authority => u.authority(),
                 UriForm::OperationUrl => u.operation_url(),
             })
             .collect()
     }
+}
+
+/// How the DHCP front ends render a [`Decision`] for one rule (RFC 8572 §8.3 and the legacy
+/// forms of interop.md §1).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Rendering {
+    /// `dhcp-uri-encoding`.
+    pub encoding: UriEncoding,
+    /// `dhcp-uri-form`.
+    pub form: UriForm,
+    /// `dhcp-always-send`: send 143/136 even when the client did not ask for it.
+    pub always_send: bool,
 }
 
 /// Rules, known devices and the redirect server's advertised URI: everything that decides.
@@ -304,9 +410,10 @@ impl Policy {
     /// First matching known device (by MAC, then serial) and first matching rule.
     /// `None` when neither matches: the device gets addresses but no redirect.
     pub fn decide(&self, facts: &DeviceFacts) -> Option<Decision> {
+        let serial = facts.serial.as_ref().map(|s| s.value.as_str());
         let device = self.devices.iter().find(|d| {
             (d.mac.is_some() && d.mac == facts.mac)
-                || (d.serial.is_some() && d.serial == facts.serial)
+                || (d.serial.is_some() && d.serial.as_deref() == serial)
         });
         let rule = self.rules.iter().find(|r| r.matches.matches(facts));
         if device.is_none() && rule.is_none() {
@@ -327,13 +434,18 @@ impl Policy {
             Some(d) if !d.redirect_to.is_empty() => d.redirect_to.clone(),
             _ => rule.map(|r| r.redirect_to.clone()).unwrap_or_default(),
         };
-        if servers.is_empty() {
+        if servers.is_empty() && rule.is_none() {
             return None;
         }
         let mut via = rule.and_then(|r| r.via).unwrap_or(default_via);
         if self.advertise.is_none() {
             via = Via::Direct;
         }
+        let targets = match (via, &self.advertise) {
+            _ if servers.is_empty() => Vec::new(),
+            (Via::RedirectServer, Some(a)) => vec![a.clone()],
+            _ => servers.iter().map(|b| b.uri.clone()).collect(),
+        };
         Some(Decision {
             rule: rule
                 .map(|r| r.name.clone())
@@ -341,11 +453,25 @@ impl Policy {
             device: device_label,
             bootstrap_servers: servers,
             via,
-            encoding: rule.map(|r| r.encoding).unwrap_or_default(),
-            form: rule.map(|r| r.form).unwrap_or_default(),
-            always_send: rule.is_some_and(|r| r.always_send),
-            advertise: self.advertise.clone(),
+            targets,
         })
+    }
+
+    /// The rule named `name`, if any.
+    pub fn rule(&self, name: &str) -> Option<&Rule> {
+        self.rules.iter().find(|r| r.name == name)
+    }
+
+    /// How DHCP renders `decision`: the settings of its rule, the defaults when only a known
+    /// device matched.
+    pub fn rendering(&self, decision: &Decision) -> Rendering {
+        self.rule(&decision.rule)
+            .map(|r| Rendering {
+                encoding: r.encoding,
+                form: r.form,
+                always_send: r.always_send,
+            })
+            .unwrap_or_default()
     }
 }
 
@@ -421,7 +547,7 @@ mod tests {
         assert_eq!(d.rule, "arista-lab");
         assert_eq!(d.bootstrap_servers.len(), 2);
         assert_eq!(d.via, Via::RedirectServer);
-        assert_eq!(d.dhcp_uris(), ["https://192.0.2.1"]);
+        assert_eq!(d.uris(UriForm::Authority), ["https://192.0.2.1"]);
         f.mac = Some("00:1c:74:aa:bb:cc".parse().unwrap());
         assert_eq!(p.decide(&f).unwrap().rule, "default");
     }
@@ -435,9 +561,10 @@ mod tests {
         };
         let d = p.decide(&f).unwrap();
         assert_eq!(d.rule, "legacy-agents");
-        assert_eq!(d.encoding, UriEncoding::Text);
+        let r = p.rendering(&d);
+        assert_eq!(r.encoding, UriEncoding::Text);
         assert_eq!(
-            d.dhcp_uris(),
+            d.uris(r.form),
             ["https://sztp.owner.example.com:8443/restconf/operations/ietf-sztp-bootstrap-server:get-bootstrapping-data"]
         );
     }
@@ -454,9 +581,12 @@ mod tests {
         assert_eq!(d.rule, "default");
         assert_eq!(d.device.as_deref(), Some("SN123"));
         assert_eq!(d.via, Via::Direct);
-        assert_eq!(d.dhcp_uris(), ["https://[2001:db8::10]:8443"]);
+        assert_eq!(
+            d.uris(p.rendering(&d).form),
+            ["https://[2001:db8::10]:8443"]
+        );
         let by_serial = DeviceFacts {
-            serial: Some("SN123".into()),
+            serial: Some(Serial::claimed("SN123")),
             ..Default::default()
         };
         assert_eq!(

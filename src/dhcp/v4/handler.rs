@@ -9,7 +9,8 @@ use super::reply::{self, ReplyHeader, ReplyOptions};
 use super::wire::*;
 use crate::config::{Dhcp4, Subnet4};
 use crate::dhcp::leases::{ClientKey, Lease4, LeaseState, LeaseTable, Slot};
-use crate::policy::{DeviceFacts, MacAddr, Policy, UriEncoding};
+use crate::journal::Dhcp4Kind;
+use crate::policy::{ClientId, DeviceFacts, MacAddr, Policy, Source, UriEncoding};
 use crate::sztp::redirect_list::{encode_list, encode_text, rfc3396_wire_len};
 
 /// Where a request came from.
@@ -45,7 +46,7 @@ pub struct Reply {
 /// One device-journal event.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Event {
-    pub kind: &'static str,
+    pub kind: Dhcp4Kind,
     pub xid: u32,
     pub mac: Option<MacAddr>,
     pub client_id: Option<Vec<u8>>,
@@ -119,15 +120,16 @@ impl Context<'_> {
 
 fn facts(req: &Request, meta: &RequestMeta) -> DeviceFacts {
     DeviceFacts {
+        source: Source::Dhcp4,
         mac: req.chaddr_mac(),
-        client_id: req.client_id().map(<[u8]>::to_vec),
+        client_id: req.client_id().map(|c| ClientId::Dhcp4(c.to_vec())),
         vendor_class: req.vendor_class(),
         user_class: req.user_classes(),
         circuit_id: req.relay_suboption(RAI_CIRCUIT_ID),
         remote_id: req.relay_suboption(RAI_REMOTE_ID),
         interface: Some(meta.interface.clone()),
-        serial: None,
-        hw_model: None,
+        source_addr: Some(std::net::IpAddr::V4(*meta.src.ip())),
+        ..DeviceFacts::default()
     }
 }
 
@@ -261,7 +263,7 @@ impl Exchange<'_> {
 
     fn discover(&self, leases: &mut LeaseTable, ev: &mut Event) -> Outcome {
         let Some(addr) = self.choose(leases) else {
-            ev.kind = "no-address";
+            ev.kind = Dhcp4Kind::NoAddress;
             return Outcome {
                 ignored: Some("pool-exhausted"),
                 event: Some(ev.clone()),
@@ -282,7 +284,7 @@ impl Exchange<'_> {
                 offer_until,
             )));
         }
-        ev.kind = "offer";
+        ev.kind = Dhcp4Kind::Offer;
         ev.address = Some(addr);
         let reply = self.reply(MessageType::Offer, addr, true, ev);
         Outcome {
@@ -359,7 +361,7 @@ impl Exchange<'_> {
         let lease = self.lease(addr, LeaseState::Bound, expires);
         leases.put(Slot::Stored(lease.clone()));
         commit.push(lease);
-        ev.kind = "ack";
+        ev.kind = Dhcp4Kind::Ack;
         ev.address = Some(addr);
         let reply = self.reply(MessageType::Ack, addr, true, ev);
         Outcome {
@@ -386,7 +388,7 @@ impl Exchange<'_> {
         let until = self.now + self.ctx.dhcp4.decline_time.as_secs();
         let l = self.lease(addr, LeaseState::Declined, until);
         leases.put(Slot::Stored(l.clone()));
-        ev.kind = "decline";
+        ev.kind = Dhcp4Kind::Decline;
         ev.address = Some(addr);
         ev.reason = Some(format!(
             "address in use: quarantined for {}s",
@@ -413,7 +415,7 @@ impl Exchange<'_> {
                 r.state = LeaseState::Released;
                 r.expires = self.now;
                 leases.put(Slot::Stored(r.clone()));
-                ev.kind = "release";
+                ev.kind = Dhcp4Kind::Release;
                 ev.address = Some(addr);
                 Outcome {
                     commit: vec![r],
@@ -426,7 +428,7 @@ impl Exchange<'_> {
     }
 
     fn inform(&self, ev: &mut Event) -> Outcome {
-        ev.kind = "inform";
+        ev.kind = Dhcp4Kind::Inform;
         ev.address = Some(self.req.msg.ciaddr()).filter(|a| !a.is_unspecified());
         let reply = self.reply(MessageType::Ack, Ipv4Addr::UNSPECIFIED, false, ev);
         Outcome {
@@ -437,7 +439,7 @@ impl Exchange<'_> {
     }
 
     fn nak(&self, ev: &mut Event, reason: &str) -> Outcome {
-        ev.kind = "nak";
+        ev.kind = Dhcp4Kind::Nak;
         ev.reason = Some(reason.to_string());
         let mut opts = ReplyOptions::default();
         opts.push(OPT_SERVER_ID, self.server_id.octets().to_vec());
@@ -555,25 +557,26 @@ impl Exchange<'_> {
             return;
         };
         ev.rule = Some(decision.rule.clone());
-        if !ev.requested_143 && !decision.always_send {
+        let render = self.ctx.policy.rendering(&decision);
+        if !ev.requested_143 && !render.always_send {
             return;
         }
-        let mut uris = decision.dhcp_uris();
+        let mut uris = decision.uris(render.form);
         let budget = reply::message_budget(self.req.max_message_size());
         // the agent that added option 82 (a relay, or a snooping switch with giaddr 0) strips
         // it before the reply reaches the client (RFC 3046 §2.2): it does not count
         let used = reply::reply_len(opts, None);
-        let encode = |u: &[String]| match decision.encoding {
+        let encode = |u: &[String]| match render.encoding {
             UriEncoding::Rfc8572 => encode_list(u),
             UriEncoding::Text => encode_text(u),
         };
-        if decision.encoding == UriEncoding::Text && uris.len() > 1 {
+        if render.encoding == UriEncoding::Text && uris.len() > 1 {
             ev.uris_dropped.extend(uris.drain(1..));
         }
         while !uris.is_empty() && used + rfc3396_wire_len(encode(&uris).len()) > budget {
             ev.uris_dropped.insert(0, uris.pop().expect("not empty"));
         }
-        ev.encoding = Some(match decision.encoding {
+        ev.encoding = Some(match render.encoding {
             UriEncoding::Rfc8572 => "rfc8572",
             UriEncoding::Text => "text",
         });

@@ -20,7 +20,7 @@ use super::wire::Request;
 use crate::config::Dhcp4;
 use crate::dhcp::lease_store::LeaseWriter;
 use crate::dhcp::leases::LeaseTable;
-use crate::journal::{DeviceEvent, DeviceJournal};
+use crate::journal::{DeviceEvent, DeviceJournal, Dhcp4Kind, EventDetail};
 use crate::policy::Policy;
 
 /// Counters, exported by the status page and logged at shutdown.
@@ -312,8 +312,8 @@ fn log_event(ev: &Event) {
     // one info line per lease granted or refused; offers and the rest of the exchange are in
     // the device journal and at debug level
     match ev.kind {
-        "nak" => info!(%mac, reason = ev.reason.as_deref().unwrap_or(""), "nak"),
-        "ack" | "decline" | "no-address" => {
+        Dhcp4Kind::Nak => info!(%mac, reason = ev.reason.as_deref().unwrap_or(""), "nak"),
+        Dhcp4Kind::Ack | Dhcp4Kind::Decline | Dhcp4Kind::NoAddress => {
             info!(%mac, address = %addr, requested_143 = ev.requested_143, rule, uris = ?ev.uris, "{}", ev.kind)
         }
         _ => {
@@ -327,17 +327,18 @@ fn log_event(ev: &Event) {
 
 fn device_event(ev: &Event, now: u64) -> DeviceEvent {
     let mut d = DeviceEvent::dhcp4(now, ev.kind, ev.xid, ev.mac.unwrap_or_default());
-    d.client_id = ev.client_id.clone();
-    d.vendor_class = ev.vendor_class.clone();
-    d.user_class = ev.user_class.clone();
-    d.interface = Some(ev.interface.clone());
-    d.relay = ev.relay.map(|r| r.to_string());
-    d.address = ev.address;
-    d.requested_143 = ev.requested_143;
     d.rule = ev.rule.clone();
     d.uris = ev.uris.clone();
-    d.uris_dropped = ev.uris_dropped.clone();
-    d.encoding = ev.encoding.map(str::to_string);
-    d.reason = ev.reason.clone();
+    let EventDetail::Dhcp4(x) = &mut d.detail;
+    x.client_id = ev.client_id.clone();
+    x.vendor_class = ev.vendor_class.clone();
+    x.user_class = ev.user_class.clone();
+    x.interface = Some(ev.interface.clone());
+    x.relay = ev.relay.map(|r| r.to_string());
+    x.address = ev.address;
+    x.requested_143 = ev.requested_143;
+    x.uris_dropped = ev.uris_dropped.clone();
+    x.encoding = ev.encoding.map(str::to_string);
+    x.reason = ev.reason.clone();
     d
 }
