@@ -188,6 +188,10 @@ pub struct RawDhcp6 {
     pub enabled: Option<bool>,
     pub interfaces: Option<StrList>,
     pub port: Option<u16>,
+    pub rapid_commit: Option<bool>,
+    pub server_unicast: Option<Str>,
+    pub offer_time: Option<Str>,
+    pub decline_time: Option<Str>,
     #[serde(default)]
     pub subnet: Vec<Spanned<RawSubnet6>>,
 }
@@ -204,6 +208,19 @@ pub struct RawSubnet6 {
     pub domain_search: Vec<Str>,
     pub preferred_lifetime: Option<Str>,
     pub valid_lifetime: Option<Str>,
+    pub renewal_time: Option<Str>,
+    pub rebinding_time: Option<Str>,
+    pub interface: Option<Str>,
+    #[serde(default)]
+    pub reservation: Vec<Spanned<RawReservation6>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RawReservation6 {
+    pub duid: Option<Str>,
+    pub mac: Option<Str>,
+    pub address: Str,
 }
 
 #[derive(Debug, Deserialize)]

@@ -152,27 +152,91 @@ pub struct Reservation4 {
     pub hostname: Option<String>,
 }
 
+/// The `[dhcp6]` section: the DHCPv6 server (RFC 8415).
 #[derive(Clone, Debug)]
 pub struct Dhcp6 {
+    /// Interface names; never checked against the live system at validation time.
     pub interfaces: Vec<String>,
+    /// Server port (default 547).
     pub port: u16,
+    /// `rapid-commit`: answer a Solicit carrying Rapid Commit with a committed Reply
+    /// (RFC 8415 §18.3.1, §21.14). Default false.
+    pub rapid_commit: bool,
+    /// `server-unicast`: the address put in the Server Unicast option (RFC 8415 §21.12);
+    /// when set, clients may unicast Request/Renew/Release/Decline, otherwise such messages
+    /// get a Reply with status UseMulticast (§18.4).
+    pub server_unicast: Option<Ipv6Addr>,
+    /// How long an Advertise holds its address for the client (`offer-time`, default 60s).
+    pub offer_time: Duration,
+    /// How long a Declined address is quarantined (`decline-time`, default 1h).
+    pub decline_time: Duration,
     pub subnets: Vec<Subnet6>,
 }
 
+/// One `[[dhcp6.subnet]]`: a link's prefix, its address pools and options.
 #[derive(Clone, Debug)]
 pub struct Subnet6 {
     pub prefix: Ipv6Net,
     pub pools: Vec<Pool6>,
+    /// Option 23 (RFC 3646).
     pub dns_servers: Vec<Ipv6Addr>,
+    /// Option 24 (RFC 3646), lowercase, without the trailing dot.
     pub domain_search: Vec<String>,
     pub preferred_lifetime: Duration,
     pub valid_lifetime: Duration,
+    /// T1 of IA_NA (`renewal-time`); default half the preferred lifetime (RFC 8415 §21.4).
+    pub renewal_time: Option<Duration>,
+    /// T2 of IA_NA (`rebinding-time`); default 0.8 × the preferred lifetime (RFC 8415 §21.4).
+    pub rebinding_time: Option<Duration>,
+    /// `interface`: clients on this directly attached link (not relayed) get this subnet.
+    pub interface: Option<String>,
+    pub reservations: Vec<Reservation6>,
 }
 
+impl Subnet6 {
+    /// T1 in seconds (RFC 8415 §21.4): `renewal-time`, else ½ of the preferred lifetime.
+    pub fn t1(&self) -> Duration {
+        self.renewal_time.unwrap_or(self.preferred_lifetime / 2)
+    }
+
+    /// T2 in seconds (RFC 8415 §21.4): `rebinding-time`, else 0.8 × the preferred lifetime.
+    pub fn t2(&self) -> Duration {
+        self.rebinding_time
+            .unwrap_or(self.preferred_lifetime * 4 / 5)
+    }
+}
+
+/// An IPv6 address range, both ends included.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Pool6 {
     pub start: Ipv6Addr,
     pub end: Ipv6Addr,
+}
+
+impl Pool6 {
+    pub fn contains(&self, a: Ipv6Addr) -> bool {
+        self.start <= a && a <= self.end
+    }
+
+    /// Number of addresses, minus one (a /64 pool holds 2^64, which `u128` counts exactly).
+    pub fn last_offset(&self) -> u128 {
+        u128::from(self.end) - u128::from(self.start)
+    }
+}
+
+/// Who a DHCPv6 reservation is for: the client's DUID, or its MAC (from a DUID-LL/LLT or the
+/// relay's RFC 6939 Client Link-Layer Address option).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Reservation6Key {
+    Duid(Vec<u8>),
+    Mac(MacAddr),
+}
+
+/// A `[[dhcp6.subnet.reservation]]`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Reservation6 {
+    pub key: Reservation6Key,
+    pub address: Ipv6Addr,
 }
 
 #[derive(Clone, Debug)]

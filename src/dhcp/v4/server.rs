@@ -329,16 +329,17 @@ fn device_event(ev: &Event, now: u64) -> DeviceEvent {
     let mut d = DeviceEvent::dhcp4(now, ev.kind, ev.xid, ev.mac.unwrap_or_default());
     d.rule = ev.rule.clone();
     d.uris = ev.uris.clone();
-    let EventDetail::Dhcp4(x) = &mut d.detail;
-    x.client_id = ev.client_id.clone();
-    x.vendor_class = ev.vendor_class.clone();
-    x.user_class = ev.user_class.clone();
-    x.interface = Some(ev.interface.clone());
-    x.relay = ev.relay.map(|r| r.to_string());
-    x.address = ev.address;
-    x.requested_143 = ev.requested_143;
-    x.uris_dropped = ev.uris_dropped.clone();
-    x.encoding = ev.encoding.map(str::to_string);
-    x.reason = ev.reason.clone();
+    if let EventDetail::Dhcp4(x) = &mut d.detail {
+        x.client_id = ev.client_id.clone();
+        x.vendor_class = ev.vendor_class.clone();
+        x.user_class = ev.user_class.clone();
+        x.interface = Some(ev.interface.clone());
+        x.relay = ev.relay.map(|r| r.to_string());
+        x.address = ev.address;
+        x.requested_143 = ev.requested_143;
+        x.uris_dropped = ev.uris_dropped.clone();
+        x.encoding = ev.encoding.map(str::to_string);
+        x.reason = ev.reason.clone();
+    }
     d
 }
