@@ -2,4 +2,5 @@
 
 pub mod bindings;
 pub mod handler;
+pub mod server;
 pub mod wire;
