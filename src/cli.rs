@@ -38,7 +38,7 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Act as an SZTP device doing DHCPv4 and print what the network tells it
+    /// Act as an SZTP device doing DHCPv4 (or DHCPv6) and print what the network tells it
     Probe(Box<crate::probe::ProbeArgs>),
 }
 

@@ -7,13 +7,16 @@ use std::time::Duration;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 use crate::config::{self, Config, Dhcp4, LogFormat};
 use crate::dhcp::lease_store::{should_compact, LeaseStore, LeaseWriter};
 use crate::dhcp::leases::LeaseTable;
 use crate::dhcp::v4::server::{self, unix_now, Shared};
+use crate::dhcp::v6::server as v6server;
 use crate::journal::DeviceJournal;
+use crate::runtime::{Events, Published, ServiceContext, Snapshot};
 use crate::EXIT_CONFIG;
 
 /// Expired leases are remembered this long, so a returning device gets its old address.
@@ -132,12 +135,32 @@ async fn serve(path: PathBuf, cfg: Config) -> anyhow::Result<()> {
             stop,
         });
     }
+    // dhcp6 on the runtime seams (bind before the privilege drop, serve under one token);
+    // interim wiring until the daemon's generic bind/serve steps land
+    let published = Published::new(Snapshot::new(cfg.clone(), 0));
+    let token = CancellationToken::new();
+    let mut dhcp6 = None;
+    if let Some(d) = &cfg.dhcp6 {
+        let bound = v6server::bind(d)
+            .map_err(|e| anyhow::anyhow!("dhcp6: cannot listen on {:?}: {e}", d.interfaces))?;
+        let ctx = ServiceContext {
+            published: published.clone(),
+            events: Events::new(Some(Arc::clone(&journal))),
+            state_dir: state_dir.clone(),
+        };
+        let setup = v6server::Setup {
+            bindings: Default::default(),
+            log: Arc::new(v6server::Volatile),
+        };
+        let svc = v6server::Service6::start(bound, ctx, setup)
+            .map_err(|e| anyhow::anyhow!("dhcp6: {e}"))?;
+        dhcp6 = Some(tokio::spawn(svc.run(token.clone())));
+    }
     if let Some(user) = &cfg.appliance.user {
         drop_privileges(user, &state_dir)?;
     }
     for (on, what) in [
         (cfg.redirect_server.is_some(), "redirect-server"),
-        (cfg.dhcp6.is_some(), "dhcp6"),
         (cfg.dns.is_some(), "dns"),
         (cfg.status.is_some(), "status"),
     ] {
@@ -145,7 +168,7 @@ async fn serve(path: PathBuf, cfg: Config) -> anyhow::Result<()> {
             warn!("[{what}] is enabled but this version does not serve it yet");
         }
     }
-    if dhcp4.is_none() {
+    if dhcp4.is_none() && dhcp6.is_none() {
         warn!(
             "no service is enabled in {}: nothing to serve",
             path.display()
@@ -165,6 +188,7 @@ async fn serve(path: PathBuf, cfg: Config) -> anyhow::Result<()> {
                     }
                     Ok(new) => match apply_reload(&mut dhcp4, &cfg, &new) {
                         Ok(()) => {
+                            published.publish(Snapshot::new(new.clone(), 0));
                             cfg = new;
                             info!("configuration reloaded from {}", path.display());
                         }
@@ -179,6 +203,14 @@ async fn serve(path: PathBuf, cfg: Config) -> anyhow::Result<()> {
                     housekeeping(&s.shared);
                 }
             }
+        }
+    }
+    token.cancel();
+    if let Some(t) = dhcp6 {
+        match t.await {
+            Ok(Err(e)) => error!("dhcp6: {e}"),
+            Err(e) => error!("dhcp6 task: {e}"),
+            Ok(Ok(())) => {}
         }
     }
     if let Some(s) = dhcp4 {

@@ -614,14 +614,13 @@ fn log_event(ev: &Event) {
     let duid = ev.duid.as_deref().map(hex::encode).unwrap_or_default();
     let addr = OptAddr(ev.address);
     let rule = ev.rule.as_deref().unwrap_or("-");
-    let status = ev.status.map_or("", |s| s.as_str());
     // one info line per binding made, declined or refused; the rest is in the device journal
-    match ev.kind {
-        Dhcp6Kind::Request | Dhcp6Kind::RapidCommit | Dhcp6Kind::Decline => {
-            info!(%duid, address = %addr, requested_136 = ev.requested_136, rule, uris = ?ev.uris, status, "{}", ev.kind)
+    match (ev.kind, ev.status) {
+        (_, Some(status)) => {
+            info!(%duid, address = %addr, requested_136 = ev.requested_136, rule, status = status.as_str(), "{}", ev.kind)
         }
-        _ if ev.status.is_some() => {
-            info!(%duid, address = %addr, requested_136 = ev.requested_136, rule, status, "{}", ev.kind)
+        (Dhcp6Kind::Request | Dhcp6Kind::RapidCommit | Dhcp6Kind::Decline, None) => {
+            info!(%duid, address = %addr, requested_136 = ev.requested_136, rule, uris = ?ev.uris, "{}", ev.kind)
         }
         _ => {
             debug!(%duid, address = %addr, requested_136 = ev.requested_136, rule, uris = ?ev.uris, "{}", ev.kind)
