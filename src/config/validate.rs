@@ -979,6 +979,13 @@ fn dhcp6(cx: &mut Ctx<'_>, raw: &RawConfig) -> Option<Dhcp6> {
         let interface = sn.interface.as_ref().and_then(|v| {
             let k = format!("{key}.interface");
             let name = cx.parse(v, &k, parse_interface)?;
+            if !interfaces.is_empty() && !interfaces.contains(&name) {
+                cx.err(
+                    v.span(),
+                    &k,
+                    format!("interface {name:?} is not in dhcp6.interfaces (the server never answers there)"),
+                );
+            }
             if let Some(first) = links.get(&name) {
                 let line = cx.line(first);
                 cx.err(
