@@ -655,3 +655,79 @@ pub fn device_event(ev: &Event, now: u64) -> DeviceEvent {
     }
     d
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_server_duid_is_made_once_and_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let mac = MacAddr([2, 0, 0, 0, 0, 1]);
+        let now = DUID_EPOCH + 0x0102_0304;
+        let d = load_or_create_server_duid(dir.path(), Some(mac), now).unwrap();
+        assert_eq!(hex::encode(&d), "0001000101020304020000000001");
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join(SERVER_DUID_FILE)).unwrap(),
+            "0001000101020304020000000001\n"
+        );
+        // later starts read it, whatever the interfaces and the time are now
+        let again = load_or_create_server_duid(dir.path(), None, now + 999).unwrap();
+        assert_eq!(again, d);
+        assert!(!dir.path().join("server-duid.tmp").exists());
+    }
+
+    #[test]
+    fn without_a_mac_the_duid_gets_a_random_local_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = load_or_create_server_duid(dir.path(), None, DUID_EPOCH).unwrap();
+        assert_eq!(&d[..8], &[0, 1, 0, 1, 0, 0, 0, 0]);
+        assert_eq!(d[8] & 0x03, 0x02, "locally administered unicast");
+        let other = tempfile::tempdir().unwrap();
+        assert_ne!(
+            load_or_create_server_duid(other.path(), None, DUID_EPOCH).unwrap(),
+            d
+        );
+    }
+
+    #[test]
+    fn a_damaged_duid_file_stops_the_start_and_names_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(SERVER_DUID_FILE), "not hex\n").unwrap();
+        let e = load_or_create_server_duid(dir.path(), None, DUID_EPOCH).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidData);
+        let msg = e.to_string();
+        assert!(msg.contains("server-duid"), "{msg}");
+        assert!(msg.contains("remove the file"), "{msg}");
+    }
+
+    #[test]
+    fn loopback_facts_and_a_join_on_lo() {
+        let mut ifaces = Interfaces::default();
+        let index = nix::net::if_::if_nametoindex("lo").unwrap();
+        let lo = ifaces.get(index).unwrap().clone();
+        assert_eq!(lo.name, "lo");
+        assert_eq!(lo.mac, None);
+        assert!(lo.mtu >= 1280);
+        assert!(lo.prefixes.iter().any(|p| p.addr() == Ipv6Addr::LOCALHOST));
+        let d = Dhcp6 {
+            interfaces: vec!["lo".into()],
+            port: 0,
+            rapid_commit: false,
+            server_unicast: None,
+            offer_time: Duration::from_secs(60),
+            decline_time: Duration::from_secs(60),
+            subnets: vec![],
+        };
+        let b = bind(&d).unwrap();
+        assert!(b.socket.local_addr().unwrap().is_ipv6());
+        let missing = Dhcp6 {
+            interfaces: vec!["eth9-nope".into()],
+            ..d
+        };
+        assert_eq!(
+            bind(&missing).unwrap_err().to_string(),
+            "no such interface \"eth9-nope\""
+        );
+    }
+}
