@@ -12,7 +12,7 @@ use dhcproto::v6::{DhcpOption, DhcpOptions, IAAddr, MessageType, Status, IANA};
 use ipnet::Ipv6Net;
 
 use super::bindings::{Bindings, IaKey, Lease6, Slot6};
-use super::wire::{self, Received};
+use super::wire::{self, in_order, Received};
 use crate::config::{Dhcp6, Reservation6Key, Subnet6};
 use crate::dhcp::leases::LeaseState;
 use crate::journal::{Dhcp6Kind, Dhcp6Status};
@@ -305,7 +305,7 @@ fn ia_status(id: u32, s: Dhcp6Status, text: &str, mut addrs: Vec<DhcpOption>) ->
         id,
         t1: 0,
         t2: 0,
-        opts: addrs.into_iter().collect(),
+        opts: in_order(addrs),
     })
 }
 
@@ -423,7 +423,7 @@ impl Exchange<'_> {
                 id: ia.id,
                 t1,
                 t2,
-                opts: [ia_addr(addr, pref, valid)].into_iter().collect(),
+                opts: in_order(vec![ia_addr(addr, pref, valid)]),
             }));
         }
         let reply = self.reply(MessageType::Advertise, body, true, ev);
@@ -524,7 +524,7 @@ impl Exchange<'_> {
                 id: ia.id,
                 t1,
                 t2,
-                opts: opts.into_iter().collect(),
+                opts: in_order(opts),
             }));
         }
         if mode == Mode::RapidCommit {
@@ -688,7 +688,7 @@ impl Exchange<'_> {
     /// `config` the subnet's options 23/24 (when requested), Server Unicast, and option 136 per
     /// the Decision; then wraps it for the relays.
     fn reply(&self, t: MessageType, body: Vec<DhcpOption>, config: bool, ev: &mut Event) -> Reply {
-        let mut opts: DhcpOptions = body.into_iter().collect();
+        let mut opts = in_order(body);
         opts.insert(DhcpOption::ServerId(self.ctx.server_duid.to_vec()));
         if let Some(d) = self.req.client_id() {
             opts.insert(DhcpOption::ClientId(d.to_vec()));

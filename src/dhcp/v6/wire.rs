@@ -243,7 +243,18 @@ fn ia_options(b: &[u8]) -> Result<DhcpOptions, Malformed> {
             _ => unknown(code, v),
         });
     }
-    Ok(opts.into_iter().collect())
+    Ok(in_order(opts))
+}
+
+/// `list` as dhcproto's option list (sorted by code) with the options of one code in the
+/// order given. `DhcpOptions::insert` puts an option before the others of its code and
+/// collecting sorts unstably, so the list is inserted back to front.
+pub fn in_order(list: Vec<DhcpOption>) -> DhcpOptions {
+    let mut opts = DhcpOptions::new();
+    for o in list.into_iter().rev() {
+        opts.insert(o);
+    }
+    opts
 }
 
 /// What one relay agent added on the way (RFC 8415 §9.1, §21.18; RFC 4649; RFC 6939; RFC 8357).
@@ -352,7 +363,7 @@ pub fn decode(packet: &[u8]) -> Result<Received, Malformed> {
         return Ok(Received {
             msg_type: t,
             xid: [buf[1], buf[2], buf[3]],
-            opts: opts.into_iter().collect(),
+            opts: in_order(opts),
             relays,
         });
     }
@@ -605,6 +616,15 @@ mod tests {
         let ias = r.ia_nas();
         assert_eq!(ias.len(), 1);
         assert_eq!((ias[0].id, ias[0].t1, ias[0].t2), (0x27fe_8f95, 3600, 5400));
+        // several IA_NAs keep their wire order
+        for id in [9u32, 2, 5] {
+            let mut v = id.to_be_bytes().to_vec();
+            v.extend_from_slice(&[0; 8]);
+            push_option(&mut with_na, OPT_IA_NA, &v);
+        }
+        let r = decode(&with_na).unwrap();
+        let ids: Vec<u32> = r.ia_nas().iter().map(|ia| ia.id).collect();
+        assert_eq!(ids, [0x27fe_8f95, 9, 2, 5]);
     }
 
     #[test]

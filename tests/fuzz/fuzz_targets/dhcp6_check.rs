@@ -84,7 +84,10 @@ pub fn policy() -> Policy {
             mac: vec!["02:00:00:00:00:a0/44".parse().unwrap()],
             ..Match::default()
         },
-        &["https://sztp1.example.test:8443", "https://[2001:db8::1]:8443"],
+        &[
+            "https://sztp1.example.test:8443",
+            "https://[2001:db8::1]:8443",
+        ],
     );
     always.always_send = true;
     let mut relayed = rule(
@@ -193,11 +196,35 @@ pub fn metas() -> Vec<RequestMeta> {
         dst: dst.parse().unwrap(),
     };
     vec![
-        m("eth1", &["2001:db8:1::1/64"], 1500, "[fe80::1%2]:546", "ff02::1:2"),
-        m("eth1", &["2001:db8:1::1/64"], 1500, "[fe80::1%2]:546", "2001:db8:1::1"),
-        m("eth2", &["2001:db8:9::1/64"], 9000, "[2001:db8:9::2]:547", "2001:db8:9::1"),
+        m(
+            "eth1",
+            &["2001:db8:1::1/64"],
+            1500,
+            "[fe80::1%2]:546",
+            "ff02::1:2",
+        ),
+        m(
+            "eth1",
+            &["2001:db8:1::1/64"],
+            1500,
+            "[fe80::1%2]:546",
+            "2001:db8:1::1",
+        ),
+        m(
+            "eth2",
+            &["2001:db8:9::1/64"],
+            9000,
+            "[2001:db8:9::2]:547",
+            "2001:db8:9::1",
+        ),
         m("eth3", &[], 1280, "[fe80::9%4]:40000", "ff02::1:2"),
-        m("eth2", &["2001:db8:2::1/64"], 1280, "[fe80::2%3]:546", "ff02::1:2"),
+        m(
+            "eth2",
+            &["2001:db8:2::1/64"],
+            1280,
+            "[fe80::2%3]:546",
+            "ff02::1:2",
+        ),
     ]
 }
 
@@ -251,10 +278,14 @@ impl State {
                 req.relays.len(),
                 meta.interface,
                 self.now,
-                out.reply.as_ref().map(|r| (r.msg_type, r.bytes.len(), r.to)),
+                out.reply
+                    .as_ref()
+                    .map(|r| (r.msg_type, r.bytes.len(), r.to)),
                 out.commit,
                 out.ignored,
-                out.event.as_ref().map(|e| (e.kind, &e.rule, e.uris.len(), e.status)),
+                out.event
+                    .as_ref()
+                    .map(|e| (e.kind, &e.rule, e.uris.len(), e.status)),
             );
         }
         check(d, &self.policy, &req, meta, &out, self.now);
@@ -294,8 +325,16 @@ fn unwrap_relays<'a>(mut b: &'a [u8], req: &Received) -> &'a [u8] {
         assert!(b.len() >= RELAY_HEADER_LEN, "short Relay-reply: {}", hex(b));
         assert_eq!(b[0], 13, "not a Relay-reply: {}", hex(b));
         assert_eq!(b[1], hop.hop_count, "hop-count changed");
-        assert_eq!(&b[2..18], &hop.link_address.octets(), "link-address changed");
-        assert_eq!(&b[18..34], &hop.peer_address.octets(), "peer-address changed");
+        assert_eq!(
+            &b[2..18],
+            &hop.link_address.octets(),
+            "link-address changed"
+        );
+        assert_eq!(
+            &b[18..34],
+            &hop.peer_address.octets(),
+            "peer-address changed"
+        );
         let opts = options(&b[RELAY_HEADER_LEN..])
             .unwrap_or_else(|e| panic!("Relay-reply options do not frame ({e:?}): {}", hex(b)));
         let ifid: Vec<&[u8]> = opts
@@ -329,10 +368,20 @@ pub fn check(
     for l in &out.commit {
         assert!(in_subnet(d, l.addr), "commit outside every prefix: {l:?}");
         if l.state == LeaseState::Bound {
-            assert!(l.expires > now, "a binding committed already expired: {l:?}");
-            assert!(assignable(d, l.addr), "bound outside pools and reservations: {l:?}");
+            assert!(
+                l.expires > now,
+                "a binding committed already expired: {l:?}"
+            );
+            assert!(
+                assignable(d, l.addr),
+                "bound outside pools and reservations: {l:?}"
+            );
         }
-        assert_eq!(Some(&l.duid[..]), req.client_id(), "commit for another DUID");
+        assert_eq!(
+            Some(&l.duid[..]),
+            req.client_id(),
+            "commit for another DUID"
+        );
     }
     let Some(reply) = &out.reply else {
         assert!(out.commit.is_empty(), "records committed without a reply");
@@ -393,7 +442,10 @@ pub fn check(
                 let a = Ipv6Addr::from(<[u8; 16]>::try_from(&v[..16]).unwrap());
                 let valid = u32::from_be_bytes(v[20..24].try_into().unwrap());
                 if valid > 0 {
-                    assert!(assignable(d, a), "{a} handed out, outside pools and reservations");
+                    assert!(
+                        assignable(d, a),
+                        "{a} handed out, outside pools and reservations"
+                    );
                 }
             }
         }
@@ -417,7 +469,11 @@ pub fn check(
             Some("rfc8572") => {
                 let got = decode_list(v);
                 assert!(!got.truncated, "option 136 truncated");
-                assert_eq!(*v, &encode_list(&ev.uris)[..], "option 136 is not event.uris");
+                assert_eq!(
+                    *v,
+                    &encode_list(&ev.uris)[..],
+                    "option 136 is not event.uris"
+                );
                 assert!(ev.uris.iter().all(|u| is_valid_entry(u)));
             }
             Some("text") => {
@@ -437,6 +493,10 @@ pub fn check(
             client.len()
         );
     } else if let Some(ev) = ev {
-        assert!(ev.uris.is_empty(), "event.uris {:?} but no option 136", ev.uris);
+        assert!(
+            ev.uris.is_empty(),
+            "event.uris {:?} but no option 136",
+            ev.uris
+        );
     }
 }
