@@ -54,6 +54,27 @@ impl Config {
             advertise: self.redirect_server.as_ref().map(|r| r.advertise.clone()),
         }
     }
+
+    /// Every interface an enabled service names (`[dhcp4]`, `[dhcp6]`, `[dns.mdns]`), each
+    /// once, sorted.
+    pub fn interface_names(&self) -> Vec<&str> {
+        let mut v: Vec<&str> = self
+            .dhcp4
+            .iter()
+            .flat_map(|d| &d.interfaces)
+            .chain(self.dhcp6.iter().flat_map(|d| &d.interfaces))
+            .chain(
+                self.dns
+                    .iter()
+                    .filter_map(|d| d.mdns.as_ref())
+                    .flat_map(|m| &m.interfaces),
+            )
+            .map(String::as_str)
+            .collect();
+        v.sort_unstable();
+        v.dedup();
+        v
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
