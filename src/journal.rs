@@ -35,15 +35,7 @@ const COALESCE: Duration = Duration::from_millis(10);
 
 /// `unix_secs` as an RFC 3339 / ISO 8601 UTC timestamp: `2026-11-27T20:15:00Z`.
 pub fn rfc3339(unix_secs: u64) -> String {
-    let days = unix_secs / 86_400;
-    let sod = unix_secs % 86_400;
-    let (y, m, d) = civil_from_days(days);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        sod / 3600,
-        sod / 60 % 60,
-        sod % 60
-    )
+    humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(unix_secs)).to_string()
 }
 
 /// The current wall-clock time as [`rfc3339`]; for I/O code only (handlers get `now` passed in).
@@ -56,24 +48,6 @@ pub fn unix_now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
-}
-
-/// Days since 1970-01-01 → (year, month 1..=12, day 1..=31), proleptic Gregorian.
-///
-/// Howard Hinnant's `civil_from_days`, restricted to non-negative days: shift the epoch to
-/// 0000-03-01 so the leap day is the last day of the (March-based) year, then split into
-/// 400-year eras of 146097 days.
-fn civil_from_days(days: u64) -> (u64, u32, u32) {
-    let z = days + 719_468;
-    let era = z / 146_097;
-    let doe = z % 146_097; // [0, 146096]
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365; // [0, 399]
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100); // [0, 365]
-    let mp = (5 * doy + 2) / 153; // [0, 11], March-based
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let y = yoe + era * 400 + u64::from(m <= 2);
-    (y, m, d)
 }
 
 /// One step of one device, as the device journal records it (one JSON line, snake_case keys)
@@ -244,34 +218,23 @@ mod xid_hex {
     }
 }
 
-mod hex_opt {
+/// Serde for `Option<Vec<u8>>` as lowercase hex without separators (`"01aabb"`).
+pub(crate) mod hex_opt {
     use serde::{Deserialize, Deserializer, Serializer};
 
-    pub fn serialize<S: Serializer>(v: &Option<Vec<u8>>, s: S) -> Result<S::Ok, S::Error> {
+    pub(crate) fn serialize<S: Serializer>(v: &Option<Vec<u8>>, s: S) -> Result<S::Ok, S::Error> {
         match v {
-            Some(b) => s.collect_str(&super::HexBytes(b)),
+            Some(b) => s.serialize_str(&hex::encode(b)),
             None => s.serialize_none(),
         }
     }
 
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<u8>>, D::Error> {
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<Vec<u8>>, D::Error> {
         let s: Option<String> = Option::deserialize(d)?;
-        s.map(|s| {
-            (0..s.len() / 2)
-                .map(|i| u8::from_str_radix(s.get(2 * i..2 * i + 2).unwrap_or("x"), 16))
-                .collect::<Result<Vec<u8>, _>>()
-                .map_err(serde::de::Error::custom)
-        })
-        .transpose()
-    }
-}
-
-/// Lowercase hex without separators, formatted lazily.
-struct HexBytes<'a>(&'a [u8]);
-
-impl std::fmt::Display for HexBytes<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        self.0.iter().try_for_each(|x| write!(f, "{x:02x}"))
+        s.map(|s| hex::decode(s).map_err(serde::de::Error::custom))
+            .transpose()
     }
 }
 
@@ -521,29 +484,6 @@ mod tests {
         assert_eq!(rfc3339(1_795_810_500), "2026-11-27T20:15:00Z");
         assert_eq!(rfc3339(4_107_542_400), "2100-03-01T00:00:00Z");
         assert_eq!(rfc3339(253_402_300_799), "9999-12-31T23:59:59Z");
-    }
-
-    /// Every day for 1000 years: consecutive days are consecutive dates.
-    #[test]
-    fn civil_dates_are_contiguous() {
-        let mut prev = civil_from_days(0);
-        assert_eq!(prev, (1970, 1, 1));
-        for day in 1..366_000u64 {
-            let cur = civil_from_days(day);
-            let (py, pm, pd) = prev;
-            let next_day = cur == (py, pm, pd + 1);
-            let next_month = cur == (py, pm + 1, 1) && pd >= 28;
-            let next_year = cur == (py + 1, 1, 1) && (pm, pd) == (12, 31);
-            assert!(next_day || next_month || next_year, "{prev:?} -> {cur:?}");
-            if cur.1 == 2 && cur.2 == 29 {
-                let y = cur.0;
-                assert!(
-                    y.is_multiple_of(4) && (!y.is_multiple_of(100) || y.is_multiple_of(400)),
-                    "{y}-02-29"
-                );
-            }
-            prev = cur;
-        }
     }
 
     fn sample(i: u32) -> DeviceEvent {

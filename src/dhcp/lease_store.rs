@@ -422,10 +422,7 @@ impl LeaseRow {
             state: state_word(l.state),
             expires: rfc3339(l.expires),
             remaining: remaining(l.expires, now),
-            client_id: l
-                .client_id
-                .as_ref()
-                .map(|b| b.iter().map(|x| format!("{x:02x}")).collect()),
+            client_id: l.client_id.as_ref().map(hex::encode),
             hostname: l.hostname.clone(),
             expires_unix: l.expires,
         }

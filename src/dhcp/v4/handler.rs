@@ -238,8 +238,7 @@ impl Exchange<'_> {
         let subnet = self.subnet;
         let reserved = |a: Ipv4Addr| subnet.reservations.iter().any(|r| r.address == a);
         for p in &self.subnet.pools {
-            if let Some(a) = leases.find_free(p.start, p.end, &self.key, self.now, |a| !reserved(a))
-            {
+            if let Some(a) = leases.find_free(p.start, p.end, self.now, |a| !reserved(a)) {
                 return Some(a);
             }
         }
@@ -773,11 +772,7 @@ pub(crate) mod tests {
         assert_eq!(r.msg_type, MessageType::Offer);
         assert!(o.commit.is_empty(), "an offer is not journaled");
         let kea = "001f68747470733a2f2f737a7470312e6578616d706c652e746573743a38343433001a68747470733a2f2f5b323030313a6462383a3a315d3a38343433";
-        let got: String = opt143(&r.bytes)
-            .unwrap()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
+        let got = hex::encode(opt143(&r.bytes).unwrap());
         assert_eq!(got, kea);
         let codes: Vec<u8> = tlvs(&r.bytes).iter().map(|(c, _)| *c).collect();
         assert_eq!(codes, [53, 54, 51, 58, 59, 1, 3, 6, 15, 143]);
