@@ -18,7 +18,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
-use crate::policy::MacAddr;
+use crate::policy::{MacAddr, UriEncoding};
 
 /// File name of the current device journal in state-dir.
 pub const DEVICE_JOURNAL_FILE: &str = "devices.jsonl";
@@ -126,6 +126,41 @@ impl std::fmt::Display for Dhcp4Kind {
     }
 }
 
+/// Why a DHCPv4 step was refused or an address given back (RFC 2131 §4.3).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Dhcp4Reason {
+    /// NAK: the requested address is not on the client's network (§4.3.2).
+    NotOnNetwork,
+    /// NAK: the client has a reservation for another address.
+    ReservedElsewhere,
+    /// NAK: the address is held by another client, quarantined or outside the pools.
+    NotAvailable,
+    /// NAK: a REQUEST in SELECTING state for an address this server did not offer.
+    NotOffered,
+    /// NAK: a REQUEST in SELECTING state without a requested address.
+    NoRequestedAddress,
+    /// DECLINE: the client found the address in use (quarantined for `decline-time`).
+    AddressInUse,
+    /// No address: every pool of the subnet is in use.
+    PoolExhausted,
+}
+
+impl Dhcp4Reason {
+    /// The kebab-case name used in the journal and logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Dhcp4Reason::NotOnNetwork => "not-on-network",
+            Dhcp4Reason::ReservedElsewhere => "reserved-elsewhere",
+            Dhcp4Reason::NotAvailable => "not-available",
+            Dhcp4Reason::NotOffered => "not-offered",
+            Dhcp4Reason::NoRequestedAddress => "no-requested-address",
+            Dhcp4Reason::AddressInUse => "address-in-use",
+            Dhcp4Reason::PoolExhausted => "pool-exhausted",
+        }
+    }
+}
+
 /// The DHCPv4 part of a [`DeviceEvent`].
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Dhcp4Event {
@@ -144,17 +179,21 @@ pub struct Dhcp4Event {
     /// Interface the request came in on.
     pub interface: Option<String>,
     /// The relay agent (giaddr), if relayed.
-    pub relay: Option<String>,
+    pub relay: Option<Ipv4Addr>,
     /// Address offered, acknowledged, declined or released.
     pub address: Option<Ipv4Addr>,
     /// Whether the device asked for option 143 (SZTP redirect) in its parameter request list.
     pub requested_143: bool,
-    /// URIs left out to fit the option size limit.
+    /// URIs left out to fit the option size limit (or the one-URI `text` encoding).
     pub uris_dropped: Vec<String>,
-    /// How the URIs were encoded: `"rfc8572"` or `"text"`.
-    pub encoding: Option<String>,
-    /// Why, for a NAK or a drop.
-    pub reason: Option<String>,
+    /// How the URIs were encoded (`"rfc8572"` or `"text"`), when the rule was rendered.
+    pub encoding: Option<UriEncoding>,
+    /// Why, for a NAK, a DECLINE or no address.
+    pub reason: Option<Dhcp4Reason>,
+    /// The text sent in option 56 of a NAK (RFC 2132 §9.9), e.g. `selecting: 192.0.2.7 was
+    /// not offered to this client`.
+    #[serde(default)]
+    pub message: Option<String>,
 }
 
 impl DeviceEvent {
@@ -180,6 +219,7 @@ impl DeviceEvent {
                 uris_dropped: Vec::new(),
                 encoding: None,
                 reason: None,
+                message: None,
             }),
         }
     }
@@ -545,6 +585,7 @@ mod tests {
                 "uris_dropped": [],
                 "encoding": null,
                 "reason": null,
+                "message": null,
             })
         );
         assert_eq!(got[1]["xid"], "0x00000007");

@@ -251,7 +251,10 @@ pub enum Via {
     Direct,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+/// How option 143/136 carries the URIs (`dhcp-uri-encoding`); `"rfc8572"` / `"text"` in the
+/// device journal.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum UriEncoding {
     /// RFC 8572 §8.3 `uri-length ‖ URI` list.
     #[default]

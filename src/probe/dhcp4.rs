@@ -13,10 +13,7 @@ use serde_json::{json, Value};
 use crate::policy::MacAddr;
 use crate::sztp::decode_list;
 
-pub const OPT_SZTP_REDIRECT: u8 = 143;
-/// RFC 8357 relay-port sub-option of option 82.
-pub const RAI_RELAY_PORT: u8 = 19;
-const MAGIC_COOKIE: [u8; 4] = [0x63, 0x82, 0x53, 0x63];
+pub use crate::dhcp::v4::wire::{concat_option, raw_options, OPT_SZTP_REDIRECT, RAI_RELAY_PORT};
 
 /// What the probe says about itself as a device (and, in relay mode, as its own relay agent).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -132,7 +129,10 @@ fn base(p: &ProbeParams, msg_type: MessageType) -> Message {
             o.insert(DhcpOption::ClassIdentifier(v.as_bytes().to_vec()));
         }
         if !p.user_class.is_empty() {
-            o.insert(unknown(77, user_class_data(&p.user_class)));
+            o.insert(unknown(
+                crate::dhcp::v4::wire::OPT_USER_CLASS,
+                user_class_data(&p.user_class),
+            ));
         }
         if let Some(h) = &p.hostname {
             o.insert(DhcpOption::Hostname(h.clone()));
@@ -184,62 +184,6 @@ pub fn build_release(p: &ProbeParams, ack: &Reply) -> Vec<u8> {
     encode(&m)
 }
 
-/// All option TLVs of a BOOTP message in wire order, with RFC 2131 overload (option 52) into
-/// `file` then `sname`. `None` without the magic cookie. A truncated TLV ends the scan.
-pub fn raw_options(msg: &[u8]) -> Option<Vec<(u8, &[u8])>> {
-    if msg.len() < 240 || msg[236..240] != MAGIC_COOKIE {
-        return None;
-    }
-    let mut out = Vec::new();
-    scan_area(&msg[240..], &mut out);
-    let overload = out
-        .iter()
-        .find(|(c, d)| *c == 52 && d.len() == 1)
-        .map(|(_, d)| d[0]);
-    if let Some(o) = overload {
-        if o & 1 != 0 {
-            scan_area(&msg[108..236], &mut out);
-        }
-        if o & 2 != 0 {
-            scan_area(&msg[44..108], &mut out);
-        }
-    }
-    Some(out)
-}
-
-fn scan_area<'a>(mut area: &'a [u8], out: &mut Vec<(u8, &'a [u8])>) {
-    while let Some((&code, rest)) = area.split_first() {
-        match code {
-            0 => area = rest,
-            255 => return,
-            _ => {
-                let Some((&len, rest)) = rest.split_first() else {
-                    return;
-                };
-                let len = usize::from(len);
-                if rest.len() < len {
-                    return;
-                }
-                out.push((code, &rest[..len]));
-                area = &rest[len..];
-            }
-        }
-    }
-}
-
-/// RFC 3396: the data of every instance of `code`, concatenated in order.
-pub fn concat_option(opts: &[(u8, &[u8])], code: u8) -> Option<Vec<u8>> {
-    let mut found = false;
-    let mut out = Vec::new();
-    for (c, d) in opts {
-        if *c == code {
-            found = true;
-            out.extend_from_slice(d);
-        }
-    }
-    found.then_some(out)
-}
-
 /// A server reply, as far as the probe cares.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reply {
@@ -283,6 +227,10 @@ pub fn parse_reply(bytes: &[u8], xid: u32, chaddr: MacAddr) -> Result<Reply, Str
         return Err("chaddr is not ours".into());
     }
     let opts = raw_options(bytes).ok_or("no magic cookie")?;
+    use crate::dhcp::v4::wire::{
+        OPT_DNS, OPT_DOMAIN_NAME, OPT_LEASE_TIME, OPT_MESSAGE, OPT_MESSAGE_TYPE, OPT_ROUTER,
+        OPT_SERVER_ID, OPT_SUBNET_MASK,
+    };
     let get = |code| concat_option(&opts, code);
     let one = |code| get(code).and_then(|d| addrs(Some(d)).first().copied());
     let mut seen: Vec<u8> = Vec::new();
@@ -292,22 +240,22 @@ pub fn parse_reply(bytes: &[u8], xid: u32, chaddr: MacAddr) -> Result<Reply, Str
         }
     }
     Ok(Reply {
-        msg_type: get(53).and_then(|d| d.first().map(|&t| MessageType::from(t))),
+        msg_type: get(OPT_MESSAGE_TYPE).and_then(|d| d.first().map(|&t| MessageType::from(t))),
         xid,
         yiaddr: m.yiaddr(),
-        server_id: one(54),
-        lease_time: get(51)
+        server_id: one(OPT_SERVER_ID),
+        lease_time: get(OPT_LEASE_TIME)
             .and_then(|d| <[u8; 4]>::try_from(d.as_slice()).ok())
             .map(u32::from_be_bytes),
-        subnet_mask: one(1),
-        routers: addrs(get(3)),
-        dns: addrs(get(6)),
-        domain: get(15).map(|d| {
+        subnet_mask: one(OPT_SUBNET_MASK),
+        routers: addrs(get(OPT_ROUTER)),
+        dns: addrs(get(OPT_DNS)),
+        domain: get(OPT_DOMAIN_NAME).map(|d| {
             String::from_utf8_lossy(&d)
                 .trim_end_matches('\0')
                 .to_string()
         }),
-        message: get(56).map(|d| String::from_utf8_lossy(&d).into_owned()),
+        message: get(OPT_MESSAGE).map(|d| String::from_utf8_lossy(&d).into_owned()),
         sztp_redirect: get(OPT_SZTP_REDIRECT),
         options_seen: seen,
     })
@@ -659,7 +607,7 @@ mod tests {
         b[4..8].copy_from_slice(&XID.to_be_bytes());
         b[16..20].copy_from_slice(&[198, 51, 100, 100]);
         b[28..34].copy_from_slice(&CHADDR.0);
-        b[236..240].copy_from_slice(&MAGIC_COOKIE);
+        b[236..240].copy_from_slice(&crate::dhcp::v4::wire::MAGIC_COOKIE);
         b.extend_from_slice(msg);
         b.push(255);
         b

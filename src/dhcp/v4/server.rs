@@ -20,13 +20,14 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, debug_span, error, info, warn};
 
-use super::handler::{self, Context, Destination, Event, Outcome, Reply, RequestMeta};
+use super::handler::{self, Context, Destination, Outcome, Reply, RequestMeta};
 use super::sockets::{bind_udp4, iface_info, RawSender};
 use super::wire::Request;
 use crate::config::Dhcp4;
 use crate::dhcp::lease_store::{should_compact, LeaseStore, LeaseWriter};
 use crate::dhcp::leases::LeaseTable;
 use crate::journal::{DeviceEvent, Dhcp4Kind, EventDetail};
+
 use crate::runtime::{Clock, Events, Published, ServiceContext};
 
 /// Expired leases are remembered this long (seconds), so a returning device gets its old
@@ -162,28 +163,26 @@ pub struct Egress {
 }
 
 impl Egress {
-    /// Sends `reply` where it goes; `source` is the IPv4 source of raw frames (the served
-    /// interface's address).
+    /// Encodes `reply` and sends it where it goes; `source` is the IPv4 source of raw frames
+    /// (the served interface's address).
     pub fn send(&self, reply: &Reply, source: Ipv4Addr) -> io::Result<()> {
+        let bytes = reply.encode();
         let broadcast = |port| {
             self.socket
-                .send_to(&reply.bytes, SocketAddrV4::new(Ipv4Addr::BROADCAST, port))
+                .send_to(&bytes, SocketAddrV4::new(Ipv4Addr::BROADCAST, port))
                 .map(|_| ())
         };
         match reply.to {
             Destination::Relay(to) | Destination::Unicast(to) => {
-                self.socket.send_to(&reply.bytes, to).map(|_| ())
+                self.socket.send_to(&bytes, to).map(|_| ())
             }
             Destination::Broadcast(port) => broadcast(port),
             Destination::Link { mac, to } => match &self.raw {
                 Some(raw) => {
                     let src = SocketAddrV4::new(source, self.port);
-                    raw.lock().unwrap_or_else(|e| e.into_inner()).send_udp(
-                        mac,
-                        src,
-                        to,
-                        &reply.bytes,
-                    )
+                    raw.lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .send_udp(mac, src, to, &bytes)
                 }
                 None => broadcast(to.port()),
             },
@@ -376,16 +375,12 @@ fn process(shared: &Arc<Shared>, egress: &Arc<Egress>, packet: &[u8], src: Socke
             return;
         }
     };
-    finish(shared, egress, outcome, source, now);
+    finish(shared, egress, outcome, source);
 }
 
-fn finish(
-    shared: &Arc<Shared>,
-    egress: &Arc<Egress>,
-    outcome: Outcome,
-    source: Ipv4Addr,
-    now: u64,
-) {
+/// Emits the event, then commits the lease change and only once it is durable encodes and
+/// sends the reply.
+fn finish(shared: &Arc<Shared>, egress: &Arc<Egress>, outcome: Outcome, source: Ipv4Addr) {
     let Outcome {
         reply,
         commit,
@@ -394,11 +389,11 @@ fn finish(
     } = outcome;
     if let Some(why) = ignored {
         shared.stats.ignored.fetch_add(1, Ordering::Relaxed);
-        debug!(reason = why, "no reply");
+        debug!(reason = why.as_str(), "no reply");
     }
     if let Some(ev) = &event {
         log_event(ev);
-        shared.events.emit(&device_event(ev, now));
+        shared.events.emit(ev);
     }
     let Some(reply) = reply else {
         if !commit.is_empty() {
@@ -447,41 +442,30 @@ impl std::fmt::Display for OptAddr {
     }
 }
 
-fn log_event(ev: &Event) {
+fn log_event(ev: &DeviceEvent) {
+    #[allow(irrefutable_let_patterns)] // more protocols will share the event type
+    let EventDetail::Dhcp4(d) = &ev.detail
+    else {
+        return;
+    };
     // formatted lazily: offers are logged at debug and must cost nothing on the packet path
     let mac = ev.mac.unwrap_or_default();
-    let addr = OptAddr(ev.address);
+    let addr = OptAddr(d.address);
     let rule = ev.rule.as_deref().unwrap_or("-");
     // one info line per lease granted or refused; offers and the rest of the exchange are in
     // the device journal and at debug level
-    match ev.kind {
-        Dhcp4Kind::Nak => info!(%mac, reason = ev.reason.as_deref().unwrap_or(""), "nak"),
+    match d.event {
+        Dhcp4Kind::Nak => {
+            info!(%mac, reason = d.reason.map_or("", |r| r.as_str()), message = d.message.as_deref().unwrap_or(""), "nak")
+        }
         Dhcp4Kind::Ack | Dhcp4Kind::Decline | Dhcp4Kind::NoAddress => {
-            info!(%mac, address = %addr, requested_143 = ev.requested_143, rule, uris = ?ev.uris, "{}", ev.kind)
+            info!(%mac, address = %addr, requested_143 = d.requested_143, rule, uris = ?ev.uris, "{}", d.event)
         }
         _ => {
-            debug!(%mac, address = %addr, requested_143 = ev.requested_143, rule, uris = ?ev.uris, "{}", ev.kind)
+            debug!(%mac, address = %addr, requested_143 = d.requested_143, rule, uris = ?ev.uris, "{}", d.event)
         }
     }
-    if !ev.uris_dropped.is_empty() {
-        warn!(%mac, dropped = ?ev.uris_dropped, "option 143 trimmed to fit the reply size: lowest-preference URIs dropped");
+    if !d.uris_dropped.is_empty() {
+        warn!(%mac, dropped = ?d.uris_dropped, "option 143 trimmed to fit the reply size: lowest-preference URIs dropped");
     }
-}
-
-fn device_event(ev: &Event, now: u64) -> DeviceEvent {
-    let mut d = DeviceEvent::dhcp4(now, ev.kind, ev.xid, ev.mac.unwrap_or_default());
-    d.rule = ev.rule.clone();
-    d.uris = ev.uris.clone();
-    let EventDetail::Dhcp4(x) = &mut d.detail;
-    x.client_id = ev.client_id.clone();
-    x.vendor_class = ev.vendor_class.clone();
-    x.user_class = ev.user_class.clone();
-    x.interface = Some(ev.interface.clone());
-    x.relay = ev.relay.map(|r| r.to_string());
-    x.address = ev.address;
-    x.requested_143 = ev.requested_143;
-    x.uris_dropped = ev.uris_dropped.clone();
-    x.encoding = ev.encoding.map(str::to_string);
-    x.reason = ev.reason.clone();
-    d
 }

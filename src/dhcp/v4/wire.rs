@@ -68,41 +68,86 @@ impl Malformed {
     }
 }
 
-/// Scan the options area: every option's instances joined in order (RFC 3396), including
-/// the `file` and `sname` fields when option 52 says so. Returns `None` when an option runs
-/// past the end of its field.
-pub fn scan_options(packet: &[u8]) -> Option<BTreeMap<u8, Vec<u8>>> {
-    let mut out: BTreeMap<u8, Vec<u8>> = BTreeMap::new();
-    let opts = packet.get(BOOTP_HEADER_LEN + 4..)?;
-    scan_field(opts, &mut out)?;
-    let overload = out
-        .get(&OPT_OVERLOAD)
+/// Option instances as `(code, data)` in wire order.
+pub type OptionInstances<'a> = Vec<(u8, &'a [u8])>;
+
+/// Every option instance of a BOOTP message in wire order (Pad and End left out): the options
+/// field, then `file` and `sname` when option 52 says so (RFC 2131 §4.1; RFC 3396 §5 order).
+/// `None` when the message is shorter than the fixed header and magic cookie, or the cookie is
+/// wrong. `complete` is false when an option ran past the end of its field: the scan of that
+/// field stopped there (a server drops such a request; the probe reads what it can).
+///
+/// The one DHCPv4 option scanner: the server, the probe, the tests and the fuzz oracle use it.
+pub fn option_instances(packet: &[u8]) -> Option<(OptionInstances<'_>, bool)> {
+    if packet.len() < BOOTP_HEADER_LEN + 4 || packet[BOOTP_HEADER_LEN..][..4] != MAGIC_COOKIE {
+        return None;
+    }
+    let mut out = Vec::new();
+    let mut complete = scan_field(&packet[BOOTP_HEADER_LEN + 4..], &mut out);
+    let overload = concat_option(&out, OPT_OVERLOAD)
         .and_then(|v| v.first().copied())
         .unwrap_or(0);
     if overload & 1 != 0 {
-        scan_field(&packet[108..236], &mut out)?;
+        complete &= scan_field(&packet[108..236], &mut out);
     }
     if overload & 2 != 0 {
-        scan_field(&packet[44..108], &mut out)?;
+        complete &= scan_field(&packet[44..108], &mut out);
+    }
+    Some((out, complete))
+}
+
+/// [`option_instances`] without the completeness flag (the probe's tolerant read).
+pub fn raw_options(packet: &[u8]) -> Option<Vec<(u8, &[u8])>> {
+    option_instances(packet).map(|(v, _)| v)
+}
+
+/// RFC 3396: the data of every instance of `code`, concatenated in order; `None` when absent.
+pub fn concat_option(opts: &[(u8, &[u8])], code: u8) -> Option<Vec<u8>> {
+    let mut found = false;
+    let mut out = Vec::new();
+    for (c, d) in opts {
+        if *c == code {
+            found = true;
+            out.extend_from_slice(d);
+        }
+    }
+    found.then_some(out)
+}
+
+/// Every option's instances joined in order (RFC 3396), by code. `None` when the packet has no
+/// magic cookie or an option runs past the end of its field.
+pub fn scan_options(packet: &[u8]) -> Option<BTreeMap<u8, Vec<u8>>> {
+    let (instances, complete) = option_instances(packet)?;
+    if !complete {
+        return None;
+    }
+    let mut out: BTreeMap<u8, Vec<u8>> = BTreeMap::new();
+    for (code, data) in instances {
+        out.entry(code).or_default().extend_from_slice(data);
     }
     Some(out)
 }
 
-fn scan_field(mut b: &[u8], out: &mut BTreeMap<u8, Vec<u8>>) -> Option<()> {
+/// Appends the instances of one field to `out`; false when an option overruns the field. A
+/// missing End option is tolerated, as most servers do.
+fn scan_field<'a>(mut b: &'a [u8], out: &mut Vec<(u8, &'a [u8])>) -> bool {
     while let Some((&code, rest)) = b.split_first() {
         match code {
             OPT_PAD => b = rest,
-            OPT_END => return Some(()),
+            OPT_END => return true,
             _ => {
-                let (&len, rest) = rest.split_first()?;
-                let data = rest.get(..len as usize)?;
-                out.entry(code).or_default().extend_from_slice(data);
-                b = &rest[len as usize..];
+                let Some((&len, rest)) = rest.split_first() else {
+                    return false;
+                };
+                let Some(data) = rest.get(..usize::from(len)) else {
+                    return false;
+                };
+                out.push((code, data));
+                b = &rest[usize::from(len)..];
             }
         }
     }
-    // a missing End option is tolerated, as most servers do
-    Some(())
+    true
 }
 
 /// Sub-options of a relay agent information option; the first instance of each code counts.
