@@ -4,16 +4,20 @@
 
 mod common;
 
-use std::net::UdpSocket;
+use std::net::{Ipv4Addr, UdpSocket};
 use std::path::Path;
 use std::time::Duration;
 
 use common::relay::{mac, uris_143, Relay};
 use sztp_redirector::config::{self, Config};
 use sztp_redirector::daemon::{self, Bound, ServiceName, Supervisor};
-use sztp_redirector::dhcp::lease_store::read_leases;
-use sztp_redirector::dhcp::v4::server::{Bound4, BoundInterface};
-use sztp_redirector::runtime::{Events, Published, ServiceContext, Snapshot};
+use sztp_redirector::dhcp::lease_store::{read_leases, LeaseStore, JOURNAL_FILE};
+use sztp_redirector::dhcp::leases::{Lease4, LeaseState};
+use sztp_redirector::dhcp::v4::server::{
+    serve_with_clock, Bound4, BoundInterface, HOUSEKEEPING_INTERVAL, KEEP_EXPIRED_SECS,
+};
+use sztp_redirector::policy::MacAddr;
+use sztp_redirector::runtime::{Clock, Events, Published, ServiceContext, Snapshot};
 use tokio_util::sync::CancellationToken;
 
 /// Upper bound for anything that must end; hitting it means a hang, not slowness.
@@ -79,7 +83,7 @@ fn loopback_dhcp4() -> (Bound, u16) {
 }
 
 /// Runs a blocking relay exchange off the runtime's threads.
-async fn exchange(port: u16, n: u32) -> (std::net::Ipv4Addr, Vec<String>) {
+async fn exchange(port: u16, n: u32) -> (Ipv4Addr, Vec<String>) {
     tokio::task::spawn_blocking(move || {
         let x = Relay::new(port)
             .exchange(mac(n), n * 16, true)
@@ -179,4 +183,129 @@ async fn reload_turns_dhcp4_off_and_back_on_from_its_journal() {
         .await
         .unwrap()
         .unwrap();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Virtual time: tokio's clock paused, the DHCPv4 service's `now` following it (Clock::Tokio).
+
+const T0: u64 = 1_800_000_000;
+
+fn one_address_pool(state: &Path) -> Config {
+    let text = config_text(state, "https://sztp.owner.example.com:8443", true)
+        .replace("192.0.2.100-192.0.2.199", "192.0.2.100-192.0.2.100");
+    config::load_str(Path::new("runtime.toml"), &text).unwrap()
+}
+
+/// DHCPv4 alone on a loopback socket, its clock on tokio's.
+fn serve_dhcp4_virtual(cfg: Config) -> (u16, CancellationToken, tokio::task::JoinHandle<()>) {
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let port = sock.local_addr().unwrap().port();
+    let bound = Bound4 {
+        interfaces: vec![BoundInterface::new("lo", sock).unwrap()],
+    };
+    let token = CancellationToken::new();
+    let t = token.clone();
+    let task = tokio::spawn(async move {
+        serve_with_clock(bound, context(cfg), t, Clock::tokio_at(T0))
+            .await
+            .unwrap()
+    });
+    (port, token, task)
+}
+
+/// DISCOVER/REQUEST with a short receive timeout; `None` when the server stays silent.
+async fn try_exchange(port: u16, n: u32) -> Option<Ipv4Addr> {
+    tokio::task::spawn_blocking(move || {
+        let r = Relay::new(port);
+        r.sock
+            .set_read_timeout(Some(Duration::from_millis(500)))
+            .unwrap();
+        r.exchange(mac(n), n * 16, true).map(|x| x.ack.yiaddr())
+    })
+    .await
+    .unwrap()
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_lease_expires_in_virtual_time_and_its_address_goes_to_the_next_device() {
+    let dir = tempfile::tempdir().unwrap();
+    let (port, token, task) = serve_dhcp4_virtual(one_address_pool(&dir.path().join("state")));
+    let only = Ipv4Addr::new(192, 0, 2, 100);
+    assert_eq!(try_exchange(port, 1).await, Some(only));
+    // the pool's one address is bound for an hour: a second device gets nothing
+    assert_eq!(try_exchange(port, 2).await, None);
+    tokio::time::advance(Duration::from_secs(3599)).await;
+    assert_eq!(try_exchange(port, 2).await, None, "not expired yet");
+    tokio::time::advance(Duration::from_secs(2)).await;
+    assert_eq!(try_exchange(port, 2).await, Some(only), "expired: reused");
+    token.cancel();
+    tokio::time::timeout(HANG, task).await.unwrap().unwrap();
+}
+
+fn journal_lines(state: &Path) -> usize {
+    std::fs::read_to_string(state.join(JOURNAL_FILE))
+        .unwrap()
+        .lines()
+        .count()
+}
+
+#[tokio::test(start_paused = true)]
+async fn housekeeping_compacts_the_journal_once_expired_leases_are_swept() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    // 2,600 leases written 4 times each: 10,400 records, 4 per live lease, below the
+    // compaction threshold (more than 10,000 records and more than 4 per live lease)
+    let lease = |i: u32, expires: u64| Lease4 {
+        addr: Ipv4Addr::from(0x0a00_0000 + i),
+        mac: MacAddr([2, 0, 0, 0, (i >> 8) as u8, i as u8]),
+        client_id: None,
+        hostname: None,
+        expires,
+        state: LeaseState::Bound,
+    };
+    {
+        let (mut j, _) = LeaseStore::open(&state).unwrap();
+        for round in 0..4u64 {
+            // the odd half expires 100 s after T0, the even half in a year
+            let recs: Vec<Lease4> = (0..2600)
+                .map(|i| {
+                    lease(
+                        i,
+                        if i % 2 == 1 {
+                            T0 + 100
+                        } else {
+                            T0 + 31_536_000 + round
+                        },
+                    )
+                })
+                .collect();
+            j.append(&recs).unwrap();
+        }
+    }
+    assert_eq!(journal_lines(&state), 10_400);
+    let (port, token, task) = serve_dhcp4_virtual(config(&state, "https://a.example.com", true));
+    // one housekeeping round with nothing to sweep; the ACK after it was queued behind any
+    // compaction the round would have asked for
+    tokio::time::advance(HOUSEKEEPING_INTERVAL).await;
+    let a = try_exchange(port, 1).await.expect("served");
+    assert_eq!(journal_lines(&state), 10_401, "no compaction yet");
+    // a day after the odd half expired, the sweep forgets them: 1,301 live leases
+    tokio::time::advance(Duration::from_secs(100 + KEEP_EXPIRED_SECS + 60)).await;
+    let until = std::time::Instant::now() + HANG;
+    while journal_lines(&state) != 1301 {
+        assert!(
+            std::time::Instant::now() < until,
+            "not compacted: {} lines",
+            journal_lines(&state)
+        );
+        tokio::time::advance(HOUSEKEEPING_INTERVAL).await;
+        tokio::task::spawn_blocking(|| std::thread::sleep(Duration::from_millis(20)))
+            .await
+            .unwrap();
+    }
+    let live = read_leases(&state).unwrap();
+    assert!(live.iter().any(|l| l.addr == a), "the new lease is kept");
+    assert!(live.iter().all(|l| l.expires > T0 + 100));
+    token.cancel();
+    tokio::time::timeout(HANG, task).await.unwrap().unwrap();
 }
