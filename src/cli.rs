@@ -12,20 +12,27 @@ use crate::EXIT_CONFIG;
     version,
     about = "Points factory-fresh devices at their owner's SZTP bootstrap server (RFC 8572)"
 )]
+/// The command line: one subcommand.
 pub struct Cli {
+    /// What to do.
     #[command(subcommand)]
     pub command: Command,
 }
 
+/// The subcommands.
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Serve everything the file enables
     Run {
+        /// The configuration file.
         #[arg(long, short)]
         config: PathBuf,
     },
     /// Validate a file without binding anything: prints `FILE: ok` or every error
-    CheckConfig { file: PathBuf },
+    CheckConfig {
+        /// The configuration file.
+        file: PathBuf,
+    },
     /// List DHCPv4 leases from the journal (read-only: safe while the server runs)
     Leases {
         /// The state directory holding leases4.journal
@@ -42,6 +49,7 @@ pub enum Command {
     Probe(Box<crate::probe::ProbeArgs>),
 }
 
+/// Parses the command line and runs it; returns the process exit code (0 ok, 1 runtime failure, 2 usage, 78 configuration error; `probe` documents its own).
 pub fn main() -> i32 {
     let cli = Cli::parse();
     match cli.command {

@@ -235,11 +235,11 @@ impl DeviceEvent {
 mod ts_rfc3339 {
     use serde::{Deserialize, Deserializer, Serializer};
 
-    pub fn serialize<S: Serializer>(ts: &u64, s: S) -> Result<S::Ok, S::Error> {
+    pub(crate) fn serialize<S: Serializer>(ts: &u64, s: S) -> Result<S::Ok, S::Error> {
         s.collect_str(&super::rfc3339(*ts))
     }
 
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
         let s = String::deserialize(d)?;
         super::parse_rfc3339(&s).ok_or_else(|| serde::de::Error::custom("bad RFC 3339 time"))
     }
@@ -248,11 +248,11 @@ mod ts_rfc3339 {
 mod xid_hex {
     use serde::{Deserialize, Deserializer, Serializer};
 
-    pub fn serialize<S: Serializer>(xid: &u32, s: S) -> Result<S::Ok, S::Error> {
+    pub(crate) fn serialize<S: Serializer>(xid: &u32, s: S) -> Result<S::Ok, S::Error> {
         s.collect_str(&format_args!("{xid:#010x}"))
     }
 
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
         let s = String::deserialize(d)?;
         u32::from_str_radix(s.trim_start_matches("0x"), 16).map_err(serde::de::Error::custom)
     }

@@ -23,9 +23,9 @@ use crate::policy::{
 };
 use crate::sztp::SztpUri;
 
-pub const DEFAULT_STATE_DIR: &str = "/var/lib/sztp-redirector";
-pub const DEFAULT_JOURNAL_MAX_BYTES: u64 = 16 * 1024 * 1024;
-pub const DEFAULT_STATUS_LISTEN: &str = "127.0.0.1:9143";
+pub(crate) const DEFAULT_STATE_DIR: &str = "/var/lib/sztp-redirector";
+pub(crate) const DEFAULT_JOURNAL_MAX_BYTES: u64 = 16 * 1024 * 1024;
+pub(crate) const DEFAULT_STATUS_LISTEN: &str = "127.0.0.1:9143";
 
 /// Collects errors with their byte offsets so they come out in file order.
 struct Ctx<'a> {
@@ -133,7 +133,7 @@ impl Ctx<'_> {
 }
 
 /// Check everything and build the configuration, or return every error in file order.
-pub fn validate(path: &Path, text: &str, raw: RawConfig) -> Result<Config, ConfigErrors> {
+pub(crate) fn validate(path: &Path, text: &str, raw: RawConfig) -> Result<Config, ConfigErrors> {
     let mut cx = Ctx {
         path,
         text,
@@ -713,7 +713,9 @@ fn check_pool<F: Family>(net: Option<&F::Net>, start: F::Addr, end: F::Addr) -> 
     }
     for (a, what) in F::unusable(n) {
         if start <= a && a <= end {
-            return Err(format!("pool {start}-{end} includes the {what} address {a}"));
+            return Err(format!(
+                "pool {start}-{end} includes the {what} address {a}"
+            ));
         }
     }
     Ok(())
@@ -1055,7 +1057,7 @@ fn show(d: Duration) -> String {
 }
 
 /// `"90s"`, `"30m"`, `"1h"`, `"7d"`: a whole number and one unit, nothing else.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
+pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
     let bad = || format!("{s:?} is not a duration (like \"90s\", \"30m\", \"1h\", \"7d\")");
     let unit_at = s.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
     let (n, unit) = s.split_at(unit_at);
@@ -1074,7 +1076,7 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 }
 
 /// `"16MiB"`, `"512KiB"`, `"1GiB"`, `"100MB"`, `"4096B"`: a whole number and a unit.
-pub fn parse_size(s: &str) -> Result<u64, String> {
+pub(crate) fn parse_size(s: &str) -> Result<u64, String> {
     let bad = || format!("{s:?} is not a size (like \"512KiB\", \"16MiB\", \"1GiB\")");
     let unit_at = s.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
     let (n, unit) = s.split_at(unit_at);
@@ -1100,7 +1102,9 @@ fn parse_ip<T: std::str::FromStr>(s: &str, what: &str) -> Result<T, String> {
 }
 
 /// `"start-end"`, both ends included.
-pub fn parse_range<T: std::str::FromStr + std::fmt::Display>(s: &str) -> Result<(T, T), String> {
+pub(crate) fn parse_range<T: std::str::FromStr + std::fmt::Display>(
+    s: &str,
+) -> Result<(T, T), String> {
     let bad = || format!("{s:?} is not an address range (like \"192.0.2.100-192.0.2.199\")");
     let (a, b) = s.split_once('-').ok_or_else(bad)?;
     let a = a.trim().parse().map_err(|_| bad())?;
@@ -1166,7 +1170,7 @@ fn parse_interface(s: &str) -> Result<String, String> {
 }
 
 /// A DNS name: dot-separated labels of letters, digits, `-` and `_`, 1–63 characters each.
-pub fn parse_dns_name(s: &str) -> Result<String, String> {
+pub(crate) fn parse_dns_name(s: &str) -> Result<String, String> {
     let bad = |why: &str| format!("{s:?} is not a DNS name: {why}");
     let name = s.strip_suffix('.').unwrap_or(s);
     if name.is_empty() {
@@ -1197,6 +1201,11 @@ pub fn parse_dns_name(s: &str) -> Result<String, String> {
 
 #[cfg(test)]
 mod tests {
+    /// The IPv4 pool check as the tests knew it.
+    fn check_pool4(net: &Ipv4Net, p: &Pool4) -> Result<(), String> {
+        check_pool::<V4>(Some(net), p.start, p.end)
+    }
+
     use super::*;
 
     #[test]

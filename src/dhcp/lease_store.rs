@@ -70,13 +70,22 @@ fn tmp_name<R: JournalRecord>() -> String {
 /// A lease journal that cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
+    /// The journal or its directory cannot be read or written.
     #[error("{}: {source}", path.display())]
-    Io { path: PathBuf, source: io::Error },
+    Io {
+        /// The file or directory.
+        path: PathBuf,
+        /// What the OS said.
+        source: io::Error,
+    },
     /// A damaged record that is not the last one.
     #[error("{}:{line}: corrupt lease record ({reason})", path.display())]
     Corrupt {
+        /// The journal file.
         path: PathBuf,
+        /// 1-based line number.
         line: usize,
+        /// What is wrong with it.
         reason: String,
     },
     /// Writing the printed leases failed.

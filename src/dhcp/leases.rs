@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::policy::MacAddr;
 
+/// Where a stored lease stands (RFC 2131 §4.3).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum LeaseState {
@@ -21,7 +22,9 @@ pub enum LeaseState {
 /// One DHCPv4 lease, as stored in the journal (one record per change).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Lease4 {
+    /// The leased address (the record's key in the journal).
     pub addr: Ipv4Addr,
+    /// The client's hardware address (chaddr).
     pub mac: MacAddr,
     /// Option 61, hex-encoded in the journal.
     #[serde(
@@ -30,10 +33,12 @@ pub struct Lease4 {
         with = "crate::journal::hex_opt"
     )]
     pub client_id: Option<Vec<u8>>,
+    /// Option 12 as the client sent it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hostname: Option<String>,
     /// Unix time (seconds) the lease or quarantine ends.
     pub expires: u64,
+    /// Bound, declined or released.
     pub state: LeaseState,
 }
 
@@ -53,11 +58,14 @@ impl<'de> Deserialize<'de> for MacAddr {
 /// A client's identity for lease lookups: option 61 when sent, else the MAC (RFC 2131 §4.2).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum ClientKey {
+    /// Option 61, octets as sent.
     Id(Vec<u8>),
+    /// chaddr, when the client sent no option 61.
     Mac(MacAddr),
 }
 
 impl ClientKey {
+    /// Option 61 when sent and not empty, else the MAC.
     pub fn new(client_id: Option<&[u8]>, mac: MacAddr) -> ClientKey {
         match client_id {
             Some(id) if !id.is_empty() => ClientKey::Id(id.to_vec()),
@@ -73,11 +81,14 @@ impl ClientKey {
 /// In-memory state of one address. Offers live only here; everything else is journaled.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Slot {
+    /// An OFFER's hold on the address (memory only, never journaled).
     Offered(Lease4),
+    /// A journaled lease: bound, declined or released.
     Stored(Lease4),
 }
 
 impl Slot {
+    /// The lease either way.
     pub fn lease(&self) -> &Lease4 {
         match self {
             Slot::Offered(l) | Slot::Stored(l) => l,
@@ -115,14 +126,17 @@ impl LeaseTable {
         t
     }
 
+    /// Addresses in the table (offers included).
     pub fn len(&self) -> usize {
         self.by_addr.len()
     }
 
+    /// Whether the table holds no address.
     pub fn is_empty(&self) -> bool {
         self.by_addr.is_empty()
     }
 
+    /// The slot of `addr`, if any.
     pub fn get(&self, addr: Ipv4Addr) -> Option<&Slot> {
         self.by_addr.get(&addr)
     }

@@ -4,8 +4,8 @@
 //! the link) and `--relay` (a UDP socket acting as a relay agent, no privileges). Exit codes: 0
 //! an ACK (with or without option 143), 2 a NAK or no ACK, 3 no server answered, 1 local error.
 
-pub mod dhcp4;
-pub mod exchange;
+pub(crate) mod dhcp4;
+pub(crate) mod exchange;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
@@ -17,6 +17,7 @@ use crate::policy::MacAddr;
 use dhcp4::{ProbeParams, ProbeReport, RelayAgent};
 use exchange::{RawTransport, RelayTransport, Timing};
 
+/// `probe` options.
 #[derive(Args, Debug, Clone)]
 #[command(group(clap::ArgGroup::new("via").required(true).args(["interface", "relay"])))]
 pub struct ProbeArgs {

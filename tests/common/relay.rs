@@ -9,23 +9,23 @@ use dhcproto::{Decodable, Decoder, Encodable};
 
 /// A relay agent on 127.0.0.1 that asks for subnet 192.0.2.0/24 by link selection (RFC 3527)
 /// and gets replies on its own port (RFC 8357).
-pub struct Relay {
-    pub sock: UdpSocket,
-    pub server: SocketAddr,
+pub(crate) struct Relay {
+    pub(crate) sock: UdpSocket,
+    pub(crate) server: SocketAddr,
 }
 
-pub struct Exchange {
-    pub offer: Message,
-    pub ack: Message,
+pub(crate) struct Exchange {
+    pub(crate) offer: Message,
+    pub(crate) ack: Message,
 }
 
-pub fn mac(n: u32) -> [u8; 6] {
+pub(crate) fn mac(n: u32) -> [u8; 6] {
     let b = n.to_be_bytes();
     [2, 0, b[0], b[1], b[2], b[3]]
 }
 
 impl Relay {
-    pub fn new(port: u16) -> Relay {
+    pub(crate) fn new(port: u16) -> Relay {
         let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
         sock.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
         Relay {
@@ -34,7 +34,13 @@ impl Relay {
         }
     }
 
-    pub fn message(&self, t: MessageType, chaddr: [u8; 6], xid: u32, ask_143: bool) -> Vec<u8> {
+    pub(crate) fn message(
+        &self,
+        t: MessageType,
+        chaddr: [u8; 6],
+        xid: u32,
+        ask_143: bool,
+    ) -> Vec<u8> {
         let mut m = Message::new_with_id(
             xid,
             Ipv4Addr::UNSPECIFIED,
@@ -58,7 +64,7 @@ impl Relay {
         bytes
     }
 
-    pub fn recv(&self, xid: u32) -> Option<Message> {
+    pub(crate) fn recv(&self, xid: u32) -> Option<Message> {
         let mut buf = [0u8; 1500];
         loop {
             let (n, _) = self.sock.recv_from(&mut buf).ok()?;
@@ -70,7 +76,7 @@ impl Relay {
         }
     }
 
-    pub fn exchange(&self, chaddr: [u8; 6], xid: u32, ask_143: bool) -> Option<Exchange> {
+    pub(crate) fn exchange(&self, chaddr: [u8; 6], xid: u32, ask_143: bool) -> Option<Exchange> {
         self.sock
             .send_to(
                 &self.message(MessageType::Discover, chaddr, xid, ask_143),
@@ -105,7 +111,7 @@ impl Relay {
     }
 }
 
-pub fn uris_143(m: &Message) -> Option<Vec<String>> {
+pub(crate) fn uris_143(m: &Message) -> Option<Vec<String>> {
     match m.opts().get(OptionCode::from(143u8)) {
         Some(DhcpOption::Unknown(u)) => {
             let mut d = u.data();

@@ -16,6 +16,7 @@ use crate::sztp::redirect_list::{rfc3396_wire_len, split_rfc3396};
 
 /// Smallest datagram every client must accept (RFC 2131 §2), IP and UDP headers included.
 pub const MIN_DATAGRAM: usize = 576;
+/// IPv4 (20) and UDP (8) header octets around a DHCP message.
 pub const IP_UDP_HEADERS: usize = 28;
 /// The largest datagram we send whatever option 57 says: one Ethernet frame, no fragments.
 pub const MAX_DATAGRAM: usize = 1500;

@@ -82,6 +82,7 @@ impl RawSender {
         Ok(RawSender { src_mac, tx })
     }
 
+    /// Sends `payload` from `src` to `dst` in a frame to `dst_mac`.
     pub fn send_udp(
         &mut self,
         dst_mac: MacAddr,

@@ -9,52 +9,88 @@ use dhcproto::{Decodable, Decoder};
 
 /// Fixed BOOTP header length, before the magic cookie.
 pub const BOOTP_HEADER_LEN: usize = 236;
+/// The DHCP magic cookie that starts the options field (RFC 2131 §3).
 pub const MAGIC_COOKIE: [u8; 4] = [99, 130, 83, 99];
 
+/// Pad (RFC 2132 §3.1).
 pub const OPT_PAD: u8 = 0;
+/// Subnet mask (RFC 2132 §3.3).
 pub const OPT_SUBNET_MASK: u8 = 1;
+/// Router (RFC 2132 §3.5).
 pub const OPT_ROUTER: u8 = 3;
+/// Domain name server (RFC 2132 §3.8).
 pub const OPT_DNS: u8 = 6;
+/// Host name (RFC 2132 §3.14).
 pub const OPT_HOSTNAME: u8 = 12;
+/// Domain name (RFC 2132 §3.17).
 pub const OPT_DOMAIN_NAME: u8 = 15;
+/// Requested IP address (RFC 2132 §9.1).
 pub const OPT_REQUESTED_ADDR: u8 = 50;
+/// IP address lease time, seconds (RFC 2132 §9.2).
 pub const OPT_LEASE_TIME: u8 = 51;
+/// Option overload: 1 `file`, 2 `sname`, 3 both (RFC 2132 §9.3).
 pub const OPT_OVERLOAD: u8 = 52;
+/// DHCP message type (RFC 2132 §9.6).
 pub const OPT_MESSAGE_TYPE: u8 = 53;
+/// Server identifier (RFC 2132 §9.7).
 pub const OPT_SERVER_ID: u8 = 54;
+/// Parameter request list (RFC 2132 §9.8).
 pub const OPT_PRL: u8 = 55;
+/// Message, text (RFC 2132 §9.9).
 pub const OPT_MESSAGE: u8 = 56;
+/// Maximum DHCP message size, octets (RFC 2132 §9.10).
 pub const OPT_MAX_SIZE: u8 = 57;
+/// Renewal (T1) time, seconds (RFC 2132 §9.11).
 pub const OPT_RENEWAL: u8 = 58;
+/// Rebinding (T2) time, seconds (RFC 2132 §9.12).
 pub const OPT_REBINDING: u8 = 59;
+/// Vendor class identifier (RFC 2132 §9.13).
 pub const OPT_VENDOR_CLASS: u8 = 60;
+/// Client identifier (RFC 2132 §9.14).
 pub const OPT_CLIENT_ID: u8 = 61;
+/// User class (RFC 3004).
 pub const OPT_USER_CLASS: u8 = 77;
+/// Relay agent information (RFC 3046).
 pub const OPT_RELAY_AGENT: u8 = 82;
+/// Subnet selection (RFC 3011).
 pub const OPT_SUBNET_SELECTION: u8 = 118;
+/// Domain search list (RFC 3397).
 pub const OPT_DOMAIN_SEARCH: u8 = 119;
+/// SZTP redirect: the bootstrap-server list (RFC 8572 §8.1).
 pub const OPT_SZTP_REDIRECT: u8 = 143;
+/// End (RFC 2132 §3.2).
 pub const OPT_END: u8 = 255;
 
 /// Relay agent sub-options we act on.
 pub const RAI_CIRCUIT_ID: u8 = 1;
+/// Remote-id sub-option of option 82 (RFC 3046 §3.2).
 pub const RAI_REMOTE_ID: u8 = 2;
+/// Link-selection sub-option of option 82 (RFC 3527).
 pub const RAI_LINK_SELECTION: u8 = 5;
+/// Relay-port sub-option of option 82 (RFC 8357).
 pub const RAI_RELAY_PORT: u8 = 19;
 
 /// Why a packet was dropped before it reached the handler.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Malformed {
+    /// Shorter than the BOOTP header and magic cookie.
     TooShort,
+    /// The magic cookie is wrong.
     BadCookie,
+    /// `op` is not BOOTREQUEST.
     NotBootRequest,
+    /// `hlen` is over 16.
     BadHardwareLength,
+    /// dhcproto refused the fixed header.
     Undecodable,
+    /// No valid option 53.
     NoMessageType,
+    /// An option runs past the end of its field.
     BadOptions,
 }
 
 impl Malformed {
+    /// The kebab-case name used in logs.
     pub fn as_str(&self) -> &'static str {
         match self {
             Malformed::TooShort => "too-short",
@@ -166,7 +202,9 @@ pub fn relay_suboptions(rai: &[u8]) -> BTreeMap<u8, Vec<u8>> {
 /// A decoded DHCPv4 request with the option values the server acts on.
 #[derive(Clone, Debug)]
 pub struct Request {
+    /// The fixed header as dhcproto decodes it (its options are not used).
     pub msg: Message,
+    /// Option 53.
     pub msg_type: MessageType,
     /// All options, instances joined (RFC 3396).
     pub options: BTreeMap<u8, Vec<u8>>,
@@ -178,6 +216,7 @@ fn ipv4(v: Option<&Vec<u8>>) -> Option<Ipv4Addr> {
 }
 
 impl Request {
+    /// Decodes a BOOTREQUEST; `Err` says why it is dropped.
     pub fn decode(packet: &[u8]) -> Result<Request, Malformed> {
         if packet.len() < BOOTP_HEADER_LEN + 4 {
             return Err(Malformed::TooShort);
@@ -214,14 +253,17 @@ impl Request {
         })
     }
 
+    /// The value of option `code`, instances joined.
     pub fn opt(&self, code: u8) -> Option<&[u8]> {
         self.options.get(&code).map(|v| v.as_slice())
     }
 
+    /// Option 50.
     pub fn requested_addr(&self) -> Option<Ipv4Addr> {
         ipv4(self.options.get(&OPT_REQUESTED_ADDR))
     }
 
+    /// Option 54.
     pub fn server_id(&self) -> Option<Ipv4Addr> {
         ipv4(self.options.get(&OPT_SERVER_ID))
     }
@@ -237,10 +279,12 @@ impl Request {
         Some(u16::from_be_bytes(v)).filter(|&n| n >= 576)
     }
 
+    /// Option 82, verbatim (for the echo).
     pub fn relay_agent_info(&self) -> Option<&[u8]> {
         self.opt(OPT_RELAY_AGENT)
     }
 
+    /// The first sub-option `code` of option 82.
     pub fn relay_suboption(&self, code: u8) -> Option<Vec<u8>> {
         relay_suboptions(self.relay_agent_info()?).remove(&code)
     }
@@ -258,10 +302,12 @@ impl Request {
             .or_else(|| ipv4(self.options.get(&OPT_SUBNET_SELECTION)))
     }
 
+    /// Option 61, when not empty.
     pub fn client_id(&self) -> Option<&[u8]> {
         self.opt(OPT_CLIENT_ID).filter(|v| !v.is_empty())
     }
 
+    /// Option 60 as text (lossy UTF-8).
     pub fn vendor_class(&self) -> Option<String> {
         self.opt(OPT_VENDOR_CLASS)
             .map(|v| String::from_utf8_lossy(v).into_owned())
@@ -287,12 +333,14 @@ impl Request {
         out
     }
 
+    /// Option 12, when not empty (lossy UTF-8).
     pub fn hostname(&self) -> Option<String> {
         self.opt(OPT_HOSTNAME)
             .map(|v| String::from_utf8_lossy(v).into_owned())
             .filter(|s| !s.is_empty())
     }
 
+    /// chaddr, when `hlen` is 6 (Ethernet).
     pub fn chaddr_mac(&self) -> Option<crate::policy::MacAddr> {
         if self.msg.hlen() == 6 {
             crate::policy::MacAddr::from_slice(self.msg.chaddr())

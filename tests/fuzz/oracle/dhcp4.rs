@@ -25,7 +25,7 @@ use sztp_redirector::sztp::redirect_list::rfc3396_wire_len;
 use sztp_redirector::sztp::{decode_list, encode_list, SztpUri, OPERATION_PATH};
 
 /// Inputs between two clears of the lease table (bounds its size and the replay history).
-pub const RESET_EVERY: u64 = 256;
+pub(crate) const RESET_EVERY: u64 = 256;
 /// A plausible Unix time to start from; `now` only moves forward from here.
 const EPOCH: u64 = 1_700_000_000;
 
@@ -207,17 +207,17 @@ fn metas() -> Vec<RequestMeta> {
 }
 
 /// The handler state the inputs drive.
-pub struct State {
+pub(crate) struct State {
     dhcp4: Dhcp4,
     policy: Policy,
     metas: Vec<RequestMeta>,
     leases: LeaseTable,
     now: u64,
-    pub inputs: u64,
+    pub(crate) inputs: u64,
 }
 
 impl State {
-    pub fn new() -> State {
+    pub(crate) fn new() -> State {
         State {
             dhcp4: dhcp4(),
             policy: policy(),
@@ -228,13 +228,13 @@ impl State {
         }
     }
 
-    pub fn reset(&mut self) {
+    pub(crate) fn reset(&mut self) {
         self.leases = LeaseTable::default();
         self.now = EPOCH;
     }
 
     /// Handle one packet; false when it does not decode (and so touched nothing).
-    pub fn step(&mut self, data: &[u8]) -> bool {
+    pub(crate) fn step(&mut self, data: &[u8]) -> bool {
         let Ok(req) = Request::decode(data) else {
             return false;
         };
@@ -273,11 +273,11 @@ impl State {
 /// `DHCP4_TRACE=1`: one line per handled request on stderr (for seed and replay checks).
 static TRACE: OnceLock<bool> = OnceLock::new();
 
-pub fn hex(b: &[u8]) -> String {
+pub(crate) fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
-pub fn unhex(s: &str) -> Vec<u8> {
+pub(crate) fn unhex(s: &str) -> Vec<u8> {
     (0..s.len() / 2)
         .map(|i| u8::from_str_radix(&s[2 * i..2 * i + 2], 16).expect("hex"))
         .collect()
@@ -319,7 +319,7 @@ fn is_valid_entry(u: &str) -> bool {
 }
 
 /// Panics when `out` breaks an invariant (see the fuzz README).
-pub fn check(d: &Dhcp4, req: &Request, out: &Outcome) {
+pub(crate) fn check(d: &Dhcp4, req: &Request, out: &Outcome) {
     for l in &out.commit {
         assert!(
             in_subnet(d, l.addr),
