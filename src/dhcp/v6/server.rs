@@ -117,7 +117,7 @@ pub fn bind(d: &Dhcp6) -> io::Result<Bound6> {
             .map_err(|e| io::Error::new(e.kind(), format!("{name}: joining ff02::1:2: {e}")))?;
     }
     // a deep queue absorbs a rack of devices powering up at once
-    if crate::sys::force_recv_buffer(std::os::fd::AsFd::as_fd(&s), RECV_BUFFER).is_err() {
+    if crate::sys::force_recv_buffer(&s, RECV_BUFFER).is_err() {
         let _ = s.set_recv_buffer_size(RECV_BUFFER);
     }
     let socket: UdpSocket = s.into();
