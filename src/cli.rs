@@ -8,17 +8,20 @@ use crate::EXIT_CONFIG;
 
 const LONG_ABOUT: &str = "\
 Makes a staging network ready for Secure Zero Touch Provisioning (RFC 8572). This version is \
-the segment's DHCPv4 server (RFC 2131: pools, reservations, leases, relays) and adds the SZTP \
-redirect list, option 143, to its answers. One policy, read from one TOML file, decides which \
-bootstrap servers a device is sent to. The file's [dhcp6], [dns], [redirect-server] and \
-[status] sections are validated but not served yet: `run` logs a warning when they are \
-enabled. A DHCP server never answers on an interface the file does not name.";
+the segment's DHCPv4 server (RFC 2131: pools, reservations, leases, relays) and DHCPv6 server \
+(RFC 8415: stateful and stateless, relays, Rapid Commit, reservations by DUID or MAC) and adds \
+the SZTP redirect list to their answers: option 143 (DHCPv4) and option 136 (DHCPv6). One \
+policy, read from one TOML file, decides which bootstrap servers a device is sent to. The \
+file's [dns], [redirect-server] and [status] sections are validated but not served yet: `run` \
+logs a warning when they are enabled. A DHCP server never answers on an interface the file \
+does not name.";
 
 const AFTER_LONG_HELP: &str = "\
 Exit status: 0 success (run: stopped by SIGTERM or SIGINT); 1 runtime failure (a socket that \
 cannot be bound, a state directory in use by another sztp-redirector or not writable); 2 usage \
 error; 78 configuration error (EX_CONFIG: the systemd unit does not restart on it). probe: 0 an \
-ACK, 2 a NAK or no ACK, 3 no server answered, 1 local error.
+ACK or a DHCPv6 Reply, 2 a NAK, a refusal (a DHCPv6 status code) or no answer to the request, 3 \
+no server answered, 1 local error.
 
 Signals (run): SIGHUP re-reads the file; an invalid file, or a socket of the new one that \
 cannot be bound, is logged and the running configuration stays; leases survive. SIGTERM and \
@@ -27,6 +30,7 @@ SIGINT stop cleanly: every acknowledged lease is on disk.
 Files: /etc/sztp-redirector/sztp-redirector.toml (configuration); \
 /usr/share/doc/sztp-redirector/example.toml (every key, explained); the state directory \
 (appliance.state-dir, default /var/lib/sztp-redirector) holds leases4.journal (DHCPv4 leases), \
+leases6.journal (DHCPv6 bindings), server-duid (the DHCPv6 server's DUID, made once), \
 devices.jsonl (one JSON event per device step) and the lock held while a daemon runs.";
 
 /// The command line: one subcommand. Its help texts are also the man page
@@ -60,9 +64,10 @@ pub enum Command {
         /// The configuration file.
         file: PathBuf,
     },
-    /// List DHCPv4 leases from the journal (read-only: safe while the server runs)
+    /// List DHCPv4 leases and DHCPv6 bindings from the journals (read-only: safe while the
+    /// server runs); the PROTO column (`proto` in JSON) says which
     Leases {
-        /// The state directory holding leases4.journal
+        /// The state directory holding leases4.journal and leases6.journal
         #[arg(long, conflicts_with = "config")]
         state_dir: Option<PathBuf>,
         /// Take the state directory from this configuration file

@@ -25,6 +25,7 @@ use tracing::{error, info, warn};
 
 use crate::config::{self, Config, LogFormat};
 use crate::dhcp::v4::server as dhcp4;
+use crate::dhcp::v6::server as dhcp6;
 use crate::journal::DeviceJournal;
 use crate::runtime::{Events, Published, ServiceContext, Snapshot};
 use crate::EXIT_CONFIG;
@@ -59,8 +60,9 @@ pub fn init_logging(format: LogFormat) {
 pub struct Bound {
     /// `[dhcp4]`: one UDP socket per interface (and raw senders).
     pub dhcp4: Option<dhcp4::Bound4>,
+    /// `[dhcp6]`: one UDP socket joined to ff02::1:2 on every interface.
+    pub dhcp6: Option<dhcp6::Bound6>,
     // ADD A SERVICE (1/4): its bound sockets, e.g.
-    //   pub dhcp6: Option<crate::dhcp::v6::server::Bound6>,
     //   pub dns: Option<crate::dns::BoundDns>,          (unicast; mdns likewise)
     //   pub restconf: Option<crate::restconf::BoundRestconf>,
     //   pub status: Option<crate::status::BoundStatus>,
@@ -85,17 +87,20 @@ pub fn bind(cfg: &Config) -> anyhow::Result<Bound> {
 pub enum ServiceName {
     /// DHCPv4 server (RFC 2131) with option 143.
     Dhcp4,
+    /// DHCPv6 server (RFC 8415) with option 136.
+    Dhcp6,
     // ADD A SERVICE (2/4): a variant, and its lines in ALL, as_str and binding_key.
 }
 
 impl ServiceName {
     /// Every service, in start order.
-    pub const ALL: [ServiceName; 1] = [ServiceName::Dhcp4];
+    pub const ALL: [ServiceName; 2] = [ServiceName::Dhcp4, ServiceName::Dhcp6];
 
     /// The name used in logs (`dhcp4`, …).
     pub fn as_str(self) -> &'static str {
         match self {
             ServiceName::Dhcp4 => "dhcp4",
+            ServiceName::Dhcp6 => "dhcp6",
         }
     }
 
@@ -106,6 +111,10 @@ impl ServiceName {
         match self {
             ServiceName::Dhcp4 => cfg
                 .dhcp4
+                .as_ref()
+                .map(|d| format!("{:?} port {}", d.interfaces, d.port)),
+            ServiceName::Dhcp6 => cfg
+                .dhcp6
                 .as_ref()
                 .map(|d| format!("{:?} port {}", d.interfaces, d.port)),
         }
@@ -123,8 +132,16 @@ impl Bound {
                     .map(dhcp4::bind)
                     .transpose()
                     .map_err(prefix)?
+            }
+            ServiceName::Dhcp6 => {
+                self.dhcp6 = cfg
+                    .dhcp6
+                    .as_ref()
+                    .map(dhcp6::bind)
+                    .transpose()
+                    .map_err(prefix)?
             } // ADD A SERVICE (3/4): bind it, e.g.
-              //   ServiceName::Dhcp6 => self.dhcp6 = cfg.dhcp6.as_ref().map(v6::bind).transpose().map_err(prefix)?,
+              //   ServiceName::Dns => self.dns = cfg.dns.as_ref().map(dns::bind).transpose().map_err(prefix)?,
         }
         Ok(())
     }
@@ -138,6 +155,12 @@ impl Bound {
                 .iter()
                 .filter_map(|i| i.socket.local_addr().ok());
             v.push((ServiceName::Dhcp4, addrs.collect()));
+        }
+        if let Some(b) = &self.dhcp6 {
+            v.push((
+                ServiceName::Dhcp6,
+                b.socket.local_addr().into_iter().collect(),
+            ));
         }
         // ADD A SERVICE: listed here when bound.
         v
@@ -208,9 +231,14 @@ impl Supervisor {
                     let b = bound.dhcp4.take().expect("listed as bound");
                     self.tasks
                         .spawn(async move { (name, dhcp4::serve(b, ctx, t).await) })
+                }
+                ServiceName::Dhcp6 => {
+                    let b = bound.dhcp6.take().expect("listed as bound");
+                    self.tasks
+                        .spawn(async move { (name, dhcp6::serve(b, ctx, t).await) })
                 } // ADD A SERVICE (4/4): spawn its serve, e.g.
-                  //   ServiceName::Dhcp6 => { let b = bound.dhcp6.take().expect("listed as bound");
-                  //       self.tasks.spawn(async move { (name, v6::serve(b, ctx, t).await) }) }
+                  //   ServiceName::Dns => { let b = bound.dns.take().expect("listed as bound");
+                  //       self.tasks.spawn(async move { (name, dns::serve(b, ctx, t).await) }) }
             };
             let key = name.binding_key(cfg).unwrap_or_default();
             self.running.insert(
@@ -490,7 +518,6 @@ async fn supervise(path: PathBuf, bound: Bound, ctx: ServiceContext) -> anyhow::
     let cfg = ctx.published.load().config.clone();
     for (on, what) in [
         (cfg.redirect_server.is_some(), "redirect-server"),
-        (cfg.dhcp6.is_some(), "dhcp6"),
         (cfg.dns.is_some(), "dns"),
         (cfg.status.is_some(), "status"),
     ] {

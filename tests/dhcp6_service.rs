@@ -10,9 +10,9 @@ use std::time::Duration;
 use dhcproto::v6::{DhcpOption, Message, MessageType, OptionCode, IANA, ORO};
 use dhcproto::{Decodable, Decoder, Encodable};
 use sztp_redirector::config;
-use sztp_redirector::dhcp::v6::server::{self, Bound6, Shared, Stats};
+use sztp_redirector::dhcp::v6::server::{self, Bound6, Stats};
 use sztp_redirector::journal::DeviceJournal;
-use sztp_redirector::runtime::{Events, Published, ServiceContext, Snapshot};
+use sztp_redirector::runtime::{Clock, Events, Published, ServiceContext, Snapshot};
 use tokio_util::sync::CancellationToken;
 
 const KEA_PAYLOAD_HEX: &str = "001f68747470733a2f2f737a7470312e6578616d706c652e746573743a38343433001a68747470733a2f2f5b323030313a6462383a3a315d3a38343433";
@@ -51,11 +51,11 @@ valid-lifetime = "1h"
     )
 }
 
-/// The service on `[::1]:0` with a device journal; the handle returns the counters.
+/// The service on `[::1]:0` with a device journal; `stop` returns its counters.
 struct Service {
     port: u16,
     token: CancellationToken,
-    shared: Arc<Shared>,
+    stats: Arc<Stats>,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
     journal: Arc<DeviceJournal>,
     state: std::path::PathBuf,
@@ -63,36 +63,37 @@ struct Service {
 
 impl Service {
     fn start(state: &Path, interfaces: &str) -> Service {
-        let text = config_text(state, interfaces);
-        let cfg = config::load_str(Path::new("test.toml"), &text).expect("config");
+        Service::start_with(state, &config_text(state, interfaces), Clock::System)
+    }
+
+    fn start_with(state: &Path, text: &str, clock: Clock) -> Service {
+        let cfg = config::load_str(Path::new("test.toml"), text).expect("config");
+        let names = cfg.dhcp6.as_ref().unwrap().interfaces.clone();
         let socket = UdpSocket::bind("[::1]:0").unwrap();
         let port = socket.local_addr().unwrap().port();
+        let bound = Bound6::new(names, socket).unwrap();
+        let stats = Arc::clone(&bound.stats);
         let journal = Arc::new(DeviceJournal::open(state, 1 << 20).unwrap());
         let ctx = ServiceContext {
-            published: Published::new(Snapshot::new(cfg, 0)),
+            // interface facts (lo's index) as the daemon reads them at start
+            published: Published::new(Snapshot::read(cfg, 0)),
             events: Events::new(Some(Arc::clone(&journal))),
             state_dir: state.to_path_buf(),
         };
         let token = CancellationToken::new();
-        let setup = server::Setup {
-            bindings: Default::default(),
-            log: Arc::new(server::Volatile),
-        };
-        let svc = server::Service6::start(Bound6 { socket }, ctx, setup).expect("start");
-        let shared = svc.shared();
-        let task = tokio::spawn(svc.run(token.clone()));
+        let task = tokio::spawn(server::serve_with_clock(bound, ctx, token.clone(), clock));
         Service {
             port,
             token,
-            shared,
+            stats,
             task,
             journal,
             state: state.to_path_buf(),
         }
     }
 
-    /// Cancels and waits (bounded) for the service to return its counters.
-    async fn stop(self) -> Arc<Shared> {
+    /// Cancels and waits (bounded) for the service to end; returns its counters.
+    async fn stop(self) -> Arc<Stats> {
         self.token.cancel();
         tokio::time::timeout(Duration::from_secs(10), self.task)
             .await
@@ -100,7 +101,7 @@ impl Service {
             .expect("no panic")
             .expect("no error");
         self.journal.flush();
-        self.shared
+        self.stats
     }
 
     fn journal_lines(&self) -> Vec<serde_json::Value> {
@@ -308,7 +309,7 @@ async fn relayed_exchange_binds_and_journals() {
         ])
     );
     let st = svc.stop().await;
-    assert_eq!(Stats::get(&st.stats.replies), 5);
+    assert_eq!(Stats::get(&st.replies), 5);
     // the server DUID was kept in state-dir
     let file = std::fs::read_to_string(dir.path().join(server::SERVER_DUID_FILE)).unwrap();
     assert_eq!(file.trim(), hex::encode(&msgs.1));
@@ -362,9 +363,9 @@ async fn malformed_packets_are_dropped_and_counted() {
     .await
     .unwrap();
     let st = svc.stop().await;
-    assert_eq!(Stats::get(&st.stats.malformed), n);
-    assert_eq!(Stats::get(&st.stats.replies), 1);
-    assert_eq!(Stats::get(&st.stats.handler_panics), 0);
+    assert_eq!(Stats::get(&st.malformed), n);
+    assert_eq!(Stats::get(&st.replies), 1);
+    assert_eq!(Stats::get(&st.handler_panics), 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -373,7 +374,7 @@ async fn never_answers_on_an_interface_not_configured() {
     // the datagram arrives on lo, which the file does not name
     let svc = Service::start(dir.path(), r#""eth-not-lo""#);
     let port = svc.port;
-    let received = Arc::clone(&svc.shared);
+    let received = Arc::clone(&svc.stats);
     let got = tokio::task::spawn_blocking(move || {
         let r = Relay::new(port);
         r.sock
@@ -389,7 +390,7 @@ async fn never_answers_on_an_interface_not_configured() {
         );
         // bounded wait until the server has seen it, so the silence below means something
         let until = std::time::Instant::now() + Duration::from_secs(10);
-        while Stats::get(&received.stats.received) == 0 && std::time::Instant::now() < until {
+        while Stats::get(&received.received) == 0 && std::time::Instant::now() < until {
             std::thread::sleep(Duration::from_millis(10));
         }
         r.recv()
@@ -398,8 +399,8 @@ async fn never_answers_on_an_interface_not_configured() {
     .unwrap();
     assert!(got.is_none(), "answered on lo: {got:?}");
     let st = svc.stop().await;
-    assert_eq!(Stats::get(&st.stats.not_served), 1);
-    assert_eq!(Stats::get(&st.stats.replies), 0);
+    assert_eq!(Stats::get(&st.not_served), 1);
+    assert_eq!(Stats::get(&st.replies), 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -439,5 +440,5 @@ async fn a_direct_unicast_solicit_is_dropped_and_a_direct_information_request_an
     .await
     .unwrap();
     let st = svc.stop().await;
-    assert_eq!(Stats::get(&st.stats.ignored), 1);
+    assert_eq!(Stats::get(&st.ignored), 1);
 }

@@ -14,6 +14,7 @@ use std::net::Ipv6Addr;
 use serde::{Deserialize, Serialize};
 
 use crate::config::{Pool6, Subnet6};
+use crate::dhcp::lease_store::JournalRecord;
 use crate::dhcp::leases::LeaseState;
 use crate::policy::MacAddr;
 
@@ -28,6 +29,7 @@ const HASH_TAG: &[u8] = b"sztp-redirector/dhcp6/ia-na/v1";
 /// per change, the latest per address wins on replay.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Lease6 {
+    /// The bound address (the journal key: the last record per address wins).
     pub addr: Ipv6Addr,
     /// The client's DUID (option 1), lowercase hex in the journal.
     #[serde(with = "hex::serde")]
@@ -39,13 +41,27 @@ pub struct Lease6 {
     pub mac: Option<MacAddr>,
     /// Unix time (seconds) the valid lifetime, or the quarantine, ends.
     pub expires: u64,
+    /// Bound, released, or declined (quarantined until `expires`, RFC 8415 §18.3.8).
     pub state: LeaseState,
+}
+
+/// The DHCPv6 lease journal's file name in state-dir.
+pub const JOURNAL_FILE: &str = "leases6.journal";
+
+impl JournalRecord for Lease6 {
+    type Key = Ipv6Addr;
+    const FILE_NAME: &'static str = JOURNAL_FILE;
+    fn key(&self) -> Ipv6Addr {
+        self.addr
+    }
 }
 
 /// An identity association: the client's DUID and the IA's IAID (RFC 8415 §12).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct IaKey {
+    /// The client's DUID (option 1 contents).
     pub duid: Vec<u8>,
+    /// The IA_NA's IAID.
     pub iaid: u32,
 }
 
@@ -68,6 +84,7 @@ pub enum Slot6 {
 }
 
 impl Slot6 {
+    /// The binding, advertised or stored.
     pub fn lease(&self) -> &Lease6 {
         match self {
             Slot6::Offered(l) | Slot6::Stored(l) => l,
@@ -92,14 +109,17 @@ impl Bindings {
         t
     }
 
+    /// Addresses in the table (advertised and stored, any state).
     pub fn len(&self) -> usize {
         self.by_addr.len()
     }
 
+    /// Whether the table holds no address.
     pub fn is_empty(&self) -> bool {
         self.by_addr.is_empty()
     }
 
+    /// What the table holds for `addr`.
     pub fn get(&self, addr: Ipv6Addr) -> Option<&Slot6> {
         self.by_addr.get(&addr)
     }

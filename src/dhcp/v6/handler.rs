@@ -15,7 +15,7 @@ use super::bindings::{Bindings, IaKey, Lease6, Slot6};
 use super::wire::{self, in_order, Received};
 use crate::config::{Dhcp6, Reservation6Key, Subnet6};
 use crate::dhcp::leases::LeaseState;
-use crate::journal::{Dhcp6Kind, Dhcp6Status};
+use crate::journal::{DeviceEvent, Dhcp6Event, Dhcp6Kind, Dhcp6Status, EventDetail};
 use crate::policy::{ClientId, Decision, DeviceFacts, MacAddr, Policy, Source, UriEncoding};
 use crate::sztp::redirect_list::{encode_list, encode_text};
 
@@ -47,43 +47,66 @@ pub struct Reply {
     pub to: SocketAddrV6,
 }
 
-/// One device-journal event (converted to a `DeviceEvent` by the server loop).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Event {
-    pub kind: Dhcp6Kind,
-    pub xid: u32,
-    pub duid: Option<Vec<u8>>,
-    pub mac: Option<MacAddr>,
-    /// IAID and address of the first IA_NA.
-    pub iaid: Option<u32>,
-    pub address: Option<Ipv6Addr>,
-    pub vendor_class: Option<String>,
-    pub enterprise_number: Option<u32>,
-    pub user_class: Vec<String>,
-    pub interface: String,
-    /// Source address of the outermost Relay-forward.
-    pub relay: Option<Ipv6Addr>,
-    pub requested_136: bool,
-    pub rule: Option<String>,
-    pub uris: Vec<String>,
-    pub uris_dropped: Vec<String>,
-    pub encoding: Option<&'static str>,
-    pub status: Option<Dhcp6Status>,
+/// Why a message gets no reply (counted, logged at debug).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Ignored {
+    /// The Client Identifier option is shorter than 3 or longer than 130 octets (RFC 8415
+    /// §11.1).
+    BadClientId,
+    /// A message that must carry a Client Identifier option has none (RFC 8415 §16).
+    NoClientId,
+    /// A Solicit, Confirm or Rebind names a server (RFC 8415 §16.2, §16.5, §16.7).
+    ServerIdNotAllowed,
+    /// The message names another server's DUID.
+    ForOtherServer,
+    /// An Information-request carries an IA option (RFC 8415 §16.12).
+    InformationRequestWithIa,
+    /// A message type a server does not answer (Advertise, Reply, Reconfigure, …).
+    UnexpectedMessageType,
+    /// A Solicit, Confirm or Rebind sent by unicast (RFC 8415 §18.4 allows unicast only for
+    /// Request, Renew, Release and Decline).
+    UnicastNotAllowed,
+    /// A Rebind from a link this server has no subnet for (RFC 8415 §18.3.5: no reply).
+    RebindNoSubnet,
+    /// A Confirm listing no address (RFC 8415 §18.3.3: no reply).
+    ConfirmWithoutAddresses,
+    /// No configured subnet for the client's link.
+    NoSubnet,
+}
+
+impl Ignored {
+    /// The kebab-case name used in logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Ignored::BadClientId => "bad-client-id",
+            Ignored::NoClientId => "no-client-id",
+            Ignored::ServerIdNotAllowed => "server-id-not-allowed",
+            Ignored::ForOtherServer => "for-other-server",
+            Ignored::InformationRequestWithIa => "information-request-with-ia",
+            Ignored::UnexpectedMessageType => "unexpected-message-type",
+            Ignored::UnicastNotAllowed => "unicast-not-allowed",
+            Ignored::RebindNoSubnet => "rebind-no-subnet",
+            Ignored::ConfirmWithoutAddresses => "confirm-without-addresses",
+            Ignored::NoSubnet => "no-subnet",
+        }
+    }
 }
 
 /// What the server loop must do for one request.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Outcome {
+    /// The reply, sent only after `commit` is durable.
     pub reply: Option<Reply>,
-    /// Records to make durable BEFORE the reply leaves.
+    /// Binding records to make durable BEFORE the reply leaves.
     pub commit: Vec<Lease6>,
-    pub event: Option<Event>,
-    /// Why nothing is sent (counted, logged at debug).
-    pub ignored: Option<&'static str>,
+    /// The device event of this step.
+    pub event: Option<DeviceEvent>,
+    /// Why nothing is sent.
+    pub ignored: Option<Ignored>,
 }
 
 impl Outcome {
-    fn ignore(why: &'static str) -> Outcome {
+    fn ignore(why: Ignored) -> Outcome {
         Outcome {
             ignored: Some(why),
             ..Outcome::default()
@@ -139,7 +162,7 @@ pub fn handle(
     let duid = req.client_id();
     if let Some(d) = duid {
         if !(3..=130).contains(&d.len()) {
-            return Outcome::ignore("bad-client-id");
+            return Outcome::ignore(Ignored::BadClientId);
         }
     }
     // RFC 8415 §16: which messages must, may or must not name a server
@@ -148,45 +171,52 @@ pub fn handle(
     match t {
         MessageType::Solicit | MessageType::Confirm | MessageType::Rebind => {
             if duid.is_none() {
-                return Outcome::ignore("no-client-id");
+                return Outcome::ignore(Ignored::NoClientId);
             }
             if sid.is_some() {
-                return Outcome::ignore("server-id-not-allowed");
+                return Outcome::ignore(Ignored::ServerIdNotAllowed);
             }
         }
         MessageType::Request | MessageType::Renew | MessageType::Release | MessageType::Decline => {
             if duid.is_none() {
-                return Outcome::ignore("no-client-id");
+                return Outcome::ignore(Ignored::NoClientId);
             }
             if !ours {
-                return Outcome::ignore("for-other-server");
+                return Outcome::ignore(Ignored::ForOtherServer);
             }
         }
         MessageType::InformationRequest => {
             if sid.is_some() && !ours {
-                return Outcome::ignore("for-other-server");
+                return Outcome::ignore(Ignored::ForOtherServer);
             }
             if req.has_ia() {
-                return Outcome::ignore("information-request-with-ia");
+                return Outcome::ignore(Ignored::InformationRequestWithIa);
             }
         }
-        _ => return Outcome::ignore("unexpected-message-type"),
+        _ => return Outcome::ignore(Ignored::UnexpectedMessageType),
     }
     let facts = facts(req, meta);
-    let vc = req.vendor_class();
-    let mut ev = Event {
-        xid: req.xid_num(),
-        duid: duid.map(<[u8]>::to_vec),
-        mac: facts.mac,
-        iaid: req.ia_nas().first().map(|ia| ia.id),
-        enterprise_number: vc.as_ref().map(|v| v.0),
-        vendor_class: vc.map(|v| v.1),
-        user_class: facts.user_class.clone(),
-        interface: meta.interface.clone(),
-        relay: relayed.then(|| *meta.src.ip()),
-        requested_136: req.requests(wire::OPT_V6_SZTP_REDIRECT),
-        ..Event::default()
-    };
+    let mut ev = DeviceEvent::dhcp6(
+        now,
+        Dhcp6Kind::default(),
+        req.xid_num(),
+        duid.map(<[u8]>::to_vec).unwrap_or_default(),
+    );
+    if duid.is_none() {
+        ev.duid = None;
+    }
+    ev.mac = facts.mac;
+    {
+        let vc = req.vendor_class();
+        let x = detail(&mut ev);
+        x.iaid = req.ia_nas().first().map(|ia| ia.id);
+        x.enterprise_number = vc.as_ref().map(|v| v.0);
+        x.vendor_class = vc.map(|v| v.1);
+        x.user_class = facts.user_class.clone();
+        x.interface = Some(meta.interface.clone());
+        x.relay = relayed.then(|| meta.src.ip().to_string());
+        x.requested_136 = req.requests(wire::OPT_V6_SZTP_REDIRECT);
+    }
     let x = Exchange {
         ctx,
         req,
@@ -202,7 +232,7 @@ pub fn handle(
     if unicast {
         match t {
             MessageType::Solicit | MessageType::Confirm | MessageType::Rebind => {
-                return Outcome::ignore("unicast-not-allowed");
+                return Outcome::ignore(Ignored::UnicastNotAllowed);
             }
             MessageType::Request
             | MessageType::Renew
@@ -222,7 +252,7 @@ pub fn handle(
         MessageType::Solicit => x.solicit(bindings, &mut ev),
         MessageType::Request => x.bind(bindings, Mode::Request, &mut ev),
         MessageType::Renew => x.bind(bindings, Mode::Renew, &mut ev),
-        MessageType::Rebind if x.subnet.is_none() => Outcome::ignore("rebind-no-subnet"),
+        MessageType::Rebind if x.subnet.is_none() => Outcome::ignore(Ignored::RebindNoSubnet),
         MessageType::Rebind => x.bind(bindings, Mode::Rebind, &mut ev),
         MessageType::Release => x.release(bindings, &mut ev, false),
         MessageType::Decline => x.release(bindings, &mut ev, true),
@@ -381,22 +411,22 @@ impl Exchange<'_> {
         }
     }
 
-    fn note_first(ev: &mut Event, first: &mut bool, addr: Option<Ipv6Addr>) {
+    fn note_first(ev: &mut DeviceEvent, first: &mut bool, addr: Option<Ipv6Addr>) {
         if *first {
-            ev.address = addr;
+            detail(ev).address = addr;
             *first = false;
         }
     }
 
     /// Solicit → Advertise: addresses held for `offer-time`, nothing journaled.
-    fn solicit(&self, b: &mut Bindings, ev: &mut Event) -> Outcome {
-        ev.kind = Dhcp6Kind::Advertise;
+    fn solicit(&self, b: &mut Bindings, ev: &mut DeviceEvent) -> Outcome {
+        detail(ev).event = Dhcp6Kind::Advertise;
         let mut body = Vec::new();
         let mut first = true;
         for ia in self.req.ia_nas() {
             let key = self.key(ia);
             let Some(addr) = self.choose(b, &key) else {
-                ev.status = Some(Dhcp6Status::NoAddrsAvail);
+                detail(ev).status = Some(Dhcp6Status::NoAddrsAvail);
                 Self::note_first(ev, &mut first, None);
                 body.push(ia_status(
                     ia.id,
@@ -436,8 +466,8 @@ impl Exchange<'_> {
 
     /// Request, Solicit with Rapid Commit, Renew, Rebind → Reply with bound, journaled
     /// addresses (RFC 8415 §18.3.2, §18.3.4, §18.3.5).
-    fn bind(&self, b: &mut Bindings, mode: Mode, ev: &mut Event) -> Outcome {
-        ev.kind = match mode {
+    fn bind(&self, b: &mut Bindings, mode: Mode, ev: &mut DeviceEvent) -> Outcome {
+        detail(ev).event = match mode {
             Mode::Request => Dhcp6Kind::Request,
             Mode::RapidCommit => Dhcp6Kind::RapidCommit,
             Mode::Renew => Dhcp6Kind::Renew,
@@ -455,7 +485,7 @@ impl Exchange<'_> {
                     Mode::Renew => (Dhcp6Status::NoBinding, "no binding on this link"),
                     _ => (Dhcp6Status::NoAddrsAvail, "no subnet for this link"),
                 };
-                ev.status = Some(s);
+                detail(ev).status = Some(s);
                 Self::note_first(ev, &mut first, None);
                 body.push(ia_status(ia.id, s, text, Vec::new()));
                 continue;
@@ -466,7 +496,7 @@ impl Exchange<'_> {
                 .filter(|a| !subnet.prefix.contains(a))
                 .collect();
             if mode == Mode::Request && !off_link.is_empty() {
-                ev.status = Some(Dhcp6Status::NotOnLink);
+                detail(ev).status = Some(Dhcp6Status::NotOnLink);
                 Self::note_first(ev, &mut first, None);
                 body.push(ia_status(
                     ia.id,
@@ -489,7 +519,7 @@ impl Exchange<'_> {
                     Mode::Renew | Mode::Rebind => (Dhcp6Status::NoBinding, "cannot extend"),
                     _ => (Dhcp6Status::NoAddrsAvail, "no addresses available"),
                 };
-                ev.status = Some(s);
+                detail(ev).status = Some(s);
                 Self::note_first(ev, &mut first, None);
                 let zeroed = if matches!(mode, Mode::Renew | Mode::Rebind) {
                     zeroed
@@ -541,8 +571,8 @@ impl Exchange<'_> {
 
     /// Release (RFC 8415 §18.3.7) or Decline (§18.3.8): the client's listed addresses that it
     /// holds are freed or quarantined; IAs it holds nothing in get NoBinding.
-    fn release(&self, b: &mut Bindings, ev: &mut Event, decline: bool) -> Outcome {
-        ev.kind = if decline {
+    fn release(&self, b: &mut Bindings, ev: &mut DeviceEvent, decline: bool) -> Outcome {
+        detail(ev).event = if decline {
             Dhcp6Kind::Decline
         } else {
             Dhcp6Kind::Release
@@ -572,7 +602,7 @@ impl Exchange<'_> {
             }
             if !any {
                 Self::note_first(ev, &mut first, None);
-                ev.status = Some(Dhcp6Status::NoBinding);
+                detail(ev).status = Some(Dhcp6Status::NoBinding);
                 body.push(ia_status(
                     ia.id,
                     Dhcp6Status::NoBinding,
@@ -600,20 +630,20 @@ impl Exchange<'_> {
 
     /// Confirm (RFC 8415 §18.3.3): Success when every listed address is on the client's
     /// link, NotOnLink otherwise; no reply when there is nothing to judge.
-    fn confirm(&self, ev: &mut Event) -> Outcome {
-        ev.kind = Dhcp6Kind::Confirm;
+    fn confirm(&self, ev: &mut DeviceEvent) -> Outcome {
+        detail(ev).event = Dhcp6Kind::Confirm;
         let addrs: Vec<Ipv6Addr> = self.req.ia_nas().into_iter().flat_map(listed).collect();
         if addrs.is_empty() {
-            return Outcome::ignore("confirm-without-addresses");
+            return Outcome::ignore(Ignored::ConfirmWithoutAddresses);
         }
         let Some(s) = self.subnet else {
-            return Outcome::ignore("no-subnet");
+            return Outcome::ignore(Ignored::NoSubnet);
         };
-        ev.address = addrs.first().copied();
+        detail(ev).address = addrs.first().copied();
         let status = if addrs.iter().all(|a| s.prefix.contains(a)) {
             wire::status(Status::Success, "addresses on link")
         } else {
-            ev.status = Some(Dhcp6Status::NotOnLink);
+            detail(ev).status = Some(Dhcp6Status::NotOnLink);
             wire::status(Status::NotOnLink, "addresses not on link")
         };
         let reply = self.reply(MessageType::Reply, vec![status], false, ev);
@@ -625,8 +655,8 @@ impl Exchange<'_> {
     }
 
     /// Information-request (RFC 8415 §18.3.6): configuration options and option 136 only.
-    fn information(&self, ev: &mut Event) -> Outcome {
-        ev.kind = Dhcp6Kind::InformationRequest;
+    fn information(&self, ev: &mut DeviceEvent) -> Outcome {
+        detail(ev).event = Dhcp6Kind::InformationRequest;
         let reply = self.reply(MessageType::Reply, Vec::new(), true, ev);
         Outcome {
             reply: Some(reply),
@@ -636,14 +666,14 @@ impl Exchange<'_> {
     }
 
     /// RFC 8415 §18.4: Reply with UseMulticast, the two identifiers and nothing else.
-    fn use_multicast(&self, ev: &mut Event) -> Outcome {
-        ev.kind = match self.req.msg_type {
+    fn use_multicast(&self, ev: &mut DeviceEvent) -> Outcome {
+        detail(ev).event = match self.req.msg_type {
             MessageType::Request => Dhcp6Kind::Request,
             MessageType::Renew => Dhcp6Kind::Renew,
             MessageType::Release => Dhcp6Kind::Release,
             _ => Dhcp6Kind::Decline,
         };
-        ev.status = Some(Dhcp6Status::UseMulticast);
+        detail(ev).status = Some(Dhcp6Status::UseMulticast);
         let body = vec![wire::status(
             Status::UseMulticast,
             "use multicast: this server does not accept unicast",
@@ -687,7 +717,13 @@ impl Exchange<'_> {
     /// Builds the client message: server and client identifiers, `body`, and with
     /// `config` the subnet's options 23/24 (when requested), Server Unicast, and option 136 per
     /// the Decision; then wraps it for the relays.
-    fn reply(&self, t: MessageType, body: Vec<DhcpOption>, config: bool, ev: &mut Event) -> Reply {
+    fn reply(
+        &self,
+        t: MessageType,
+        body: Vec<DhcpOption>,
+        config: bool,
+        ev: &mut DeviceEvent,
+    ) -> Reply {
         let mut opts = in_order(body);
         opts.insert(DhcpOption::ServerId(self.ctx.server_duid.to_vec()));
         if let Some(d) = self.req.client_id() {
@@ -720,13 +756,13 @@ impl Exchange<'_> {
 
     /// Option 136 per the device's Decision (RFC 8572 §8.2): one instance, only when
     /// requested unless the rule says always-send, sized so the client message fits the link.
-    fn add_sztp(&self, opts: &mut DhcpOptions, ev: &mut Event) {
+    fn add_sztp(&self, opts: &mut DhcpOptions, ev: &mut DeviceEvent) {
         let Some(decision) = &self.decision else {
             return;
         };
         ev.rule = Some(decision.rule.clone());
         let render = self.ctx.policy.rendering(decision);
-        if !ev.requested_136 && !render.always_send {
+        if !detail(ev).requested_136 && !render.always_send {
             return;
         }
         let mut uris = decision.uris(render.form);
@@ -734,23 +770,36 @@ impl Exchange<'_> {
             UriEncoding::Rfc8572 => encode_list(u),
             UriEncoding::Text => encode_text(u),
         };
-        ev.encoding = Some(match render.encoding {
-            UriEncoding::Rfc8572 => "rfc8572",
-            UriEncoding::Text => "text",
-        });
+        detail(ev).encoding = Some(
+            match render.encoding {
+                UriEncoding::Rfc8572 => "rfc8572",
+                UriEncoding::Text => "text",
+            }
+            .to_owned(),
+        );
         if render.encoding == UriEncoding::Text && uris.len() > 1 {
-            ev.uris_dropped.extend(uris.drain(1..));
+            detail(ev).uris_dropped.extend(uris.drain(1..));
         }
         let used = 4 + options_len(opts);
         let budget = self.message_budget();
         while !uris.is_empty() && used + 4 + encode(&uris).len() > budget {
-            ev.uris_dropped.insert(0, uris.pop().expect("not empty"));
+            detail(ev)
+                .uris_dropped
+                .insert(0, uris.pop().expect("not empty"));
         }
         if uris.is_empty() {
             return;
         }
         opts.insert(wire::raw_option(wire::OPT_V6_SZTP_REDIRECT, encode(&uris)));
         ev.uris = uris;
+    }
+}
+
+/// The DHCPv6 part of an event this handler made.
+fn detail(ev: &mut DeviceEvent) -> &mut Dhcp6Event {
+    match &mut ev.detail {
+        EventDetail::Dhcp6(x) => x,
+        _ => unreachable!("the DHCPv6 handler makes DHCPv6 events only"),
     }
 }
 
@@ -764,6 +813,14 @@ pub(crate) mod tests {
     use std::time::Duration;
 
     use super::*;
+
+    /// The DHCPv6 part of a handler event.
+    pub(crate) fn d6(ev: &DeviceEvent) -> &Dhcp6Event {
+        match &ev.detail {
+            EventDetail::Dhcp6(x) => x,
+            _ => panic!("not a DHCPv6 event: {ev:?}"),
+        }
+    }
     use crate::config::{Pool6, Reservation6};
     use crate::dhcp::v4::handler::tests::{policy, KEA_URIS};
     use crate::dhcp::v6::wire::{options, push_option, RawOption};
@@ -980,12 +1037,12 @@ pub(crate) mod tests {
         assert!(d.subnets[0].prefix.contains(&addr));
         assert!(o.commit.is_empty(), "an Advertise commits nothing");
         let ev = o.event.unwrap();
-        assert_eq!(ev.kind, Dhcp6Kind::Advertise);
-        assert!(ev.requested_136);
+        assert_eq!(d6(&ev).event, Dhcp6Kind::Advertise);
+        assert!(d6(&ev).requested_136);
         assert_eq!(ev.uris, KEA_URIS);
         assert_eq!(ev.mac, Some(CLIENT_MAC));
-        assert_eq!(ev.address, Some(addr));
-        assert_eq!(ev.iaid, Some(1));
+        assert_eq!(d6(&ev).address, Some(addr));
+        assert_eq!(d6(&ev).iaid, Some(1));
         assert_eq!(ev.rule.as_deref(), Some("default"));
     }
 
@@ -1002,7 +1059,7 @@ pub(crate) mod tests {
         );
         let r = o.reply.unwrap();
         assert_eq!(opt(&r.bytes, wire::OPT_V6_SZTP_REDIRECT), None);
-        assert!(!o.event.as_ref().unwrap().requested_136);
+        assert!(!d6(o.event.as_ref().unwrap()).requested_136);
         assert!(o.event.unwrap().uris.is_empty());
         // no ORO at all: no 23/24 either
         let o = run(&d, &p, &mut b, &client_msg(1, CLIENT_MAC, &[], Some(&[])));
@@ -1029,8 +1086,8 @@ pub(crate) mod tests {
             Some(KEA_URIS[0].as_bytes())
         );
         let ev = o.event.unwrap();
-        assert_eq!(ev.uris_dropped, [KEA_URIS[1]]);
-        assert_eq!(ev.encoding, Some("text"));
+        assert_eq!(d6(&ev).uris_dropped, [KEA_URIS[1]]);
+        assert_eq!(d6(&ev).encoding.as_deref(), Some("text"));
     }
 
     fn many_uris(n: usize) -> Vec<String> {
@@ -1057,9 +1114,9 @@ pub(crate) mod tests {
         let got = decode_list(opt(&r.bytes, wire::OPT_V6_SZTP_REDIRECT).unwrap());
         assert!(!got.truncated);
         let ev = o.event.unwrap();
-        assert_eq!(got.uris.len() + ev.uris_dropped.len(), 40);
+        assert_eq!(got.uris.len() + d6(&ev).uris_dropped.len(), 40);
         assert_eq!(got.uris, uris[..got.uris.len()]);
-        assert_eq!(ev.uris_dropped, uris[got.uris.len()..]);
+        assert_eq!(d6(&ev).uris_dropped, uris[got.uris.len()..]);
         assert!(
             got.uris.len() > 20,
             "the budget is used: {}",
@@ -1144,7 +1201,7 @@ pub(crate) mod tests {
             Some(&kea_payload()[..])
         );
         assert_eq!(
-            o.event.unwrap().relay,
+            d6(&o.event.unwrap()).relay,
             Some("2001:db8:9::2".parse().unwrap())
         );
         // RFC 8357: with Relay Source Port the reply goes to the relay's source port
@@ -1238,9 +1295,9 @@ pub(crate) mod tests {
         );
         let ev = run(&d, &p, &mut b, &m).event.unwrap();
         assert_eq!(ev.rule.as_deref(), Some("arista"));
-        assert_eq!(ev.vendor_class.as_deref(), Some("Arista;DCS"));
-        assert_eq!(ev.enterprise_number, Some(30065));
-        assert_eq!(ev.user_class, ["sztp"]);
+        assert_eq!(d6(&ev).vendor_class.as_deref(), Some("Arista;DCS"));
+        assert_eq!(d6(&ev).enterprise_number, Some(30065));
+        assert_eq!(d6(&ev).user_class, ["sztp"]);
     }
 
     #[test]
@@ -1263,14 +1320,14 @@ pub(crate) mod tests {
         assert_eq!(o.commit[0].addr, a);
         assert_eq!(o.commit[0].expires, NOW + 3600);
         assert_eq!(o.commit[0].mac, Some(CLIENT_MAC));
-        assert_eq!(o.event.unwrap().kind, Dhcp6Kind::Request);
+        assert_eq!(d6(&o.event.unwrap()).event, Dhcp6Kind::Request);
         assert_eq!(b.active(NOW), 1);
         // for another server: dropped
         let mut other = client_msg(3, CLIENT_MAC, &[136], Some(&[a]));
         push_option(&mut other, wire::OPT_SERVERID, &[0, 2, 0, 0, 0, 1, 1]);
         assert_eq!(
             run(&d, &p, &mut b, &other).ignored,
-            Some("for-other-server")
+            Some(Ignored::ForOtherServer)
         );
     }
 
@@ -1358,7 +1415,7 @@ pub(crate) mod tests {
         assert_eq!(r.bytes[0], 7);
         assert_eq!(opt(&r.bytes, wire::OPT_RAPID_COMMIT), Some(&[][..]));
         assert_eq!(o.commit.len(), 1);
-        assert_eq!(o.event.unwrap().kind, Dhcp6Kind::RapidCommit);
+        assert_eq!(d6(&o.event.unwrap()).event, Dhcp6Kind::RapidCommit);
         d.rapid_commit = false;
         let o = run(&d, &p, &mut b, &m);
         let r = o.reply.unwrap();
@@ -1384,7 +1441,7 @@ pub(crate) mod tests {
         assert_eq!(ias(&r.bytes)[0].3, [(a, 1800, 3600), (stray, 0, 0)]);
         assert_eq!(o.commit[0].expires, NOW + 900 + 3600);
         assert!(opt(&r.bytes, wire::OPT_V6_SZTP_REDIRECT).is_some());
-        assert_eq!(o.event.unwrap().kind, Dhcp6Kind::Renew);
+        assert_eq!(d6(&o.event.unwrap()).event, Dhcp6Kind::Renew);
         // Rebind (no server id) does the same
         let rebind = client_msg(6, CLIENT_MAC, &[], Some(&[a]));
         let o = run_at(&d, &p, &mut b, &rebind, &meta(), NOW + 1500);
@@ -1397,7 +1454,7 @@ pub(crate) mod tests {
         let pkt = relay(&rebind, "2001:db8:77::1", &[]);
         assert_eq!(
             run_at(&d, &p, &mut b, &pkt, &relay_meta(), NOW).ignored,
-            Some("rebind-no-subnet")
+            Some(Ignored::RebindNoSubnet)
         );
     }
 
@@ -1414,7 +1471,7 @@ pub(crate) mod tests {
         let o = run(&d, &p, &mut b, &req);
         assert_eq!(ias(&o.reply.unwrap().bytes)[0].4, Some(4));
         assert!(o.commit.is_empty());
-        assert_eq!(o.event.unwrap().status, Some(Dhcp6Status::NotOnLink));
+        assert_eq!(d6(&o.event.unwrap()).status, Some(Dhcp6Status::NotOnLink));
     }
 
     #[test]
@@ -1433,7 +1490,7 @@ pub(crate) mod tests {
         assert_eq!(status(&r.bytes), Some(0));
         assert_eq!(o.commit[0].state, LeaseState::Declined);
         assert_eq!(o.commit[0].expires, NOW + 3600);
-        assert_eq!(o.event.unwrap().kind, Dhcp6Kind::Decline);
+        assert_eq!(d6(&o.event.unwrap()).event, Dhcp6Kind::Decline);
         let o = run(&d, &p, &mut b, &client_msg(1, CLIENT_MAC, &[], Some(&[])));
         let next = ias(&o.reply.unwrap().bytes)[0].3[0].0;
         assert_ne!(next, a);
@@ -1489,9 +1546,9 @@ pub(crate) mod tests {
             &client_msg(4, CLIENT_MAC, &[], Some(&[on, off])),
         );
         assert_eq!(status(&o.reply.unwrap().bytes), Some(4));
-        assert_eq!(o.event.unwrap().status, Some(Dhcp6Status::NotOnLink));
+        assert_eq!(d6(&o.event.unwrap()).status, Some(Dhcp6Status::NotOnLink));
         let o = run(&d, &p, &mut b, &client_msg(4, CLIENT_MAC, &[], Some(&[])));
-        assert_eq!(o.ignored, Some("confirm-without-addresses"));
+        assert_eq!(o.ignored, Some(Ignored::ConfirmWithoutAddresses));
     }
 
     #[test]
@@ -1509,7 +1566,7 @@ pub(crate) mod tests {
         let codes: Vec<u16> = opts(&r.bytes).iter().map(|(c, _)| *c).collect();
         assert_eq!(codes, [1, 2, 23, 24, 136]);
         assert!(o.commit.is_empty());
-        assert_eq!(o.event.unwrap().kind, Dhcp6Kind::InformationRequest);
+        assert_eq!(d6(&o.event.unwrap()).event, Dhcp6Kind::InformationRequest);
         // without a client id it is still answered; with an IA it is dropped (RFC 8415 §16.12)
         let mut anon = vec![11, 1, 2, 3];
         push_option(&mut anon, wire::OPT_ORO, &[0, 136]);
@@ -1522,7 +1579,7 @@ pub(crate) mod tests {
             &mut b,
             &client_msg(11, CLIENT_MAC, &[136], Some(&[])),
         );
-        assert_eq!(o.ignored, Some("information-request-with-ia"));
+        assert_eq!(o.ignored, Some(Ignored::InformationRequestWithIa));
     }
 
     #[test]
@@ -1544,7 +1601,7 @@ pub(crate) mod tests {
         let solicit = client_msg(1, CLIENT_MAC, &[136], Some(&[]));
         assert_eq!(
             run_at(&d, &p, &mut b, &solicit, &uni, NOW).ignored,
-            Some("unicast-not-allowed")
+            Some(Ignored::UnicastNotAllowed)
         );
         // with server-unicast set, unicast is served and option 12 is offered
         d.server_unicast = Some("2001:db8:1::1".parse().unwrap());
@@ -1617,7 +1674,10 @@ pub(crate) mod tests {
         let inner = relay_inner(&o.reply.unwrap().bytes);
         assert_eq!(ias(&inner)[0].4, Some(2));
         assert!(opt(&inner, wire::OPT_V6_SZTP_REDIRECT).is_some());
-        assert_eq!(o.event.unwrap().status, Some(Dhcp6Status::NoAddrsAvail));
+        assert_eq!(
+            d6(&o.event.unwrap()).status,
+            Some(Dhcp6Status::NoAddrsAvail)
+        );
     }
 
     #[test]
@@ -1626,22 +1686,25 @@ pub(crate) mod tests {
         let mut b = Bindings::default();
         let mut no_id = vec![1, 0, 0, 1];
         push_option(&mut no_id, wire::OPT_ORO, &[0, 136]);
-        assert_eq!(run(&d, &p, &mut b, &no_id).ignored, Some("no-client-id"));
+        assert_eq!(
+            run(&d, &p, &mut b, &no_id).ignored,
+            Some(Ignored::NoClientId)
+        );
         let sol_sid = with_server_id(client_msg(1, CLIENT_MAC, &[], Some(&[])));
         assert_eq!(
             run(&d, &p, &mut b, &sol_sid).ignored,
-            Some("server-id-not-allowed")
+            Some(Ignored::ServerIdNotAllowed)
         );
         let req_no_sid = client_msg(3, CLIENT_MAC, &[], Some(&[]));
         assert_eq!(
             run(&d, &p, &mut b, &req_no_sid).ignored,
-            Some("for-other-server")
+            Some(Ignored::ForOtherServer)
         );
         let mut short_duid = vec![1, 0, 0, 1];
         push_option(&mut short_duid, wire::OPT_CLIENTID, &[0, 1]);
         assert_eq!(
             run(&d, &p, &mut b, &short_duid).ignored,
-            Some("bad-client-id")
+            Some(Ignored::BadClientId)
         );
     }
 }

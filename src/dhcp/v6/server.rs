@@ -1,11 +1,15 @@
 //! The DHCPv6 server loop: the only DHCPv6 code that touches sockets
 //!
-//! One UDP socket on `[::]:547` (the `[dhcp6] port`), joined to ff02::1:2 on every served
-//! interface. IPV6_RECVPKTINFO tells, per datagram, the interface it arrived on and the address
-//! it was sent to; a datagram from an interface the configuration does not name is dropped and
-//! counted, so the server never answers elsewhere. Replies go to the client's link-local
-//! address with its scope, or to the relay; a reply that hands out or extends a binding leaves
-//! only after the lease log has made its records durable.
+//! `bind` opens one UDP socket on `[::]:547` (the `[dhcp6] port`), joined to ff02::1:2 on every
+//! served interface; `serve` opens the lease journal (`leases6.journal`) and the server DUID,
+//! then receives until its token is cancelled. IPV6_RECVPKTINFO tells, per datagram, the
+//! interface it arrived on and the address it was sent to; a datagram from an interface the
+//! configuration does not name is dropped and counted, so the server never answers elsewhere.
+//! Replies go to the client's link-local address with its scope, or to the relay. A reply that
+//! hands out, extends, releases or declines a binding leaves only after the lease writer has
+//! fsync'd its records (group commit, shared with DHCPv4's journal code). On cancel the loop
+//! stops receiving, the writer writes what is queued and sends those replies, and `serve`
+//! returns.
 
 use std::collections::HashMap;
 use std::io::{self, IoSlice, IoSliceMut};
@@ -15,7 +19,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use ipnet::Ipv6Net;
 use nix::sys::socket::{
@@ -28,35 +32,45 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, debug_span, error, info, warn};
 
 use super::bindings::{Bindings, Lease6};
-use super::handler::{self, Context, Event, Outcome, Reply, RequestMeta};
+use super::handler::{self, Context, Outcome, Reply, RequestMeta};
 use super::wire::{self, ALL_DHCP_RELAY_AGENTS_AND_SERVERS};
 use crate::config::Dhcp6;
-use crate::journal::{unix_now, DeviceEvent, Dhcp6Kind, EventDetail};
+use crate::dhcp::lease_store::{should_compact, Journal, JournalWriter};
+use crate::journal::{DeviceEvent, Dhcp6Kind, EventDetail};
 use crate::policy::MacAddr;
-use crate::runtime::{Events, ServiceContext};
+use crate::runtime::{Clock, Events, Published, ServiceContext};
 
-/// Receive buffer asked for on the DHCPv6 socket.
+/// Receive buffer asked for on the DHCPv6 socket, in octets.
 pub const RECV_BUFFER: usize = 4 << 20;
 /// File in state-dir holding the server DUID (hex), written once.
 pub const SERVER_DUID_FILE: &str = "server-duid";
-/// Expired bindings are remembered this long, so a returning device gets its old address.
+/// Expired bindings are remembered this long (seconds), so a returning device gets its old
+/// address.
 pub const KEEP_EXPIRED_SECS: u64 = 86_400;
-/// How often bindings are swept and interface facts re-read.
-pub const HOUSEKEEPING: Duration = Duration::from_secs(30);
+/// How often stale advertisements and long-expired bindings are swept, the journal is checked
+/// for compaction and interface MTUs are re-read.
+pub const HOUSEKEEPING_INTERVAL: Duration = Duration::from_secs(30);
 /// Seconds from the Unix epoch to 2000-01-01T00:00:00Z, the DUID-LLT epoch (RFC 8415 §11.2).
 const DUID_EPOCH: u64 = 946_684_800;
 
 /// Counters, logged at shutdown (and exported by the status page).
 #[derive(Debug, Default)]
 pub struct Stats {
+    /// Datagrams received.
     pub received: AtomicU64,
+    /// Datagrams that did not decode as a DHCPv6 client or relay message (dropped).
     pub malformed: AtomicU64,
-    /// Datagrams from an interface `[dhcp6] interfaces` does not name.
+    /// Datagrams from an interface `[dhcp6] interfaces` does not name (dropped).
     pub not_served: AtomicU64,
+    /// Messages handled without a reply (another server's, no client id, unicast, …).
     pub ignored: AtomicU64,
+    /// Replies sent.
     pub replies: AtomicU64,
+    /// Binding commits that failed: their replies were not sent.
     pub commits_failed: AtomicU64,
+    /// Replies the socket refused.
     pub send_errors: AtomicU64,
+    /// Datagrams whose decoding or handling panicked (dropped; the loop goes on).
     pub handler_panics: AtomicU64,
 }
 
@@ -71,142 +85,77 @@ impl Stats {
     }
 }
 
-/// Called once the records of a commit are durable (or not: then the reply must not leave).
-pub type CommitDone = Box<dyn FnOnce(io::Result<()>) + Send>;
-
-/// Where bindings go before their Reply leaves: the durable lease journal. Implementations
-/// group-commit and call `done` on their own thread.
-pub trait LeaseLog: Send + Sync {
-    /// Makes `records` durable, then calls `done` with the outcome.
-    fn commit(&self, records: Vec<Lease6>, done: CommitDone);
-}
-
-/// A lease log that keeps nothing: records are "durable" at once. For tests, and for as long
-/// as the DHCPv6 service runs without the lease journal.
-#[derive(Debug, Default)]
-pub struct Volatile;
-
-impl LeaseLog for Volatile {
-    fn commit(&self, _records: Vec<Lease6>, done: CommitDone) {
-        done(Ok(()));
-    }
-}
+/// The DHCPv6 lease journal: [`Lease6`] records in `leases6.journal`.
+pub type Lease6Store = Journal<Lease6>;
+/// Group commit of the DHCPv6 lease journal.
+pub type Lease6Writer = JournalWriter<Lease6>;
 
 /// The bound socket of the DHCPv6 service, made by [`bind`] before privileges drop.
 #[derive(Debug)]
 pub struct Bound6 {
-    /// Non-blocking, `[::]:port`, joined to ff02::1:2 on each served interface.
+    /// The `[dhcp6] interfaces` names, in file order.
+    pub interfaces: Vec<String>,
+    /// Non-blocking, IPV6_RECVPKTINFO on; normally `[::]:port` joined to ff02::1:2 on each
+    /// interface.
     pub socket: UdpSocket,
+    /// The counters of the service that will serve this socket: keep a clone to read them
+    /// while it runs.
+    pub stats: Arc<Stats>,
 }
 
-/// Binds `[::]:port` and joins ff02::1:2 on each interface of `d` (RFC 8415 §7.1). Fails,
-/// naming the interface, when one does not exist.
+impl Bound6 {
+    /// Serves `socket` for `interfaces` (tests hand in a `[::1]:0` socket and `["lo"]`): makes
+    /// it non-blocking and turns IPV6_RECVPKTINFO on.
+    ///
+    /// # Errors
+    /// The socket options cannot be set.
+    pub fn new(interfaces: Vec<String>, socket: UdpSocket) -> io::Result<Bound6> {
+        socket.set_nonblocking(true)?;
+        setsockopt(&socket, sockopt::Ipv6RecvPacketInfo, &true).map_err(io::Error::from)?;
+        Ok(Bound6 {
+            interfaces,
+            socket,
+            stats: Arc::new(Stats::default()),
+        })
+    }
+}
+
+/// Binds `[::]:port`, joins ff02::1:2 on each interface of `d` (RFC 8415 §7.1) and logs
+/// `listening for dhcp6 on IF [::]:PORT` for each.
+///
+/// # Errors
+/// `cannot listen on interface eth9: no such interface "eth9"`, or the socket error.
 pub fn bind(d: &Dhcp6) -> io::Result<Bound6> {
     let s = Socket::new(Domain::IPV6, Type::DGRAM, Some(Protocol::UDP))?;
     s.set_only_v6(true)?;
     s.set_reuse_address(true)?;
-    s.bind(&SocketAddr::from((Ipv6Addr::UNSPECIFIED, d.port)).into())?;
+    s.bind(&SocketAddr::from((Ipv6Addr::UNSPECIFIED, d.port)).into())
+        .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on [::]:{}: {e}", d.port)))?;
     for name in &d.interfaces {
         let index = nix::net::if_::if_nametoindex(name.as_str()).map_err(|_| {
             io::Error::new(
                 io::ErrorKind::NotFound,
-                format!("no such interface {name:?}"),
+                format!("cannot listen on interface {name}: no such interface {name:?}"),
             )
         })?;
         s.join_multicast_v6(&ALL_DHCP_RELAY_AGENTS_AND_SERVERS, index)
-            .map_err(|e| io::Error::new(e.kind(), format!("{name}: joining ff02::1:2: {e}")))?;
+            .map_err(|e| {
+                io::Error::new(
+                    e.kind(),
+                    format!("cannot listen on interface {name}: joining ff02::1:2: {e}"),
+                )
+            })?;
     }
     // a deep queue absorbs a rack of devices powering up at once
     if crate::sys::force_recv_buffer(&s, RECV_BUFFER).is_err() {
         let _ = s.set_recv_buffer_size(RECV_BUFFER);
     }
-    let socket: UdpSocket = s.into();
-    prepare(&socket)?;
-    Ok(Bound6 { socket })
-}
-
-/// Makes any UDP/IPv6 socket servable: non-blocking, with IPV6_RECVPKTINFO on (tests hand in
-/// a `[::1]:0` socket of their own).
-pub fn prepare(socket: &UdpSocket) -> io::Result<()> {
-    socket.set_nonblocking(true)?;
-    setsockopt(socket, sockopt::Ipv6RecvPacketInfo, &true).map_err(io::Error::from)
-}
-
-/// What the server knows about one interface.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct IfaceFacts {
-    pub name: String,
-    /// Ethernet address, if it has one (loopback does not).
-    pub mac: Option<MacAddr>,
-    pub mtu: u32,
-    /// Non-link-local IPv6 prefixes configured on it.
-    pub prefixes: Vec<Ipv6Net>,
-}
-
-/// Interface facts by index, re-read when an unknown index shows up (at most once a second)
-/// and at every housekeeping tick: interfaces come and go while the server runs.
-#[derive(Debug, Default)]
-pub struct Interfaces {
-    by_index: HashMap<u32, IfaceFacts>,
-    read_at: Option<Instant>,
-}
-
-impl Interfaces {
-    /// Re-reads every interface (getifaddrs, /sys/class/net/IF/mtu).
-    pub fn refresh(&mut self) {
-        self.read_at = Some(Instant::now());
-        self.by_index = pnet::datalink::interfaces()
-            .into_iter()
-            .map(|i| {
-                let mtu = std::fs::read_to_string(format!("/sys/class/net/{}/mtu", i.name))
-                    .ok()
-                    .and_then(|s| s.trim().parse().ok())
-                    .unwrap_or(wire::MIN_LINK_MTU);
-                let prefixes = i
-                    .ips
-                    .iter()
-                    .filter_map(|n| match n {
-                        pnet::ipnetwork::IpNetwork::V6(v6) if !v6.ip().is_unicast_link_local() => {
-                            Ipv6Net::new(v6.ip(), v6.prefix()).ok()
-                        }
-                        _ => None,
-                    })
-                    .collect();
-                let facts = IfaceFacts {
-                    name: i.name.clone(),
-                    mac: i.mac.map(|m| MacAddr(m.octets())).filter(|m| m.0 != [0; 6]),
-                    mtu,
-                    prefixes,
-                };
-                (i.index, facts)
-            })
-            .collect();
+    let b = Bound6::new(d.interfaces.clone(), s.into())?;
+    let local = b.socket.local_addr()?;
+    for name in &b.interfaces {
+        info!("listening for dhcp6 on {name} {local}");
     }
-
-    /// Facts of interface `index`, re-reading once if it is unknown.
-    pub fn get(&mut self, index: u32) -> Option<&IfaceFacts> {
-        if !self.by_index.contains_key(&index)
-            && self
-                .read_at
-                .is_none_or(|t| t.elapsed() >= Duration::from_secs(1))
-        {
-            self.refresh();
-        }
-        self.by_index.get(&index)
-    }
-
-    /// The Ethernet address of the first of `names` that has one.
-    pub fn first_mac(&mut self, names: &[String]) -> Option<MacAddr> {
-        if self.read_at.is_none() {
-            self.refresh();
-        }
-        names.iter().find_map(|n| {
-            self.by_index
-                .values()
-                .find(|f| &f.name == n)
-                .and_then(|f| f.mac)
-        })
-    }
+    Ok(b)
 }
 
 /// Reads the server DUID from `dir/server-duid`, or creates it once: a DUID-LLT (RFC 8415
@@ -261,160 +210,177 @@ pub fn load_or_create_server_duid(
     Ok(duid)
 }
 
-/// Shared by the receive loop and the lease log's callbacks.
-pub struct Shared {
+/// Interface MTUs in octets by name, read from `/sys/class/net/IF/mtu` on first use and
+/// forgotten at every housekeeping round (the rest of an interface's facts come from the
+/// published snapshot).
+#[derive(Debug, Default)]
+struct Mtus(HashMap<String, u32>);
+
+impl Mtus {
+    fn get(&mut self, name: &str) -> u32 {
+        *self.0.entry(name.to_owned()).or_insert_with(|| {
+            std::fs::read_to_string(format!("/sys/class/net/{name}/mtu"))
+                .ok()
+                .and_then(|s| s.trim().parse().ok())
+                .unwrap_or(wire::MIN_LINK_MTU)
+        })
+    }
+}
+
+/// Shared by the receive loop and the lease writer's callbacks.
+struct Shared {
+    /// The bindings, the only thing behind this service's lock.
     bindings: Mutex<Bindings>,
-    pub stats: Stats,
-    pub server_duid: Vec<u8>,
-    log: Arc<dyn LeaseLog>,
+    writer: Lease6Writer,
+    stats: Arc<Stats>,
+    server_duid: Vec<u8>,
+    published: Published,
     events: Events,
+    clock: Clock,
+    /// A clone of the receiving socket, for replies sent from the writer thread.
     socket: UdpSocket,
 }
 
 impl Shared {
     /// The bindings, even after a panic elsewhere poisoned the lock: the handler leaves the
     /// table consistent at every step, and a stalled server is worse than one odd binding.
-    pub fn bindings(&self) -> MutexGuard<'_, Bindings> {
+    fn bindings(&self) -> MutexGuard<'_, Bindings> {
         self.bindings.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
-/// What [`Service6::start`] needs besides the socket and the context.
-pub struct Setup {
-    /// Bindings replayed from the lease journal.
-    pub bindings: Bindings,
-    /// Where committed bindings go.
-    pub log: Arc<dyn LeaseLog>,
+/// Runs the DHCPv6 service on `bound` until `token` is cancelled (see the module doc), with
+/// the wall clock.
+///
+/// # Errors
+/// The lease journal in `ctx.state_dir` cannot be opened or replayed (a corrupt record other
+/// than the last names `FILE:LINE`), the server DUID file is unreadable, or the socket cannot
+/// be handed to tokio.
+pub async fn serve(bound: Bound6, ctx: ServiceContext, token: CancellationToken) -> io::Result<()> {
+    serve_with_clock(bound, ctx, token, Clock::System).await
 }
 
-/// Serves with no lease journal (bindings live in memory; addresses stay stable per
-/// (DUID, IAID) across restarts through the hash alone) until `token` is cancelled.
-pub async fn serve(
+/// [`serve`] with `now` read from `clock` (tests pass [`Clock::tokio_at`]).
+pub async fn serve_with_clock(
     bound: Bound6,
     ctx: ServiceContext,
     token: CancellationToken,
-) -> io::Result<Arc<Shared>> {
-    let setup = Setup {
-        bindings: Bindings::default(),
-        log: Arc::new(Volatile),
-    };
-    let svc = Service6::start(bound, ctx, setup)?;
-    let shared = svc.shared();
-    svc.run(token).await?;
-    Ok(shared)
-}
-
-/// The DHCPv6 service between start-up (server DUID read, socket adopted) and its run.
-pub struct Service6 {
-    shared: Arc<Shared>,
-    socket: tokio::net::UdpSocket,
-    ctx: ServiceContext,
-    ifaces: Interfaces,
-}
-
-impl Service6 {
-    /// Reads (or creates) the server DUID in `ctx.state_dir` and adopts the socket. Must be
-    /// called inside the tokio runtime.
-    pub fn start(bound: Bound6, ctx: ServiceContext, setup: Setup) -> io::Result<Service6> {
-        prepare(&bound.socket)?;
-        let mut ifaces = Interfaces::default();
-        let names = ctx
-            .published
-            .load()
-            .config
-            .dhcp6
-            .as_ref()
-            .map(|d| d.interfaces.clone())
-            .unwrap_or_default();
-        let server_duid =
-            load_or_create_server_duid(&ctx.state_dir, ifaces.first_mac(&names), unix_now())?;
-        let shared = Arc::new(Shared {
-            bindings: Mutex::new(setup.bindings),
-            stats: Stats::default(),
-            server_duid,
-            log: setup.log,
-            events: ctx.events.clone(),
-            socket: bound.socket.try_clone()?,
-        });
-        let socket = tokio::net::UdpSocket::from_std(bound.socket)?;
-        let local = socket.local_addr()?;
-        for n in &names {
-            info!("listening for dhcp6 on {n} {local}");
-        }
-        Ok(Service6 {
-            shared,
-            socket,
-            ctx,
-            ifaces,
-        })
-    }
-
-    /// The state and counters, shared with the running loop.
-    pub fn shared(&self) -> Arc<Shared> {
-        Arc::clone(&self.shared)
-    }
-
-    /// Receives and answers until `token` is cancelled, then logs the counters.
-    pub async fn run(self, token: CancellationToken) -> io::Result<()> {
-        let Service6 {
-            shared,
-            socket,
-            ctx,
-            mut ifaces,
-        } = self;
-        let mut buf = vec![0u8; 65536];
-        let mut tick = tokio::time::interval(HOUSEKEEPING);
-        tick.tick().await;
-        loop {
-            tokio::select! {
-                _ = token.cancelled() => break,
-                _ = tick.tick() => {
-                    ifaces.refresh();
-                    shared.bindings().sweep(unix_now(), KEEP_EXPIRED_SECS);
+    clock: Clock,
+) -> io::Result<()> {
+    let snap = ctx.published.load();
+    // the server DUID from the first served interface with a MAC, as Kea and ISC dhcpd do
+    let mac = bound
+        .interfaces
+        .iter()
+        .find_map(|n| snap.interfaces.get(n).and_then(|i| i.mac));
+    let state_dir = ctx.state_dir.clone();
+    let now = clock.now();
+    let (store, records, server_duid) = tokio::task::spawn_blocking(move || {
+        let duid = load_or_create_server_duid(&state_dir, mac, now)?;
+        let (store, records) = Lease6Store::open(&state_dir).map_err(io::Error::other)?;
+        Ok::<_, io::Error>((store, records, duid))
+    })
+    .await
+    .map_err(io::Error::other)??;
+    let bindings = Bindings::from_records(records);
+    info!(
+        bindings = bindings.len(),
+        active = bindings.active(now),
+        server_duid = %hex::encode(&server_duid),
+        "dhcp6 lease journal replayed"
+    );
+    let shared = Arc::new(Shared {
+        bindings: Mutex::new(bindings),
+        writer: Lease6Writer::spawn(store),
+        stats: bound.stats,
+        server_duid,
+        published: ctx.published.clone(),
+        events: ctx.events.clone(),
+        clock,
+        socket: bound.socket.try_clone()?,
+    });
+    let socket = tokio::net::UdpSocket::from_std(bound.socket)?;
+    let mut mtus = Mtus::default();
+    let mut buf = vec![0u8; 65536];
+    let mut tick = tokio::time::interval(HOUSEKEEPING_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await;
+    loop {
+        tokio::select! {
+            biased;
+            _ = token.cancelled() => break,
+            _ = tick.tick() => {
+                mtus = Mtus::default();
+                housekeeping(&shared, shared.clock.now());
+            }
+            r = socket.readable() => {
+                if let Err(e) = r {
+                    error!(error = %e, "dhcp6 socket failed");
+                    break;
                 }
-                r = socket.readable() => {
-                    if let Err(e) = r {
-                        error!(error = %e, "dhcp6 socket failed");
-                        break;
-                    }
-                    // drain what is queued before going back to the reactor
-                    loop {
-                        match socket.try_io(Interest::READABLE, || recv(&socket, &mut buf)) {
-                            Ok(d) => process(&shared, &ctx, &mut ifaces, &buf[..d.len], &d, unix_now()),
-                            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                            Err(e) => {
-                                // ICMP errors from earlier sends surface here; never stop for them
-                                debug!(error = %e, "dhcp6 recv error");
-                                break;
-                            }
+                // drain what is queued before going back to the reactor
+                loop {
+                    match socket.try_io(Interest::READABLE, || recv(&socket, &mut buf)) {
+                        Ok(d) => process(&shared, &mut mtus, &buf[..d.len], &d),
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                        Err(e) => {
+                            // ICMP errors from earlier sends surface here; never stop for them
+                            debug!(error = %e, "dhcp6 recv error");
+                            break;
                         }
                     }
                 }
             }
         }
-        let st = &shared.stats;
-        info!(
-            received = Stats::get(&st.received),
-            malformed = Stats::get(&st.malformed),
-            not_served = Stats::get(&st.not_served),
-            ignored = Stats::get(&st.ignored),
-            replies = Stats::get(&st.replies),
-            send_errors = Stats::get(&st.send_errors),
-            commits_failed = Stats::get(&st.commits_failed),
-            "dhcp6 stopped"
-        );
-        Ok(())
+    }
+    // Nothing is received any more: write what is queued, send those replies, stop.
+    let writer = shared.writer.clone();
+    let syncs = writer.syncs();
+    tokio::task::spawn_blocking(move || writer.shutdown())
+        .await
+        .map_err(io::Error::other)?;
+    let st = &shared.stats;
+    info!(
+        received = Stats::get(&st.received),
+        malformed = Stats::get(&st.malformed),
+        not_served = Stats::get(&st.not_served),
+        ignored = Stats::get(&st.ignored),
+        replies = Stats::get(&st.replies),
+        send_errors = Stats::get(&st.send_errors),
+        commits_failed = Stats::get(&st.commits_failed),
+        lease_syncs = syncs,
+        "dhcp6 stopped"
+    );
+    Ok(())
+}
+
+/// Sweeps stale advertisements and long-expired bindings; compacts the journal when it has
+/// grown (the live set includes declined addresses still in quarantine).
+fn housekeeping(shared: &Shared, now: u64) {
+    let live = {
+        let mut b = shared.bindings();
+        b.sweep(now, KEEP_EXPIRED_SECS);
+        let live = b.records();
+        if should_compact(shared.writer.records_since_compact(), live.len()) {
+            Some(live)
+        } else {
+            None
+        }
+    };
+    if let Some(live) = live {
+        info!(records = live.len(), "compacting the dhcp6 lease journal");
+        shared.writer.compact(live);
     }
 }
 
 /// One received datagram's envelope.
 #[derive(Debug, Clone, Copy)]
-pub struct Datagram {
-    pub len: usize,
-    pub src: SocketAddrV6,
+struct Datagram {
+    len: usize,
+    src: SocketAddrV6,
     /// Destination address and arrival interface index (IPV6_PKTINFO).
-    pub dst: Ipv6Addr,
-    pub ifindex: u32,
+    dst: Ipv6Addr,
+    ifindex: u32,
 }
 
 fn recv(socket: &tokio::net::UdpSocket, buf: &mut [u8]) -> io::Result<Datagram> {
@@ -448,31 +414,25 @@ fn recv(socket: &tokio::net::UdpSocket, buf: &mut [u8]) -> io::Result<Datagram> 
 }
 
 /// Decodes, handles and answers one datagram.
-pub fn process(
-    shared: &Arc<Shared>,
-    ctx: &ServiceContext,
-    ifaces: &mut Interfaces,
-    packet: &[u8],
-    d: &Datagram,
-    now: u64,
-) {
+fn process(shared: &Arc<Shared>, mtus: &mut Mtus, packet: &[u8], d: &Datagram) {
     let stats = &shared.stats;
     Stats::bump(&stats.received);
-    let Some(iface) = ifaces.get(d.ifindex).cloned() else {
-        Stats::bump(&stats.not_served);
-        debug!(ifindex = d.ifindex, src = %d.src, "datagram from an unknown interface; dropped");
-        return;
-    };
-    let snap = ctx.published.load();
+    let snap = shared.published.load();
     let Some(dhcp6) = snap.config.dhcp6.as_ref() else {
+        // disabled by a reload; this instance is being stopped
         Stats::bump(&stats.ignored);
         return;
     };
-    if !dhcp6.interfaces.contains(&iface.name) {
+    // the snapshot knows every interface the file names, read at start and on SIGHUP
+    let Some(iface) = snap
+        .interfaces
+        .values()
+        .find(|i| i.index == d.ifindex && dhcp6.interfaces.contains(&i.name))
+    else {
         Stats::bump(&stats.not_served);
-        debug!(interface = %iface.name, src = %d.src, "datagram on an interface not in [dhcp6] interfaces; dropped");
+        debug!(ifindex = d.ifindex, src = %d.src, "datagram on an interface not in [dhcp6] interfaces; dropped");
         return;
-    }
+    };
     let req = match catch_unwind(|| wire::decode(packet)) {
         Ok(Ok(r)) => r,
         Ok(Err(why)) => {
@@ -495,11 +455,17 @@ pub fn process(
     }
     let meta = RequestMeta {
         interface: iface.name.clone(),
-        iface_addrs: iface.prefixes.clone(),
-        link_mtu: iface.mtu,
+        iface_addrs: iface
+            .ipv6
+            .iter()
+            .filter(|n| !n.addr().is_unicast_link_local())
+            .copied()
+            .collect::<Vec<Ipv6Net>>(),
+        link_mtu: mtus.get(&iface.name),
         src,
         dst: d.dst,
     };
+    let now = shared.clock.now();
     let outcome = {
         let mut b = shared.bindings();
         let hctx = Context {
@@ -512,7 +478,7 @@ pub fn process(
         }))
     };
     match outcome {
-        Ok(o) => finish(shared, o, d.dst, now),
+        Ok(o) => finish(shared, o, d.dst),
         Err(_) => {
             Stats::bump(&stats.handler_panics);
             error!(msg_type = ?req.msg_type, "handler panicked on a request; dropped");
@@ -520,7 +486,9 @@ pub fn process(
     }
 }
 
-fn finish(shared: &Arc<Shared>, outcome: Outcome, received_at: Ipv6Addr, now: u64) {
+/// Emits the event, then commits the binding changes and only once they are durable sends the
+/// reply.
+fn finish(shared: &Arc<Shared>, outcome: Outcome, received_at: Ipv6Addr) {
     let Outcome {
         reply,
         commit,
@@ -529,15 +497,15 @@ fn finish(shared: &Arc<Shared>, outcome: Outcome, received_at: Ipv6Addr, now: u6
     } = outcome;
     if let Some(why) = ignored {
         Stats::bump(&shared.stats.ignored);
-        debug!(reason = why, "no reply");
+        debug!(reason = why.as_str(), "no reply");
     }
     if let Some(ev) = &event {
         log_event(ev);
-        shared.events.emit(&device_event(ev, now));
+        shared.events.emit(ev);
     }
     let Some(reply) = reply else {
         if !commit.is_empty() {
-            shared.log.commit(commit, Box::new(|_| {}));
+            shared.writer.commit(commit, Box::new(|_| {}));
         }
         return;
     };
@@ -549,13 +517,13 @@ fn finish(shared: &Arc<Shared>, outcome: Outcome, received_at: Ipv6Addr, now: u6
         return;
     }
     let sh = Arc::clone(shared);
-    shared.log.commit(
+    shared.writer.commit(
         commit,
         Box::new(move |res| match res {
             Ok(()) => send(&sh, &reply, from),
             Err(e) => {
                 Stats::bump(&sh.stats.commits_failed);
-                error!(error = %e, "lease journal write failed: reply not sent");
+                error!(error = %e, "dhcp6 lease journal write failed: reply not sent");
             }
         }),
     );
@@ -572,7 +540,7 @@ fn send(shared: &Shared, reply: &Reply, from: Option<Ipv6Addr>) {
 }
 
 /// Sends `bytes` to `to`, from the source address `from` when given (IPV6_PKTINFO).
-pub fn send_to(
+fn send_to(
     socket: &UdpSocket,
     bytes: &[u8],
     to: SocketAddrV6,
@@ -610,50 +578,37 @@ impl std::fmt::Display for OptAddr {
     }
 }
 
-fn log_event(ev: &Event) {
-    let duid = ev.duid.as_deref().map(hex::encode).unwrap_or_default();
-    let addr = OptAddr(ev.address);
-    let rule = ev.rule.as_deref().unwrap_or("-");
-    // one info line per binding made, declined or refused; the rest is in the device journal
-    match (ev.kind, ev.status) {
-        (_, Some(status)) => {
-            info!(%duid, address = %addr, requested_136 = ev.requested_136, rule, status = status.as_str(), "{}", ev.kind)
-        }
-        (Dhcp6Kind::Request | Dhcp6Kind::RapidCommit | Dhcp6Kind::Decline, None) => {
-            info!(%duid, address = %addr, requested_136 = ev.requested_136, rule, uris = ?ev.uris, "{}", ev.kind)
-        }
-        _ => {
-            debug!(%duid, address = %addr, requested_136 = ev.requested_136, rule, uris = ?ev.uris, "{}", ev.kind)
-        }
-    }
-    if !ev.uris_dropped.is_empty() {
-        warn!(%duid, dropped = ?ev.uris_dropped, "option 136 trimmed to fit the client's link: lowest-preference URIs dropped");
+/// A DUID in hex, formatted only when the line is enabled.
+struct Hex<'a>(&'a [u8]);
+
+impl std::fmt::Display for Hex<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.iter().try_for_each(|b| write!(f, "{b:02x}"))
     }
 }
 
-/// The device-journal form of a handler event.
-pub fn device_event(ev: &Event, now: u64) -> DeviceEvent {
-    let mut d = DeviceEvent::dhcp6(now, ev.kind, ev.xid, ev.duid.clone().unwrap_or_default());
-    if ev.duid.is_none() {
-        d.duid = None;
+fn log_event(ev: &DeviceEvent) {
+    let EventDetail::Dhcp6(d) = &ev.detail else {
+        return;
+    };
+    let duid = Hex(ev.duid.as_deref().unwrap_or_default());
+    let addr = OptAddr(d.address);
+    let rule = ev.rule.as_deref().unwrap_or("-");
+    // one info line per binding made, declined or refused; the rest is in the device journal
+    match (d.event, d.status) {
+        (_, Some(status)) => {
+            info!(%duid, address = %addr, requested_136 = d.requested_136, rule, status = status.as_str(), "{}", d.event)
+        }
+        (Dhcp6Kind::Request | Dhcp6Kind::RapidCommit | Dhcp6Kind::Decline, None) => {
+            info!(%duid, address = %addr, requested_136 = d.requested_136, rule, uris = ?ev.uris, "{}", d.event)
+        }
+        _ => {
+            debug!(%duid, address = %addr, requested_136 = d.requested_136, rule, uris = ?ev.uris, "{}", d.event)
+        }
     }
-    d.mac = ev.mac;
-    d.rule = ev.rule.clone();
-    d.uris = ev.uris.clone();
-    if let EventDetail::Dhcp6(x) = &mut d.detail {
-        x.iaid = ev.iaid;
-        x.address = ev.address;
-        x.vendor_class = ev.vendor_class.clone();
-        x.enterprise_number = ev.enterprise_number;
-        x.user_class = ev.user_class.clone();
-        x.interface = Some(ev.interface.clone());
-        x.relay = ev.relay.map(|r| r.to_string());
-        x.requested_136 = ev.requested_136;
-        x.uris_dropped = ev.uris_dropped.clone();
-        x.encoding = ev.encoding.map(str::to_string);
-        x.status = ev.status;
+    if !d.uris_dropped.is_empty() {
+        warn!(%duid, dropped = ?d.uris_dropped, "option 136 trimmed to fit the client's link: lowest-preference URIs dropped");
     }
-    d
 }
 
 #[cfg(test)]
@@ -702,14 +657,7 @@ mod tests {
     }
 
     #[test]
-    fn loopback_facts_and_a_join_on_lo() {
-        let mut ifaces = Interfaces::default();
-        let index = nix::net::if_::if_nametoindex("lo").unwrap();
-        let lo = ifaces.get(index).unwrap().clone();
-        assert_eq!(lo.name, "lo");
-        assert_eq!(lo.mac, None);
-        assert!(lo.mtu >= 1280);
-        assert!(lo.prefixes.iter().any(|p| p.addr() == Ipv6Addr::LOCALHOST));
+    fn a_join_on_lo_and_a_missing_interface() {
         let d = Dhcp6 {
             interfaces: vec!["lo".into()],
             port: 0,
@@ -721,13 +669,21 @@ mod tests {
         };
         let b = bind(&d).unwrap();
         assert!(b.socket.local_addr().unwrap().is_ipv6());
+        assert_eq!(b.interfaces, ["lo"]);
         let missing = Dhcp6 {
             interfaces: vec!["eth9-nope".into()],
             ..d
         };
         assert_eq!(
             bind(&missing).unwrap_err().to_string(),
-            "no such interface \"eth9-nope\""
+            "cannot listen on interface eth9-nope: no such interface \"eth9-nope\""
         );
+    }
+
+    #[test]
+    fn mtus_are_read_from_sysfs_and_default_to_the_ipv6_minimum() {
+        let mut m = Mtus::default();
+        assert!(m.get("lo") >= 1280);
+        assert_eq!(m.get("eth9-nope"), wire::MIN_LINK_MTU);
     }
 }

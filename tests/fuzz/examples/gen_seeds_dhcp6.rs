@@ -3,7 +3,7 @@
 //! server DUID of the fuzz fixture, Information-request, one and two levels of Relay-forward
 //! with interface-id, remote-id, client link-layer address and Relay Source Port, and the
 //! Solicit dhcproto's tests carry. Each seed is: selector octet, two octets of clock advance,
-//! then the datagram (see `fuzz_targets/dhcp6_check.rs`).
+//! then the datagram (see `oracle/dhcp6.rs`).
 //!
 //! No dependencies, so it also builds alone:
 //! `rustc --edition 2021 -O examples/gen_seeds_dhcp6.rs -o target/gen_seeds_dhcp6 && target/gen_seeds_dhcp6 seeds/dhcp6`

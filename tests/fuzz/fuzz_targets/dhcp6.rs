@@ -1,5 +1,5 @@
 //! DHCPv6 datagram (relay nesting included) → decode → handler → reply, checked the way a
-//! strict client and each relay would read it (see `dhcp6_check.rs`). The bindings persist
+//! strict client and each relay would read it (the oracle is `../oracle/dhcp6.rs`, shared with `cargo test`). The bindings persist
 //! across inputs (cleared every `RESET_EVERY` inputs); the panic hook writes the inputs since
 //! the last reset to `target/dhcp6-history-<pid>.hex` for replay with `DHCP6_REPLAY=…`;
 //! `DHCP6_TRACE=1` prints one line per handled input.
@@ -10,10 +10,10 @@ use std::sync::Once;
 
 use libfuzzer_sys::fuzz_target;
 
-#[path = "dhcp6_check.rs"]
-mod dhcp6_check;
+#[path = "../oracle/dhcp6.rs"]
+mod oracle;
 
-use dhcp6_check::{hex, State};
+use oracle::{hex, State};
 
 /// Inputs between two clears of the bindings (bounds their size and the replay history).
 const RESET_EVERY: u64 = 256;

@@ -1,5 +1,5 @@
-//! The DHCPv6 fuzz harness, shared by the `dhcp6` fuzz target and `cargo test`
-//! (`tests/dhcp6_fuzz_seeds.rs` runs every seed through it).
+//! The DHCPv6 fuzz oracle, shared by the `dhcp6` fuzz target and `cargo test`
+//! (`tests/fuzz_seeds.rs` runs every seed through it).
 //!
 //! Input: one selector octet (which arrival: link, unicast, relay, MTU, `server-unicast` on or
 //! off), two octets of seconds the clock moves forward, then the datagram. The bindings persist
@@ -20,6 +20,7 @@ use sztp_redirector::dhcp::v6::wire::{
     self, options, Received, IP_UDP_HEADERS, MIN_LINK_MTU, OPT_CLIENTID, OPT_IAADDR, OPT_IA_NA,
     OPT_INTERFACE_ID, OPT_RELAY_MSG, OPT_SERVERID, OPT_V6_SZTP_REDIRECT, RELAY_HEADER_LEN,
 };
+use sztp_redirector::journal::{DeviceEvent, Dhcp6Event, EventDetail};
 use sztp_redirector::policy::{
     BootstrapServer, Glob, KnownDevice, MacAddr, Match, Policy, Rule, UriEncoding, UriForm, Via,
 };
@@ -285,7 +286,7 @@ impl State {
                 out.ignored,
                 out.event
                     .as_ref()
-                    .map(|e| (e.kind, &e.rule, e.uris.len(), e.status)),
+                    .map(|e| (d6(e).event, &e.rule, e.uris.len(), d6(e).status)),
             );
         }
         check(d, &self.policy, &req, meta, &out, self.now);
@@ -461,11 +462,11 @@ pub fn check(
             .and_then(|r| policy.rule(r))
             .map(|r| r.always_send);
         assert!(
-            ev.requested_136 || rendering == Some(true),
+            d6(ev).requested_136 || rendering == Some(true),
             "option 136 sent unrequested"
         );
         assert!(!ev.uris.is_empty());
-        match ev.encoding {
+        match d6(ev).encoding.as_deref() {
             Some("rfc8572") => {
                 let got = decode_list(v);
                 assert!(!got.truncated, "option 136 truncated");
@@ -498,5 +499,13 @@ pub fn check(
             "event.uris {:?} but no option 136",
             ev.uris
         );
+    }
+}
+
+/// The DHCPv6 part of a handler event.
+fn d6(ev: &DeviceEvent) -> &Dhcp6Event {
+    match &ev.detail {
+        EventDetail::Dhcp6(x) => x,
+        other => panic!("the DHCPv6 handler made a {other:?} event"),
     }
 }
