@@ -1,6 +1,10 @@
 //! The real binary serving DHCPv6 on loopback, unprivileged (port 0, relay path): a relay
 //! agent built with dhcproto (not our wire module), `probe --relay6`, malformed input counted,
-//! the same address for the same DUID/IAID after a restart.
+//! the same address for the same DUID/IAID after a restart, bindings durable across `kill -9`,
+//! a Decline's quarantine across a restart, SIGHUP turning the service off and on, and
+//! `leases` listing DHCPv4 and DHCPv6 together.
+
+mod common;
 
 use std::io::{BufRead, BufReader};
 use std::net::{Ipv6Addr, SocketAddr, UdpSocket};
@@ -18,11 +22,20 @@ const BIN: &str = env!("CARGO_BIN_EXE_sztp-redirector");
 const KEA_PAYLOAD_HEX: &str = "001f68747470733a2f2f737a7470312e6578616d706c652e746573743a38343433001a68747470733a2f2f5b323030313a6462383a3a315d3a38343433";
 
 fn write_config(dir: &Path) -> std::path::PathBuf {
+    write_config_with(dir, "2001:db8:1::1000-2001:db8:1::1fff", "")
+}
+
+/// The file with `pool` as the DHCPv6 pool and `more` appended (another section).
+fn write_config_with(dir: &Path, pool: &str, more: &str) -> std::path::PathBuf {
     let cfg = dir.join("sztp.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            r#"[appliance]
+    std::fs::write(&cfg, config_text(dir, pool, true) + more).unwrap();
+    cfg
+}
+
+/// The configuration text; `dhcp6` false leaves the `[dhcp6]` section out.
+fn config_text(dir: &Path, pool: &str, dhcp6: bool) -> String {
+    let mut s = format!(
+        r#"[appliance]
 state-dir = "{}"
 
 [[bootstrap-server]]
@@ -36,26 +49,33 @@ uri = "https://[2001:db8::1]:8443"
 [[rule]]
 name = "default"
 redirect-to = ["sztp1", "sztp2"]
-
+"#,
+        dir.join("state").display()
+    );
+    if dhcp6 {
+        s += &format!(
+            r#"
 [dhcp6]
 interfaces = ["lo"]
 port = 0
+decline-time = "1h"
 
 [[dhcp6.subnet]]
 prefix = "2001:db8:1::/64"
-pools = ["2001:db8:1::1000-2001:db8:1::1fff"]
-"#,
-            dir.join("state").display()
-        ),
-    )
-    .unwrap();
-    cfg
+pools = ["{pool}"]
+"#
+        );
+    }
+    s
 }
 
 /// The server process; killed on drop. Its stderr lines are collected.
 struct Server {
     child: Child,
+    /// The DHCPv6 port of the first `listening for dhcp6` line.
     port: u16,
+    /// The ports of later `listening for dhcp6` lines (after a reload).
+    ports: std::sync::mpsc::Receiver<u16>,
     log: Arc<Mutex<Vec<String>>>,
     reader: Option<std::thread::JoinHandle<()>>,
 }
@@ -75,6 +95,7 @@ impl Server {
         let l = Arc::clone(&log);
         let reader = std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                // the bound port, read from the log: never assumed free
                 if let Some(p) = line.split("listening for dhcp6 on lo [::]:").nth(1) {
                     let _ = tx.send(p.trim().parse::<u16>().unwrap());
                 }
@@ -87,9 +108,48 @@ impl Server {
         Server {
             child,
             port,
+            ports: rx,
             log,
             reader: Some(reader),
         }
+    }
+
+    /// The port of the next `listening for dhcp6` line (bounded wait).
+    fn next_port(&self) -> u16 {
+        self.ports
+            .recv_timeout(Duration::from_secs(20))
+            .unwrap_or_else(|_| panic!("no new listening line: {:?}", self.log()))
+    }
+
+    fn log(&self) -> Vec<String> {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// Waits (bounded) until `count` log lines contain `needle`; returns whether they came.
+    fn wait_log(&self, needle: &str, count: usize) -> bool {
+        let end = std::time::Instant::now() + Duration::from_secs(20);
+        while std::time::Instant::now() < end {
+            if self.log().iter().filter(|l| l.contains(needle)).count() >= count {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
+    }
+
+    fn signal(&self, sig: &str) {
+        let ok = Command::new("kill")
+            .args([&format!("-{sig}"), &self.child.id().to_string()])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok);
+    }
+
+    /// SIGKILL: no drain, no shutdown summary.
+    fn kill9(mut self) {
+        self.signal("KILL");
+        self.child.wait().unwrap();
     }
 
     /// SIGTERM, wait, and return the exit status with every log line.
@@ -152,16 +212,21 @@ impl Relay {
     }
 
     fn exchange(&self, m: &Message) -> Message {
+        self.try_exchange(m).expect("a Relay-reply")
+    }
+
+    /// The reply to `m`, or `None` when none came within the socket's read timeout.
+    fn try_exchange(&self, m: &Message) -> Option<Message> {
         self.sock
             .send_to(&self.forward(&m.to_vec().unwrap()), self.server)
             .unwrap();
         let mut buf = [0u8; 4096];
-        let (n, _) = self.sock.recv_from(&mut buf).expect("a Relay-reply");
+        let (n, _) = self.sock.recv_from(&mut buf).ok()?;
         assert_eq!(buf[0], 13);
         // the only option of our Relay-reply is the relay message (no interface-id was sent)
         let opts = &buf[34..n];
         assert_eq!(u16::from_be_bytes([opts[0], opts[1]]), 9);
-        Message::decode(&mut Decoder::new(&opts[4..])).unwrap()
+        Some(Message::decode(&mut Decoder::new(&opts[4..])).unwrap())
     }
 }
 
@@ -290,5 +355,206 @@ fn malformed_packets_are_dropped_and_counted() {
     assert!(
         summary.contains(&format!("malformed={}", garbage.len())),
         "{summary}"
+    );
+}
+
+/// `sztp-redirector leases --state-dir DIR` (table) and `--json`.
+fn leases(dir: &Path) -> (String, Vec<serde_json::Value>) {
+    let state = dir.join("state");
+    let table = Command::new(BIN)
+        .args(["leases", "--state-dir"])
+        .arg(&state)
+        .output()
+        .unwrap();
+    assert!(table.status.success(), "{table:?}");
+    (
+        String::from_utf8(table.stdout).unwrap(),
+        common::leases_json(&state),
+    )
+}
+
+/// Client `n` declines `a` (as after a failed DAD), naming the server `sid`; the Reply.
+fn decline(r: &Relay, n: u8, a: Ipv6Addr, sid: DhcpOption) -> Message {
+    let mut m = solicit(n);
+    m.set_msg_type(MessageType::Decline);
+    m.opts_mut().remove(OptionCode::ORO);
+    m.opts_mut().insert(sid);
+    m.opts_mut().insert(DhcpOption::IANA(IANA {
+        id: 9,
+        t1: 0,
+        t2: 0,
+        opts: [DhcpOption::IAAddr(dhcproto::v6::IAAddr {
+            addr: a,
+            preferred_life: 0,
+            valid_life: 0,
+            opts: DhcpOptions::new(),
+        })]
+        .into_iter()
+        .collect(),
+    }));
+    r.exchange(&m)
+}
+
+#[test]
+fn a_binding_survives_kill_9_and_leases_lists_it_beside_dhcp4() {
+    let dir = tempfile::tempdir().unwrap();
+    let v4 = r#"
+[dhcp4]
+interfaces = ["lo"]
+port = 0
+
+[[dhcp4.subnet]]
+subnet = "192.0.2.0/24"
+pools = ["192.0.2.100-192.0.2.199"]
+lease-time = "1h"
+"#;
+    let cfg = write_config_with(dir.path(), "2001:db8:1::1000-2001:db8:1::1fff", v4);
+    let s = Server::start(&cfg);
+    assert!(s.wait_log("listening for dhcp4 on lo 0.0.0.0:", 1));
+    let port4: u16 = s
+        .log()
+        .iter()
+        .find_map(|l| l.split("listening for dhcp4 on lo 0.0.0.0:").nth(1))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let a6 = bind(&Relay::new(s.port), 4);
+    let x = common::relay::Relay::new(port4)
+        .exchange(common::relay::mac(4), 0x44, true)
+        .expect("a DHCPv4 ACK");
+    let a4 = x.ack.yiaddr();
+    // no drain, no shutdown: only what was fsync'd before each reply is left
+    s.kill9();
+
+    let (table, rows) = leases(dir.path());
+    let head = table.lines().next().unwrap();
+    assert!(head.starts_with("PROTO "), "{table}");
+    assert!(head.contains(" IAID "), "{table}");
+    let row6 = table
+        .lines()
+        .find(|l| l.contains(&a6.to_string()))
+        .unwrap_or_else(|| panic!("{a6} not listed:\n{table}"));
+    assert!(row6.starts_with("dhcp6 "), "{row6}");
+    assert!(row6.contains(" 00030001020000000004 "), "the DUID: {row6}");
+    assert!(
+        table
+            .lines()
+            .any(|l| l.starts_with("dhcp4 ") && l.contains(&a4.to_string())),
+        "{table}"
+    );
+    let j6 = rows
+        .iter()
+        .find(|r| r["proto"] == "dhcp6")
+        .expect("a dhcp6 row");
+    assert_eq!(j6["address"], a6.to_string());
+    assert_eq!(j6["state"], "bound");
+    assert_eq!(j6["client_id"], "00030001020000000004");
+    assert_eq!(j6["iaid"], 9);
+    assert_eq!(j6["mac"], "02:00:00:00:00:04", "from the DUID-LL");
+    let j4 = rows
+        .iter()
+        .find(|r| r["proto"] == "dhcp4")
+        .expect("a dhcp4 row");
+    assert_eq!(j4["address"], a4.to_string());
+    assert_eq!(j4["iaid"], serde_json::Value::Null);
+
+    // and the restarted server replays it
+    let s = Server::start(&cfg);
+    assert!(s.wait_log("dhcp6 lease journal replayed", 1));
+    assert!(
+        s.log()
+            .iter()
+            .any(|l| l.contains("dhcp6 lease journal replayed") && l.contains("bindings=1")),
+        "{:?}",
+        s.log()
+    );
+    let (st, _) = s.stop();
+    assert!(st.success());
+}
+
+#[test]
+fn a_declined_address_stays_quarantined_after_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    // one address in the pool
+    let cfg = write_config_with(dir.path(), "2001:db8:1::1000-2001:db8:1::1000", "");
+    let s = Server::start(&cfg);
+    let r = Relay::new(s.port);
+    let a = bind(&r, 1);
+    let sid = r
+        .exchange(&solicit(1))
+        .opts()
+        .get(OptionCode::ServerId)
+        .cloned()
+        .unwrap();
+    assert_eq!(decline(&r, 1, a, sid).msg_type(), MessageType::Reply);
+    let (st, _) = s.stop();
+    assert!(st.success());
+
+    let s = Server::start(&cfg);
+    let adv = Relay::new(s.port).exchange(&solicit(2));
+    assert_eq!(adv.msg_type(), MessageType::Advertise);
+    let status = match adv.opts().get(OptionCode::IANA) {
+        Some(DhcpOption::IANA(ia)) => ia.opts.iter().find_map(|o| match o {
+            DhcpOption::StatusCode(c) => Some(u16::from(c.status)),
+            _ => None,
+        }),
+        _ => None,
+    };
+    assert_eq!(status, Some(2), "NoAddrsAvail: {a} is still quarantined");
+    let (_, rows) = leases(dir.path());
+    assert!(
+        rows.iter()
+            .any(|r| r["address"] == a.to_string() && r["state"] == "declined"),
+        "{rows:?}"
+    );
+    let (st, _) = s.stop();
+    assert!(st.success());
+}
+
+#[test]
+fn sighup_turns_dhcp6_off_and_back_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let pool = "2001:db8:1::1000-2001:db8:1::1fff";
+    let cfg = write_config(dir.path());
+    let s = Server::start(&cfg);
+    let first = bind(&Relay::new(s.port), 5);
+
+    std::fs::write(&cfg, config_text(dir.path(), pool, false)).unwrap();
+    s.signal("HUP");
+    assert!(s.wait_log("configuration reloaded", 1), "{:?}", s.log());
+    assert!(
+        s.log()
+            .iter()
+            .any(|l| l.contains("service stopped") && l.contains("dhcp6")),
+        "{:?}",
+        s.log()
+    );
+    let old = Relay::new(s.port);
+    old.sock
+        .set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    assert!(old.try_exchange(&solicit(5)).is_none(), "still answering");
+
+    std::fs::write(&cfg, config_text(dir.path(), pool, true)).unwrap();
+    s.signal("HUP");
+    let port = s.next_port();
+    assert!(s.wait_log("configuration reloaded", 2), "{:?}", s.log());
+    assert!(
+        s.wait_log("dhcp6 lease journal replayed", 2),
+        "{:?}",
+        s.log()
+    );
+    assert_eq!(
+        bind(&Relay::new(port), 5),
+        first,
+        "the same binding after the service came back"
+    );
+    let (st, log) = s.stop();
+    assert!(st.success(), "{st:?}");
+    assert_eq!(
+        log.iter().filter(|l| l.contains("dhcp6 stopped")).count(),
+        2,
+        "{log:?}"
     );
 }

@@ -442,3 +442,349 @@ async fn a_direct_unicast_solicit_is_dropped_and_a_direct_information_request_an
     let st = svc.stop().await;
     assert_eq!(Stats::get(&st.ignored), 1);
 }
+
+// ---------------------------------------------------------------------------------------------
+// The lease journal: durable before the Reply, replayed at start, quarantines kept, compacted.
+
+use sztp_redirector::daemon::{Bound, ServiceName, Supervisor};
+use sztp_redirector::dhcp::lease_store::{read_records, Journal};
+use sztp_redirector::dhcp::leases::LeaseState;
+use sztp_redirector::dhcp::v6::bindings::{Bindings, IaKey, Lease6, JOURNAL_FILE};
+
+/// Upper bound for anything that must end; hitting it means a hang, not slowness.
+const HANG: Duration = Duration::from_secs(30);
+/// A plausible Unix time for the virtual-clock tests.
+const T0: u64 = 1_800_000_000;
+
+fn ia_addr(a: Ipv6Addr) -> DhcpOption {
+    DhcpOption::IAAddr(dhcproto::v6::IAAddr {
+        addr: a,
+        preferred_life: 0,
+        valid_life: 0,
+        opts: Default::default(),
+    })
+}
+
+/// Solicit then Request for client `n` through `r`; the Reply.
+fn solicit_request(r: &Relay, n: u8) -> Message {
+    let adv = r.exchange(&client(MessageType::Solicit, n, &[136], Some(vec![])));
+    assert_eq!(adv.msg_type(), MessageType::Advertise);
+    let (a, _, _) = address(&adv).expect("an address advertised");
+    let mut req = client(MessageType::Request, n, &[136], Some(vec![ia_addr(a)]));
+    req.opts_mut().insert(DhcpOption::ServerId(server_id(&adv)));
+    r.exchange(&req)
+}
+
+/// The status code inside the IA_NA of `m`, if any.
+fn ia_status(m: &Message) -> Option<u16> {
+    match m.opts().get(OptionCode::IANA) {
+        Some(DhcpOption::IANA(ia)) => ia.opts.iter().find_map(|o| match o {
+            DhcpOption::StatusCode(s) => Some(u16::from(s.status)),
+            _ => None,
+        }),
+        _ => None,
+    }
+}
+
+fn text_with(state: &Path, from: &str, to: &str) -> String {
+    config_text(state, r#""lo""#).replace(from, to)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reply_leaves_only_after_its_binding_is_in_the_journal() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().to_path_buf();
+    let svc = Service::start(&state, r#""lo""#);
+    let port = svc.port;
+    let st = state.clone();
+    tokio::task::spawn_blocking(move || {
+        let r = Relay::new(port);
+        let rep = solicit_request(&r, 1);
+        let (a, _, valid) = address(&rep).unwrap();
+        // read the moment the Reply is in: the record was fsync'd before it was sent
+        let recs: Vec<Lease6> = read_records(&st).unwrap();
+        let l = recs.iter().find(|l| l.addr == a).expect("journaled");
+        assert_eq!(
+            (l.duid.clone(), l.iaid, l.state),
+            (duid(1), 7, LeaseState::Bound)
+        );
+        assert_eq!(
+            l.mac.map(|m| m.to_string()).as_deref(),
+            Some("02:00:00:00:00:01")
+        );
+        assert_eq!(valid, 3600);
+        // Rapid Commit: one round trip, journaled as well
+        let mut rc = client(MessageType::Solicit, 2, &[136], Some(vec![]));
+        rc.opts_mut().insert(DhcpOption::RapidCommit);
+        let rep = r.exchange(&rc);
+        assert_eq!(rep.msg_type(), MessageType::Reply);
+        let (b, _, _) = address(&rep).unwrap();
+        let recs: Vec<Lease6> = read_records(&st).unwrap();
+        assert!(recs.iter().any(|l| l.addr == b && l.duid == duid(2)));
+        // Release: the record says so before the Reply
+        let mut rel = client(MessageType::Release, 1, &[], Some(vec![ia_addr(a)]));
+        rel.opts_mut().insert(DhcpOption::ServerId(server_id(&rep)));
+        r.exchange(&rel);
+        let recs: Vec<Lease6> = read_records(&st).unwrap();
+        let l = recs.iter().find(|l| l.addr == a).unwrap();
+        assert_eq!(l.state, LeaseState::Released);
+    })
+    .await
+    .unwrap();
+    svc.stop().await;
+    assert!(state.join(JOURNAL_FILE).exists());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bindings_are_replayed_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().to_path_buf();
+    let cfg = config::load_str(Path::new("t.toml"), &config_text(&state, r#""lo""#)).unwrap();
+    let subnet = &cfg.dhcp6.as_ref().unwrap().subnets[0];
+    let key = IaKey {
+        duid: duid(1),
+        iaid: 7,
+    };
+    // an address the hash would not pick for this IA (as after a collision on an earlier
+    // start): only the journal can bring it back
+    let hashed = Bindings::default()
+        .choose_pool_address(subnet, &key, T0, |_| true)
+        .unwrap();
+    let kept: Ipv6Addr = if hashed == "2001:db8:1::1abc".parse::<Ipv6Addr>().unwrap() {
+        "2001:db8:1::1abd".parse().unwrap()
+    } else {
+        "2001:db8:1::1abc".parse().unwrap()
+    };
+    let (mut j, _) = Journal::<Lease6>::open(&state).unwrap();
+    j.append(&[Lease6 {
+        addr: kept,
+        duid: duid(1),
+        iaid: 7,
+        mac: None,
+        expires: u64::MAX / 2,
+        state: LeaseState::Bound,
+    }])
+    .unwrap();
+    drop(j);
+    let svc = Service::start(&state, r#""lo""#);
+    let port = svc.port;
+    let got = tokio::task::spawn_blocking(move || {
+        let r = Relay::new(port);
+        let adv = r.exchange(&client(MessageType::Solicit, 1, &[136], Some(vec![])));
+        address(&adv).unwrap().0
+    })
+    .await
+    .unwrap();
+    assert_eq!(got, kept);
+    svc.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_declined_address_stays_quarantined_across_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().to_path_buf();
+    // one address in the pool, declined for ten minutes
+    let text = text_with(
+        &state,
+        "2001:db8:1::1000-2001:db8:1::1fff",
+        "2001:db8:1::1000-2001:db8:1::1000",
+    )
+    .replace(
+        "rapid-commit = true",
+        "rapid-commit = true\ndecline-time = \"10m\"",
+    );
+    let only: Ipv6Addr = "2001:db8:1::1000".parse().unwrap();
+
+    let svc = Service::start_with(&state, &text, Clock::tokio_at(T0));
+    let port = svc.port;
+    tokio::task::spawn_blocking(move || {
+        let r = Relay::new(port);
+        let rep = solicit_request(&r, 1);
+        assert_eq!(address(&rep).unwrap().0, only);
+        // a failed DAD: the client declines it
+        let mut dec = client(MessageType::Decline, 1, &[], Some(vec![ia_addr(only)]));
+        dec.opts_mut().insert(DhcpOption::ServerId(server_id(&rep)));
+        assert_eq!(r.exchange(&dec).msg_type(), MessageType::Reply);
+    })
+    .await
+    .unwrap();
+    svc.stop().await;
+    let recs: Vec<Lease6> = read_records(&state).unwrap();
+    assert_eq!(recs.len(), 1);
+    assert_eq!(recs[0].state, LeaseState::Declined);
+    assert_eq!(recs[0].expires, T0 + 600);
+
+    // a restart replays the quarantine: nobody gets the address for the rest of the ten minutes
+    let svc = Service::start_with(&state, &text, Clock::tokio_at(T0 + 60));
+    let port = svc.port;
+    let status = tokio::task::spawn_blocking(move || {
+        let r = Relay::new(port);
+        let adv = r.exchange(&client(MessageType::Solicit, 2, &[136], Some(vec![])));
+        (address(&adv), ia_status(&adv))
+    })
+    .await
+    .unwrap();
+    assert_eq!(status, (None, Some(2)), "NoAddrsAvail while quarantined");
+    tokio::time::advance(Duration::from_secs(600 - 60)).await;
+    let got = tokio::task::spawn_blocking(move || {
+        let r = Relay::new(port);
+        address(&r.exchange(&client(MessageType::Solicit, 2, &[136], Some(vec![])))).map(|a| a.0)
+    })
+    .await
+    .unwrap();
+    assert_eq!(got, Some(only), "free again once the quarantine is over");
+    tokio::time::timeout(HANG, svc.stop()).await.unwrap();
+}
+
+fn journal_lines(state: &Path) -> usize {
+    std::fs::read_to_string(state.join(JOURNAL_FILE))
+        .unwrap()
+        .lines()
+        .count()
+}
+
+#[tokio::test(start_paused = true)]
+async fn housekeeping_compacts_the_journal_once_expired_bindings_are_swept() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().to_path_buf();
+    // 2,600 bindings written 4 times each: 10,400 records, 4 per live binding, below the
+    // compaction threshold (more than 10,000 records and more than 4 per live binding)
+    let lease = |i: u32, expires: u64, state: LeaseState| Lease6 {
+        addr: Ipv6Addr::from(0x2001_0db8_0002_u128 << 80 | u128::from(i)),
+        duid: vec![0, 3, 0, 1, 2, 0, 0, 0, (i >> 8) as u8, i as u8],
+        iaid: 1,
+        mac: None,
+        expires,
+        state,
+    };
+    {
+        let (mut j, _) = Journal::<Lease6>::open(&state).unwrap();
+        for round in 0..4u64 {
+            // the odd half expires 100 s after T0; the even half is bound for a year, and a
+            // tenth of it declined (quarantines are live records too)
+            let recs: Vec<Lease6> = (0..2600)
+                .map(|i| match i % 20 {
+                    x if x % 2 == 1 => lease(i, T0 + 100, LeaseState::Bound),
+                    0 => lease(i, T0 + 31_536_000 + round, LeaseState::Declined),
+                    _ => lease(i, T0 + 31_536_000 + round, LeaseState::Bound),
+                })
+                .collect();
+            j.append(&recs).unwrap();
+        }
+    }
+    assert_eq!(journal_lines(&state), 10_400);
+    let svc = Service::start_with(&state, &config_text(&state, r#""lo""#), Clock::tokio_at(T0));
+    let port = svc.port;
+    // one housekeeping round with nothing to sweep; the Reply after it was queued behind any
+    // compaction the round would have asked for
+    tokio::time::advance(server::HOUSEKEEPING_INTERVAL).await;
+    let a = tokio::task::spawn_blocking(move || address(&solicit_request(&Relay::new(port), 1)))
+        .await
+        .unwrap()
+        .expect("bound")
+        .0;
+    assert_eq!(journal_lines(&state), 10_401, "no compaction yet");
+    // a day after the odd half expired, the sweep forgets them: 1,301 live bindings
+    tokio::time::advance(Duration::from_secs(100 + server::KEEP_EXPIRED_SECS + 60)).await;
+    let until = std::time::Instant::now() + HANG;
+    while journal_lines(&state) != 1301 {
+        assert!(
+            std::time::Instant::now() < until,
+            "not compacted: {} lines",
+            journal_lines(&state)
+        );
+        tokio::time::advance(server::HOUSEKEEPING_INTERVAL).await;
+        tokio::task::spawn_blocking(|| std::thread::sleep(Duration::from_millis(20)))
+            .await
+            .unwrap();
+    }
+    let live: Vec<Lease6> = read_records(&state).unwrap();
+    assert!(live.iter().any(|l| l.addr == a), "the new binding is kept");
+    assert_eq!(
+        live.iter()
+            .filter(|l| l.state == LeaseState::Declined)
+            .count(),
+        130,
+        "quarantines survive compaction"
+    );
+    assert!(live.iter().all(|l| l.expires > T0 + 100));
+    tokio::time::timeout(HANG, svc.stop()).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reload_turns_dhcp6_off_and_back_on_from_its_journal() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().to_path_buf();
+    let on = config_text(&state, r#""lo""#);
+    let off = on[..on.find("[dhcp6]").unwrap()].to_owned();
+    let load = |t: &str| config::load_str(Path::new("t.toml"), t).unwrap();
+    let socket = UdpSocket::bind("[::1]:0").unwrap();
+    let port = socket.local_addr().unwrap().port();
+    let bound = Bound {
+        dhcp6: Some(Bound6::new(vec!["lo".into()], socket).unwrap()),
+        ..Bound::default()
+    };
+    let ctx = ServiceContext {
+        published: Published::new(Snapshot::read(load(&on), 0)),
+        events: Events::new(None),
+        state_dir: state.clone(),
+    };
+    let mut sup = Supervisor::start(bound, ctx, CancellationToken::new());
+    assert_eq!(sup.running(), [ServiceName::Dhcp6]);
+    // a device binds, then declines its address: the quarantine is only in the journal
+    let declined = tokio::task::spawn_blocking(move || {
+        let r = Relay::new(port);
+        let rep = solicit_request(&r, 1);
+        let (a, _, _) = address(&rep).unwrap();
+        let mut dec = client(MessageType::Decline, 1, &[], Some(vec![ia_addr(a)]));
+        dec.opts_mut().insert(DhcpOption::ServerId(server_id(&rep)));
+        r.exchange(&dec);
+        a
+    })
+    .await
+    .unwrap();
+
+    sup.reload(load(&off)).await.unwrap();
+    assert!(sup.running().is_empty(), "dhcp6 stopped and awaited");
+    assert!(sup.local_addrs(ServiceName::Dhcp6).is_empty());
+    let silent = tokio::task::spawn_blocking(move || {
+        let r = Relay::new(port);
+        r.sock
+            .set_read_timeout(Some(Duration::from_millis(300)))
+            .unwrap();
+        r.send(
+            &r.forward(
+                &client(MessageType::InformationRequest, 3, &[], None)
+                    .to_vec()
+                    .unwrap(),
+                link(),
+            ),
+        );
+        r.recv()
+    })
+    .await
+    .unwrap();
+    assert!(silent.is_none(), "the old socket is closed");
+
+    // back on: bound anew by the reload ([::]:0 joined on lo), journal replayed
+    sup.reload(load(
+        &on.replace("rapid-commit = true", "rapid-commit = true\nport = 0"),
+    ))
+    .await
+    .unwrap();
+    assert_eq!(sup.running(), [ServiceName::Dhcp6]);
+    let addrs = sup.local_addrs(ServiceName::Dhcp6);
+    assert_eq!(addrs.len(), 1);
+    let port = addrs[0].port();
+    assert_ne!(port, 0);
+    let again = tokio::task::spawn_blocking(move || {
+        address(&solicit_request(&Relay::new(port), 1)).unwrap().0
+    })
+    .await
+    .unwrap();
+    assert_ne!(again, declined, "the quarantine came back from the journal");
+    tokio::time::timeout(HANG, sup.drain(HANG))
+        .await
+        .unwrap()
+        .unwrap();
+}

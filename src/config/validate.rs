@@ -1149,7 +1149,7 @@ fn dhcp6(cx: &mut Ctx<'_>, raw: &RawConfig) -> Option<Dhcp6> {
 
 /// A DUID as colon or plain hex (`00:03:00:01:02:00:00:00:00:01`, `000300010200…`): a 2-octet
 /// type and 1 to 128 octets of identifier (RFC 8415 §11.1).
-pub fn parse_duid(s: &str) -> Result<Vec<u8>, String> {
+pub(crate) fn parse_duid(s: &str) -> Result<Vec<u8>, String> {
     let bad = |why: &str| format!("{s:?} is not a DUID: {why}");
     let digits: String = s.chars().filter(|&c| c != ':' && c != '-').collect();
     let bytes =

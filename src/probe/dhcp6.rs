@@ -24,44 +24,44 @@ use crate::policy::MacAddr;
 
 /// RFC 5612: the enterprise number reserved for documentation, used when the operator gives
 /// a vendor class or remote-id without one.
-pub const EXAMPLE_ENTERPRISE: u32 = 32473;
+pub(crate) const EXAMPLE_ENTERPRISE: u32 = 32473;
 
 /// What the probe says about itself as a device (and, in relay mode, as its relay agent).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Probe6Params {
+pub(crate) struct Probe6Params {
     /// 3-octet transaction id (the low 24 bits are used).
-    pub xid: u32,
+    pub(crate) xid: u32,
     /// The device's DUID (DUID-LL of its MAC unless given).
-    pub duid: Vec<u8>,
-    pub iaid: u32,
+    pub(crate) duid: Vec<u8>,
+    pub(crate) iaid: u32,
     /// The device's MAC: option 79 in relay mode.
-    pub mac: MacAddr,
-    pub request_136: bool,
+    pub(crate) mac: MacAddr,
+    pub(crate) request_136: bool,
     /// Information-request instead of Solicit/Request.
-    pub stateless: bool,
-    pub rapid_commit: bool,
+    pub(crate) stateless: bool,
+    pub(crate) rapid_commit: bool,
     /// Option 16: enterprise number and vendor-class-data.
-    pub vendor_class: Option<(u32, String)>,
+    pub(crate) vendor_class: Option<(u32, String)>,
     /// Option 15 entries.
-    pub user_class: Vec<String>,
-    pub relay: Option<Relay6>,
+    pub(crate) user_class: Vec<String>,
+    pub(crate) relay: Option<Relay6>,
 }
 
 /// The relay agent the probe plays with `--relay6` (RFC 8415 §19.1; RFC 8357 Relay Source
 /// Port, so the answer comes back to the probe's own port).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Relay6 {
+pub(crate) struct Relay6 {
     /// Selects the server's subnet; `::` leaves it to the server's interface rules.
-    pub link_address: Ipv6Addr,
+    pub(crate) link_address: Ipv6Addr,
     /// The device's link-local address (derived from its MAC).
-    pub peer_address: Ipv6Addr,
-    pub interface_id: Option<Vec<u8>>,
-    pub remote_id: Option<Vec<u8>>,
+    pub(crate) peer_address: Ipv6Addr,
+    pub(crate) interface_id: Option<Vec<u8>>,
+    pub(crate) remote_id: Option<Vec<u8>>,
 }
 
 impl Probe6Params {
     /// A device with DUID-LL of `mac`, IAID 1, asking for option 136.
-    pub fn new(xid: u32, mac: MacAddr) -> Probe6Params {
+    pub(crate) fn new(xid: u32, mac: MacAddr) -> Probe6Params {
         Probe6Params {
             xid,
             duid: wire::duid_ll(mac),
@@ -82,7 +82,7 @@ impl Probe6Params {
     }
 
     /// Option 6: DNS servers and search list, then 136 (RFC 8572 §8.2) unless turned off.
-    pub fn oro(&self) -> Vec<u16> {
+    pub(crate) fn oro(&self) -> Vec<u16> {
         let mut o = vec![wire::OPT_DNS_SERVERS, wire::OPT_DOMAIN_LIST];
         if self.request_136 {
             o.push(OPT_V6_SZTP_REDIRECT);
@@ -92,7 +92,7 @@ impl Probe6Params {
 }
 
 /// The link-local address a device with `mac` forms (modified EUI-64, RFC 4291 App. A).
-pub fn link_local_of(mac: MacAddr) -> Ipv6Addr {
+pub(crate) fn link_local_of(mac: MacAddr) -> Ipv6Addr {
     let m = mac.0;
     Ipv6Addr::new(
         0xfe80,
@@ -121,7 +121,7 @@ fn opaque_list<S: AsRef<[u8]>>(items: &[S]) -> Vec<u8> {
 
 /// A client message of type `t` with the device's identity and requests; `ia_addr` is the
 /// address of the chosen Advertise (Request, Release) and `server_id` the server addressed.
-pub fn build(
+pub(crate) fn build(
     p: &Probe6Params,
     t: MessageType,
     server_id: Option<&[u8]>,
@@ -179,7 +179,7 @@ pub fn build(
 
 /// Relay-forward around `inner` (RFC 8415 §9.1) with interface-id (18), remote-id (37),
 /// client link-layer address (79, RFC 6939) and Relay Source Port (135, RFC 8357).
-pub fn relay_forward(r: &Relay6, mac: MacAddr, inner: &[u8]) -> Vec<u8> {
+pub(crate) fn relay_forward(r: &Relay6, mac: MacAddr, inner: &[u8]) -> Vec<u8> {
     let mut m = Vec::with_capacity(inner.len() + 80);
     m.push(MessageType::RelayForw.into());
     m.push(0);
@@ -203,25 +203,25 @@ pub fn relay_forward(r: &Relay6, mac: MacAddr, inner: &[u8]) -> Vec<u8> {
 
 /// A server message, as far as the probe cares.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Reply6 {
-    pub msg_type: MessageType,
-    pub server_id: Vec<u8>,
+pub(crate) struct Reply6 {
+    pub(crate) msg_type: MessageType,
+    pub(crate) server_id: Vec<u8>,
     /// Option 7 (0 when absent).
-    pub preference: u8,
+    pub(crate) preference: u8,
     /// First IA_NA's first address: (address, preferred, valid).
-    pub address: Option<(Ipv6Addr, u32, u32)>,
+    pub(crate) address: Option<(Ipv6Addr, u32, u32)>,
     /// First IA_NA's status code, if any.
-    pub ia_status: Option<(u16, String)>,
+    pub(crate) ia_status: Option<(u16, String)>,
     /// Message-level status code, if any.
-    pub status: Option<(u16, String)>,
-    pub dns: Vec<Ipv6Addr>,
-    pub domains: Vec<String>,
-    pub rapid_commit: bool,
+    pub(crate) status: Option<(u16, String)>,
+    pub(crate) dns: Vec<Ipv6Addr>,
+    pub(crate) domains: Vec<String>,
+    pub(crate) rapid_commit: bool,
     /// Option 136 value; the number of instances is in `sztp_instances`.
-    pub sztp_redirect: Option<Vec<u8>>,
-    pub sztp_instances: usize,
+    pub(crate) sztp_redirect: Option<Vec<u8>>,
+    pub(crate) sztp_instances: usize,
     /// Option codes in wire order.
-    pub options_seen: Vec<u16>,
+    pub(crate) options_seen: Vec<u16>,
 }
 
 fn status_of(v: &[u8]) -> Option<(u16, String)> {
@@ -250,7 +250,12 @@ fn names(mut b: &[u8]) -> Vec<String> {
 
 /// Reads a server's answer to transaction `xid` of the client `duid`; in relay mode, first
 /// unwraps the Relay-reply. `Err` says why it is not ours or not valid.
-pub fn parse_reply(bytes: &[u8], xid: u32, duid: &[u8], relayed: bool) -> Result<Reply6, String> {
+pub(crate) fn parse_reply(
+    bytes: &[u8],
+    xid: u32,
+    duid: &[u8],
+    relayed: bool,
+) -> Result<Reply6, String> {
     let msg = if relayed {
         if bytes.first() != Some(&u8::from(MessageType::RelayRepl)) {
             return Err("not a Relay-reply".into());
@@ -341,15 +346,15 @@ pub fn parse_reply(bytes: &[u8], xid: u32, duid: &[u8], relayed: bool) -> Result
 
 /// One server that answered.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Answer {
+pub(crate) struct Answer {
     /// Source address of its datagram (the server, or its relay path).
-    pub source: SocketAddr,
-    pub reply: Reply6,
+    pub(crate) source: SocketAddr,
+    pub(crate) reply: Reply6,
 }
 
 /// How the exchange ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Outcome6 {
+pub(crate) enum Outcome6 {
     NoServer,
     /// The chosen server did not answer the Request.
     NoReply,
@@ -364,13 +369,13 @@ pub enum Outcome6 {
 
 /// Everything the DHCPv6 probe learned.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Probe6Report {
-    pub heading: String,
-    pub interface: String,
+pub(crate) struct Probe6Report {
+    pub(crate) heading: String,
+    pub(crate) interface: String,
     /// Every server that answered the Solicit (or Information-request), by server DUID.
-    pub answers: Vec<Answer>,
-    pub outcome: Outcome6,
-    pub released: bool,
+    pub(crate) answers: Vec<Answer>,
+    pub(crate) outcome: Outcome6,
+    pub(crate) released: bool,
 }
 
 fn add_answer(answers: &mut Vec<Answer>, a: Answer) {
@@ -384,7 +389,7 @@ fn add_answer(answers: &mut Vec<Answer>, a: Answer) {
 
 impl Probe6Report {
     /// 0 a Reply, 2 refused or no Reply, 3 no server answered.
-    pub fn exit_code(&self) -> i32 {
+    pub(crate) fn exit_code(&self) -> i32 {
         match self.outcome {
             Outcome6::Reply(_) => 0,
             Outcome6::NoServer => 3,
@@ -392,7 +397,7 @@ impl Probe6Report {
         }
     }
 
-    pub fn warnings(&self) -> Vec<String> {
+    pub(crate) fn warnings(&self) -> Vec<String> {
         let mut w = Vec::new();
         if self.answers.len() > 1 {
             w.push(format!(
@@ -421,7 +426,7 @@ impl Probe6Report {
     }
 
     /// Option 136 of the Reply, else of the first answer.
-    pub fn redirect(&self) -> Option<SztpRedirect> {
+    pub(crate) fn redirect(&self) -> Option<SztpRedirect> {
         self.reply()
             .and_then(|r| r.sztp_redirect.clone())
             .or_else(|| {
@@ -433,7 +438,7 @@ impl Probe6Report {
     }
 
     /// Human output; warnings go to stderr through [`Probe6Report::warnings`].
-    pub fn render_text(&self) -> String {
+    pub(crate) fn render_text(&self) -> String {
         let mut s = String::new();
         let _ = writeln!(s, "{}", self.heading);
         for a in &self.answers {
@@ -524,7 +529,7 @@ impl Probe6Report {
         s
     }
 
-    pub fn to_json(&self) -> Value {
+    pub(crate) fn to_json(&self) -> Value {
         let servers: Vec<Value> = self
             .answers
             .iter()
@@ -580,7 +585,7 @@ fn msg_word(t: MessageType) -> &'static str {
 }
 
 /// RFC 8415 §21.13 status names.
-pub fn status_name(code: u16) -> &'static str {
+pub(crate) fn status_name(code: u16) -> &'static str {
     match code {
         0 => "Success",
         1 => "UnspecFail",
@@ -594,7 +599,7 @@ pub fn status_name(code: u16) -> &'static str {
 }
 
 /// Moves DHCPv6 messages; the exchange knows nothing of sockets.
-pub trait Transport6 {
+pub(crate) trait Transport6 {
     /// To all servers (ff02::1:2 on the link, or the relay target).
     fn send(&mut self, msg: &[u8]) -> io::Result<()>;
     /// The next datagram, or `None` once `deadline` passes.
@@ -603,7 +608,7 @@ pub trait Transport6 {
 
 /// A UDP socket: device mode (bound to `[::]:546` on the interface, sending to ff02::1:2) or
 /// relay mode (any port, sending to the server).
-pub struct UdpTransport6 {
+pub(crate) struct UdpTransport6 {
     socket: UdpSocket,
     to: SocketAddrV6,
 }
@@ -611,7 +616,7 @@ pub struct UdpTransport6 {
 impl UdpTransport6 {
     /// Device mode on `iface`: needs the right to bind port 546 (root or
     /// CAP_NET_BIND_SERVICE), no address beyond the link-local one.
-    pub fn device(iface: &str) -> io::Result<UdpTransport6> {
+    pub(crate) fn device(iface: &str) -> io::Result<UdpTransport6> {
         use socket2::{Domain, Protocol, Socket, Type};
         let index = nix::net::if_::if_nametoindex(iface).map_err(|_| {
             io::Error::new(
@@ -637,14 +642,14 @@ impl UdpTransport6 {
     }
 
     /// Relay mode: bound to `bind`, sending to `server`.
-    pub fn relay(bind: SocketAddr, server: SocketAddrV6) -> io::Result<UdpTransport6> {
+    pub(crate) fn relay(bind: SocketAddr, server: SocketAddrV6) -> io::Result<UdpTransport6> {
         Ok(UdpTransport6 {
             socket: UdpSocket::bind(bind)?,
             to: server,
         })
     }
 
-    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+    pub(crate) fn local_addr(&self) -> io::Result<SocketAddr> {
         self.socket.local_addr()
     }
 }
@@ -682,11 +687,11 @@ impl Transport6 for UdpTransport6 {
 
 /// Timing of the exchange.
 #[derive(Debug, Clone, Copy)]
-pub struct Timing6 {
+pub(crate) struct Timing6 {
     /// How long each Solicit collects Advertises, and each Request waits.
-    pub wait: Duration,
+    pub(crate) wait: Duration,
     /// Sends of each message before giving up.
-    pub attempts: u32,
+    pub(crate) attempts: u32,
 }
 
 fn collect<T: Transport6>(
@@ -730,7 +735,7 @@ fn failure(r: &Reply6) -> Option<(u16, String)> {
 
 /// Solicit (collecting every Advertise), Request to the most preferred, optionally Release;
 /// or, stateless, one Information-request collecting every Reply.
-pub fn run<T: Transport6>(
+pub(crate) fn run<T: Transport6>(
     t: &mut T,
     p: &Probe6Params,
     timing: Timing6,

@@ -8,14 +8,14 @@ use std::time::{Duration, Instant};
 use super::*;
 
 /// The server's address on the client link (2001:db8:1::/64) and the relay's links.
-pub const SERVER6_CIDR: &str = "2001:db8:1::1/64";
-pub const RELAY6_UP_SERVER: &str = "2001:db8:9::1";
-pub const RELAY6_UP_RELAY: &str = "2001:db8:9::2";
-pub const RELAY6_DOWN: &str = "2001:db8:2::1";
+pub(crate) const SERVER6_CIDR: &str = "2001:db8:1::1/64";
+pub(crate) const RELAY6_UP_SERVER: &str = "2001:db8:9::1";
+pub(crate) const RELAY6_UP_RELAY: &str = "2001:db8:9::2";
+pub(crate) const RELAY6_DOWN: &str = "2001:db8:2::1";
 
 /// Polls (bounded) until `iface` in `ns` has a link-local address that finished duplicate
 /// address detection: dhclient -6, the probe and the server's replies need one.
-pub fn wait_link_local(ns: &Netns, iface: &str) {
+pub(crate) fn wait_link_local(ns: &Netns, iface: &str) {
     let until = Instant::now() + Duration::from_secs(20);
     loop {
         let out = ns.ip(&["-6", "addr", "show", "dev", iface]);
@@ -37,13 +37,13 @@ pub fn wait_link_local(ns: &Netns, iface: &str) {
 }
 
 /// Adds a global address without DAD (the namespaces are private: no duplicate can exist).
-pub fn add_addr6(ns: &Netns, iface: &str, cidr: &str) {
+pub(crate) fn add_addr6(ns: &Netns, iface: &str, cidr: &str) {
     ns.ip(&["-6", "addr", "add", cidr, "dev", iface, "nodad"]);
 }
 
 /// Server and client namespaces joined by a veth pair: the server end has
 /// [`SERVER6_CIDR`] and both ends a usable link-local address.
-pub fn pair6(tag: &str) -> NetnsPair {
+pub(crate) fn pair6(tag: &str) -> NetnsPair {
     let net = NetnsPair::new(tag);
     add_addr6(&net.server, &net.server_if, SERVER6_CIDR);
     wait_link_local(&net.server, &net.server_if);
@@ -53,7 +53,7 @@ pub fn pair6(tag: &str) -> NetnsPair {
 
 /// client — relay — server over IPv6: the relay has [`RELAY6_UP_RELAY`]/64 toward the server
 /// ([`RELAY6_UP_SERVER`]/64) and [`RELAY6_DOWN`]/64 toward the client.
-pub fn relay_topology6(tag: &str) -> RelayTopology {
+pub(crate) fn relay_topology6(tag: &str) -> RelayTopology {
     let t = RelayTopology::new(tag);
     add_addr6(&t.server, &t.server_if, &format!("{RELAY6_UP_SERVER}/64"));
     add_addr6(&t.relay, &t.relay_up_if, &format!("{RELAY6_UP_RELAY}/64"));
@@ -79,7 +79,7 @@ pub fn relay_topology6(tag: &str) -> RelayTopology {
 
 /// Starts the server in `ns` (config as in [`spawn_server`]) and waits for `sockets`
 /// `listening for dhcp6` lines.
-pub fn spawn_server6_in(
+pub(crate) fn spawn_server6_in(
     ns: &Netns,
     config: &str,
     dir: tempfile::TempDir,
@@ -108,7 +108,7 @@ pub fn spawn_server6_in(
 }
 
 /// [`spawn_server6_in`] in a new temporary directory, one interface.
-pub fn spawn_server6(ns: &Netns, config: &str) -> ServerGuard {
+pub(crate) fn spawn_server6(ns: &Netns, config: &str) -> ServerGuard {
     let dir = tempfile::Builder::new()
         .prefix("sztpt-")
         .tempdir()
@@ -117,7 +117,7 @@ pub fn spawn_server6(ns: &Netns, config: &str) -> ServerGuard {
 }
 
 /// dhclient -6 configuration: option 136 as `string`, requested (or only defined).
-pub fn dhclient6_conf(request_136: bool, rapid_commit: bool) -> String {
+pub(crate) fn dhclient6_conf(request_136: bool, rapid_commit: bool) -> String {
     let mut s = String::from("option dhcp6.sztp-redirect code 136 = string;\n");
     if request_136 {
         s.push_str("also request dhcp6.sztp-redirect;\n");
@@ -129,20 +129,25 @@ pub fn dhclient6_conf(request_136: bool, rapid_commit: bool) -> String {
 }
 
 /// A dhclient -6 run: its directory (lease file `lease6`, env log `env.log`).
-pub struct Dhclient6 {
-    pub dir: tempfile::TempDir,
-    pub child: Child,
+pub(crate) struct Dhclient6 {
+    pub(crate) dir: tempfile::TempDir,
+    pub(crate) child: Child,
 }
 
 impl Dhclient6 {
-    pub fn events(&self) -> Vec<(String, HashMap<String, String>)> {
+    pub(crate) fn events(&self) -> Vec<(String, HashMap<String, String>)> {
         parse_env_dump(
             &std::fs::read_to_string(self.dir.path().join("env.log")).unwrap_or_default(),
         )
     }
 
     /// Polls (bounded) for the `n`-th event among `reasons` and returns it.
-    pub fn wait_event(&self, reasons: &[&str], n: usize, max: Duration) -> HashMap<String, String> {
+    pub(crate) fn wait_event(
+        &self,
+        reasons: &[&str],
+        n: usize,
+        max: Duration,
+    ) -> HashMap<String, String> {
         let until = Instant::now() + max;
         loop {
             let got: Vec<HashMap<String, String>> = self
@@ -166,7 +171,7 @@ impl Dhclient6 {
     }
 
     /// The first binding (BOUND6) or stateless configuration.
-    pub fn wait_bound(&self) -> HashMap<String, String> {
+    pub(crate) fn wait_bound(&self) -> HashMap<String, String> {
         self.wait_event(
             &["BOUND6", "RENEW6", "REBIND6", "REBOOT6"],
             1,
@@ -174,7 +179,7 @@ impl Dhclient6 {
         )
     }
 
-    pub fn lease_file(&self) -> PathBuf {
+    pub(crate) fn lease_file(&self) -> PathBuf {
         self.dir.path().join("lease6")
     }
 }
@@ -183,7 +188,7 @@ impl Dhclient6 {
 /// §6.1; `-D LL` makes the DUID a DUID-LL of the interface MAC, the same on every run).
 /// `decline_first`: the script exits 3 on the first BOUND6, which makes dhclient Decline
 /// the address, as Debian's dhclient-script does when duplicate address detection fails.
-pub fn start_dhclient6(
+pub(crate) fn start_dhclient6(
     ns: &Netns,
     iface: &str,
     conf: &str,
@@ -242,7 +247,7 @@ pub fn start_dhclient6(
 }
 
 /// Bytes of dhclient's `new_dhcp6_sztp_redirect`, which it prints as colon hex.
-pub fn dhclient6_136(env: &HashMap<String, String>) -> Option<Vec<u8>> {
+pub(crate) fn dhclient6_136(env: &HashMap<String, String>) -> Option<Vec<u8>> {
     env.get("new_dhcp6_sztp_redirect")
         .map(|raw| dhclient_colon_hex(raw).unwrap_or_else(|| panic!("not colon hex: {raw}")))
 }

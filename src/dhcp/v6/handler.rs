@@ -116,7 +116,9 @@ impl Outcome {
 
 /// Everything the handler reads: the `[dhcp6]` section, the one Policy and the server DUID.
 pub struct Context<'a> {
+    /// `[dhcp6]`.
     pub dhcp6: &'a Dhcp6,
+    /// The Policy.
     pub policy: &'a Policy,
     /// The server's DUID (option 2), generated once and kept in state-dir.
     pub server_duid: &'a [u8],

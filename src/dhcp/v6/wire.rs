@@ -42,29 +42,53 @@ pub const IP_UDP_HEADERS: u32 = 48;
 /// msg-type, hop-count, link-address, peer-address (RFC 8415 §9.1).
 pub const RELAY_HEADER_LEN: usize = 34;
 
+/// Client Identifier (RFC 8415 §21.2): the client's DUID.
 pub const OPT_CLIENTID: u16 = 1;
+/// Server Identifier (RFC 8415 §21.3): the server's DUID.
 pub const OPT_SERVERID: u16 = 2;
+/// Identity Association for Non-temporary Addresses (RFC 8415 §21.4).
 pub const OPT_IA_NA: u16 = 3;
+/// Identity Association for Temporary Addresses (RFC 8415 §21.5).
 pub const OPT_IA_TA: u16 = 4;
+/// IA Address (RFC 8415 §21.6).
 pub const OPT_IAADDR: u16 = 5;
+/// Option Request (RFC 8415 §21.7).
 pub const OPT_ORO: u16 = 6;
+/// Preference (RFC 8415 §21.8).
 pub const OPT_PREFERENCE: u16 = 7;
+/// Elapsed Time (RFC 8415 §21.9), in hundredths of a second.
 pub const OPT_ELAPSED_TIME: u16 = 8;
+/// Relay Message (RFC 8415 §21.10).
 pub const OPT_RELAY_MSG: u16 = 9;
+/// Authentication (RFC 8415 §21.11).
 pub const OPT_AUTH: u16 = 11;
+/// Server Unicast (RFC 8415 §21.12).
 pub const OPT_UNICAST: u16 = 12;
+/// Status Code (RFC 8415 §21.13).
 pub const OPT_STATUS_CODE: u16 = 13;
+/// Rapid Commit (RFC 8415 §21.14).
 pub const OPT_RAPID_COMMIT: u16 = 14;
+/// User Class (RFC 8415 §21.15).
 pub const OPT_USER_CLASS: u16 = 15;
+/// Vendor Class (RFC 8415 §21.16): enterprise number and class data.
 pub const OPT_VENDOR_CLASS: u16 = 16;
+/// Vendor-specific Information (RFC 8415 §21.17).
 pub const OPT_VENDOR_OPTS: u16 = 17;
+/// Interface-Id (RFC 8415 §21.18), echoed in the Relay-reply.
 pub const OPT_INTERFACE_ID: u16 = 18;
+/// Reconfigure Message (RFC 8415 §21.19).
 pub const OPT_RECONF_MSG: u16 = 19;
+/// Reconfigure Accept (RFC 8415 §21.20).
 pub const OPT_RECONF_ACCEPT: u16 = 20;
+/// DNS Recursive Name Server (RFC 3646 §3).
 pub const OPT_DNS_SERVERS: u16 = 23;
+/// Domain Search List (RFC 3646 §4).
 pub const OPT_DOMAIN_LIST: u16 = 24;
+/// Identity Association for Prefix Delegation (RFC 8415 §21.21).
 pub const OPT_IA_PD: u16 = 25;
+/// IA Prefix (RFC 8415 §21.22).
 pub const OPT_IAPREFIX: u16 = 26;
+/// Information Refresh Time (RFC 8415 §21.23), in seconds.
 pub const OPT_INFORMATION_REFRESH_TIME: u16 = 32;
 /// RFC 4649 Relay Agent Remote-ID.
 pub const OPT_REMOTE_ID: u16 = 37;
@@ -260,6 +284,7 @@ pub fn in_order(list: Vec<DhcpOption>) -> DhcpOptions {
 /// What one relay agent added on the way (RFC 8415 §9.1, §21.18; RFC 4649; RFC 6939; RFC 8357).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RelayHop {
+    /// The Relay-forward's hop-count (0 for the relay next to the client).
     pub hop_count: u8,
     /// Address of the link the client is on, or `::` (e.g. a lightweight relay, RFC 6221).
     pub link_address: Ipv6Addr,

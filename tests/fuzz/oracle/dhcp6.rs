@@ -27,8 +27,8 @@ use sztp_redirector::policy::{
 use sztp_redirector::sztp::{decode_list, encode_list, SztpUri, OPERATION_PATH};
 
 /// A plausible Unix time to start from; `now` only moves forward from here.
-pub const EPOCH: u64 = 1_700_000_000;
-pub const SERVER_DUID: [u8; 14] = [0, 1, 0, 1, 0x2a, 0, 0, 0, 2, 0, 0, 0, 0, 1];
+pub(crate) const EPOCH: u64 = 1_700_000_000;
+pub(crate) const SERVER_DUID: [u8; 14] = [0, 1, 0, 1, 0x2a, 0, 0, 0, 2, 0, 0, 0, 0, 1];
 
 fn servers<S: AsRef<str>>(uris: &[S]) -> Vec<BootstrapServer> {
     uris.iter()
@@ -53,13 +53,13 @@ fn rule<S: AsRef<str>>(name: &str, matches: Match, uris: &[S]) -> Rule {
 }
 
 /// 40 URIs of 52 octets: more than a 1280 link holds, so the list must be cut to fit.
-pub fn many() -> Vec<String> {
+pub(crate) fn many() -> Vec<String> {
     (1..=40)
         .map(|i| format!("https://sztp-{i:03}.bootstrap.site-a.example.com:8443"))
         .collect()
 }
 
-pub fn policy() -> Policy {
+pub(crate) fn policy() -> Policy {
     let many = many();
     let mut text = rule(
         "text",
@@ -132,7 +132,7 @@ fn addr(s: &str) -> Ipv6Addr {
 
 /// Two subnets: a whole /64 on eth1 with reservations, and a four-address pool behind
 /// relays (so exhaustion is reachable).
-pub fn dhcp6(server_unicast: bool) -> Dhcp6 {
+pub(crate) fn dhcp6(server_unicast: bool) -> Dhcp6 {
     Dhcp6 {
         interfaces: vec!["eth1".into(), "eth2".into(), "eth3".into()],
         port: 547,
@@ -188,7 +188,7 @@ pub fn dhcp6(server_unicast: bool) -> Dhcp6 {
 }
 
 /// Arrivals, chosen by the selector octet.
-pub fn metas() -> Vec<RequestMeta> {
+pub(crate) fn metas() -> Vec<RequestMeta> {
     let m = |iface: &str, prefixes: &[&str], mtu: u32, src: &str, dst: &str| RequestMeta {
         interface: iface.into(),
         iface_addrs: prefixes.iter().map(|p| p.parse().unwrap()).collect(),
@@ -229,17 +229,17 @@ pub fn metas() -> Vec<RequestMeta> {
     ]
 }
 
-pub struct State {
-    pub dhcp6: [Dhcp6; 2],
-    pub policy: Policy,
-    pub metas: Vec<RequestMeta>,
-    pub bindings: Bindings,
-    pub now: u64,
-    pub trace: bool,
+pub(crate) struct State {
+    pub(crate) dhcp6: [Dhcp6; 2],
+    pub(crate) policy: Policy,
+    pub(crate) metas: Vec<RequestMeta>,
+    pub(crate) bindings: Bindings,
+    pub(crate) now: u64,
+    pub(crate) trace: bool,
 }
 
 impl State {
-    pub fn new() -> State {
+    pub(crate) fn new() -> State {
         State {
             dhcp6: [dhcp6(false), dhcp6(true)],
             policy: policy(),
@@ -250,13 +250,13 @@ impl State {
         }
     }
 
-    pub fn reset(&mut self) {
+    pub(crate) fn reset(&mut self) {
         self.bindings = Bindings::default();
         self.now = EPOCH;
     }
 
     /// Handles one input; false when it is too short or does not decode.
-    pub fn step(&mut self, data: &[u8]) -> bool {
+    pub(crate) fn step(&mut self, data: &[u8]) -> bool {
         let [sel, t0, t1, packet @ ..] = data else {
             return false;
         };
@@ -300,7 +300,7 @@ impl Default for State {
     }
 }
 
-pub fn hex(b: &[u8]) -> String {
+pub(crate) fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
@@ -358,7 +358,7 @@ fn unwrap_relays<'a>(mut b: &'a [u8], req: &Received) -> &'a [u8] {
     b
 }
 
-pub fn check(
+pub(crate) fn check(
     d: &Dhcp6,
     policy: &Policy,
     req: &Received,
