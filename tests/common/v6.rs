@@ -135,8 +135,10 @@ pub(crate) struct Dhclient6 {
 }
 
 impl Dhclient6 {
+    /// The events dhclient's script has written completely so far (a block still being
+    /// written is left out: a poll mid-write once saw BOUND6 without its variables).
     pub(crate) fn events(&self) -> Vec<(String, HashMap<String, String>)> {
-        parse_env_dump(
+        parse_complete_env_dump(
             &std::fs::read_to_string(self.dir.path().join("env.log")).unwrap_or_default(),
         )
     }
@@ -212,7 +214,7 @@ pub(crate) fn start_dhclient6(
     std::fs::write(
         &script,
         format!(
-            "#!/bin/sh\n{{ echo \"### $reason\"; env; }} >> '{}'\n{decline}exit 0\n",
+            "#!/bin/sh\n{{ echo \"### $reason\"; env; echo \"### end\"; }} >> '{}'\n{decline}exit 0\n",
             log.display()
         ),
     )
