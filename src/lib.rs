@@ -27,8 +27,10 @@
 pub mod cli;
 pub mod config;
 pub mod daemon;
+pub mod devices;
 pub mod dhcp;
 pub mod journal;
+pub mod metrics;
 pub mod policy;
 pub mod probe;
 pub mod runtime;
