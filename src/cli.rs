@@ -1,4 +1,4 @@
-//! Subcommands: run, check-config, leases, probe
+//! Subcommands: run, check-config, leases, devices, probe
 
 use std::path::PathBuf;
 
@@ -38,6 +38,9 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Show the devices seen and where each got stuck, or one device's timeline: from the
+    /// running appliance's status API, else from the device journal
+    Devices(crate::status::client::DevicesArgs),
     /// Act as an SZTP device doing DHCPv4 and print what the network tells it
     Probe(Box<crate::probe::ProbeArgs>),
 }
@@ -61,6 +64,7 @@ pub fn main() -> i32 {
             config,
             json,
         } => leases(state_dir, config, json),
+        Command::Devices(args) => crate::status::client::main(args),
         Command::Probe(args) => crate::probe::main(*args),
     }
 }

@@ -14,14 +14,17 @@
 //!   (`v4::wire`, `v4::reply`), logic (`v4::handler`, no sockets, clock or randomness) and I/O
 //!   (`v4::server` with `v4::sockets` and `v4::frame`, the only DHCP code that touches
 //!   sockets; `v4::frame` builds the Ethernet/IPv4/UDP frames sent straight to a client MAC);
-//! - [`journal`]: the device journal (one JSON line per DHCP step);
+//! - [`journal`]: the device journal (one JSON line per device step);
+//! - [`devices`]: the device table (events folded per device: stages, verdict, timeline);
+//! - [`metrics`]: the Prometheus registry every service shares;
+//! - [`status`]: the status server (`/`, `/metrics`, `/api/…`) and the `devices` command;
 //! - [`runtime`]: what services share: the published snapshot (Config + Policy), the event
 //!   sink, the service shape (`bind` then `serve(bound, ctx, token)`);
 //! - [`daemon`]: binds sockets, spawns services, SIGHUP reload, SIGTERM/SIGINT shutdown;
 //! - [`sys`]: the only unsafe code: dropping root to `appliance.user` once sockets are bound,
 //!   and SO_RCVBUFFORCE;
 //! - [`probe`]: the client side, an SZTP device on a segment (operator's doctor and test client);
-//! - [`cli`]: subcommands `run`, `check-config`, `leases`, `probe`.
+//! - [`cli`]: subcommands `run`, `check-config`, `leases`, `devices`, `probe`.
 #![deny(unsafe_code)]
 
 pub mod cli;
@@ -34,6 +37,7 @@ pub mod metrics;
 pub mod policy;
 pub mod probe;
 pub mod runtime;
+pub mod status;
 pub mod sys;
 pub mod sztp;
 #[cfg(test)]

@@ -233,6 +233,9 @@ pub struct RawMdns {
 pub struct RawStatus {
     pub enabled: Option<bool>,
     pub listen: Option<StrList>,
+    pub token_file: Option<Str>,
+    pub max_devices: Option<Spanned<i64>>,
+    pub events_per_device: Option<Spanned<i64>>,
 }
 
 /// A string or a list of strings (`match.vendor-class = "Arista*"` or `= ["Arista*", ...]`).
