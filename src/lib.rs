@@ -17,6 +17,7 @@
 //! - [`journal`]: the device journal (one JSON line per device step);
 //! - [`devices`]: the device table (events folded per device: stages, verdict, timeline);
 //! - [`metrics`]: the Prometheus registry every service shares;
+//! - [`notify`]: systemd's notify protocol (READY, WATCHDOG, STOPPING);
 //! - [`status`]: the status server (`/`, `/metrics`, `/api/…`) and the `devices` command;
 //! - [`runtime`]: what services share: the published snapshot (Config + Policy), the event
 //!   sink, the service shape (`bind` then `serve(bound, ctx, token)`);
@@ -34,6 +35,7 @@ pub mod devices;
 pub mod dhcp;
 pub mod journal;
 pub mod metrics;
+pub mod notify;
 pub mod policy;
 pub mod probe;
 pub mod runtime;
