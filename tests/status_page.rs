@@ -33,9 +33,9 @@ pub fn chromium() -> Option<PathBuf> {
 }
 
 /// Headless Chromium on `url` with a fresh profile: `--dump-dom` output, or a screenshot
-/// written to `screenshot` (1280×800). Virtual time lets the page's fetches and first poll
+/// written to `screenshot` at `size` (width, height in CSS pixels). Virtual time lets the page's fetches and first poll
 /// finish before the DOM is taken; the outer timeout only bounds a hung browser.
-pub fn chromium_run(url: &str, screenshot: Option<&Path>) -> String {
+pub fn chromium_run(url: &str, screenshot: Option<(&Path, (u32, u32))>) -> String {
     let bin = chromium().expect("chromium");
     let profile = tempfile::tempdir().unwrap();
     let mut args: Vec<String> = [
@@ -56,8 +56,8 @@ pub fn chromium_run(url: &str, screenshot: Option<&Path>) -> String {
     .collect();
     args.push(format!("--user-data-dir={}", profile.path().display()));
     match screenshot {
-        Some(p) => {
-            args.push("--window-size=1280,800".into());
+        Some((p, (w, h))) => {
+            args.push(format!("--window-size={w},{h}"));
             args.push(format!("--screenshot={}", p.display()));
         }
         None => args.push("--dump-dom".into()),
@@ -151,10 +151,13 @@ fn start(events: &[DeviceEvent]) -> Running {
 impl Running {
     fn stop(self) {
         self.token.cancel();
-        let r = self.rt.block_on(async {
-            tokio::time::timeout(Duration::from_secs(30), self.task).await
-        });
-        assert!(matches!(r, Ok(Ok(Ok(())))), "serve did not end cleanly: {r:?}");
+        let r = self
+            .rt
+            .block_on(async { tokio::time::timeout(Duration::from_secs(30), self.task).await });
+        assert!(
+            matches!(r, Ok(Ok(Ok(())))),
+            "serve did not end cleanly: {r:?}"
+        );
     }
 }
 
@@ -174,7 +177,11 @@ fn chromium_lists_devices_and_shows_a_timeline() {
     let base = format!("http://{}/", server.addr);
 
     let dom = chromium_run(&base, None);
-    for key in ["02:00:00:53:5a:01", "02:00:00:53:5a:02", "02:00:00:53:5a:03"] {
+    for key in [
+        "02:00:00:53:5a:01",
+        "02:00:00:53:5a:02",
+        "02:00:00:53:5a:03",
+    ] {
         assert!(
             dom.contains(&format!("<tr data-key=\"{key}\"")),
             "row for {key} missing:\n{dom}"
@@ -193,15 +200,26 @@ fn chromium_lists_devices_and_shows_a_timeline() {
 
     let dom = chromium_run(&format!("{base}#device/02%3A00%3A00%3A53%3A5a%3A02"), None);
     assert!(
-        dom.contains("DHCPv4 ACK 192.0.2.102: did not ask for option 143, sent no option 143 (rule default)"),
+        dom.contains(
+            "DHCPv4 ACK 192.0.2.102: did not ask for option 143, sent no option 143 (rule default)"
+        ),
         "timeline missing:\n{dom}"
     );
     assert!(dom.contains("id=\"list-view\" hidden"), "{dom}");
 
     // a screenshot renders (the README's one comes from tests/status_e2e.rs's real exchange)
     let dir = tempfile::tempdir().unwrap();
-    let png = dir.path().join("page.png");
-    chromium_run(&base, Some(&png));
+    // SZTP_SCREENSHOT_DIR keeps the pictures for a look
+    let out =
+        std::env::var_os("SZTP_SCREENSHOT_DIR").map_or(dir.path().to_path_buf(), PathBuf::from);
+    let png = out.join("page.png");
+    chromium_run(&base, Some((&png, (1280, 800))));
+    chromium_run(
+        &format!("{base}#device/02%3A00%3A00%3A53%3A5a%3A01"),
+        Some((&out.join("timeline.png"), (1280, 800))),
+    );
+    // a phone's viewport: the table turns into cards
+    chromium_run(&base, Some((&out.join("phone.png"), (390, 844))));
     let bytes = std::fs::read(&png).unwrap();
     assert!(bytes.starts_with(b"\x89PNG\r\n\x1a\n"), "not a PNG");
     assert!(bytes.len() > 10_000, "suspiciously small screenshot");
