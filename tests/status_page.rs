@@ -116,7 +116,7 @@ struct Running {
 
 fn start(events: &[DeviceEvent]) -> Running {
     let cfg = sztp_redirector::config::load_str(Path::new("status.toml"), CONFIG).unwrap();
-    let bound = status::bind(&cfg).unwrap().unwrap();
+    let bound = status::bind(cfg.status.as_ref().unwrap()).unwrap();
     let addr = bound.listeners[0].local_addr().unwrap();
     let metrics = Metrics::new();
     let table = Arc::new(

@@ -35,7 +35,7 @@ use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use crate::config::Config;
+use crate::config::Status;
 use crate::devices::{
     DeviceDetail, DeviceSummary, DeviceTable, Stage, VerdictContext, VerdictStatus,
 };
@@ -55,14 +55,11 @@ pub struct BoundStatus {
     pub token: Option<String>,
 }
 
-/// Binds every `[status] listen` address and reads `token-file`; `Ok(None)` when `[status]`
-/// is off. Call before privileges are dropped (the token file may be root's).
+/// Binds every `[status] listen` address and reads `token-file`. Call before privileges are
+/// dropped (the token file may be root's).
 ///
 /// Errors: an address cannot be bound, or the token file cannot be read or is empty.
-pub fn bind(cfg: &Config) -> std::io::Result<Option<BoundStatus>> {
-    let Some(st) = &cfg.status else {
-        return Ok(None);
-    };
+pub fn bind(st: &Status) -> std::io::Result<BoundStatus> {
     let token = match &st.token_file {
         None => None,
         Some(p) => {
@@ -90,7 +87,7 @@ pub fn bind(cfg: &Config) -> std::io::Result<Option<BoundStatus>> {
         }
         listeners.push(l);
     }
-    Ok(Some(BoundStatus { listeners, token }))
+    Ok(BoundStatus { listeners, token })
 }
 
 /// What the handlers read.
