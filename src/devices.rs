@@ -550,7 +550,7 @@ impl Device {
         }
     }
 
-    fn apply(&mut self, seq: u64, ev: &DeviceEvent, o: &Observation, max_events: usize) {
+    fn apply(&mut self, seq: u64, ev: DeviceEvent, o: Observation, max_events: usize) {
         self.last_seq = self.last_seq.max(seq);
         self.last_seen = self.last_seen.max(ev.ts);
         self.first_seen = self.first_seen.min(ev.ts);
@@ -568,7 +568,7 @@ impl Device {
         }
         self.asked.update(&o.asked);
         if o.told.is_some() {
-            self.told.clone_from(&o.told);
+            self.told = o.told;
         }
         if let Some(st) = o.stage {
             let e = self.stages.entry(st).or_insert(StageSeen {
@@ -582,22 +582,22 @@ impl Device {
             e.count += 1;
             self.progress_seq = self.progress_seq.max(seq);
         }
-        let mark = |text: &String| Mark {
+        let mark = |text: String| Mark {
             seq,
             ts: ev.ts,
-            text: text.clone(),
+            text,
         };
-        if let Some(p) = &o.problem {
+        if let Some(p) = o.problem {
             self.problem = Some(mark(p));
         }
-        if let Some(c) = &o.complete {
+        if let Some(c) = o.complete {
             self.complete = Some(mark(c));
         }
         self.events.push_back((
             seq,
             TimelineEntry {
-                summary: o.summary.clone(),
-                event: ev.clone(),
+                summary: o.summary,
+                event: ev,
             },
         ));
         self.events_total += 1;
@@ -837,14 +837,14 @@ impl Fold {
         }
     }
 
-    /// Folds one event; returns its observation (for the metrics).
-    pub fn fold(&mut self, ev: &DeviceEvent) -> Observation {
-        let o = observe(ev);
-        self.fold_observed(ev, &o);
-        o
+    /// Folds one event.
+    pub fn fold(&mut self, ev: DeviceEvent) {
+        let o = observe(&ev);
+        self.fold_observed(ev, o);
     }
 
-    fn fold_observed(&mut self, ev: &DeviceEvent, o: &Observation) {
+    /// Folds one event with what [`observe`] made of it (the caller may have counted it).
+    pub fn fold_observed(&mut self, ev: DeviceEvent, o: Observation) {
         self.seq += 1;
         self.folded += 1;
         let seq = self.seq;
@@ -1081,7 +1081,7 @@ impl Fold {
             for line in text.lines().filter(|l| !l.trim().is_empty()) {
                 match serde_json::from_str::<DeviceEvent>(line) {
                     Ok(ev) => {
-                        self.fold(&ev);
+                        self.fold(ev);
                         ok += 1;
                     }
                     Err(_) => bad += 1,
@@ -1215,10 +1215,11 @@ fn fold_thread(
             for m in batch {
                 match m {
                     Msg::Event(ev) => {
-                        let o = f.fold(&ev);
+                        let o = observe(&ev);
                         if let Some(m) = metrics {
                             m.observe(&ev, &o);
                         }
+                        f.fold_observed(*ev, o);
                     }
                     Msg::Flush(ack) => acks.push(ack),
                     #[cfg(test)]
@@ -1274,14 +1275,8 @@ mod tests {
     #[test]
     fn a_full_dhcp4_exchange_is_one_device_handed_off() {
         let mut f = Fold::new(Limits::default());
-        f.fold(&dhcp4(
-            T0,
-            Dhcp4Kind::Offer,
-            1,
-            Some([192, 0, 2, 100]),
-            true,
-        ));
-        f.fold(&dhcp4(
+        f.fold(dhcp4(T0, Dhcp4Kind::Offer, 1, Some([192, 0, 2, 100]), true));
+        f.fold(dhcp4(
             T0 + 1,
             Dhcp4Kind::Ack,
             1,
@@ -1317,14 +1312,14 @@ mod tests {
     #[test]
     fn never_asking_for_143_is_named() {
         let mut f = Fold::new(Limits::default());
-        f.fold(&dhcp4(
+        f.fold(dhcp4(
             T0,
             Dhcp4Kind::Offer,
             2,
             Some([192, 0, 2, 101]),
             false,
         ));
-        f.fold(&dhcp4(T0, Dhcp4Kind::Ack, 2, Some([192, 0, 2, 101]), false));
+        f.fold(dhcp4(T0, Dhcp4Kind::Ack, 2, Some([192, 0, 2, 101]), false));
         let v = f.find("02:00:00:00:00:02").unwrap().verdict(&cx());
         assert_eq!(v.status, VerdictStatus::Stuck);
         assert_eq!(
@@ -1336,13 +1331,7 @@ mod tests {
     #[test]
     fn offered_only_and_redirect_server_verdicts() {
         let mut f = Fold::new(Limits::default());
-        f.fold(&dhcp4(
-            T0,
-            Dhcp4Kind::Offer,
-            3,
-            Some([192, 0, 2, 102]),
-            true,
-        ));
+        f.fold(dhcp4(T0, Dhcp4Kind::Offer, 3, Some([192, 0, 2, 102]), true));
         let v = f.find("02:00:00:00:00:03").unwrap().verdict(&cx());
         assert_eq!(v.stage, Some(Stage::DhcpOffered));
         assert!(
@@ -1351,7 +1340,7 @@ mod tests {
             v.text
         );
 
-        f.fold(&dhcp4(T0, Dhcp4Kind::Ack, 3, Some([192, 0, 2, 102]), true));
+        f.fold(dhcp4(T0, Dhcp4Kind::Ack, 3, Some([192, 0, 2, 102]), true));
         let ours = VerdictContext {
             redirect_server: Some("https://SZTP.owner.example.com:8443/".into()),
         };
@@ -1368,23 +1357,17 @@ mod tests {
     #[test]
     fn a_problem_is_the_verdict_until_a_later_step_progresses() {
         let mut f = Fold::new(Limits::default());
-        f.fold(&dhcp4(T0, Dhcp4Kind::Nak, 4, None, true));
+        f.fold(dhcp4(T0, Dhcp4Kind::Nak, 4, None, true));
         let v = f.find("02:00:00:00:00:04").unwrap().verdict(&cx());
         assert_eq!(v.status, VerdictStatus::Failed);
         assert_eq!(v.stage, None);
         assert!(v.text.contains("NAK"), "{}", v.text);
         // same second: order, not the clock, decides
-        f.fold(&dhcp4(
-            T0,
-            Dhcp4Kind::Offer,
-            4,
-            Some([192, 0, 2, 103]),
-            true,
-        ));
-        f.fold(&dhcp4(T0, Dhcp4Kind::Ack, 4, Some([192, 0, 2, 103]), true));
+        f.fold(dhcp4(T0, Dhcp4Kind::Offer, 4, Some([192, 0, 2, 103]), true));
+        f.fold(dhcp4(T0, Dhcp4Kind::Ack, 4, Some([192, 0, 2, 103]), true));
         let v = f.find("02:00:00:00:00:04").unwrap().verdict(&cx());
         assert_eq!(v.status, VerdictStatus::HandedOff);
-        f.fold(&dhcp4(T0, Dhcp4Kind::NoAddress, 5, None, true));
+        f.fold(dhcp4(T0, Dhcp4Kind::NoAddress, 5, None, true));
         let v = f.find("02:00:00:00:00:05").unwrap().verdict(&cx());
         assert_eq!(v.status, VerdictStatus::Failed);
         assert!(v.text.contains("none was free"), "{}", v.text);
@@ -1393,9 +1376,9 @@ mod tests {
     #[test]
     fn decline_and_release_unlink_the_address() {
         let mut f = Fold::new(Limits::default());
-        f.fold(&dhcp4(T0, Dhcp4Kind::Ack, 6, Some([192, 0, 2, 110]), true));
+        f.fold(dhcp4(T0, Dhcp4Kind::Ack, 6, Some([192, 0, 2, 110]), true));
         assert!(f.find("192.0.2.110").is_some());
-        f.fold(&dhcp4(
+        f.fold(dhcp4(
             T0 + 5,
             Dhcp4Kind::Release,
             6,
@@ -1405,8 +1388,8 @@ mod tests {
         assert!(f.find("192.0.2.110").is_none());
         assert!(f.find("02:00:00:00:00:06").unwrap().addresses.is_empty());
         // a reused address moves to its new holder
-        f.fold(&dhcp4(T0, Dhcp4Kind::Ack, 7, Some([192, 0, 2, 111]), true));
-        f.fold(&dhcp4(T0, Dhcp4Kind::Ack, 8, Some([192, 0, 2, 111]), true));
+        f.fold(dhcp4(T0, Dhcp4Kind::Ack, 7, Some([192, 0, 2, 111]), true));
+        f.fold(dhcp4(T0, Dhcp4Kind::Ack, 8, Some([192, 0, 2, 111]), true));
         assert_eq!(f.find("192.0.2.111").unwrap().key(), "02:00:00:00:00:08");
         assert!(f.find("02:00:00:00:00:07").unwrap().addresses.is_empty());
     }
@@ -1417,7 +1400,7 @@ mod tests {
     #[test]
     fn a_source_address_and_a_serial_merge_entries() {
         let mut f = Fold::new(Limits::default());
-        f.fold(&dhcp4(T0, Dhcp4Kind::Ack, 9, Some([192, 0, 2, 120]), true));
+        f.fold(dhcp4(T0, Dhcp4Kind::Ack, 9, Some([192, 0, 2, 120]), true));
         // a serial seen first somewhere else (e.g. a DNS TXT query), as its own entry
         let mut dns = DeviceEvent::dhcp4(T0 + 1, Dhcp4Kind::Inform, 0, mac(0));
         dns.mac = None;
@@ -1429,7 +1412,7 @@ mod tests {
             summary: "DNS TXT SN123._sztp answered".into(),
             ..Observation::default()
         };
-        f.fold_observed(&dns, &o);
+        f.fold_observed(dns.clone(), o);
         assert_eq!(f.len(), 2);
         // the RESTCONF request: from the leased address, with that serial
         let mut rc = dns.clone();
@@ -1450,7 +1433,7 @@ mod tests {
             summary: "redirect served".into(),
             ..Observation::default()
         };
-        f.fold_observed(&rc, &o);
+        f.fold_observed(rc, o);
         assert_eq!(f.len(), 1, "merged");
         let d = f.find("SN123").unwrap();
         assert_eq!(f.find("02:00:00:00:00:09").unwrap().id, d.id);
@@ -1479,7 +1462,7 @@ mod tests {
             events_per_device: 2,
         });
         for n in 1..=4u8 {
-            f.fold(&dhcp4(T0, Dhcp4Kind::Offer, n, Some([192, 0, 2, n]), true));
+            f.fold(dhcp4(T0, Dhcp4Kind::Offer, n, Some([192, 0, 2, n]), true));
         }
         assert_eq!(f.len(), 3);
         assert_eq!(f.evicted(), 1);
@@ -1489,9 +1472,9 @@ mod tests {
         );
         assert!(f.find("192.0.2.1").is_none(), "its indexes too");
         // touching 2 makes 3 the oldest
-        f.fold(&dhcp4(T0, Dhcp4Kind::Ack, 2, Some([192, 0, 2, 2]), true));
-        f.fold(&dhcp4(T0, Dhcp4Kind::Ack, 2, Some([192, 0, 2, 2]), true));
-        f.fold(&dhcp4(T0, Dhcp4Kind::Offer, 5, Some([192, 0, 2, 5]), true));
+        f.fold(dhcp4(T0, Dhcp4Kind::Ack, 2, Some([192, 0, 2, 2]), true));
+        f.fold(dhcp4(T0, Dhcp4Kind::Ack, 2, Some([192, 0, 2, 2]), true));
+        f.fold(dhcp4(T0, Dhcp4Kind::Offer, 5, Some([192, 0, 2, 5]), true));
         assert!(f.find("02:00:00:00:00:03").is_none());
         let d = f.find("02:00:00:00:00:02").unwrap();
         let det = d.detail(&cx());
@@ -1580,7 +1563,7 @@ mod tests {
     #[test]
     fn summary_json_shape() {
         let mut f = Fold::new(Limits::default());
-        f.fold(&dhcp4(T0, Dhcp4Kind::Ack, 1, Some([192, 0, 2, 1]), true));
+        f.fold(dhcp4(T0, Dhcp4Kind::Ack, 1, Some([192, 0, 2, 1]), true));
         let v = serde_json::to_value(f.find("192.0.2.1").unwrap().summary(&cx())).unwrap();
         assert_eq!(v["key"], "02:00:00:00:00:01");
         assert_eq!(v["stage"], "dhcp-acked");
