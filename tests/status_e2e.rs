@@ -7,8 +7,6 @@
 //!   device journal, and headless Chromium's DOM lists the probed devices;
 //! - in network namespaces (root): real DHCP clients (udhcpc asking for 143, dhclient not)
 //!   get the verdicts the issue names.
-//!
-//! `SZTP_BLESS_SCREENSHOT=1` rewrites docs/status-page.png from the loopback run.
 
 mod common;
 
@@ -305,11 +303,6 @@ fn a_probed_device_reaches_the_api_metrics_cli_and_browser() {
         assert!(dom.contains("<tr data-key=\"02:00:00:53:5a:01\""), "{dom}");
         assert!(dom.contains("<tr data-key=\"02:00:00:53:5a:02\""), "{dom}");
         assert!(dom.contains(NEVER_ASKED), "{dom}");
-        if std::env::var_os("SZTP_BLESS_SCREENSHOT").is_some() {
-            let png = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/status-page.png");
-            std::fs::create_dir_all(png.parent().unwrap()).unwrap();
-            browser_screenshot(&format!("{}/", d.status), &png);
-        }
     }
 
     // stopped: the CLI folds the device journal instead
@@ -378,20 +371,6 @@ fn browser_dom(url: &str) -> Option<String> {
     let out = run_cmd(&argv, Duration::from_secs(120));
     assert!(out.success(), "chromium failed: {}", out.stderr);
     Some(out.stdout)
-}
-
-fn browser_screenshot(url: &str, png: &Path) {
-    let profile = tempfile::tempdir().unwrap();
-    let mut args = vec!["/usr/bin/chromium".to_owned()];
-    args.extend(chromium_args(profile.path()));
-    args.extend([
-        "--window-size=1100,520".to_owned(),
-        format!("--screenshot={}", png.display()),
-        url.to_owned(),
-    ]);
-    let argv: Vec<&str> = args.iter().map(String::as_str).collect();
-    let out = run_cmd(&argv, Duration::from_secs(120));
-    assert!(out.success(), "chromium failed: {}", out.stderr);
 }
 
 /// Real clients in a namespace: udhcpc asking for option 143 and dhclient (configured without

@@ -225,3 +225,49 @@ fn chromium_lists_devices_and_shows_a_timeline() {
     assert!(bytes.len() > 10_000, "suspiciously small screenshot");
     server.stop();
 }
+
+/// The README's picture: `SZTP_BLESS_SCREENSHOT=1 cargo test --test status_page` rewrites
+/// docs/status-page.png from a table with one device per verdict (events as the DHCPv4 server
+/// emits them). Without the variable the test still renders it and checks the DOM.
+#[test]
+fn readme_screenshot() {
+    if chromium().is_none() {
+        return;
+    }
+    let t0 = sztp_redirector::journal::unix_now() - 95;
+    let mut evs = Vec::new();
+    let mut add = |dt: u64, kind: Dhcp4Kind, last: u8, req: bool, vendor: &str| {
+        let mut ev = event(t0 + dt, kind, last, req);
+        let EventDetail::Dhcp4(d) = &mut ev.detail;
+        d.vendor_class = Some(vendor.to_owned());
+        d.interface = Some("eth1".into());
+        d.relay = Some("192.0.2.1".into());
+        if kind == Dhcp4Kind::Nak {
+            d.address = None;
+            d.reason = Some("requested address 198.51.100.7 is not on this link".into());
+            ev.uris.clear();
+        }
+        evs.push(ev);
+    };
+    add(0, Dhcp4Kind::Offer, 0x11, true, "Juniper-ex4300-48t");
+    add(1, Dhcp4Kind::Ack, 0x11, true, "Juniper-ex4300-48t");
+    add(20, Dhcp4Kind::Offer, 0x12, false, "Cisco C9300-24T");
+    add(21, Dhcp4Kind::Ack, 0x12, false, "Cisco C9300-24T");
+    add(40, Dhcp4Kind::Offer, 0x13, true, "Arista DCS-7050SX3");
+    add(80, Dhcp4Kind::Nak, 0x14, true, "Nokia 7750");
+    let server = start(&evs);
+    let base = format!("http://{}/", server.addr);
+    let dom = chromium_run(&base, None);
+    assert_eq!(dom.matches("<tr data-key=").count(), 4, "{dom}");
+    assert!(dom.contains("data-status=\"failed\""), "{dom}");
+    let dir = tempfile::tempdir().unwrap();
+    let png = if std::env::var_os("SZTP_BLESS_SCREENSHOT").is_some() {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/status-page.png")
+    } else {
+        dir.path().join("status-page.png")
+    };
+    std::fs::create_dir_all(png.parent().unwrap()).unwrap();
+    chromium_run(&base, Some((&png, (1100, 560))));
+    assert!(std::fs::read(&png).unwrap().starts_with(b"\x89PNG"));
+    server.stop();
+}

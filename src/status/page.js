@@ -107,7 +107,7 @@ function renderList() {
       el('td', { class: 'key', 'data-label': 'device' }, el('a', { href }, d.key),
         ids.length ? el('span', { class: 'sub' }, ids.join(' · ')) : null),
       el('td', { 'data-label': 'address' }, d.addresses.join(', ') || '–'),
-      el('td', { 'data-label': 'last seen', title: d.last_seen }, ago(d.last_seen),
+      el('td', { 'data-label': 'last seen', class: 'seen', title: d.last_seen }, ago(d.last_seen),
         el('span', { class: 'sub' }, d.rule ? 'rule ' + d.rule : '')),
       el('td', { 'data-label': 'journey' }, stagesBar(d, false), el('span', { class: 'sub' }, d.stage || 'no stage yet')),
       el('td', { 'data-label': 'verdict' }, el('p', { class: 'verdict' }, badge(d.verdict.status), d.verdict.text)));
