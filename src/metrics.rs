@@ -42,8 +42,9 @@ use prometheus_client::metrics::info::Info;
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 
+use crate::config::Dhcp4;
 use crate::devices::{DeviceTable, Observation, Stage};
-use crate::dhcp::leases::{LeaseState, Slot};
+use crate::dhcp::leases::{LeaseState, LeaseTable, Slot};
 use crate::dhcp::v4::server::Shared as Dhcp4Shared;
 use crate::journal::{DeviceEvent, DeviceJournal};
 
@@ -435,14 +436,13 @@ pub struct PoolUsage {
     pub used: u64,
 }
 
-/// Per-pool usage of the DHCPv4 server at `now` (Unix seconds). One pass over the lease
-/// table under its lock: O(leases + pools · log pools).
-pub fn dhcp4_pool_usage(shared: &Dhcp4Shared, now: u64) -> Vec<PoolUsage> {
-    let st = shared.state();
+/// Per-pool usage of the `[dhcp4]` pools in `table` at `now` (Unix seconds). One pass over
+/// the table: O(leases + pools · log pools); the caller holds the table's lock meanwhile.
+pub fn dhcp4_pool_usage(dhcp4: &Dhcp4, table: &LeaseTable, now: u64) -> Vec<PoolUsage> {
     // (start, end, index into out), sorted by start: pools never overlap (validate.rs)
     let mut out = Vec::new();
     let mut ranges: Vec<(Ipv4Addr, Ipv4Addr, usize)> = Vec::new();
-    for s in &st.dhcp4.subnets {
+    for s in &dhcp4.subnets {
         for p in &s.pools {
             ranges.push((p.start, p.end, out.len()));
             out.push(PoolUsage {
@@ -454,7 +454,7 @@ pub fn dhcp4_pool_usage(shared: &Dhcp4Shared, now: u64) -> Vec<PoolUsage> {
         }
     }
     ranges.sort_by_key(|r| r.0);
-    for slot in st.table.slots() {
+    for slot in table.slots() {
         let (l, in_use) = match slot {
             Slot::Offered(l) => (l, l.expires > now),
             Slot::Stored(l) => (
@@ -564,7 +564,10 @@ impl Collector for Dhcp4Collector {
             "fdatasync calls of the DHCPv4 lease writer (each covers one group of commits)",
             shared.writer.syncs(),
         )?;
-        let pools = dhcp4_pool_usage(&shared, crate::journal::unix_now());
+        let pools = {
+            let st = shared.state();
+            dhcp4_pool_usage(&st.dhcp4, &st.table, crate::journal::unix_now())
+        };
         encode_pools(&mut enc, "dhcp4", &pools)
     }
 }
@@ -673,5 +676,65 @@ mod tests {
             "{prom}"
         );
         assert!(!prom.contains("# EOF"));
+    }
+
+    #[test]
+    fn pool_usage_counts_what_a_new_client_cannot_get() {
+        use crate::dhcp::leases::Lease4;
+        let cfg = crate::config::load_str(
+            std::path::Path::new("pools.toml"),
+            "[dhcp4]\ninterfaces = [\"eth1\"]\n\n[[dhcp4.subnet]]\nsubnet = \"192.0.2.0/24\"\n\
+             pools = [\"192.0.2.10-192.0.2.19\", \"192.0.2.100-192.0.2.103\"]\nlease-time = \"1h\"\n",
+        )
+        .unwrap();
+        let d4 = cfg.dhcp4.unwrap();
+        let now = 1_000;
+        let lease = |last: u8, state, expires| Lease4 {
+            addr: Ipv4Addr::new(192, 0, 2, last),
+            mac: MacAddr([2, 0, 0, 0, 0, last]),
+            client_id: None,
+            hostname: None,
+            expires,
+            state,
+        };
+        let mut t = LeaseTable::default();
+        t.put(Slot::Stored(lease(10, LeaseState::Bound, now + 1))); // used
+        t.put(Slot::Stored(lease(11, LeaseState::Bound, now))); // expired: free
+        t.put(Slot::Stored(lease(12, LeaseState::Declined, now + 60))); // quarantined: used
+        t.put(Slot::Stored(lease(13, LeaseState::Released, now + 60))); // free
+        t.put(Slot::Offered(lease(100, LeaseState::Bound, now + 60))); // offered: used
+        t.put(Slot::Stored(lease(50, LeaseState::Bound, now + 60))); // outside the pools
+        let u = dhcp4_pool_usage(&d4, &t, now);
+        assert_eq!(
+            u,
+            [
+                PoolUsage {
+                    subnet: "192.0.2.0/24".into(),
+                    pool: "192.0.2.10-192.0.2.19".into(),
+                    size: 10,
+                    used: 2
+                },
+                PoolUsage {
+                    subnet: "192.0.2.0/24".into(),
+                    pool: "192.0.2.100-192.0.2.103".into(),
+                    size: 4,
+                    used: 1
+                },
+            ]
+        );
+        let m = Metrics::new();
+        #[derive(Debug)]
+        struct Pools(Vec<PoolUsage>);
+        impl Collector for Pools {
+            fn encode(&self, mut enc: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+                encode_pools(&mut enc, "dhcp4", &self.0)
+            }
+        }
+        m.register_collector(Box::new(Pools(u)));
+        let text = m.encode_prometheus();
+        assert!(
+            text.contains("sztp_dhcp_pool_free{proto=\"dhcp4\",subnet=\"192.0.2.0/24\",pool=\"192.0.2.100-192.0.2.103\"} 3"),
+            "{text}"
+        );
     }
 }

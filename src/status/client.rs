@@ -231,7 +231,8 @@ fn render(args: &DevicesArgs, body: &[u8], origin: &Origin, out: &mut String) ->
         match serde_json::from_slice::<DeviceList>(body) {
             Ok(l) => {
                 table(&l.devices, out);
-                let _ = writeln!(out, "({} devices {from})", l.total);
+                let noun = if l.total == 1 { "device" } else { "devices" };
+                let _ = writeln!(out, "({} {noun} {from})", l.total);
                 0
             }
             Err(e) => {

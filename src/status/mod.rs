@@ -20,7 +20,6 @@
 
 pub mod client;
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -82,6 +81,7 @@ pub fn bind(st: &Status) -> std::io::Result<BoundStatus> {
             std::io::Error::new(e.kind(), format!("status: cannot listen on {addr}: {e}"))
         })?;
         l.set_nonblocking(true)?;
+        info!("listening for status on {}", l.local_addr()?);
         if !addr.ip().is_loopback() && token.is_none() {
             warn!(%addr, "the status server listens beyond loopback without status.token-file: anyone who reaches it sees every device");
         }
@@ -143,8 +143,6 @@ pub async fn serve(
     let mut tasks = tokio::task::JoinSet::new();
     for l in bound.listeners {
         let l = tokio::net::TcpListener::from_std(l)?;
-        let local: SocketAddr = l.local_addr()?;
-        info!("listening for status on {local}");
         let app = app.clone();
         let stop = shutdown.clone();
         tasks.spawn(async move {
