@@ -31,7 +31,7 @@ PEERS=(
     # RESTCONF / HTTPS
     curl openssl nginx-light wrk nghttp2-client
     # status page and metrics: a real browser and a real Prometheus text parser
-    chromium python3-prometheus-client
+    chromium python3 python3-prometheus-client
     # packages: lint, rpm listing, unit checks, man page rendering
     lintian rpm systemd man-db
     # harness: captures, namespaces, JSON, processes, a C linker for cargo
