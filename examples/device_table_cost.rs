@@ -26,7 +26,7 @@ fn event(n: u32, kind: Dhcp4Kind) -> DeviceEvent {
     d.address = Some(Ipv4Addr::from(0xc612_0000 + n));
     d.requested_143 = true;
     d.interface = Some("eth1".into());
-    d.encoding = Some("rfc8572".into());
+    d.encoding = Some(sztp_redirector::policy::UriEncoding::Rfc8572);
     ev
 }
 

@@ -26,10 +26,11 @@ use std::thread::JoinHandle;
 use serde::{Deserialize, Serialize};
 
 use crate::journal::{
-    rfc3339, DeviceEvent, Dhcp4Event, Dhcp4Kind, EventDetail, DEVICE_JOURNAL_FILE, KEEP_ROTATED,
+    rfc3339, DeviceEvent, Dhcp4Event, Dhcp4Kind, Dhcp4Reason, EventDetail, DEVICE_JOURNAL_FILE,
+    KEEP_ROTATED,
 };
 use crate::metrics::EventMetrics;
-use crate::policy::MacAddr;
+use crate::policy::{MacAddr, UriEncoding};
 
 /// Events that may wait for the fold thread before new ones are dropped.
 pub const DEFAULT_CAPACITY: usize = 4096;
@@ -224,7 +225,7 @@ fn observe_dhcp4(ev: &DeviceEvent, d: &Dhcp4Event) -> Observation {
             user_class: (!d.user_class.is_empty()).then(|| d.user_class.clone()),
             client_id: d.client_id.as_deref().map(hex::encode),
             interface: d.interface.clone(),
-            relay: d.relay.clone(),
+            relay: d.relay.map(|r| r.to_string()),
             ..Asked::default()
         },
         ..Observation::default()
@@ -235,7 +236,13 @@ fn observe_dhcp4(ev: &DeviceEvent, d: &Dhcp4Event) -> Observation {
             uris: ev.uris.clone(),
             redirect: true,
             signed: None,
-            encoding: d.encoding.clone(),
+            encoding: d.encoding.map(|e| {
+                match e {
+                    UriEncoding::Rfc8572 => "rfc8572",
+                    UriEncoding::Text => "text",
+                }
+                .to_owned()
+            }),
             uris_dropped: d.uris_dropped.clone(),
         });
     }
@@ -249,7 +256,11 @@ fn observe_dhcp4(ev: &DeviceEvent, d: &Dhcp4Event) -> Observation {
         1 => "option 143 with 1 URI".to_string(),
         n => format!("option 143 with {n} URIs"),
     };
-    let why = d.reason.as_deref().unwrap_or("no reason given");
+    let why = match (d.reason, &d.message) {
+        (Some(r), _) => reason_words(r).to_owned(),
+        (None, Some(m)) => m.clone(),
+        (None, None) => "no reason given".to_owned(),
+    };
     match d.event {
         Dhcp4Kind::Offer => {
             o.stage = Some(Stage::DhcpOffered);
@@ -281,16 +292,39 @@ fn observe_dhcp4(ev: &DeviceEvent, d: &Dhcp4Event) -> Observation {
             o.summary = format!("DHCPv4 RELEASE of {addr_text}");
         }
         Dhcp4Kind::NoAddress => {
-            o.problem = Some(format!(
-                "it asked for an address but none was free in its subnet's pools ({why})"
-            ));
-            o.summary = format!("DHCPv4 DISCOVER not answered: no free address ({why})");
+            o.problem = Some(
+                "it asked for an address but none was free in its subnet's pools (pool exhausted)"
+                    .to_owned(),
+            );
+            o.summary =
+                "DHCPv4 DISCOVER not answered: no free address in its subnet's pools".to_owned();
         }
     }
     if let Some(rule) = &ev.rule {
         let _ = write!(o.summary, " (rule {rule})");
     }
     o
+}
+
+/// A DHCPv4 refusal in words.
+fn reason_words(r: Dhcp4Reason) -> &'static str {
+    match r {
+        Dhcp4Reason::NotOnNetwork => {
+            "the address it asked for is not on its network (RFC 2131 §4.3.2: it moved, or \
+             remembers a lease from another segment)"
+        }
+        Dhcp4Reason::ReservedElsewhere => "it has a reservation for another address",
+        Dhcp4Reason::NotAvailable => {
+            "the address it asked for is held by another client, quarantined or outside the pools"
+        }
+        Dhcp4Reason::NotOffered => {
+            "it requested an address this server did not offer (it took another DHCP server's \
+             offer?)"
+        }
+        Dhcp4Reason::NoRequestedAddress => "its REQUEST named no address",
+        Dhcp4Reason::AddressInUse => "the address is in use by another host",
+        Dhcp4Reason::PoolExhausted => "no free address in its subnet's pools",
+    }
 }
 
 /// How far a device got and whether it is stuck: [`Device::verdict`].
@@ -778,11 +812,11 @@ pub struct DeviceDetail {
 mod ts {
     use serde::{Deserialize, Deserializer, Serializer};
 
-    pub fn serialize<S: Serializer>(ts: &u64, s: S) -> Result<S::Ok, S::Error> {
+    pub(super) fn serialize<S: Serializer>(ts: &u64, s: S) -> Result<S::Ok, S::Error> {
         s.collect_str(&crate::journal::rfc3339(*ts))
     }
 
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
         let s = String::deserialize(d)?;
         crate::journal::parse_rfc3339(&s)
             .ok_or_else(|| serde::de::Error::custom("bad RFC 3339 time"))
@@ -1263,7 +1297,7 @@ mod tests {
         d.interface = Some("eth1".into());
         if req && matches!(kind, Dhcp4Kind::Offer | Dhcp4Kind::Ack) {
             ev.uris = vec!["https://sztp.owner.example.com:8443".into()];
-            d.encoding = Some("rfc8572".into());
+            d.encoding = Some(crate::policy::UriEncoding::Rfc8572);
         }
         ev
     }

@@ -22,9 +22,11 @@
 //!   here, for every service;
 //! - answers by code: `ctx.metrics.dns_answers` / `ctx.metrics.restconf_answers`
 //!   (`get_or_create(&labels).inc()`);
-//! - numbers that already live in the service (atomics, a table): implement
-//!   [`prometheus_client::collector::Collector`] and call [`Metrics::register_collector`] once
-//!   at `bind` (see [`Dhcp4Collector`]);
+//! - numbers that already live in the service (atomics, a table): implement [`Source`] over a
+//!   `Weak` of the service's shared state and call [`Metrics::set_source`] from `serve` (see
+//!   [`Dhcp4Source`], set by `dhcp::v4::server::serve`). A `Weak`, so a service stopped by a
+//!   reload reports nothing and its lease writer is not kept alive; a named slot, so a service
+//!   turned off and on again replaces its old source instead of adding a second one;
 //! - per-device facts (redirect option asked/sent, decisions per rule) need nothing: they are
 //!   counted from the device events by [`EventMetrics`], through `devices::observe`.
 
@@ -47,6 +49,7 @@ use crate::devices::{DeviceTable, Observation, Stage};
 use crate::dhcp::leases::{LeaseState, LeaseTable, Slot};
 use crate::dhcp::v4::server::Shared as Dhcp4Shared;
 use crate::journal::{DeviceEvent, DeviceJournal};
+use crate::runtime::Published;
 
 /// The services with request/reply/drop counters.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -242,10 +245,43 @@ impl EventMetrics {
     }
 }
 
+/// Numbers a running service already keeps (atomics, its lease table), read at each scrape.
+/// Set with [`Metrics::set_source`]; runs under the registry's lock, so keep it short.
+pub trait Source: Send + Sync + 'static {
+    /// Writes this source's families to `enc`.
+    ///
+    /// # Errors
+    /// Only the encoder's own `fmt::Error`.
+    fn encode(&self, enc: &mut DescriptorEncoder<'_>) -> Result<(), std::fmt::Error>;
+}
+
+type SourceSlots = Arc<Mutex<Vec<(&'static str, Box<dyn Source>)>>>;
+
+/// The one collector in the registry that reads every service's [`Source`], in the order
+/// they were first set.
+struct Sources(SourceSlots);
+
+impl std::fmt::Debug for Sources {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sources").finish_non_exhaustive()
+    }
+}
+
+impl Collector for Sources {
+    fn encode(&self, mut enc: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let slots = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        for (_, s) in slots.iter() {
+            s.encode(&mut enc)?;
+        }
+        Ok(())
+    }
+}
+
 /// The registry and the families every service shares. Cloning shares them.
 #[derive(Clone)]
 pub struct Metrics {
     registry: Arc<Mutex<Registry>>,
+    sources: SourceSlots,
     services: Arc<[(Service, ServiceCounters)]>,
     /// Counted from device events (give it to the device table).
     pub events: EventMetrics,
@@ -341,8 +377,11 @@ impl Metrics {
             prometheus_client::registry::Unit::Seconds,
             leases.fsync_seconds.clone(),
         );
+        let sources = SourceSlots::default();
+        r.register_collector(Box::new(Sources(Arc::clone(&sources))));
         Metrics {
             registry: Arc::new(Mutex::new(r)),
+            sources,
             services: services.into(),
             events,
             dns_answers,
@@ -360,13 +399,23 @@ impl Metrics {
             .unwrap_or_default()
     }
 
-    /// Adds a collector, asked for its values at every scrape. Register once per service
-    /// instance (at `bind`), not per request.
+    /// Adds a collector for the life of the process (the registry cannot remove one): for a
+    /// service instance, which a reload may stop and start again, use [`set_source`](Self::set_source).
     pub fn register_collector(&self, c: Box<dyn Collector>) {
         self.registry
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .register_collector(c);
+    }
+
+    /// Makes `source` the one read at each scrape under `name` (`dhcp4`, …), replacing the
+    /// source an earlier instance of that service set.
+    pub fn set_source(&self, name: &'static str, source: Box<dyn Source>) {
+        let mut slots = self.sources.lock().unwrap_or_else(|e| e.into_inner());
+        match slots.iter_mut().find(|(n, _)| *n == name) {
+            Some(slot) => slot.1 = source,
+            None => slots.push((name, source)),
+        }
     }
 
     /// The OpenMetrics text (`application/openmetrics-text; version=1.0.0`).
@@ -402,24 +451,26 @@ fn counter(
 }
 
 /// Reads the DHCPv4 server's own counters ([`crate::dhcp::v4::server::Stats`]) and its lease
-/// table at each scrape. Holds the server weakly: a server gone (disabled by a reload)
-/// reports nothing.
-pub struct Dhcp4Collector {
+/// table at each scrape, the pools from the snapshot in force. Holds the server weakly: a
+/// server gone (disabled by a reload) reports nothing.
+pub struct Dhcp4Source {
     shared: Weak<Dhcp4Shared>,
+    published: Published,
 }
 
-impl Dhcp4Collector {
-    /// A collector over `shared`.
-    pub fn new(shared: &Arc<Dhcp4Shared>) -> Dhcp4Collector {
-        Dhcp4Collector {
+impl Dhcp4Source {
+    /// A collector over `shared`, its pools read from `published` at each scrape.
+    pub fn new(shared: &Arc<Dhcp4Shared>, published: Published) -> Dhcp4Source {
+        Dhcp4Source {
             shared: Arc::downgrade(shared),
+            published,
         }
     }
 }
 
-impl std::fmt::Debug for Dhcp4Collector {
+impl std::fmt::Debug for Dhcp4Source {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Dhcp4Collector").finish_non_exhaustive()
+        f.debug_struct("Dhcp4Source").finish_non_exhaustive()
     }
 }
 
@@ -518,21 +569,21 @@ pub fn encode_pools(
     Ok(())
 }
 
-impl Collector for Dhcp4Collector {
-    fn encode(&self, mut enc: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+impl Source for Dhcp4Source {
+    fn encode(&self, enc: &mut DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
         let Some(shared) = self.shared.upgrade() else {
             return Ok(());
         };
         let st = &shared.stats;
         let n = |c: &AtomicU64| c.load(Ordering::Relaxed);
         counter(
-            &mut enc,
+            enc,
             "dhcp4_requests",
             "Datagrams received by the dhcp4 service",
             n(&st.received),
         )?;
         counter(
-            &mut enc,
+            enc,
             "dhcp4_replies",
             "Replies sent by the dhcp4 service",
             n(&st.replies),
@@ -559,16 +610,17 @@ impl Collector for Dhcp4Collector {
             }
         }
         counter(
-            &mut enc,
+            enc,
             "dhcp4_lease_syncs",
             "fdatasync calls of the DHCPv4 lease writer (each covers one group of commits)",
             shared.writer.syncs(),
         )?;
-        let pools = {
-            let st = shared.state();
-            dhcp4_pool_usage(&st.dhcp4, &st.table, crate::journal::unix_now())
+        let snap = self.published.load();
+        let pools = match &snap.config.dhcp4 {
+            Some(d4) => dhcp4_pool_usage(d4, &shared.table(), crate::journal::unix_now()),
+            None => Vec::new(),
         };
-        encode_pools(&mut enc, "dhcp4", &pools)
+        encode_pools(enc, "dhcp4", &pools)
     }
 }
 

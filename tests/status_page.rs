@@ -101,7 +101,7 @@ fn event(ts: u64, kind: Dhcp4Kind, last: u8, requested_143: bool) -> DeviceEvent
     d.vendor_class = Some(format!("<b>vendor-{last}</b>"));
     if requested_143 {
         ev.uris = vec!["https://sztp.owner.example.com:8443".into()];
-        d.encoding = Some("rfc8572".into());
+        d.encoding = Some(sztp_redirector::policy::UriEncoding::Rfc8572);
     }
     ev
 }
@@ -241,10 +241,10 @@ fn readme_screenshot() {
         let EventDetail::Dhcp4(d) = &mut ev.detail;
         d.vendor_class = Some(vendor.to_owned());
         d.interface = Some("eth1".into());
-        d.relay = Some("192.0.2.1".into());
+        d.relay = Some(std::net::Ipv4Addr::new(192, 0, 2, 1));
         if kind == Dhcp4Kind::Nak {
             d.address = None;
-            d.reason = Some("requested address 198.51.100.7 is not on this link".into());
+            d.reason = Some(sztp_redirector::journal::Dhcp4Reason::NotOnNetwork);
             ev.uris.clear();
         }
         evs.push(ev);
