@@ -731,6 +731,27 @@ mod tests {
     }
 
     #[test]
+    fn a_source_set_again_replaces_the_old_one() {
+        // a service restarted by a reload sets its source again: one family, the new numbers
+        struct Requests(u64);
+        impl Source for Requests {
+            fn encode(&self, enc: &mut DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
+                counter(enc, "dhcp4_requests", "Datagrams received", self.0)
+            }
+        }
+        let m = Metrics::new();
+        m.set_source("dhcp4", Box::new(Requests(1)));
+        m.set_source("dhcp4", Box::new(Requests(7)));
+        let text = m.encode_openmetrics();
+        assert_eq!(
+            text.matches("# TYPE sztp_dhcp4_requests counter").count(),
+            1,
+            "{text}"
+        );
+        assert!(text.contains("sztp_dhcp4_requests_total 7\n"), "{text}");
+    }
+
+    #[test]
     fn pool_usage_counts_what_a_new_client_cannot_get() {
         use crate::dhcp::leases::Lease4;
         let cfg = crate::config::load_str(

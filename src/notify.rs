@@ -8,7 +8,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use sd_notify::NotifyState;
-use tokio_util::sync::CancellationToken;
 
 static WARNED: AtomicBool = AtomicBool::new(false);
 
@@ -39,7 +38,9 @@ pub fn stopping() {
     send(&[NotifyState::Stopping, NotifyState::Status("stopping")]);
 }
 
-/// `WATCHDOG=1`: the serving loop is alive.
+/// `WATCHDOG=1`: the serving loop is alive. The daemon sends it from the loop that supervises
+/// every service and handles signals, on the runtime the services run on: a stalled runtime or
+/// a supervisor stuck in a reload stops the pings, and systemd restarts the service.
 pub fn watchdog() {
     send(&[NotifyState::Watchdog]);
 }
@@ -48,28 +49,4 @@ pub fn watchdog() {
 /// sd_watchdog_enabled(3) advises; `None` when systemd asked for no watchdog.
 pub fn watchdog_interval() -> Option<Duration> {
     sd_notify::watchdog_enabled().map(|d| d / 2)
-}
-
-/// Sends `WATCHDOG=1` every `interval` while `alive()` says the services are healthy, until
-/// `token` is cancelled. Runs as one task of the daemon's JoinSet, so a stalled runtime
-/// stops the pings too and systemd restarts the service.
-pub async fn watchdog_loop(
-    interval: Duration,
-    token: CancellationToken,
-    alive: impl Fn() -> bool + Send + 'static,
-) {
-    let mut tick = tokio::time::interval(interval);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = token.cancelled() => return,
-            _ = tick.tick() => {
-                if alive() {
-                    watchdog();
-                } else {
-                    tracing::error!("a service is not responding: withholding the systemd watchdog ping");
-                }
-            }
-        }
-    }
 }

@@ -16,11 +16,14 @@
 //!
 //! Access: listens on loopback unless `[status] listen` names other addresses; with
 //! `token-file`, `/api/*` and `/metrics` need `Authorization: Bearer <token>` (401
-//! otherwise); the page itself holds no data and asks for the token once.
+//! otherwise); the page itself holds no data and asks for the token once. The token file is
+//! read at start (before privileges drop) and again after each reload (SIGHUP, as the service
+//! user, like the configuration file): a rotated token takes effect without new listeners.
 
 pub mod client;
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -32,7 +35,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 use crate::config::Status;
 use crate::devices::{
@@ -54,27 +57,34 @@ pub struct BoundStatus {
     pub token: Option<String>,
 }
 
+/// The bearer token in `[status] token-file` (surrounding whitespace trimmed); `None` without
+/// a token file.
+///
+/// # Errors
+/// The file cannot be read or holds only whitespace: `status.token-file PATH: …`.
+pub fn read_token(st: &Status) -> std::io::Result<Option<String>> {
+    let Some(p) = &st.token_file else {
+        return Ok(None);
+    };
+    let text = std::fs::read_to_string(p).map_err(|e| {
+        std::io::Error::new(e.kind(), format!("status.token-file {}: {e}", p.display()))
+    })?;
+    let t = text.trim().to_owned();
+    if t.is_empty() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("status.token-file {}: the file is empty", p.display()),
+        ));
+    }
+    Ok(Some(t))
+}
+
 /// Binds every `[status] listen` address and reads `token-file`. Call before privileges are
-/// dropped (the token file may be root's).
+/// dropped (the token file may be root's at start).
 ///
 /// Errors: an address cannot be bound, or the token file cannot be read or is empty.
 pub fn bind(st: &Status) -> std::io::Result<BoundStatus> {
-    let token = match &st.token_file {
-        None => None,
-        Some(p) => {
-            let text = std::fs::read_to_string(p).map_err(|e| {
-                std::io::Error::new(e.kind(), format!("status.token-file {}: {e}", p.display()))
-            })?;
-            let t = text.trim().to_owned();
-            if t.is_empty() {
-                return Err(std::io::Error::new(
-                    std::io::ErrorKind::InvalidData,
-                    format!("status.token-file {}: the file is empty", p.display()),
-                ));
-            }
-            Some(t)
-        }
-    };
+    let token = read_token(st)?;
     let mut listeners = Vec::new();
     for addr in &st.listen {
         let l = std::net::TcpListener::bind(addr).map_err(|e| {
@@ -101,9 +111,14 @@ pub struct StatusState {
     pub published: Published,
     /// Where the lease journal is.
     pub state_dir: PathBuf,
-    /// The bearer token `/api` and `/metrics` require.
-    pub token: Option<Arc<str>>,
+    token: Arc<Token>,
     counters: ServiceCounters,
+}
+
+/// The bearer token in force and the snapshot generation it was read for.
+struct Token {
+    current: arc_swap::ArcSwapOption<String>,
+    generation: AtomicU64,
 }
 
 impl StatusState {
@@ -114,9 +129,33 @@ impl StatusState {
             metrics: ctx.metrics.clone(),
             published: ctx.published.clone(),
             state_dir: ctx.state_dir.clone(),
-            token: token.map(Arc::from),
+            token: Arc::new(Token {
+                current: arc_swap::ArcSwapOption::from(token.map(Arc::new)),
+                generation: AtomicU64::new(ctx.published.load().generation),
+            }),
             counters: ctx.metrics.service(Service::Status),
         }
+    }
+
+    /// The token `/api` and `/metrics` require now: after a reload, `token-file` is read again
+    /// once (the daemon refuses a reload whose token file cannot be read, so a failure here
+    /// means the file changed since; the old token stays, fail closed).
+    fn token(&self) -> Option<Arc<String>> {
+        let snap = self.published.load();
+        if self
+            .token
+            .generation
+            .swap(snap.generation, Ordering::AcqRel)
+            != snap.generation
+        {
+            if let Some(st) = &snap.config.status {
+                match read_token(st) {
+                    Ok(t) => self.token.current.store(t.map(Arc::new)),
+                    Err(e) => error!(error = %e, "keeping the previous status token"),
+                }
+            }
+        }
+        self.token.current.load_full()
     }
 
     fn verdict_context(&self) -> VerdictContext {
@@ -198,7 +237,7 @@ async fn count(State(st): State<StatusState>, req: Request, next: Next) -> Respo
 }
 
 async fn require_token(State(st): State<StatusState>, req: Request, next: Next) -> Response {
-    if let Some(token) = &st.token {
+    if let Some(token) = st.token() {
         let given = req
             .headers()
             .get(header::AUTHORIZATION)
