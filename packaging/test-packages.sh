@@ -2,7 +2,8 @@
 # Builds the .deb and .rpm and tests them for real on this Debian machine (as root):
 #   dpkg -i; the service user exists; the packaged binary passes check-config on its own
 #   default file and, run as that user (as systemd's User= would), serves a DHCPv4 exchange to
-#   `probe` on loopback; systemd-analyze verify on the installed unit; an upgrade over the
+#   `probe` on loopback, and its status server lists that device (`devices`, `/metrics`);
+#   systemd-analyze verify on the installed unit; an upgrade over the
 #   previous build keeps a changed conffile; dpkg -r keeps config, state and user; dpkg -P
 #   removes config and state and keeps the user; lintian shows no error; the rpm's contents
 #   and scriptlets (rpm -qlp --scripts).
@@ -112,6 +113,9 @@ port = 0
 subnet = "192.0.2.0/24"
 pools = ["192.0.2.100-192.0.2.199"]
 lease-time = "1h"
+
+[status]
+listen = ["127.0.0.1:0"]
 EOF
 chmod 0644 "$work/loopback.toml"
 setpriv --reuid="$USER_NAME" --regid="$USER_NAME" --init-groups \
@@ -129,6 +133,17 @@ check "daemon runs as $USER_NAME" test "$(ps -o user= -p "$server_pid" | tr -d '
 "$BIN" probe --relay "127.0.0.1:$port" --link-selection 192.0.2.1 --wait 2s | tee "$work/probe.txt"
 check "probe got a lease" grep -q '^ack 192.0.2.1[0-9][0-9]' "$work/probe.txt"
 check "probe got option 143" grep -q '1. https://sztp.owner.example.com:8443' "$work/probe.txt"
+status_port=$(sed -n 's/.*listening for status on 127\.0\.0\.1:\([0-9]*\).*/\1/p' "$work/server.log" | head -n 1)
+# the device table folds the ACK just after it left: poll for it
+for _ in $(seq 100); do
+    "$BIN" devices --url "http://127.0.0.1:$status_port" >"$work/devices.txt" 2>&1 &&
+        grep -q 'dhcp-acked  handed-off' "$work/devices.txt" && break
+    sleep 0.05
+done
+cat "$work/devices.txt"
+check "status server lists the probed device" grep -q 'dhcp-acked  handed-off' "$work/devices.txt"
+curl -sS --fail "http://127.0.0.1:$status_port/metrics" >"$work/metrics.txt"
+check "status /metrics counts the replies" grep -q '^sztp_dhcp4_replies_total [1-9]' "$work/metrics.txt"
 kill -TERM "$server_pid"
 rc=0
 wait "$server_pid" || rc=$?
