@@ -18,7 +18,7 @@ use std::os::fd::AsRawFd;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
 use ipnet::Ipv6Net;
@@ -26,6 +26,10 @@ use nix::sys::socket::{
     recvmsg, sendmsg, setsockopt, sockopt, ControlMessage, ControlMessageOwned, MsgFlags,
     SockaddrIn6,
 };
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::MetricType;
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::io::Interest;
 use tokio_util::sync::CancellationToken;
@@ -37,6 +41,7 @@ use super::wire::{self, ALL_DHCP_RELAY_AGENTS_AND_SERVERS};
 use crate::config::Dhcp6;
 use crate::dhcp::lease_store::{should_compact, Journal, JournalWriter};
 use crate::journal::{DeviceEvent, Dhcp6Kind, EventDetail};
+use crate::metrics::{counter, DropLabels};
 use crate::policy::MacAddr;
 use crate::runtime::{Clock, Events, Published, ServiceContext};
 
@@ -249,6 +254,86 @@ impl Shared {
     }
 }
 
+/// Lease commits and their `fdatasync` time into `sztp_lease_commits_total` and
+/// `sztp_lease_fsync_seconds` (`proto="dhcp6"`).
+fn lease_observer(ctx: &ServiceContext) -> crate::dhcp::lease_store::CommitObserver {
+    let leases = ctx.metrics.leases.clone();
+    Box::new(move |records, took| leases.observe_commit("dhcp6", records, took.as_secs_f64()))
+}
+
+/// Reads the DHCPv6 server's [`Stats`] and its bindings at each scrape (`sztp_dhcp6_*`). Holds
+/// the server weakly: a server a reload stopped reports nothing.
+struct Dhcp6Source(Weak<Shared>);
+
+impl crate::metrics::Source for Dhcp6Source {
+    fn encode(&self, enc: &mut DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
+        let Some(shared) = self.0.upgrade() else {
+            return Ok(());
+        };
+        let st = &shared.stats;
+        counter(
+            enc,
+            "dhcp6_requests",
+            "Datagrams received by the dhcp6 service",
+            Stats::get(&st.received),
+        )?;
+        counter(
+            enc,
+            "dhcp6_replies",
+            "Replies sent by the dhcp6 service (Advertise, Reply, Relay-reply)",
+            Stats::get(&st.replies),
+        )?;
+        {
+            let mut me = enc.encode_descriptor(
+                "dhcp6_dropped",
+                "Datagrams the dhcp6 service dropped without a reply, by reason",
+                None,
+                MetricType::Counter,
+            )?;
+            for (reason, c) in [
+                ("malformed", &st.malformed),
+                ("not-served-interface", &st.not_served),
+                ("ignored", &st.ignored),
+                ("send-error", &st.send_errors),
+                ("commit-failed", &st.commits_failed),
+                ("handler-panic", &st.handler_panics),
+            ] {
+                let l = DropLabels {
+                    reason: reason.into(),
+                };
+                ConstCounter::new(Stats::get(c)).encode(me.encode_family(&l)?)?;
+            }
+        }
+        counter(
+            enc,
+            "dhcp6_lease_syncs",
+            "fdatasync calls of the DHCPv6 lease writer (each covers one group of commits)",
+            shared.writer.syncs(),
+        )?;
+        let (total, active) = {
+            let b = shared.bindings();
+            (b.len(), b.active(shared.clock.now()))
+        };
+        for (name, help, v) in [
+            (
+                "dhcp6_bindings",
+                "DHCPv6 bindings remembered (active, expired kept for returning clients, \
+                 quarantined)",
+                total,
+            ),
+            (
+                "dhcp6_bindings_active",
+                "DHCPv6 bindings whose valid lifetime has not ended",
+                active,
+            ),
+        ] {
+            let g = ConstGauge::new(i64::try_from(v).unwrap_or(i64::MAX));
+            g.encode(enc.encode_descriptor(name, help, None, g.metric_type())?)?;
+        }
+        Ok(())
+    }
+}
+
 /// Runs the DHCPv6 service on `bound` until `token` is cancelled (see the module doc), with
 /// the wall clock.
 ///
@@ -291,7 +376,7 @@ pub async fn serve_with_clock(
     );
     let shared = Arc::new(Shared {
         bindings: Mutex::new(bindings),
-        writer: Lease6Writer::spawn(store),
+        writer: Lease6Writer::spawn_observed(store, Some(lease_observer(&ctx))),
         stats: bound.stats,
         server_duid,
         published: ctx.published.clone(),
@@ -299,6 +384,8 @@ pub async fn serve_with_clock(
         clock,
         socket: bound.socket.try_clone()?,
     });
+    ctx.metrics
+        .set_source("dhcp6", Box::new(Dhcp6Source(Arc::downgrade(&shared))));
     let socket = tokio::net::UdpSocket::from_std(bound.socket)?;
     let mut mtus = Mtus::default();
     let mut buf = vec![0u8; 65536];
