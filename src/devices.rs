@@ -1412,7 +1412,9 @@ mod tests {
     fn dhcp4(ts: u64, kind: Dhcp4Kind, m: u8, addr: Option<[u8; 4]>, req: bool) -> DeviceEvent {
         let mut ev = DeviceEvent::dhcp4(ts, kind, 0x42, mac(m));
         ev.rule = Some("default".into());
-        let EventDetail::Dhcp4(d) = &mut ev.detail;
+        let EventDetail::Dhcp4(d) = &mut ev.detail else {
+            unreachable!("built as a DHCPv4 event")
+        };
         d.address = addr.map(Ipv4Addr::from);
         d.requested_143 = req;
         d.interface = Some("eth1".into());
@@ -1547,6 +1549,107 @@ mod tests {
         f.fold(dhcp4(T0, Dhcp4Kind::Ack, 8, Some([192, 0, 2, 111]), true));
         assert_eq!(f.find("192.0.2.111").unwrap().key(), "02:00:00:00:00:08");
         assert!(f.find("02:00:00:00:00:07").unwrap().addresses.is_empty());
+    }
+
+    fn dhcp6(ts: u64, kind: Dhcp6Kind, n: u8, addr: Option<&str>, req: bool) -> DeviceEvent {
+        let duid = vec![0, 3, 0, 1, 2, 0, 0, 0, 0x66, n];
+        let mut ev = DeviceEvent::dhcp6(ts, kind, 0x42, duid);
+        ev.rule = Some("default".into());
+        let EventDetail::Dhcp6(d) = &mut ev.detail else {
+            unreachable!("built as a DHCPv6 event")
+        };
+        d.iaid = Some(9);
+        d.address = addr.map(|a| a.parse().unwrap());
+        d.requested_136 = req;
+        d.relay = Some("2001:db8:1::1".into());
+        if req && kind != Dhcp6Kind::Decline {
+            ev.uris = vec!["https://sztp.owner.example.com:8443".into()];
+            d.encoding = Some("rfc8572".into());
+        }
+        ev
+    }
+
+    #[test]
+    fn dhcp6_steps_fold_by_duid_with_their_verdicts() {
+        let mut f = Fold::new(Limits::default());
+        f.fold(dhcp6(
+            T0,
+            Dhcp6Kind::Advertise,
+            1,
+            Some("2001:db8:1::10"),
+            true,
+        ));
+        let key = "00030001020000006601";
+        let v = f.find(key).unwrap().verdict(&cx());
+        assert_eq!(v.stage, Some(Stage::DhcpOffered));
+        f.fold(dhcp6(
+            T0,
+            Dhcp6Kind::Request,
+            1,
+            Some("2001:db8:1::10"),
+            true,
+        ));
+        let d = f.find(key).unwrap();
+        assert_eq!(f.find("2001:db8:1::10").unwrap().id, d.id);
+        let s = d.summary(&cx());
+        assert_eq!(
+            s.verdict.status,
+            VerdictStatus::HandedOff,
+            "{}",
+            s.verdict.text
+        );
+        assert!(
+            s.verdict.text.contains("option 136 naming"),
+            "{}",
+            s.verdict.text
+        );
+        assert_eq!(s.asked.requested_136, Some(true));
+        assert_eq!(s.asked.relay.as_deref(), Some("2001:db8:1::1"));
+        assert_eq!(
+            d.detail(&cx()).timeline[1].summary,
+            "DHCPv6 Reply to Request 2001:db8:1::10: asked for option 136, sent option 136 \
+             with 1 URI (rule default)"
+        );
+
+        // stateless: an answered Information-request is the furthest a device gets
+        f.fold(dhcp6(T0, Dhcp6Kind::InformationRequest, 2, None, false));
+        let key2 = "00030001020000006602";
+        let v = f.find(key2).unwrap().verdict(&cx());
+        assert_eq!(v.stage, Some(Stage::DhcpAcked));
+        assert_eq!(
+            v.text,
+            "got a lease but never asked for option 136: its DHCP client is not configured \
+             for SZTP"
+        );
+
+        // a refusal without an address is the verdict, in words
+        let mut ev = dhcp6(T0, Dhcp6Kind::Advertise, 3, None, true);
+        let EventDetail::Dhcp6(d) = &mut ev.detail else {
+            unreachable!()
+        };
+        d.status = Some(Dhcp6Status::NoAddrsAvail);
+        f.fold(ev);
+        let v = f.find("00030001020000006603").unwrap().verdict(&cx());
+        assert_eq!(v.status, VerdictStatus::Failed);
+        assert!(v.text.contains("(no-addrs-avail)"), "{}", v.text);
+        assert!(v.text.contains("pools are exhausted"), "{}", v.text);
+
+        // a Decline fails the device and unlinks the address
+        f.fold(dhcp6(
+            T0 + 1,
+            Dhcp6Kind::Decline,
+            1,
+            Some("2001:db8:1::10"),
+            true,
+        ));
+        assert!(f.find("2001:db8:1::10").is_none());
+        let v = f.find(key).unwrap().verdict(&cx());
+        assert_eq!(v.status, VerdictStatus::Failed);
+        assert!(
+            v.text.starts_with("it Declined 2001:db8:1::10"),
+            "{}",
+            v.text
+        );
     }
 
     /// A later protocol's step that carries only a serial and a source address links the

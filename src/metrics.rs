@@ -699,7 +699,9 @@ mod tests {
         let o = observe(&ev);
         m.events.observe(&ev, &o);
         ev.uris = vec!["https://a.example".into()];
-        let crate::journal::EventDetail::Dhcp4(d) = &mut ev.detail;
+        let crate::journal::EventDetail::Dhcp4(d) = &mut ev.detail else {
+            unreachable!("built as a DHCPv4 event")
+        };
         d.requested_143 = true;
         let o = observe(&ev);
         m.events.observe(&ev, &o);

@@ -558,3 +558,251 @@ fn sighup_turns_dhcp6_off_and_back_on() {
         "{log:?}"
     );
 }
+
+/// Prints every sample of the exposition in argv[2] as JSON, "name{k=v,…}" (labels sorted)
+/// → value, parsed by the module named in argv[1] of the Python Prometheus client.
+const PARSE_PY: &str = r#"
+import importlib, json, sys
+parser = importlib.import_module(sys.argv[1])
+out = {}
+with open(sys.argv[2]) as f:
+    for fam in parser.text_string_to_metric_families(f.read()):
+        for s in fam.samples:
+            labels = ",".join(f"{k}={v}" for k, v in sorted(s.labels.items()))
+            out[f"{s.name}{{{labels}}}"] = s.value
+print(json.dumps(out))
+"#;
+
+/// `curl` (a real HTTP client) GET of `url`, optionally with `Accept: accept`; the body.
+fn curl(url: &str, accept: Option<&str>) -> String {
+    let mut args = vec!["curl", "-sS", "--fail", "--max-time", "20"];
+    let header;
+    if let Some(a) = accept {
+        header = format!("Accept: {a}");
+        args.extend_from_slice(&["-H", &header]);
+    }
+    args.push(url);
+    common::run_ok(&args).stdout
+}
+
+/// `/metrics` parsed by the Python Prometheus client (Debian's python3-prometheus-client, so
+/// /usr/bin/python3): the strict OpenMetrics parser, then the text 0.0.4 one, which must agree.
+fn metrics(status: &str) -> std::collections::BTreeMap<String, f64> {
+    let url = format!("{status}/metrics");
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("parse.py");
+    std::fs::write(&script, PARSE_PY).unwrap();
+    let mut parsed = Vec::new();
+    for (accept, module) in [
+        (
+            Some("application/openmetrics-text; version=1.0.0"),
+            "prometheus_client.openmetrics.parser",
+        ),
+        (None, "prometheus_client.parser"),
+    ] {
+        let input = dir.path().join("metrics.txt");
+        std::fs::write(&input, curl(&url, accept)).unwrap();
+        let out = common::run_cmd(
+            &[
+                "/usr/bin/python3",
+                script.to_str().unwrap(),
+                module,
+                input.to_str().unwrap(),
+            ],
+            Duration::from_secs(60),
+        );
+        assert!(out.success(), "{module} refused /metrics: {}", out.stderr);
+        let m: std::collections::BTreeMap<String, f64> = serde_json::from_str(&out.stdout).unwrap();
+        parsed.push(m);
+    }
+    let (om, text) = (&parsed[0], &parsed[1]);
+    for k in ["sztp_dhcp6_requests_total{}", "sztp_dhcp6_replies_total{}"] {
+        assert_eq!(om.get(k), text.get(k), "{k}");
+    }
+    parsed.swap_remove(0)
+}
+
+fn sample(m: &std::collections::BTreeMap<String, f64>, key: &str) -> f64 {
+    *m.get(key)
+        .unwrap_or_else(|| panic!("no sample {key}; have:\n{:#?}", m.keys()))
+}
+
+/// `/api/devices` once every device in `keys` has reached its stage or verdict `(key, what)`
+/// (the table folds on its own thread after the reply has left), bounded at 30 s.
+fn devices_when(status: &str, want: &[(&str, &str)]) -> serde_json::Value {
+    let url = format!("{status}/api/devices");
+    let end = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let v: serde_json::Value = serde_json::from_str(&curl(&url, None)).unwrap();
+        let all = want.iter().all(|(k, what)| {
+            v["devices"].as_array().is_some_and(|d| {
+                d.iter().any(|d| {
+                    d["key"] == *k && (d["stage"] == *what || d["verdict"]["status"] == *what)
+                })
+            })
+        });
+        if all || std::time::Instant::now() > end {
+            return v;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn device<'a>(list: &'a serde_json::Value, key: &str) -> &'a serde_json::Value {
+    list["devices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["key"] == key)
+        .unwrap_or_else(|| panic!("no device {key} in {list:#}"))
+}
+
+#[test]
+fn dhcp6_devices_in_the_status_api_and_counters_in_metrics() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config_with(
+        dir.path(),
+        "2001:db8:1::1000-2001:db8:1::1fff",
+        "\n[status]\nlisten = [\"127.0.0.1:0\"]\n",
+    );
+    let s = Server::start(&cfg);
+    assert!(s.wait_log("listening for status on ", 1), "{:?}", s.log());
+    let status = s
+        .log()
+        .iter()
+        .find_map(|l| l.split("listening for status on ").nth(1))
+        .map(|a| format!("http://{}", a.trim()))
+        .unwrap();
+    let r = Relay::new(s.port);
+
+    // device 1 asks for option 136 and binds; device 2 binds without asking; device 3 binds
+    // and declines its address (a failed DAD)
+    let a1 = bind(&r, 0x61);
+    let mut quiet = solicit(0x62);
+    quiet.opts_mut().remove(OptionCode::ORO);
+    let adv = r.exchange(&quiet);
+    assert_eq!(opt136(&adv), None, "no 136 without ORO");
+    let mut req = quiet.clone();
+    req.set_msg_type(MessageType::Request);
+    req.opts_mut()
+        .insert(adv.opts().get(OptionCode::ServerId).cloned().unwrap());
+    let a2 = address(&r.exchange(&req));
+    let a3 = bind(&r, 0x63);
+    let sid = adv.opts().get(OptionCode::ServerId).cloned().unwrap();
+    assert_eq!(decline(&r, 0x63, a3, sid).msg_type(), MessageType::Reply);
+    // and one datagram that is not DHCPv6
+    r.sock.send_to(&[1, 0, 0], r.server).unwrap();
+    bind(&r, 0x61); // answered after it: the loop went on (and the drop is counted by now)
+
+    let (k1, k2, k3) = (
+        "02:00:00:00:00:61",
+        "02:00:00:00:00:62",
+        "02:00:00:00:00:63",
+    );
+    let list = devices_when(
+        &status,
+        &[(k1, "handed-off"), (k2, "dhcp-acked"), (k3, "failed")],
+    );
+    let one = device(&list, k1);
+    let stages: Vec<&str> = one["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["stage"].as_str().unwrap())
+        .collect();
+    assert_eq!(stages, ["dhcp-offered", "dhcp-acked"], "{one:#}");
+    assert_eq!(one["asked"]["requested_136"], true);
+    assert_eq!(
+        one["told"]["uris"],
+        serde_json::json!([
+            "https://sztp1.example.test:8443",
+            "https://[2001:db8::1]:8443"
+        ])
+    );
+    assert_eq!(one["told"]["proto"], "dhcp6");
+    assert_eq!(one["told"]["encoding"], "rfc8572");
+    assert_eq!(one["verdict"]["status"], "handed-off", "{one:#}");
+    assert!(
+        one["addresses"]
+            .as_array()
+            .unwrap()
+            .contains(&serde_json::json!(a1.to_string())),
+        "{one:#}"
+    );
+    // keyed by the DUID too
+    let by_duid: serde_json::Value = serde_json::from_str(&curl(
+        &format!("{status}/api/devices/00030001020000000061"),
+        None,
+    ))
+    .unwrap();
+    assert_eq!(by_duid["key"], k1, "{by_duid:#}");
+    let timeline = by_duid["timeline"].as_array().unwrap();
+    assert!(
+        timeline.iter().any(|e| e["summary"]
+            .as_str()
+            .unwrap()
+            .starts_with("DHCPv6 Advertise ")),
+        "{by_duid:#}"
+    );
+
+    let two = device(&list, k2);
+    assert_eq!(two["asked"]["requested_136"], false);
+    assert_eq!(two["verdict"]["status"], "stuck");
+    assert_eq!(
+        two["verdict"]["text"],
+        "got a lease but never asked for option 136: its DHCP client is not configured for SZTP"
+    );
+    assert_eq!(two["addresses"][0], a2.to_string());
+
+    let three = device(&list, k3);
+    assert_eq!(three["verdict"]["status"], "failed", "{three:#}");
+    let why = three["verdict"]["text"].as_str().unwrap();
+    assert!(why.starts_with(&format!("it Declined {a3}")), "{why}");
+
+    let m = metrics(&status);
+    // one malformed datagram, every other one answered
+    assert_eq!(
+        sample(&m, "sztp_dhcp6_dropped_total{reason=malformed}"),
+        1.0
+    );
+    assert_eq!(
+        sample(&m, "sztp_dhcp6_dropped_total{reason=not-served-interface}"),
+        0.0
+    );
+    let requests = sample(&m, "sztp_dhcp6_requests_total{}");
+    assert_eq!(
+        requests, 10.0,
+        "4 x (Solicit, Request), 1 Decline, 1 malformed"
+    );
+    assert_eq!(sample(&m, "sztp_dhcp6_replies_total{}"), 9.0);
+    // Advertise + Reply of devices 1 (twice) and 3 carried 136; device 2 asked for none
+    assert_eq!(
+        sample(
+            &m,
+            "sztp_dhcp_redirect_option_total{option=136,outcome=requested-and-sent,proto=dhcp6}"
+        ),
+        6.0
+    );
+    assert_eq!(
+        sample(
+            &m,
+            "sztp_dhcp_redirect_option_total{option=136,outcome=not-requested,proto=dhcp6}"
+        ),
+        2.0
+    );
+    assert_eq!(
+        sample(&m, "sztp_device_events_total{event=decline,proto=dhcp6}"),
+        1.0
+    );
+    assert_eq!(
+        sample(&m, "sztp_policy_decisions_total{proto=dhcp6,rule=default}"),
+        8.0
+    );
+    // devices 1 and 2 hold a binding; device 3's address is quarantined
+    assert_eq!(sample(&m, "sztp_dhcp6_bindings_active{}"), 2.0);
+    assert_eq!(sample(&m, "sztp_dhcp6_bindings{}"), 3.0);
+    assert!(sample(&m, "sztp_lease_commits_total{proto=dhcp6}") >= 4.0);
+    assert!(sample(&m, "sztp_dhcp6_lease_syncs_total{}") >= 1.0);
+    let (st, _) = s.stop();
+    assert!(st.success(), "{st:?}");
+}

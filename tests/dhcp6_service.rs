@@ -79,6 +79,7 @@ impl Service {
             published: Published::new(Snapshot::read(cfg, 0)),
             events: Events::new(Some(Arc::clone(&journal))),
             state_dir: state.to_path_buf(),
+            metrics: sztp_redirector::metrics::Metrics::new(),
         };
         let token = CancellationToken::new();
         let task = tokio::spawn(server::serve_with_clock(bound, ctx, token.clone(), clock));
@@ -728,6 +729,7 @@ async fn reload_turns_dhcp6_off_and_back_on_from_its_journal() {
         published: Published::new(Snapshot::read(load(&on), 0)),
         events: Events::new(None),
         state_dir: state.clone(),
+        metrics: sztp_redirector::metrics::Metrics::new(),
     };
     let mut sup = Supervisor::start(bound, ctx, CancellationToken::new());
     assert_eq!(sup.running(), [ServiceName::Dhcp6]);
