@@ -85,7 +85,12 @@ fn quickstart_model() {
         (d4.interfaces.as_slice(), d4.port),
         (&["lo".to_string()][..], 6767)
     );
-    assert!(c.redirect_server.is_none() && c.dns.is_none() && c.dhcp6.is_none());
+    let d6 = c.dhcp6.unwrap();
+    assert_eq!(
+        (d6.interfaces.as_slice(), d6.port),
+        (&["lo".to_string()][..], 6547)
+    );
+    assert!(c.redirect_server.is_none() && c.dns.is_none());
     assert_eq!(c.rules[0].redirect_to.len(), 2);
 }
 
