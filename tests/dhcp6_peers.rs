@@ -483,3 +483,114 @@ fn probe_on_the_link_reports_the_redirect_and_a_second_server() {
         assert_eq!(s["option_136"], true, "{s}");
     }
 }
+
+/// dhclient -6 (DUID-LL) against the real binary with `[status]` on: its device, keyed by the
+/// MAC its DUID carries, in `/api/devices` (read with curl in the server's namespace) with
+/// the DHCPv6 stages, what it asked and was told, and the verdict; option 136 counted in
+/// `/metrics`.
+#[test]
+fn dhclient6_device_in_the_status_api() {
+    if !require_root_or_skip("dhclient6_device_in_the_status_api") {
+        return;
+    }
+    let net = pair6("d6st");
+    let cfg = default_config6(&net.server_if) + "\n[status]\nlisten = [\"127.0.0.1:0\"]\n";
+    let srv = spawn_server6(&net.server, &cfg);
+    let needle = "listening for status on 127.0.0.1:";
+    assert!(
+        srv.child.wait_for_lines(needle, 1, Duration::from_secs(10)),
+        "{}",
+        srv.child.output_text()
+    );
+    let port: u16 = srv
+        .child
+        .lines()
+        .iter()
+        .find_map(|l| l.split(needle).nth(1).map(|p| p.trim().parse().unwrap()))
+        .unwrap();
+    let get = |path: &str| -> Option<String> {
+        let url = format!("http://127.0.0.1:{port}{path}");
+        let out = net.server.run(
+            &["curl", "-sS", "--fail", "--max-time", "20", &url],
+            Duration::from_secs(30),
+        );
+        out.success().then_some(out.stdout)
+    };
+    let link = net
+        .client
+        .ip(&["link", "show", "dev", &net.client_if])
+        .stdout;
+    let mac = link
+        .split("link/ether ")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .expect("the client's MAC")
+        .to_owned();
+
+    let dhc = start_dhclient6(
+        &net.client,
+        &net.client_if,
+        &dhclient6_conf(true, false),
+        false,
+        false,
+    );
+    let env = dhc.wait_bound();
+    let addr = env["new_ip6_address"].clone();
+    // the table folds on its own thread after the Reply left: poll (bounded) for it
+    let until = std::time::Instant::now() + Duration::from_secs(30);
+    let v: serde_json::Value = loop {
+        let v: Option<serde_json::Value> =
+            get(&format!("/api/devices/{addr}")).map(|t| serde_json::from_str(&t).unwrap());
+        match v {
+            Some(v) if v["stage"] == "dhcp-acked" => break v,
+            _ if std::time::Instant::now() > until => panic!("{addr} never reached dhcp-acked"),
+            _ => std::thread::sleep(Duration::from_millis(20)),
+        }
+    };
+    assert_eq!(v["key"], mac.as_str(), "{v:#}");
+    let duid = v["duids"][0].as_str().expect("its DUID");
+    assert!(duid.starts_with("00030001"), "DUID-LL: {duid}");
+    assert!(
+        duid.ends_with(&mac.replace(':', "")),
+        "{duid} carries {mac}"
+    );
+    assert_eq!(v["asked"]["requested_136"], true, "{v:#}");
+    assert_eq!(v["asked"]["interface"], net.server_if.as_str());
+    assert_eq!(v["told"]["proto"], "dhcp6");
+    assert_eq!(v["told"]["uris"], serde_json::json!([URI1, URI2]));
+    assert_eq!(v["verdict"]["status"], "handed-off", "{v:#}");
+    assert!(
+        v["verdict"]["text"]
+            .as_str()
+            .unwrap()
+            .contains("option 136 naming the owner's bootstrap server"),
+        "{v:#}"
+    );
+    let stages: Vec<&str> = v["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["stage"].as_str().unwrap())
+        .collect();
+    assert_eq!(stages, ["dhcp-offered", "dhcp-acked"], "{v:#}");
+
+    let metrics = get("/metrics").expect("/metrics");
+    let line = |prefix: &str| -> f64 {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(prefix))
+            .unwrap_or_else(|| panic!("no {prefix} in\n{metrics}"))
+            .trim()
+            .parse()
+            .unwrap()
+    };
+    // the Advertise and the Reply
+    assert_eq!(
+        line(
+            r#"sztp_dhcp_redirect_option_total{proto="dhcp6",option="136",outcome="requested-and-sent"}"#
+        ),
+        2.0
+    );
+    assert!(line("sztp_dhcp6_replies_total ") >= 2.0, "{metrics}");
+    assert_eq!(line("sztp_dhcp6_bindings_active "), 1.0, "{metrics}");
+}
