@@ -759,6 +759,22 @@ fn dhcp6_devices_in_the_status_api_and_counters_in_metrics() {
     let why = three["verdict"]["text"].as_str().unwrap();
     assert!(why.starts_with(&format!("it Declined {a3}")), "{why}");
 
+    // /api/leases lists the bindings: two bound, one declined (quarantined)
+    let leases: Vec<serde_json::Value> =
+        serde_json::from_str(&curl(&format!("{status}/api/leases"), None)).unwrap();
+    let row = |a: Ipv6Addr| {
+        leases
+            .iter()
+            .find(|l| l["address"] == a.to_string())
+            .unwrap_or_else(|| panic!("{a} not in {leases:?}"))
+    };
+    assert_eq!(row(a1)["proto"], "dhcp6");
+    assert_eq!(row(a1)["state"], "bound");
+    assert_eq!(row(a1)["client_id"], "00030001020000000061");
+    assert_eq!(row(a1)["iaid"], 9);
+    assert_eq!(row(a1)["mac"], k1);
+    assert_eq!(row(a3)["state"], "declined");
+
     let m = metrics(&status);
     // one malformed datagram, every other one answered
     assert_eq!(
