@@ -27,6 +27,7 @@ use crate::config::{self, Config, LogFormat};
 use crate::dhcp::v4::server as dhcp4;
 use crate::journal::DeviceJournal;
 use crate::runtime::{Events, Published, ServiceContext, Snapshot};
+use crate::state_dir::{Access, StateDir};
 use crate::EXIT_CONFIG;
 
 /// How long SIGTERM/SIGINT waits for the services to drain before giving up (exit code 1).
@@ -407,28 +408,24 @@ pub async fn serve(
     drained
 }
 
-/// Creates `state_dir` and takes its lock, so a second daemon on the same state-dir refuses to
-/// start (two servers would hand one address to two clients and lose each other's leases when
-/// one compacts the journal). The lock lasts as long as the returned file is open.
+/// Takes the lock of an open state directory, so a second daemon on the same state-dir refuses
+/// to start (two servers would hand one address to two clients and lose each other's leases
+/// when one compacts the journal). The lock file is opened under the directory's descriptor
+/// without following links. The lock lasts as long as the returned file is open.
 ///
 /// # Errors
-/// The directory or lock file cannot be made, or another process holds the lock: `state-dir
-/// DIR is in use by another sztp-redirector (lock DIR/lock held)`.
-pub fn lock_state_dir(state_dir: &Path) -> anyhow::Result<nix::fcntl::Flock<File>> {
-    std::fs::create_dir_all(state_dir)
-        .map_err(|e| anyhow::anyhow!("state-dir {}: {e}", state_dir.display()))?;
-    let path = state_dir.join(LOCK_FILE);
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+/// The lock file cannot be made (or is a link, or not a regular file), or another process
+/// holds the lock: `state-dir DIR is in use by another sztp-redirector (lock DIR/lock held)`.
+pub fn lock_state_dir(dir: &StateDir) -> anyhow::Result<nix::fcntl::Flock<File>> {
+    let path = dir.join(LOCK_FILE);
+    let file = dir
+        .open_file(LOCK_FILE, Access::ReadWriteCreate)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
     nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock).map_err(
         |(_, errno)| match errno {
             nix::errno::Errno::EWOULDBLOCK => anyhow::anyhow!(
                 "state-dir {} is in use by another sztp-redirector (lock {} held)",
-                state_dir.display(),
+                dir.path().display(),
                 path.display()
             ),
             e => anyhow::anyhow!("{}: {e}", path.display()),
@@ -457,12 +454,32 @@ pub fn run(path: &Path) -> i32 {
 
 fn start(path: &Path, cfg: Config) -> anyhow::Result<()> {
     let state_dir = cfg.appliance.state_dir.clone();
-    // before binding: a second daemon must not even bind (SO_REUSEADDR would let it share :67)
-    let _lock = lock_state_dir(&state_dir)?;
+    // who the process will be: the state-dir must belong to it (or to root, before the drop)
+    let target = match &cfg.appliance.user {
+        Some(user) if crate::sys::is_root() => Some((
+            user.as_str(),
+            crate::sys::lookup(user).map_err(|e| anyhow::anyhow!("appliance.user: {e}"))?,
+        )),
+        Some(user) => {
+            warn!(
+                "appliance.user = {user:?} ignored: already running as {}",
+                crate::sys::current_user()
+            );
+            None
+        }
+        None => None,
+    };
+    let dir = StateDir::create(&state_dir).map_err(|e| anyhow::anyhow!("state-dir: {e}"))?;
+    dir.check_private(target.map(|(_, (uid, _))| uid))
+        .map_err(anyhow::Error::msg)?;
+    // before binding: a second daemon on this state-dir must not even bind
+    let _lock = lock_state_dir(&dir)?;
     // still one thread: every socket, then the privilege drop, then threads inherit it
     let bound = bind(&cfg)?;
-    if let Some(user) = &cfg.appliance.user {
-        drop_privileges(user, &state_dir)?;
+    match target {
+        Some((user, (uid, gid))) => drop_privileges(user, uid, gid, &dir)?,
+        None => crate::sys::restrict()
+            .map_err(|e| anyhow::anyhow!("cannot set no-new-privs: {e}"))?,
     }
     let journal = Arc::new(
         DeviceJournal::open(&state_dir, cfg.appliance.journal_max_bytes)
@@ -540,25 +557,24 @@ async fn supervise(path: PathBuf, bound: Bound, ctx: ServiceContext) -> anyhow::
     }
 }
 
-/// After binding: become `user`, giving it the state directory.
-fn drop_privileges(user: &str, state_dir: &Path) -> anyhow::Result<()> {
+/// After binding: become `user` (uid:gid), giving it the state directory through its
+/// descriptor.
+fn drop_privileges(user: &str, uid: u32, gid: u32, dir: &StateDir) -> anyhow::Result<()> {
     use crate::sys;
-    if !sys::is_root() {
-        warn!(
-            "appliance.user = {user:?} ignored: already running as {}",
-            sys::current_user()
-        );
-        return Ok(());
+    let skipped = dir.give_to(uid, gid).map_err(|e| {
+        anyhow::anyhow!("state-dir {}: giving it to {user}: {e}", dir.path().display())
+    })?;
+    for entry in skipped {
+        warn!(state_dir = %dir.path().display(), %entry, "left as it is when giving state-dir to {user}");
     }
-    let (uid, gid) = sys::lookup(user).map_err(|e| anyhow::anyhow!("appliance.user: {e}"))?;
-    sys::chown_state_dir(state_dir, uid, gid)
-        .map_err(|e| anyhow::anyhow!("state-dir {}: chown to {user}: {e}", state_dir.display()))?;
     let kept = sys::drop_to(uid, gid, &sys::RUNTIME_CAPABILITIES)
         .map_err(|e| anyhow::anyhow!("cannot drop privileges to {user}: {e}"))?;
     let mut kept: Vec<String> = kept.iter().map(|c| c.to_string()).collect();
     kept.sort();
     info!(
         capabilities = %kept.join(","),
+        bounding_set = "empty",
+        no_new_privs = true,
         "running as {user} (uid {uid}, gid {gid})"
     );
     Ok(())

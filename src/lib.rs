@@ -22,8 +22,13 @@
 //!   `JoinSet` under one cancellation token (`Supervisor`), SIGHUP reload, SIGTERM/SIGINT drain,
 //!   the state-dir lock;
 //! - [`netif`]: interface facts (index, MAC, IPv4/IPv6 networks) read from the system;
-//! - [`sys`]: dropping root to `appliance.user` keeping only the capabilities a reload needs,
-//!   and SO_RCVBUFFORCE, through nix and caps (no `unsafe` anywhere in the crate);
+//! - [`sys`]: dropping root to `appliance.user` keeping only the capabilities a reload needs
+//!   (bounding set cleared, no-new-privs set), and SO_RCVBUFFORCE, through nix and caps (no
+//!   `unsafe` anywhere in the crate);
+//! - [`state_dir`]: state-dir opened without following links, checked, every state file
+//!   opened under its descriptor;
+//! - [`text`]: network text made safe to print (control characters, bidi overrides);
+//! - [`ratelimit`]: rate-limited logging of faults that repeat per packet;
 //! - [`probe`]: the client side, an SZTP device on a segment (operator's doctor and test client);
 //! - [`cli`]: subcommands `run`, `check-config`, `leases`, `probe`.
 #![forbid(unsafe_code)]
@@ -36,9 +41,12 @@ pub mod journal;
 pub mod netif;
 pub mod policy;
 pub mod probe;
+pub mod ratelimit;
 pub mod runtime;
+pub mod state_dir;
 pub mod sys;
 pub mod sztp;
+pub mod text;
 #[cfg(test)]
 mod testutil;
 
