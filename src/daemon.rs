@@ -478,8 +478,9 @@ fn start(path: &Path, cfg: Config) -> anyhow::Result<()> {
     let bound = bind(&cfg)?;
     match target {
         Some((user, (uid, gid))) => drop_privileges(user, uid, gid, &dir)?,
-        None => crate::sys::restrict()
-            .map_err(|e| anyhow::anyhow!("cannot set no-new-privs: {e}"))?,
+        None => {
+            crate::sys::restrict().map_err(|e| anyhow::anyhow!("cannot set no-new-privs: {e}"))?
+        }
     }
     let journal = Arc::new(
         DeviceJournal::open(&state_dir, cfg.appliance.journal_max_bytes)
@@ -562,7 +563,10 @@ async fn supervise(path: PathBuf, bound: Bound, ctx: ServiceContext) -> anyhow::
 fn drop_privileges(user: &str, uid: u32, gid: u32, dir: &StateDir) -> anyhow::Result<()> {
     use crate::sys;
     let skipped = dir.give_to(uid, gid).map_err(|e| {
-        anyhow::anyhow!("state-dir {}: giving it to {user}: {e}", dir.path().display())
+        anyhow::anyhow!(
+            "state-dir {}: giving it to {user}: {e}",
+            dir.path().display()
+        )
     })?;
     for entry in skipped {
         warn!(state_dir = %dir.path().display(), %entry, "left as it is when giving state-dir to {user}");

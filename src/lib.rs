@@ -46,9 +46,9 @@ pub mod runtime;
 pub mod state_dir;
 pub mod sys;
 pub mod sztp;
-pub mod text;
 #[cfg(test)]
 mod testutil;
+pub mod text;
 
 /// Exit code for a configuration error (EX_CONFIG).
 pub const EXIT_CONFIG: i32 = 78;

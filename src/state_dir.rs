@@ -50,9 +50,7 @@ impl Access {
             Access::ReadAppendCreate => OFlag::O_RDWR | OFlag::O_APPEND | OFlag::O_CREAT,
             Access::AppendCreate => OFlag::O_WRONLY | OFlag::O_APPEND | OFlag::O_CREAT,
             Access::ReadWriteCreate => OFlag::O_RDWR | OFlag::O_CREAT,
-            Access::CreateNew => {
-                OFlag::O_WRONLY | OFlag::O_APPEND | OFlag::O_CREAT | OFlag::O_EXCL
-            }
+            Access::CreateNew => OFlag::O_WRONLY | OFlag::O_APPEND | OFlag::O_CREAT | OFlag::O_EXCL,
         }
     }
 }
@@ -352,7 +350,10 @@ impl StateDir {
                 }
             };
             let st = fstat(&fd).map_err(|e| {
-                io::Error::new(errno(e).kind(), format!("{}: {e}", self.join(&shown).display()))
+                io::Error::new(
+                    errno(e).kind(),
+                    format!("{}: {e}", self.join(&shown).display()),
+                )
             })?;
             if !is_regular(&st) {
                 skipped.push(format!("{shown}: not a regular file"));
@@ -415,9 +416,15 @@ mod tests {
         // a FIFO is refused rather than blocked on
         nix::unistd::mkfifo(&dir.join("fifo"), Mode::from_bits_truncate(0o600)).unwrap();
         let e = dir.open_file("fifo", Access::ReadWriteCreate).unwrap_err();
-        assert!(e.to_string().ends_with("fifo is not a regular file: refusing to use it"), "{e}");
+        assert!(
+            e.to_string()
+                .ends_with("fifo is not a regular file: refusing to use it"),
+            "{e}"
+        );
         // an ordinary file works, and is made with FILE_MODE
-        let mut f = dir.open_file("leases4.journal", Access::ReadAppendCreate).unwrap();
+        let mut f = dir
+            .open_file("leases4.journal", Access::ReadAppendCreate)
+            .unwrap();
         f.write_all(b"x\n").unwrap();
         let mut s = String::new();
         dir.open_file("leases4.journal", Access::Read)
@@ -425,7 +432,10 @@ mod tests {
             .read_to_string(&mut s)
             .unwrap();
         assert_eq!(s, "x\n");
-        let mode = std::fs::metadata(dir.join("leases4.journal")).unwrap().mode() & 0o777;
+        let mode = std::fs::metadata(dir.join("leases4.journal"))
+            .unwrap()
+            .mode()
+            & 0o777;
         assert_eq!(mode & !FILE_MODE, 0, "{mode:o}");
         dir.rename("leases4.journal", "moved").unwrap();
         assert!(dir.exists("moved").unwrap());
@@ -456,7 +466,10 @@ mod tests {
             "{e}"
         );
         std::fs::set_permissions(&real, std::fs::Permissions::from_mode(0o1703)).unwrap();
-        assert!(d.check_private(None).unwrap_err().contains("writable by others"));
+        assert!(d
+            .check_private(None)
+            .unwrap_err()
+            .contains("writable by others"));
         std::fs::set_permissions(&real, std::fs::Permissions::from_mode(0o700)).unwrap();
         d.check_private(None).unwrap();
     }
@@ -494,6 +507,9 @@ mod tests {
         // the owner check accepts the user the daemon drops to, and no one else
         dir.check_private(Some(65534)).unwrap();
         let e = dir.check_private(None).unwrap_err();
-        assert!(e.contains("belongs to nobody (uid 65534), not to root (uid 0)"), "{e}");
+        assert!(
+            e.contains("belongs to nobody (uid 65534), not to root (uid 0)"),
+            "{e}"
+        );
     }
 }

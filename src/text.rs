@@ -113,7 +113,11 @@ impl<F: serde_json::ser::Formatter> serde_json::ser::Formatter for SafeFormatter
     fn end_array<W: ?Sized + io::Write>(&mut self, w: &mut W) -> io::Result<()> {
         self.0.end_array(w)
     }
-    fn begin_array_value<W: ?Sized + io::Write>(&mut self, w: &mut W, first: bool) -> io::Result<()> {
+    fn begin_array_value<W: ?Sized + io::Write>(
+        &mut self,
+        w: &mut W,
+        first: bool,
+    ) -> io::Result<()> {
         self.0.begin_array_value(w, first)
     }
     fn end_array_value<W: ?Sized + io::Write>(&mut self, w: &mut W) -> io::Result<()> {
@@ -125,7 +129,11 @@ impl<F: serde_json::ser::Formatter> serde_json::ser::Formatter for SafeFormatter
     fn end_object<W: ?Sized + io::Write>(&mut self, w: &mut W) -> io::Result<()> {
         self.0.end_object(w)
     }
-    fn begin_object_key<W: ?Sized + io::Write>(&mut self, w: &mut W, first: bool) -> io::Result<()> {
+    fn begin_object_key<W: ?Sized + io::Write>(
+        &mut self,
+        w: &mut W,
+        first: bool,
+    ) -> io::Result<()> {
         self.0.begin_object_key(w, first)
     }
     fn end_object_key<W: ?Sized + io::Write>(&mut self, w: &mut W) -> io::Result<()> {
@@ -192,7 +200,10 @@ mod tests {
     #[test]
     fn json_escapes_more_than_serde_json_and_keeps_the_value() {
         let v = serde_json::json!({ "domain": HOSTILE, "n": [1, 2] });
-        for text in [to_json_string(&v).unwrap(), to_json_string_pretty(&v).unwrap()] {
+        for text in [
+            to_json_string(&v).unwrap(),
+            to_json_string_pretty(&v).unwrap(),
+        ] {
             assert!(!text.chars().any(needs_escape) || text.contains('\n'));
             let no_layout = text.replace('\n', "");
             assert!(!no_layout.chars().any(needs_escape), "{text}");

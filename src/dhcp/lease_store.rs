@@ -454,7 +454,10 @@ pub fn read_records<R: JournalRecord>(dir: &Path) -> Result<Vec<R>, StoreError> 
 ///
 /// # Errors
 /// [`StoreError::Corrupt`] for a complete line that fails its checksum or does not parse.
-pub fn records_from_bytes<R: JournalRecord>(path: &Path, data: &[u8]) -> Result<Vec<R>, StoreError> {
+pub fn records_from_bytes<R: JournalRecord>(
+    path: &Path,
+    data: &[u8],
+) -> Result<Vec<R>, StoreError> {
     let r = replay::<R>(path, data)?;
     if let Some(line) = r.torn {
         tracing::warn!(
@@ -1148,7 +1151,11 @@ mod tests {
                 moved_to: Some(aside.clone()),
             }
         );
-        assert_eq!(fs::read(&aside).unwrap(), damaged, "the damaged file is kept aside");
+        assert_eq!(
+            fs::read(&aside).unwrap(),
+            damaged,
+            "the damaged file is kept aside"
+        );
         let (_, leases) = LeaseStore::open(dir.path()).unwrap();
         assert_eq!(leases, vec![a, b]);
         // nothing left to salvage: nothing changes
@@ -1445,7 +1452,10 @@ mod tests {
         s.append(&[lease(2, LeaseState::Bound, 100)]).unwrap_err();
         assert!(s.is_poisoned());
         let e = s.append(&[lease(3, LeaseState::Bound, 100)]).unwrap_err();
-        assert!(e.to_string().contains("not appending until the leftover"), "{e}");
+        assert!(
+            e.to_string().contains("not appending until the leftover"),
+            "{e}"
+        );
         // writing works again: the same journal, not reopened, goes on
         s.file = real;
         let b = lease(4, LeaseState::Bound, 100);

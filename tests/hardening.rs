@@ -1,0 +1,271 @@
+//! Issue 6, faults under which the appliance used to break: each fault is a test with the real
+//! binary (and real peers in throwaway namespaces where the fault is about delivery or
+//! privileges). Needs root; without it every test prints SKIP (or fails when
+//! SZTP_REQUIRE_PRIVILEGED_TESTS=1).
+//!
+//! `SZTP_HARDEN_BIN=/path/to/sztp-redirector` runs the same tests against another build of the
+//! binary, to see them fail on one without the fixes.
+
+mod common;
+
+use std::net::Ipv4Addr;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use common::*;
+
+fn bin() -> String {
+    std::env::var("SZTP_HARDEN_BIN").unwrap_or_else(|_| BIN.to_string())
+}
+
+/// How long a daemon that must refuse to start may take to exit; hitting it means it did not.
+const EXIT_WAIT: Duration = Duration::from_secs(20);
+
+const POOL_SUBNET: &str = r#"[[dhcp4.subnet]]
+subnet = "198.51.100.0/24"
+pools = ["198.51.100.100-198.51.100.199"]
+routers = ["198.51.100.1"]
+lease-time = "1h"
+"#;
+
+/// A config with state-dir `state`, one rule to URI1, and `[dhcp4]` on `iface` (`extra_dhcp4`
+/// appended to the section) with `subnets`.
+fn config(state: &Path, iface: &str, extra_dhcp4: &str, subnets: &str) -> String {
+    format!(
+        "[appliance]\nstate-dir = \"{}\"\n\n[[bootstrap-server]]\nname = \"sztp1\"\nuri = \"{URI1}\"\n\n\
+         [[rule]]\nname = \"default\"\nredirect-to = [\"sztp1\"]\nvia = \"direct\"\n\n\
+         [dhcp4]\ninterfaces = [\"{iface}\"]\n{extra_dhcp4}\n{subnets}",
+        state.display()
+    )
+}
+
+/// `sztp-redirector run --config FILE` in `ns` (or this namespace), RUST_LOG=debug, output
+/// collected.
+fn start(ns: Option<&Netns>, config: &Path) -> Child {
+    let b = bin();
+    let args = [
+        "env",
+        "RUST_LOG=debug",
+        b.as_str(),
+        "run",
+        "--config",
+        config.to_str().unwrap(),
+    ];
+    match ns {
+        Some(ns) => ns.spawn(&args, Duration::from_secs(600)),
+        None => Child::spawn(&args, Duration::from_secs(600)),
+    }
+}
+
+/// [`start`], then waits for `n` `listening for dhcp4` lines.
+fn start_serving(ns: Option<&Netns>, config: &Path, n: usize) -> Child {
+    let c = start(ns, config);
+    assert!(
+        c.wait_for_lines("listening for dhcp4", n, Duration::from_secs(20))
+            && c.wait_for_lines("lease journal replayed", 1, Duration::from_secs(20)),
+        "server did not start:\n{}",
+        c.output_text()
+    );
+    c
+}
+
+/// [`start`] of a daemon that must refuse to start: its exit code and output.
+fn start_refused(ns: Option<&Netns>, config: &Path) -> (Option<i32>, String) {
+    let mut c = start(ns, config);
+    let st = c.wait_exit(EXIT_WAIT);
+    let out = c.output_text();
+    assert!(
+        st.is_some(),
+        "still running, it should have refused:\n{out}"
+    );
+    (st.and_then(|s| s.code()), out)
+}
+
+/// A temporary directory every user can traverse (the daemon may run as nobody).
+fn open_tempdir() -> tempfile::TempDir {
+    let d = tempfile::Builder::new().prefix("sztpt-").tempdir().unwrap();
+    std::fs::set_permissions(d.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    d
+}
+
+fn write(path: &Path, text: &str) -> PathBuf {
+    std::fs::write(path, text).unwrap();
+    path.to_path_buf()
+}
+
+fn status_line(pid: u32, key: &str) -> String {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find(|l| l.starts_with(key))
+        .unwrap_or_else(|| panic!("no {key} in /proc/{pid}/status"))
+        .split_once(':')
+        .unwrap()
+        .1
+        .trim()
+        .to_string()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Fault 1: state files reached through links, a state-dir others can write, privileges left.
+
+#[test]
+fn state_files_reached_through_links_are_refused_and_their_targets_untouched() {
+    if !require_root_or_skip(
+        "state_files_reached_through_links_are_refused_and_their_targets_untouched",
+    ) {
+        return;
+    }
+    let net = NetnsPair::new("links");
+    for name in ["lock", "devices.jsonl", "leases4.journal"] {
+        let tmp = open_tempdir();
+        let victim = write(&tmp.path().join("victim"), "root data\n");
+        let planted = tmp.path().join("planted");
+        let state = tmp.path().join("state");
+        std::fs::create_dir(&state).unwrap();
+        std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o700)).unwrap();
+        // a link to an existing root file, and a dangling one root would create
+        let target = if name == "lock" { &planted } else { &victim };
+        std::os::unix::fs::symlink(target, state.join(name)).unwrap();
+        let cfg = write(
+            &tmp.path().join("c.toml"),
+            &config(&state, &net.server_if, "", POOL_SUBNET),
+        );
+        let (code, out) = start_refused(Some(&net.server), &cfg);
+        assert_eq!(code, Some(1), "{name}:\n{out}");
+        assert!(
+            out.contains(&format!(
+                "{} is a symbolic link: not following it",
+                state.join(name).display()
+            )),
+            "{name}:\n{out}"
+        );
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "root data\n");
+        assert!(!planted.exists(), "{name}: root created the link's target");
+    }
+}
+
+#[test]
+fn a_linked_shared_or_foreign_state_dir_is_refused() {
+    if !require_root_or_skip("a_linked_shared_or_foreign_state_dir_is_refused") {
+        return;
+    }
+    let net = NetnsPair::new("statedir");
+    let tmp = open_tempdir();
+    let real = tmp.path().join("real");
+    std::fs::create_dir(&real).unwrap();
+    let link = tmp.path().join("link");
+    std::os::unix::fs::symlink(&real, &link).unwrap();
+    let run = |state: &Path| {
+        let cfg = write(
+            &tmp.path().join("c.toml"),
+            &config(state, &net.server_if, "", POOL_SUBNET),
+        );
+        start_refused(Some(&net.server), &cfg)
+    };
+
+    let (code, out) = run(&link);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.contains(&format!("{} is a symbolic link", link.display())),
+        "{out}"
+    );
+
+    std::fs::set_permissions(&real, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let (code, out) = run(&real);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.contains("is writable by group and others (mode 0777)"),
+        "{out}"
+    );
+
+    // root without appliance.user, in a directory another user owns (and could fill with links)
+    std::fs::set_permissions(&real, std::fs::Permissions::from_mode(0o700)).unwrap();
+    std::os::unix::fs::chown(&real, Some(65534), Some(65534)).unwrap();
+    let (code, out) = run(&real);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.contains("belongs to nobody (uid 65534), not to root (uid 0)"),
+        "{out}"
+    );
+    assert!(!real.join("lock").exists(), "refused before touching it");
+}
+
+/// Root drops to `nobody`: afterwards nothing it could execute regains a privilege (bounding
+/// set empty, no-new-privs), and links that `nobody` plants in its state-dir are not followed
+/// by root at the next start.
+#[test]
+fn after_dropping_to_the_service_user_no_privilege_comes_back() {
+    if !require_root_or_skip("after_dropping_to_the_service_user_no_privilege_comes_back") {
+        return;
+    }
+    let net = NetnsPair::new("dropped");
+    let tmp = open_tempdir();
+    let state = tmp.path().join("state");
+    let rootdir = tmp.path().join("root-only");
+    std::fs::create_dir(&rootdir).unwrap();
+    let victim = write(&rootdir.join("victim"), "root data\n");
+    let cfg = write(
+        &tmp.path().join("c.toml"),
+        &config(&state, &net.server_if, "", POOL_SUBNET)
+            .replace("[appliance]\n", "[appliance]\nuser = \"nobody\"\n"),
+    );
+    let srv = start_serving(Some(&net.server), &cfg, 1);
+    assert!(
+        srv.wait_for_lines("running as nobody", 1, Duration::from_secs(10)),
+        "{}",
+        srv.output_text()
+    );
+    let pid = srv.pid().expect("daemon pid");
+    assert!(
+        status_line(pid, "Uid:")
+            .split_whitespace()
+            .all(|u| u == "65534"),
+        "{}",
+        status_line(pid, "Uid:")
+    );
+    assert_eq!(status_line(pid, "CapBnd:"), "0000000000000000");
+    assert_eq!(status_line(pid, "NoNewPrivs:"), "1");
+    assert_eq!(status_line(pid, "CapInh:"), "0000000000000000");
+    assert_eq!(status_line(pid, "CapAmb:"), "0000000000000000");
+    // CAP_NET_BIND_SERVICE (10) and CAP_NET_RAW (13), for a reload, and nothing else
+    assert_eq!(status_line(pid, "CapEff:"), "0000000000002400");
+    // and it still serves a real client
+    let r = run_udhcpc(&net.client, &net.client_if, &[]);
+    assert!(in_pool(r.ip()), "{}", r.ip());
+    drop(srv);
+    for f in ["", "lock", "leases4.journal", "devices.jsonl"] {
+        assert_eq!(
+            std::fs::metadata(state.join(f)).unwrap().uid(),
+            65534,
+            "{f} not given to nobody"
+        );
+    }
+
+    // nobody replaces its files with links to root's files
+    let planted = rootdir.join("planted");
+    for (name, target) in [("lock", &planted), ("devices.jsonl", &victim)] {
+        run_ok(&[
+            "setpriv",
+            "--reuid=nobody",
+            "--regid=nogroup",
+            "--clear-groups",
+            "ln",
+            "-sfn",
+            target.to_str().unwrap(),
+            state.join(name).to_str().unwrap(),
+        ]);
+    }
+    let (code, out) = start_refused(Some(&net.server), &cfg);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("lock is a symbolic link"), "{out}");
+    assert!(!planted.exists(), "root followed nobody's link");
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "root data\n");
+    assert_eq!(std::fs::metadata(&victim).unwrap().uid(), 0);
+}
+
+fn in_pool(ip: Ipv4Addr) -> bool {
+    (u32::from(Ipv4Addr::new(198, 51, 100, 100))..=u32::from(Ipv4Addr::new(198, 51, 100, 199)))
+        .contains(&u32::from(ip))
+}
