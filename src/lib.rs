@@ -29,6 +29,8 @@
 //!   opened under its descriptor;
 //! - [`text`]: network text made safe to print (control characters, bidi overrides);
 //! - [`ratelimit`]: rate-limited logging of faults that repeat per packet;
+//! - [`udp_bind`]: server UDP ports bound so no other process shares them, rebindable on
+//!   reload;
 //! - [`probe`]: the client side, an SZTP device on a segment (operator's doctor and test client);
 //! - [`cli`]: subcommands `run`, `check-config`, `leases`, `probe`.
 #![forbid(unsafe_code)]
@@ -49,6 +51,7 @@ pub mod sztp;
 #[cfg(test)]
 mod testutil;
 pub mod text;
+pub mod udp_bind;
 
 /// Exit code for a configuration error (EX_CONFIG).
 pub const EXIT_CONFIG: i32 = 78;

@@ -269,3 +269,119 @@ fn in_pool(ip: Ipv4Addr) -> bool {
     (u32::from(Ipv4Addr::new(198, 51, 100, 100))..=u32::from(Ipv4Addr::new(198, 51, 100, 199)))
         .contains(&u32::from(ip))
 }
+
+// ---------------------------------------------------------------------------------------------
+// Fault 2: a second daemon on the same interface and port.
+
+/// dhcrelay in the relay namespace of `topo`, forwarding to the server; killed on drop.
+fn start_dhcrelay(topo: &RelayTopology) -> (Child, tempfile::TempDir) {
+    let tmp = tempfile::tempdir().unwrap();
+    let pidf = tmp.path().join("dhcrelay.pid");
+    let relay = topo.relay.spawn(
+        &[
+            "dhcrelay",
+            "-4",
+            "-d",
+            "-pf",
+            pidf.to_str().unwrap(),
+            "-id",
+            &topo.relay_down_if,
+            "-iu",
+            &topo.relay_up_if,
+            NetnsPair::SERVER_ADDR,
+        ],
+        Duration::from_secs(300),
+    );
+    let ready = relay.wait_for_lines("Sending on", 1, Duration::from_secs(10));
+    assert!(ready, "dhcrelay did not start:\n{}", relay.output_text());
+    (relay, tmp)
+}
+
+const RELAYED_SUBNET: &str = r#"[[dhcp4.subnet]]
+subnet = "192.0.2.0/24"
+pools = ["192.0.2.100-192.0.2.199"]
+routers = ["192.0.2.1"]
+lease-time = "1h"
+"#;
+
+#[test]
+fn a_second_daemon_on_the_same_interface_and_port_fails_and_the_first_keeps_serving() {
+    if !require_root_or_skip(
+        "a_second_daemon_on_the_same_interface_and_port_fails_and_the_first_keeps_serving",
+    ) {
+        return;
+    }
+    let topo = RelayTopology::new("twodaemons");
+    let tmp = open_tempdir();
+    let cfg_a = write(
+        &tmp.path().join("a.toml"),
+        &config(&tmp.path().join("a"), &topo.server_if, "", RELAYED_SUBNET),
+    );
+    let a = start_serving(Some(&topo.server), &cfg_a, 1);
+    let cfg_b = write(
+        &tmp.path().join("b.toml"),
+        &config(&tmp.path().join("b"), &topo.server_if, "", RELAYED_SUBNET),
+    );
+    let (code, out) = start_refused(Some(&topo.server), &cfg_b);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.contains(&format!(
+            "dhcp4: cannot listen on interface {0}: UDP port 67 on {0} is in use by another \
+             process",
+            topo.server_if
+        )),
+        "{out}"
+    );
+
+    // relayed (unicast) traffic still reaches the first daemon
+    let (_relay, _rt) = start_dhcrelay(&topo);
+    let ip = run_udhcpc(&topo.client, &topo.client_if, &[]).ip();
+    let leases = leases_json(&tmp.path().join("a"));
+    assert!(
+        leases
+            .iter()
+            .any(|l| lease_addr(l) == Some(&ip.to_string())),
+        "{ip} not in the first daemon's journal: {leases:?}"
+    );
+
+    // a reload that binds the interface anew (another interface joins) still works: only this
+    // process may share the port, for the instant of the rebind
+    let (extra, peer) = (
+        format!("{}x", topo.server_if),
+        format!("{}y", topo.server_if),
+    );
+    topo.server
+        .ip(&["link", "add", &extra, "type", "veth", "peer", "name", &peer]);
+    topo.server.ip(&["link", "set", &peer, "up"]);
+    topo.server.ip(&["link", "set", &extra, "up"]);
+    topo.server.wait_link_up(&extra);
+    topo.server.add_addr(&extra, "198.18.0.1/24");
+    write(
+        &cfg_a,
+        &config(&tmp.path().join("a"), &topo.server_if, "", RELAYED_SUBNET).replace(
+            &format!("interfaces = [\"{}\"]", topo.server_if),
+            &format!("interfaces = [\"{}\", \"{extra}\"]", topo.server_if),
+        ),
+    );
+    a.signal("HUP");
+    assert!(
+        a.wait_for_lines("configuration reloaded", 1, Duration::from_secs(20)),
+        "{}",
+        a.output_text()
+    );
+    assert!(
+        a.wait_for_lines("listening for dhcp4", 3, Duration::from_secs(5)),
+        "{}",
+        a.output_text()
+    );
+    let again = run_udhcpc(
+        &topo.client,
+        &topo.client_if,
+        &["-x", "0x3d:01020000000077"],
+    )
+    .ip();
+    assert_ne!(again, ip, "a second client, a second lease");
+    // and the port is still the first daemon's alone
+    let (code, out) = start_refused(Some(&topo.server), &cfg_b);
+    assert_eq!(code, Some(1), "{out}");
+}

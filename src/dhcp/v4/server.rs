@@ -29,6 +29,7 @@ use crate::dhcp::leases::LeaseTable;
 use crate::journal::{DeviceEvent, Dhcp4Kind, EventDetail};
 
 use crate::runtime::{Clock, Events, Published, ServiceContext};
+use crate::udp_bind::PortClaim;
 
 /// Expired leases are remembered this long (seconds), so a returning device gets its old
 /// address.
@@ -64,6 +65,9 @@ pub struct BoundInterface {
     pub socket: StdUdpSocket,
     /// `None`: replies to clients without an address are broadcast.
     pub raw: Option<RawSender>,
+    /// Keeps other processes off this interface and port while the socket serves (`None` for
+    /// a socket the caller bound itself).
+    pub claim: Option<Arc<PortClaim>>,
 }
 
 impl BoundInterface {
@@ -75,6 +79,7 @@ impl BoundInterface {
             name: name.into(),
             socket,
             raw: None,
+            claim: None,
         })
     }
 }
@@ -112,7 +117,7 @@ pub fn bind(d: &Dhcp4) -> io::Result<Bound4> {
 /// Bind one interface: its UDP socket and, when CAP_NET_RAW allows, a raw sender.
 pub fn bind_interface(name: &str, port: u16) -> io::Result<BoundInterface> {
     let info = iface_info(name)?;
-    let socket = bind_udp4(name, port)?;
+    let (socket, claim) = bind_udp4(name, port)?;
     let raw = match RawSender::open(&info) {
         Ok(r) => Some(r),
         Err(e) => {
@@ -126,6 +131,7 @@ pub fn bind_interface(name: &str, port: u16) -> io::Result<BoundInterface> {
         name: name.to_owned(),
         socket,
         raw,
+        claim: Some(claim),
     })
 }
 
@@ -236,7 +242,12 @@ pub async fn serve_with_clock(
             port,
         });
         let socket = tokio::net::UdpSocket::from_std(b.socket)?;
-        tasks.spawn(receive(Arc::clone(&shared), egress, socket, token.clone()));
+        let (sh, t, claim) = (Arc::clone(&shared), token.clone(), b.claim);
+        tasks.spawn(async move {
+            receive(sh, egress, socket, t).await;
+            // the interface and port stay ours until this instance stops receiving on them
+            drop(claim);
+        });
     }
     tasks.spawn(housekeeping_loop(Arc::clone(&shared), token.clone()));
     while let Some(r) = tasks.join_next().await {
