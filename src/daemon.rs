@@ -433,8 +433,37 @@ pub fn lock_state_dir(dir: &StateDir) -> anyhow::Result<nix::fcntl::Flock<File>>
     )
 }
 
+/// The signals `run` handles; blocked from the start until their handlers are installed.
+const HANDLED: [nix::sys::signal::Signal; 3] = [
+    nix::sys::signal::Signal::SIGHUP,
+    nix::sys::signal::Signal::SIGTERM,
+    nix::sys::signal::Signal::SIGINT,
+];
+
+fn handled_set() -> nix::sys::signal::SigSet {
+    let mut set = nix::sys::signal::SigSet::empty();
+    for s in HANDLED {
+        set.add(s);
+    }
+    set
+}
+
 /// `sztp-redirector run --config FILE`; returns the process exit code.
+///
+/// SIGHUP, SIGTERM and SIGINT are blocked from the first instruction until their handlers are
+/// in place: one that arrives while the daemon starts (binding, dropping privileges, replaying
+/// journals) waits and is then acted on, instead of killing it with the default action (a
+/// reload sent by `systemctl reload` or logrotate at the wrong moment used to stop the
+/// appliance).
 pub fn run(path: &Path) -> i32 {
+    if let Err(e) = nix::sys::signal::pthread_sigmask(
+        nix::sys::signal::SigmaskHow::SIG_BLOCK,
+        Some(&handled_set()),
+        None,
+    ) {
+        eprintln!("cannot block signals during start-up: {e}");
+        return 1;
+    }
     let cfg = match config::load(path) {
         Ok(c) => c,
         Err(e) => {
@@ -505,6 +534,17 @@ async fn supervise(path: PathBuf, bound: Bound, ctx: ServiceContext) -> anyhow::
     let mut hup = signal(SignalKind::hangup())?;
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
+    // With a handler, a write past RLIMIT_FSIZE fails with EFBIG (and the journal recovers
+    // once the limit allows it again) instead of SIGXFSZ killing the process. Tokio keeps the
+    // handler installed after the stream is dropped.
+    drop(signal(SignalKind::from_raw(libc::SIGXFSZ))?);
+    // this future runs on the thread that blocked them in `run`: signals that came during
+    // start-up are delivered now, to the handlers above
+    nix::sys::signal::pthread_sigmask(
+        nix::sys::signal::SigmaskHow::SIG_UNBLOCK,
+        Some(&handled_set()),
+        None,
+    )?;
     let cfg = ctx.published.load().config.clone();
     for (on, what) in [
         (cfg.redirect_server.is_some(), "redirect-server"),

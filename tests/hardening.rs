@@ -385,3 +385,192 @@ fn a_second_daemon_on_the_same_interface_and_port_fails_and_the_first_keeps_serv
     let (code, out) = start_refused(Some(&topo.server), &cfg_b);
     assert_eq!(code, Some(1), "{out}");
 }
+
+// ---------------------------------------------------------------------------------------------
+// Fault 3: a lease journal that cannot be written stops ACKs; they must resume by themselves.
+
+/// A small ext4 file system mounted on a fresh directory (a loop device; ext4 enforces `chattr
+/// +i` on descriptors already open, which tmpfs does not); unmounted on drop.
+struct Ext4 {
+    dir: PathBuf,
+    _tmp: tempfile::TempDir,
+}
+
+impl Ext4 {
+    fn new() -> Ext4 {
+        let tmp = open_tempdir();
+        let img = tmp.path().join("fs.img");
+        let dir = tmp.path().join("mnt");
+        std::fs::create_dir(&dir).unwrap();
+        run_ok(&["truncate", "-s", "8M", img.to_str().unwrap()]);
+        run_ok(&["mkfs.ext4", "-q", "-F", img.to_str().unwrap()]);
+        run_ok(&[
+            "mount",
+            "-o",
+            "loop",
+            img.to_str().unwrap(),
+            dir.to_str().unwrap(),
+        ]);
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        Ext4 { dir, _tmp: tmp }
+    }
+}
+
+impl Ext4 {
+    /// Fills the file system up with `file`: big blocks first, then the last 1 KiB blocks.
+    fn fill(&self, file: &Path) {
+        for bs in ["bs=64k", "bs=1k"] {
+            let _ = run_cmd(
+                &[
+                    "dd",
+                    "if=/dev/zero",
+                    &format!("of={}", file.display()),
+                    "oflag=append",
+                    "conv=notrunc",
+                    bs,
+                ],
+                CMD_TIMEOUT,
+            );
+        }
+    }
+}
+
+impl Drop for Ext4 {
+    fn drop(&mut self) {
+        let _ = run_cmd(&["umount", "-l", self.dir.to_str().unwrap()], CMD_TIMEOUT);
+    }
+}
+
+/// udhcpc with client-id `01:..:n`: the address it got, or None.
+fn udhcpc_lease(net: &NetnsPair, n: u8) -> Option<Ipv4Addr> {
+    let r = run_udhcpc(
+        &net.client,
+        &net.client_if,
+        &["-x", &format!("0x3d:010200000000{n:02x}")],
+    );
+    last_event(&r.events, &["bound"]).map(|m| m["ip"].parse().unwrap())
+}
+
+fn journal_has(state: &Path, ip: Ipv4Addr) -> bool {
+    leases_json(state)
+        .iter()
+        .any(|l| lease_addr(l) == Some(&ip.to_string()))
+}
+
+fn count_lines(c: &Child, needle: &str) -> usize {
+    c.lines().iter().filter(|l| l.contains(needle)).count()
+}
+
+/// The journal cannot be written and cannot be cut back either (immutable), then the disk is
+/// full: no ACK leaves meanwhile, the error is logged rate-limited, and ACKs resume by
+/// themselves once writing works again.
+#[test]
+fn acks_stop_while_the_lease_journal_cannot_be_written_and_resume_by_themselves() {
+    if !require_root_or_skip(
+        "acks_stop_while_the_lease_journal_cannot_be_written_and_resume_by_themselves",
+    ) {
+        return;
+    }
+    let net = NetnsPair::new("unwritable");
+    let fs = Ext4::new();
+    let state = fs.dir.join("state");
+    let tmp = open_tempdir();
+    let cfg = write(
+        &tmp.path().join("c.toml"),
+        &config(&state, &net.server_if, "", POOL_SUBNET),
+    );
+    let srv = start_serving(Some(&net.server), &cfg, 1);
+    let journal = state.join("leases4.journal");
+
+    // a full disk (the journal is still empty: its first record needs a block): the append
+    // fails, cutting it back works
+    let filler = fs.dir.join("filler");
+    fs.fill(&filler);
+    assert_eq!(
+        udhcpc_lease(&net, 1),
+        None,
+        "ACKed a lease that is not on disk"
+    );
+    assert!(
+        count_lines(&srv, "lease journal write failed") >= 1,
+        "{}",
+        srv.output_text()
+    );
+    std::fs::remove_file(&filler).unwrap();
+    let first = udhcpc_lease(&net, 1).expect("ACKs resume once there is room");
+    assert!(journal_has(&state, first));
+
+    // immutable: the append fails, and so does cutting it back
+    run_ok(&["chattr", "+i", journal.to_str().unwrap()]);
+    assert_eq!(
+        udhcpc_lease(&net, 2),
+        None,
+        "ACKed a lease that is not on disk"
+    );
+    run_ok(&["chattr", "-i", journal.to_str().unwrap()]);
+    let second = udhcpc_lease(&net, 2).expect("ACKs resume once the journal is writable");
+    assert!(journal_has(&state, second));
+    assert!(
+        srv.wait_for_lines("lease journal written again", 2, Duration::from_secs(5)),
+        "{}",
+        srv.output_text()
+    );
+    // every failed REQUEST was refused, but the log was not flooded: each of the two episodes
+    // logs its first failure once on the writer's side and once on the server's side
+    assert!(
+        count_lines(&srv, "lease journal write failed") <= 4,
+        "{}",
+        srv.output_text()
+    );
+    let mut srv = srv;
+    srv.stop("TERM", Duration::from_secs(10));
+    let summary = srv
+        .lines()
+        .into_iter()
+        .find(|l| l.contains("dhcp4 stopped"))
+        .expect("shutdown summary");
+    assert!(summary.contains("journal_failing=0"), "{summary}");
+    assert!(!summary.contains("commits_failed=0"), "{summary}");
+}
+
+/// A file-size limit (RLIMIT_FSIZE) makes appends fail with EFBIG instead of SIGXFSZ killing
+/// the daemon, and ACKs resume when the limit is lifted.
+#[test]
+fn a_file_size_limit_stops_acks_without_killing_the_daemon() {
+    if !require_root_or_skip("a_file_size_limit_stops_acks_without_killing_the_daemon") {
+        return;
+    }
+    let net = NetnsPair::new("fsize");
+    let tmp = open_tempdir();
+    let state = tmp.path().join("state");
+    let cfg = write(
+        &tmp.path().join("c.toml"),
+        &config(&state, &net.server_if, "", POOL_SUBNET),
+    );
+    let srv = start_serving(Some(&net.server), &cfg, 1);
+    let first = udhcpc_lease(&net, 1).expect("a lease before the limit");
+    assert!(journal_has(&state, first));
+    let pid = srv.pid().unwrap().to_string();
+    let size = std::fs::metadata(state.join("leases4.journal"))
+        .unwrap()
+        .len();
+    run_ok(&[
+        "prlimit",
+        "--pid",
+        &pid,
+        &format!("--fsize={size}:unlimited"),
+    ]);
+    assert_eq!(
+        udhcpc_lease(&net, 2),
+        None,
+        "ACKed a lease that is not on disk"
+    );
+    assert!(
+        srv.is_running(),
+        "killed by SIGXFSZ:\n{}",
+        srv.output_text()
+    );
+    run_ok(&["prlimit", "--pid", &pid, "--fsize=unlimited:unlimited"]);
+    let second = udhcpc_lease(&net, 2).expect("ACKs resume once the limit is lifted");
+    assert!(journal_has(&state, second));
+}

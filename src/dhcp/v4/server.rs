@@ -28,6 +28,7 @@ use crate::dhcp::lease_store::{should_compact, LeaseStore, LeaseWriter};
 use crate::dhcp::leases::LeaseTable;
 use crate::journal::{DeviceEvent, Dhcp4Kind, EventDetail};
 
+use crate::ratelimit::LogLimiter;
 use crate::runtime::{Clock, Events, Published, ServiceContext};
 use crate::udp_bind::PortClaim;
 
@@ -50,6 +51,10 @@ pub struct Stats {
     pub replies: AtomicU64,
     /// Lease commits that failed: their ACKs were not sent.
     pub commits_failed: AtomicU64,
+    /// 1 while the lease journal cannot be written (the last commit failed: nothing is
+    /// acknowledged), 0 once a commit is durable again. A gauge for the status page and the
+    /// watchdog.
+    pub journal_failing: AtomicU64,
     /// Replies the socket refused.
     pub send_errors: AtomicU64,
     /// Packets whose decoding or handling panicked (dropped; the loop goes on).
@@ -146,6 +151,8 @@ pub struct Shared {
     published: Published,
     events: Events,
     clock: Clock,
+    /// One error line per interval while lease commits fail.
+    commit_errors: LogLimiter,
 }
 
 impl Shared {
@@ -231,6 +238,7 @@ pub async fn serve_with_clock(
         published: ctx.published.clone(),
         events: ctx.events.clone(),
         clock,
+        commit_errors: LogLimiter::default(),
     });
     let mut tasks = JoinSet::new();
     for b in bound.interfaces {
@@ -270,6 +278,7 @@ pub async fn serve_with_clock(
         replies = n(&st.replies),
         send_errors = n(&st.send_errors),
         commits_failed = n(&st.commits_failed),
+        journal_failing = n(&st.journal_failing),
         lease_syncs = syncs,
         "dhcp4 stopped"
     );
@@ -315,9 +324,11 @@ fn housekeeping(shared: &Shared, now: u64) {
     let live = {
         let mut t = shared.table();
         t.sweep(now, KEEP_EXPIRED_SECS);
-        let live = t.records();
-        if should_compact(shared.writer.records_since_compact(), live.len()) {
-            Some(live)
+        // a journal that keeps failing is rewritten whole: the way out when the failed write
+        // cannot be cut off in place (the old file turned append-only, say)
+        let failing = shared.writer.failing();
+        if failing || should_compact(shared.writer.records_since_compact(), t.stored_len()) {
+            Some(t.records())
         } else {
             None
         }
@@ -402,13 +413,23 @@ fn finish(shared: &Arc<Shared>, egress: &Arc<Egress>, outcome: Outcome, source: 
         shared.stats.ignored.fetch_add(1, Ordering::Relaxed);
         debug!(reason = why.as_str(), "no reply");
     }
-    if let Some(ev) = &event {
-        log_event(ev);
-        shared.events.emit(ev);
+    // an ACK is reported only once its lease is durable and it was sent
+    let acked_after_commit = reply.is_some() && !commit.is_empty();
+    if !acked_after_commit {
+        if let Some(ev) = &event {
+            log_event(ev);
+            shared.events.emit(ev);
+        }
     }
     let Some(reply) = reply else {
         if !commit.is_empty() {
-            shared.writer.commit(commit, Box::new(|_| {}));
+            let sh = Arc::clone(shared);
+            shared.writer.commit(
+                commit,
+                Box::new(move |res| {
+                    committed(&sh, &res, false);
+                }),
+            );
         }
         return;
     };
@@ -419,14 +440,41 @@ fn finish(shared: &Arc<Shared>, egress: &Arc<Egress>, outcome: Outcome, source: 
     let (sh, eg) = (Arc::clone(shared), Arc::clone(egress));
     shared.writer.commit(
         commit,
-        Box::new(move |res| match res {
-            Ok(()) => send(&sh, &eg, &reply, source),
-            Err(e) => {
-                sh.stats.commits_failed.fetch_add(1, Ordering::Relaxed);
-                error!(error = %e, "lease journal write failed: ACK not sent");
+        Box::new(move |res| {
+            if committed(&sh, &res, true) {
+                if let Some(ev) = &event {
+                    log_event(ev);
+                    sh.events.emit(ev);
+                }
+                send(&sh, &eg, &reply, source);
             }
         }),
     );
+}
+
+/// Counts a commit's outcome; whether it is durable. Failures are logged at most once per
+/// interval: while the journal cannot be written every REQUEST fails the same way.
+fn committed(shared: &Shared, res: &io::Result<()>, with_reply: bool) -> bool {
+    let st = &shared.stats;
+    match res {
+        Ok(()) => {
+            st.journal_failing.store(0, Ordering::Relaxed);
+            true
+        }
+        Err(e) => {
+            st.commits_failed.fetch_add(1, Ordering::Relaxed);
+            st.journal_failing.store(1, Ordering::Relaxed);
+            if let Some(suppressed) = shared.commit_errors.check() {
+                let what = if with_reply {
+                    "ACK not sent"
+                } else {
+                    "DECLINE or RELEASE not recorded"
+                };
+                error!(error = %e, suppressed, "lease journal write failed: {what}");
+            }
+            false
+        }
+    }
 }
 
 fn send(shared: &Shared, egress: &Egress, reply: &Reply, source: Ipv4Addr) {
