@@ -574,3 +574,76 @@ fn a_file_size_limit_stops_acks_without_killing_the_daemon() {
     let second = udhcpc_lease(&net, 2).expect("ACKs resume once the limit is lifted");
     assert!(journal_has(&state, second));
 }
+
+// ---------------------------------------------------------------------------------------------
+// Fault 5: durations that overflow, numbers out of range.
+
+/// The loopback config of the unprivileged tests: `[dhcp4]` on lo, port 0, relayed exchanges
+/// for 192.0.2.0/24 (common::relay).
+fn loopback_config(state: &Path, lease_time: &str) -> String {
+    config(
+        state,
+        "lo",
+        "port = 0",
+        &format!(
+            "[[dhcp4.subnet]]\nsubnet = \"192.0.2.0/24\"\npools = [\"192.0.2.100-192.0.2.199\"]\n\
+             lease-time = \"{lease_time}\"\n"
+        ),
+    )
+}
+
+fn loopback_port(c: &Child) -> u16 {
+    c.lines()
+        .iter()
+        .rev()
+        .find_map(|l| l.split("listening for dhcp4 on lo 0.0.0.0:").nth(1))
+        .and_then(|p| p.trim().parse().ok())
+        .expect("a listening line")
+}
+
+#[test]
+fn an_overflowing_duration_is_a_config_error_not_a_crash_at_check_or_reload() {
+    let tmp = open_tempdir();
+    let state = tmp.path().join("state");
+    let bad = write(
+        &tmp.path().join("bad.toml"),
+        &loopback_config(&state, "100000000000000d"),
+    );
+    let out = run_cmd(
+        &[&bin(), "check-config", bad.to_str().unwrap()],
+        CMD_TIMEOUT,
+    );
+    assert_eq!(out.status.code(), Some(78), "{}", out.stderr);
+    assert_eq!(
+        out.stderr.trim(),
+        format!(
+            "{}:19:14: dhcp4.subnet[0].lease-time: \"100000000000000d\" is too long: at most \
+             4294967294s (about 136 years: option 51 is 32 bits; \"infinite\" for a lease \
+             without end)",
+            bad.display()
+        )
+    );
+
+    let cfg = write(&tmp.path().join("c.toml"), &loopback_config(&state, "1h"));
+    let srv = start_serving(None, &cfg, 1);
+    std::fs::copy(&bad, &cfg).unwrap();
+    srv.signal("HUP");
+    assert!(
+        srv.wait_for_lines("reload refused", 1, Duration::from_secs(20)),
+        "{}",
+        srv.output_text()
+    );
+    assert!(
+        srv.is_running(),
+        "a SIGHUP killed it:\n{}",
+        srv.output_text()
+    );
+    assert!(srv
+        .output_text()
+        .contains(":19:14: dhcp4.subnet[0].lease-time:"));
+    let r = common::relay::Relay::new(loopback_port(&srv));
+    let x = r
+        .exchange(common::relay::mac(5), 0x500, true)
+        .expect("still serving");
+    assert_eq!(x.ack.yiaddr(), Ipv4Addr::new(192, 0, 2, 100));
+}

@@ -416,7 +416,7 @@ impl Exchange<'_> {
                 && l.expires > self.now
                 && ClientKey::new(l.client_id.as_deref(), l.mac) == self.key);
         if !holds_binding {
-            let offer_until = self.now + self.ctx.dhcp4.offer_time.as_secs();
+            let offer_until = self.now.saturating_add(self.ctx.dhcp4.offer_time.as_secs());
             leases.put(Slot::Offered(self.lease(
                 addr,
                 LeaseState::Bound,
@@ -492,7 +492,7 @@ impl Exchange<'_> {
                 );
             }
         }
-        let expires = self.now + u64::from(self.lease_secs());
+        let expires = self.now.saturating_add(u64::from(self.lease_secs()));
         let mut commit = Vec::with_capacity(2);
         if let Some(old) = leases.client_addr(&self.key).filter(|&o| o != addr) {
             if let Some(Slot::Stored(l)) = leases.get(old) {
@@ -528,7 +528,9 @@ impl Exchange<'_> {
         if holder.as_ref() != Some(&self.key) {
             return Outcome::ignore(Ignored::DeclineForUnknownLease);
         }
-        let until = self.now + self.ctx.dhcp4.decline_time.as_secs();
+        let until = self
+            .now
+            .saturating_add(self.ctx.dhcp4.decline_time.as_secs());
         let l = self.lease(addr, LeaseState::Declined, until);
         leases.put(Slot::Stored(l.clone()));
         ev.done(Dhcp4Kind::Decline, Some(addr)).detail.reason = Some(Dhcp4Reason::AddressInUse);
@@ -627,12 +629,7 @@ impl Exchange<'_> {
         let mut opts = ReplyOptions::default();
         opts.push(OPT_SERVER_ID, self.server_id.octets().to_vec());
         if with_lease {
-            let lease = self.lease_secs();
-            let t1 = s.renewal_time.map(secs).unwrap_or(lease / 2);
-            let t2 = s
-                .rebinding_time
-                .map(secs)
-                .unwrap_or((lease / 8).saturating_mul(7));
+            let (lease, t1, t2) = s.lease_times();
             opts.push(OPT_LEASE_TIME, lease.to_be_bytes().to_vec());
             opts.push(OPT_RENEWAL, t1.to_be_bytes().to_vec());
             opts.push(OPT_REBINDING, t2.to_be_bytes().to_vec());
