@@ -23,7 +23,7 @@ use tokio::task::{Id, JoinSet};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
-use crate::config::{self, Config, LogFormat};
+use crate::config::{self, Appliance, Config, LogFormat};
 use crate::dhcp::v4::server as dhcp4;
 use crate::journal::DeviceJournal;
 use crate::runtime::{Events, Published, ServiceContext, Snapshot};
@@ -170,17 +170,22 @@ pub struct Supervisor {
     running: BTreeMap<ServiceName, Running>,
     /// Services that ended by themselves while the supervisor was awaiting another one.
     ended: Vec<TaskResult>,
+    /// `[appliance]` as it was at start: state-dir, log-format and user take effect only at a
+    /// start, so every snapshot published by a reload keeps these values (what is in force).
+    at_start: Appliance,
 }
 
 impl Supervisor {
     /// Spawns every service of `bound`. Must be called inside a tokio runtime.
     pub fn start(bound: Bound, ctx: ServiceContext, token: CancellationToken) -> Supervisor {
+        let at_start = ctx.published.load().config.appliance.clone();
         let mut s = Supervisor {
             ctx,
             token,
             tasks: JoinSet::new(),
             running: BTreeMap::new(),
             ended: Vec::new(),
+            at_start,
         };
         let cfg = s.ctx.published.load().config.clone();
         s.spawn(bound, &cfg);
@@ -229,30 +234,37 @@ impl Supervisor {
     /// Applies a validated configuration: binds what is new, publishes the new snapshot (with
     /// interface facts read now), stops what is gone or rebound and awaits it, then starts what
     /// is new. A service whose binding key is unchanged keeps running and reads the new
-    /// snapshot from its next request on.
+    /// snapshot from its next request on. The restart-only keys (`appliance.state-dir`,
+    /// `log-format`, `user`) keep their start values in the published snapshot (a change is
+    /// logged); `appliance.journal-max-size` applies at once. Whatever sequence of files is
+    /// reloaded, the result is what a fresh start on the last one would serve
+    /// (`tests/reload_sequences.rs`).
     ///
     /// # Errors
     /// A new socket cannot be bound: nothing changed (the old snapshot and services stay).
-    pub async fn reload(&mut self, cfg: Config) -> anyhow::Result<()> {
+    pub async fn reload(&mut self, mut cfg: Config) -> anyhow::Result<()> {
         let old = self.ctx.published.load();
+        // compared with what is in force (the start's), not with the last file: restoring the
+        // file after an empty one must not warn, and must not publish another state-dir
+        let start = &self.at_start;
         for (what, changed) in [
             (
                 "appliance.state-dir",
-                old.config.appliance.state_dir != cfg.appliance.state_dir,
+                start.state_dir != cfg.appliance.state_dir,
             ),
             (
                 "appliance.log-format",
-                old.config.appliance.log_format != cfg.appliance.log_format,
+                start.log_format != cfg.appliance.log_format,
             ),
-            (
-                "appliance.user",
-                old.config.appliance.user != cfg.appliance.user,
-            ),
+            ("appliance.user", start.user != cfg.appliance.user),
         ] {
             if changed {
                 warn!("{what} changed: takes effect at the next start");
             }
         }
+        cfg.appliance.state_dir = start.state_dir.clone();
+        cfg.appliance.log_format = start.log_format;
+        cfg.appliance.user = start.user.clone();
         let mut fresh = Bound::default();
         let mut stop = Vec::new();
         for name in ServiceName::ALL {
@@ -267,6 +279,9 @@ impl Supervisor {
             if have.is_some() {
                 stop.push(name);
             }
+        }
+        if let Some(j) = self.ctx.events.journal() {
+            j.set_max_bytes(cfg.appliance.journal_max_bytes);
         }
         self.ctx
             .published

@@ -647,3 +647,128 @@ fn an_overflowing_duration_is_a_config_error_not_a_crash_at_check_or_reload() {
         .expect("still serving");
     assert_eq!(x.ack.yiaddr(), Ipv4Addr::new(192, 0, 2, 100));
 }
+
+// ---------------------------------------------------------------------------------------------
+// Fault 4: a reload sequence must end where a fresh start on the final file is (in process:
+// tests/reload_sequences.rs). Here: a SIGHUP that arrives while the daemon starts.
+
+/// Opens the FIFO `path` for writing once a reader has it open (polling, bounded), writes
+/// `text` and closes it.
+fn feed_fifo(path: &Path, text: &str) {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let until = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        // O_NONBLOCK: ENXIO until the daemon has opened its end
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(path)
+        {
+            Ok(mut f) => {
+                f.write_all(text.as_bytes()).unwrap();
+                return;
+            }
+            Err(e) if e.raw_os_error() == Some(libc::ENXIO) => {
+                assert!(std::time::Instant::now() < until, "nobody reads {path:?}");
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(e) => panic!("{path:?}: {e}"),
+        }
+    }
+}
+
+/// Waits (bounded) until a reader has `path` (a FIFO) open, without writing to it.
+fn wait_fifo_reader(path: &Path) -> std::fs::File {
+    use std::os::unix::fs::OpenOptionsExt;
+    let until = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(path)
+        {
+            Ok(f) => return f,
+            Err(e) if e.raw_os_error() == Some(libc::ENXIO) => {
+                assert!(std::time::Instant::now() < until, "nobody reads {path:?}");
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(e) => panic!("{path:?}: {e}"),
+        }
+    }
+}
+
+/// A SIGHUP that arrives while the daemon is still starting (here: reading its file) waits and
+/// is then a reload, instead of killing the daemon; what it serves afterwards is what a fresh
+/// start on the reloaded file serves.
+#[test]
+fn a_sighup_during_start_up_is_a_reload_not_a_kill() {
+    let tmp = open_tempdir();
+    let state = tmp.path().join("state");
+    let fifo = tmp.path().join("c.toml");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    let first = loopback_config(&state, "1h");
+    let last = first
+        .replace(URI1, "https://final.example.com:8443")
+        .replace("lease-time = \"1h\"", "lease-time = \"2h\"");
+    let srv = start(None, &fifo);
+    // the daemon has the file open and waits for its text: it is past its first instruction
+    let writer = wait_fifo_reader(&fifo);
+    srv.signal("HUP");
+    {
+        use std::io::Write;
+        let mut w = writer;
+        if let Err(e) = w.write_all(first.as_bytes()) {
+            panic!(
+                "the SIGHUP killed the starting daemon ({e}):\n{}",
+                srv.output_text()
+            );
+        }
+    }
+    assert!(
+        srv.wait_for_lines("listening for dhcp4", 1, Duration::from_secs(20)),
+        "did not start:\n{}",
+        srv.output_text()
+    );
+    // the pending SIGHUP reads the file again: the final text
+    feed_fifo(&fifo, &last);
+    assert!(
+        srv.wait_for_lines("configuration reloaded", 1, Duration::from_secs(20)),
+        "{}",
+        srv.output_text()
+    );
+    let port = loopback_port(&srv);
+    let got = common::relay::Relay::new(port)
+        .exchange(common::relay::mac(9), 0x900, true)
+        .expect("served after the reload");
+
+    let fresh_dir = open_tempdir();
+    let fresh_cfg = write(
+        &fresh_dir.path().join("c.toml"),
+        &last.replace(
+            &state.display().to_string(),
+            &fresh_dir.path().join("state").display().to_string(),
+        ),
+    );
+    let fresh = start_serving(None, &fresh_cfg, 1);
+    let want = common::relay::Relay::new(loopback_port(&fresh))
+        .exchange(common::relay::mac(9), 0x900, true)
+        .expect("a fresh start serves");
+    assert_eq!(
+        common::relay::uris_143(&got.ack),
+        Some(vec!["https://final.example.com:8443".to_string()])
+    );
+    assert_eq!(
+        common::relay::uris_143(&got.ack),
+        common::relay::uris_143(&want.ack)
+    );
+    assert_eq!(got.ack.yiaddr(), want.ack.yiaddr());
+    assert_eq!(
+        got.ack
+            .opts()
+            .get(dhcproto::v4::OptionCode::AddressLeaseTime),
+        want.ack
+            .opts()
+            .get(dhcproto::v4::OptionCode::AddressLeaseTime)
+    );
+}

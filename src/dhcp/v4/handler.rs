@@ -494,17 +494,24 @@ impl Exchange<'_> {
         }
         let expires = self.now.saturating_add(u64::from(self.lease_secs()));
         let mut commit = Vec::with_capacity(2);
-        if let Some(old) = leases.client_addr(&self.key).filter(|&o| o != addr) {
-            if let Some(Slot::Stored(l)) = leases.get(old) {
-                if l.state == LeaseState::Bound {
+        // the client's other offer, and the lease it held before moving here (its offer for
+        // this address took the old lease's place in the client index): one client, one lease
+        let last = leases.client_addr(&self.key);
+        let held = leases.bound_addr(&self.key).filter(|&b| Some(b) != last);
+        for old in [last, held].into_iter().flatten().filter(|&o| o != addr) {
+            match leases.get(old) {
+                Some(Slot::Stored(l))
+                    if l.state == LeaseState::Bound
+                        && ClientKey::new(l.client_id.as_deref(), l.mac) == self.key =>
+                {
                     let mut released = l.clone();
                     released.state = LeaseState::Released;
                     released.expires = self.now;
                     commit.push(released.clone());
                     leases.put(Slot::Stored(released));
                 }
-            } else {
-                leases.drop_offer(old);
+                Some(Slot::Offered(_)) => leases.drop_offer(old),
+                _ => {}
             }
         }
         let lease = self.lease(addr, LeaseState::Bound, expires);
