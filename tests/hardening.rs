@@ -772,3 +772,122 @@ fn a_sighup_during_start_up_is_a_reload_not_a_kill() {
             .get(dhcproto::v4::OptionCode::AddressLeaseTime)
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// Fault 7: a complete last record that fails its checksum is corruption, not a torn write.
+
+#[test]
+fn a_damaged_last_record_stops_the_start_and_salvage_is_the_way_out() {
+    let tmp = open_tempdir();
+    let state = tmp.path().join("state");
+    let cfg = write(&tmp.path().join("c.toml"), &loopback_config(&state, "1h"));
+    let mut srv = start_serving(None, &cfg, 1);
+    let relay = common::relay::Relay::new(loopback_port(&srv));
+    let a = relay
+        .exchange(common::relay::mac(1), 0x100, true)
+        .unwrap()
+        .ack
+        .yiaddr();
+    let b = relay
+        .exchange(common::relay::mac(2), 0x200, true)
+        .unwrap()
+        .ack
+        .yiaddr();
+    assert!(srv.stop("TERM", Duration::from_secs(10)).is_some());
+
+    // the last record, whole (newline and all), one digit of its JSON changed
+    let journal = state.join("leases4.journal");
+    let text = std::fs::read_to_string(&journal).unwrap();
+    let lines = text.lines().count();
+    let damaged = {
+        let (head, last) = text.trim_end().rsplit_once('\n').unwrap();
+        format!(
+            "{head}\n{}\n",
+            last.replacen("\"expires\":1", "\"expires\":2", 1)
+        )
+    };
+    assert_ne!(damaged, text);
+    std::fs::write(&journal, &damaged).unwrap();
+
+    let (code, out) = start_refused(None, &cfg);
+    assert_eq!(code, Some(1), "{out}");
+    let want = format!(
+        "{}:{lines}: corrupt lease record (checksum mismatch); the journal is left as it is: \
+         `sztp-redirector leases --salvage --state-dir {}` keeps every valid record and moves \
+         the damaged file aside",
+        journal.display(),
+        state.display()
+    );
+    assert!(out.contains(&want), "{out}");
+    assert_eq!(
+        std::fs::read_to_string(&journal).unwrap(),
+        damaged,
+        "left as it is"
+    );
+    let listed = run_cmd(
+        &[&bin(), "leases", "--state-dir", state.to_str().unwrap()],
+        CMD_TIMEOUT,
+    );
+    assert_eq!(listed.status.code(), Some(1));
+    assert!(listed.stderr.contains(&want), "{}", listed.stderr);
+
+    // the way out the message names
+    let out = run_cmd(
+        &[
+            &bin(),
+            "leases",
+            "--salvage",
+            "--state-dir",
+            state.to_str().unwrap(),
+        ],
+        CMD_TIMEOUT,
+    );
+    assert!(out.status.success(), "{}{}", out.stdout, out.stderr);
+    assert!(
+        out.stdout.contains(&format!(
+            "{}:{lines}: dropped (checksum mismatch)",
+            journal.display()
+        )),
+        "{}",
+        out.stdout
+    );
+    let aside: Vec<PathBuf> = std::fs::read_dir(&state)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.to_string_lossy().contains("leases4.journal.damaged-"))
+        .collect();
+    assert_eq!(aside.len(), 1, "{aside:?}");
+    assert_eq!(std::fs::read_to_string(&aside[0]).unwrap(), damaged);
+    assert!(
+        out.stdout.contains(&aside[0].display().to_string()),
+        "{}",
+        out.stdout
+    );
+
+    // it starts again; every valid record is there
+    let srv = start_serving(None, &cfg, 1);
+    let leases = leases_json(&state);
+    assert!(
+        leases.iter().any(|l| lease_addr(l) == Some(&a.to_string())),
+        "{leases:?}"
+    );
+    // while a daemon runs, salvage refuses (the state-dir lock)
+    let out = run_cmd(
+        &[
+            &bin(),
+            "leases",
+            "--salvage",
+            "--state-dir",
+            state.to_str().unwrap(),
+        ],
+        CMD_TIMEOUT,
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        out.stderr.contains("is in use by another sztp-redirector"),
+        "{}",
+        out.stderr
+    );
+    drop(srv);
+    assert_ne!(a, b);
+}
