@@ -144,7 +144,7 @@ mod tests {
         let old_claim = bind_exclusive(&old, ANY_PORT, None).unwrap();
         let addr = old_claim.key().1;
         let new = socket();
-        let new_claim = bind_exclusive(&new, addr, None).unwrap();
+        let _new_claim = bind_exclusive(&new, addr, None).unwrap();
         assert!(!old.reuse_address().unwrap() && !new.reuse_address().unwrap());
         let foreign = socket();
         foreign.set_reuse_address(true).unwrap();

@@ -22,7 +22,7 @@ use tracing::{debug, debug_span, error, info, warn};
 
 use super::handler::{self, Context, Destination, Outcome, Reply, RequestMeta};
 use super::sockets::{bind_udp4, iface_info, RawSender};
-use super::wire::Request;
+use super::wire::{Malformed, Request};
 use crate::config::Dhcp4;
 use crate::dhcp::lease_store::{should_compact, LeaseStore, LeaseWriter};
 use crate::dhcp::leases::LeaseTable;
@@ -43,8 +43,11 @@ pub const HOUSEKEEPING_INTERVAL: Duration = Duration::from_secs(30);
 pub struct Stats {
     /// Datagrams received.
     pub received: AtomicU64,
-    /// Datagrams that did not decode as a BOOTREQUEST (dropped).
+    /// Datagrams that did not decode as a BOOTREQUEST (dropped); `oversized` included.
     pub malformed: AtomicU64,
+    /// Requests dropped because an option the server keeps or echoes was over its bound
+    /// (`wire::max_option_len`: a client identifier over 128 octets, …).
+    pub oversized: AtomicU64,
     /// Requests handled without a reply (another server's, unknown lease, no subnet, …).
     pub ignored: AtomicU64,
     /// Replies sent.
@@ -274,6 +277,7 @@ pub async fn serve_with_clock(
     info!(
         received = n(&st.received),
         malformed = n(&st.malformed),
+        oversized = n(&st.oversized),
         ignored = n(&st.ignored),
         replies = n(&st.replies),
         send_errors = n(&st.send_errors),
@@ -352,6 +356,9 @@ fn process(shared: &Arc<Shared>, egress: &Arc<Egress>, packet: &[u8], src: Socke
         }
         Ok(Err(why)) => {
             stats.malformed.fetch_add(1, Ordering::Relaxed);
+            if let Malformed::OptionTooLong(_) = why {
+                stats.oversized.fetch_add(1, Ordering::Relaxed);
+            }
             debug!(interface = %egress.name, %src, reason = why.as_str(), len = packet.len(), "dropped malformed packet");
             return;
         }
