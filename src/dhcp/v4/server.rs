@@ -43,7 +43,7 @@ pub const HOUSEKEEPING_INTERVAL: Duration = Duration::from_secs(30);
 pub struct Stats {
     /// Datagrams received.
     pub received: AtomicU64,
-    /// Datagrams that did not decode as a BOOTREQUEST (dropped); `oversized` included.
+    /// Datagrams that did not decode as a BOOTREQUEST (dropped), `oversized` ones apart.
     pub malformed: AtomicU64,
     /// Requests dropped because an option the server keeps or echoes was over its bound
     /// (`wire::max_option_len`: a client identifier over 128 octets, …).
@@ -206,6 +206,13 @@ impl Egress {
     }
 }
 
+/// Lease commits and their `fdatasync` time into `sztp_lease_commits_total` and
+/// `sztp_lease_fsync_seconds` (`proto="dhcp4"`).
+fn lease_observer(ctx: &ServiceContext) -> crate::dhcp::lease_store::CommitObserver {
+    let leases = ctx.metrics.leases.clone();
+    Box::new(move |records, took| leases.observe_commit("dhcp4", records, took.as_secs_f64()))
+}
+
 /// Runs the DHCPv4 service on `bound` until `token` is cancelled (see the module doc), with the
 /// wall clock.
 ///
@@ -236,13 +243,20 @@ pub async fn serve_with_clock(
     );
     let shared = Arc::new(Shared {
         table: Mutex::new(table),
-        writer: LeaseWriter::spawn(store),
+        writer: LeaseWriter::spawn_observed(store, Some(lease_observer(&ctx))),
         stats: Arc::new(Stats::default()),
         published: ctx.published.clone(),
         events: ctx.events.clone(),
         clock,
         commit_errors: LogLimiter::default(),
     });
+    ctx.metrics.set_source(
+        "dhcp4",
+        Box::new(crate::metrics::Dhcp4Source::new(
+            &shared,
+            ctx.published.clone(),
+        )),
+    );
     let mut tasks = JoinSet::new();
     for b in bound.interfaces {
         let port = b.socket.local_addr()?.port();
@@ -355,9 +369,10 @@ fn process(shared: &Arc<Shared>, egress: &Arc<Egress>, packet: &[u8], src: Socke
             return;
         }
         Ok(Err(why)) => {
-            stats.malformed.fetch_add(1, Ordering::Relaxed);
             if let Malformed::OptionTooLong(_) = why {
                 stats.oversized.fetch_add(1, Ordering::Relaxed);
+            } else {
+                stats.malformed.fetch_add(1, Ordering::Relaxed);
             }
             debug!(interface = %egress.name, %src, reason = why.as_str(), len = packet.len(), "dropped malformed packet");
             return;
