@@ -147,6 +147,7 @@ fn start(cfg: Config, state: &Path, events_dir: &Path) -> Instance {
         published: Published::new(Snapshot::read(cfg, 0)),
         events: Events::new(Some(Arc::clone(&journal))),
         state_dir: state.to_path_buf(),
+        metrics: sztp_redirector::metrics::Metrics::new(),
     };
     let published = ctx.published.clone();
     Instance {
