@@ -1699,7 +1699,10 @@ ADDRESS     MAC                STATE     EXPIRES               REMAINING  CLIENT
                 }
             }
         }
-        assert!(listed > 50, "only {listed} leases listed: the generator tests too little");
+        assert!(
+            listed > 50,
+            "only {listed} leases listed: the generator tests too little"
+        );
     }
 
     #[test]

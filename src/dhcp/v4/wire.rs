@@ -460,7 +460,12 @@ mod tests {
                 "{len}"
             );
         }
-        for code in [OPT_HOSTNAME, OPT_VENDOR_CLASS, OPT_USER_CLASS, OPT_RELAY_AGENT] {
+        for code in [
+            OPT_HOSTNAME,
+            OPT_VENDOR_CLASS,
+            OPT_USER_CLASS,
+            OPT_RELAY_AGENT,
+        ] {
             Request::decode(&split(code, 255)).unwrap();
             assert_eq!(
                 Request::decode(&split(code, 256)).unwrap_err(),
