@@ -599,6 +599,8 @@ impl Source for Dhcp4Source {
                 ("malformed", n(&st.malformed)),
                 ("oversized", n(&st.oversized)),
                 ("ignored", n(&st.ignored)),
+                ("pool-exhausted", n(&st.pool_exhausted)),
+                ("decline-limit", n(&st.declines_refused)),
                 ("send-error", n(&st.send_errors)),
                 ("commit-failed", n(&st.commits_failed)),
                 ("handler-panic", n(&st.handler_panics)),

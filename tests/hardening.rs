@@ -891,3 +891,110 @@ fn a_damaged_last_record_stops_the_start_and_salvage_is_the_way_out() {
     drop(srv);
     assert_ne!(a, b);
 }
+
+// ---------------------------------------------------------------------------------------------
+// Fault 9: offers that are never taken up starve real clients; pool exhaustion is silent.
+
+/// perfdhcp floods DISCOVERs that are never followed up (`-i`, ~10 clients) into a 3-address
+/// pool whose offers last 10 minutes: every DISCOVER is still offered an address (the oldest
+/// offer is reused) and a real client (udhcpc) then gets a lease; once every address is bound,
+/// the next client is not answered and the exhaustion is logged once with the subnet while
+/// every DISCOVER is counted.
+#[test]
+fn offers_never_starve_real_clients_and_exhaustion_is_logged_by_subnet() {
+    if !require_root_or_skip("offers_never_starve_real_clients_and_exhaustion_is_logged_by_subnet")
+    {
+        return;
+    }
+    let net = NetnsPair::with_client_addr("starve", Some("198.51.100.2/24"));
+    let tmp = open_tempdir();
+    let state = tmp.path().join("state");
+    let subnet = r#"[[dhcp4.subnet]]
+subnet = "198.51.100.0/24"
+pools = ["198.51.100.100-198.51.100.102"]
+routers = ["198.51.100.1"]
+lease-time = "1h"
+"#;
+    let cfg = write(
+        &tmp.path().join("c.toml"),
+        &config(&state, &net.server_if, "offer-time = \"10m\"", subnet),
+    );
+    let mut srv = start_serving(Some(&net.server), &cfg, 1);
+
+    let out = net.client.run(
+        &[
+            // -i before -4 and a period instead of -n: perfdhcp 2.2 refuses "-4 -i" and
+            // "-i -n" ("Packets exchange not specified")
+            "perfdhcp",
+            "-i",
+            "-4",
+            "-l",
+            &net.client_if,
+            "-r",
+            "10",
+            "-p",
+            "1",
+            "-R",
+            "1000",
+            "-W",
+            "2000000",
+        ],
+        Duration::from_secs(60),
+    );
+    let p = parse_perfdhcp(&out.stdout);
+    let ctx = format!(
+        "stdout:\n{}\nstderr:\n{}\nserver:\n{}",
+        out.stdout,
+        out.stderr,
+        srv.output_text()
+    );
+    let (sent, received, drops) = p["DISCOVER-OFFER"];
+    assert!(sent >= 6, "a flood of at least twice the pool: {ctx}");
+    assert_eq!(
+        (received, drops),
+        (sent, 0),
+        "every DISCOVER of the flood is offered an address: {ctx}"
+    );
+
+    let mut bound = Vec::new();
+    for n in 1..=3 {
+        let ip = udhcpc_lease(&net, n).unwrap_or_else(|| {
+            panic!(
+                "udhcpc {n} got no lease while the pool is held by offers:\n{}",
+                srv.output_text()
+            )
+        });
+        assert!((100..=102).contains(&ip.octets()[3]), "{ip}");
+        bound.push(ip);
+    }
+    bound.sort();
+    bound.dedup();
+    assert_eq!(bound.len(), 3, "{bound:?}");
+    assert_eq!(count_lines(&srv, "pool exhausted"), 0);
+
+    // every address bound: nothing to give, logged once (udhcpc tries three times)
+    assert_eq!(udhcpc_lease(&net, 4), None);
+    let lines: Vec<String> = srv
+        .lines()
+        .into_iter()
+        .filter(|l| l.contains("pool exhausted"))
+        .collect();
+    assert_eq!(lines.len(), 1, "{}", srv.output_text());
+    assert!(
+        lines[0].contains("subnet=198.51.100.0/24") && lines[0].contains("WARN"),
+        "{}",
+        lines[0]
+    );
+    srv.stop("TERM", Duration::from_secs(10));
+    let summary = srv
+        .lines()
+        .into_iter()
+        .find(|l| l.contains("dhcp4 stopped"))
+        .expect("shutdown summary");
+    let exhausted: u64 = summary
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("pool_exhausted="))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no pool_exhausted in {summary}"));
+    assert!(exhausted >= 2, "{summary}");
+}

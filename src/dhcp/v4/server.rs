@@ -16,11 +16,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use ipnet::Ipv4Net;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, debug_span, error, info, warn};
 
-use super::handler::{self, Context, Destination, Outcome, Reply, RequestMeta};
+use super::handler::{self, Context, Destination, Ignored, Outcome, Reply, RequestMeta};
 use super::sockets::{bind_udp4, iface_info, RawSender};
 use super::wire::{Malformed, Request};
 use crate::config::Dhcp4;
@@ -28,7 +29,7 @@ use crate::dhcp::lease_store::{should_compact, LeaseStore, LeaseWriter};
 use crate::dhcp::leases::LeaseTable;
 use crate::journal::{DeviceEvent, Dhcp4Kind, EventDetail};
 
-use crate::ratelimit::LogLimiter;
+use crate::ratelimit::{KeyedLogLimiter, LogLimiter};
 use crate::runtime::{Clock, Events, Published, ServiceContext};
 use crate::udp_bind::PortClaim;
 
@@ -37,6 +38,10 @@ use crate::udp_bind::PortClaim;
 pub const KEEP_EXPIRED_SECS: u64 = 86_400;
 /// How often stale offers are swept and the journal is checked for compaction.
 pub const HOUSEKEEPING_INTERVAL: Duration = Duration::from_secs(30);
+
+/// At most one "pool exhausted" line per subnet per this interval (the suppressed count is
+/// in the next line and every DISCOVER is counted in `Stats::pool_exhausted`).
+pub const EXHAUSTED_LOG_INTERVAL: Duration = Duration::from_secs(60);
 
 /// Counters, exported by the status page and logged at shutdown.
 #[derive(Debug, Default)]
@@ -48,8 +53,15 @@ pub struct Stats {
     /// Requests dropped because an option the server keeps or echoes was over its bound
     /// (`wire::max_option_len`: a client identifier over 128 octets, …).
     pub oversized: AtomicU64,
-    /// Requests handled without a reply (another server's, unknown lease, no subnet, …).
+    /// Requests handled without a reply (another server's, unknown lease, no subnet, …),
+    /// `pool_exhausted` and `declines_refused` apart.
     pub ignored: AtomicU64,
+    /// DISCOVERs that found no free address and no outstanding offer to reuse in their
+    /// subnet (logged per subnet, at most once a minute).
+    pub pool_exhausted: AtomicU64,
+    /// DECLINEs not honoured: the client already had `handler::MAX_ACTIVE_DECLINES` addresses
+    /// in quarantine.
+    pub declines_refused: AtomicU64,
     /// Replies sent.
     pub replies: AtomicU64,
     /// Lease commits that failed: their ACKs were not sent.
@@ -156,6 +168,8 @@ pub struct Shared {
     clock: Clock,
     /// One error line per interval while lease commits fail.
     commit_errors: LogLimiter,
+    /// One line per subnet per interval while its pools are exhausted.
+    exhausted_log: KeyedLogLimiter<Ipv4Net>,
 }
 
 impl Shared {
@@ -249,6 +263,7 @@ pub async fn serve_with_clock(
         events: ctx.events.clone(),
         clock,
         commit_errors: LogLimiter::default(),
+        exhausted_log: KeyedLogLimiter::new(EXHAUSTED_LOG_INTERVAL),
     });
     ctx.metrics.set_source(
         "dhcp4",
@@ -293,6 +308,8 @@ pub async fn serve_with_clock(
         malformed = n(&st.malformed),
         oversized = n(&st.oversized),
         ignored = n(&st.ignored),
+        pool_exhausted = n(&st.pool_exhausted),
+        declines_refused = n(&st.declines_refused),
         replies = n(&st.replies),
         send_errors = n(&st.send_errors),
         commits_failed = n(&st.commits_failed),
@@ -431,9 +448,27 @@ fn finish(shared: &Arc<Shared>, egress: &Arc<Egress>, outcome: Outcome, source: 
         event,
         ignored,
     } = outcome;
-    if let Some(why) = ignored {
-        shared.stats.ignored.fetch_add(1, Ordering::Relaxed);
-        debug!(reason = why.as_str(), "no reply");
+    match ignored {
+        Some(Ignored::PoolExhausted(subnet)) => {
+            shared.stats.pool_exhausted.fetch_add(1, Ordering::Relaxed);
+            // the operator's to fix (a pool too small, or leases too long), not the device's;
+            // keyed by configured subnets only, so the limiter stays small
+            if let Some(suppressed) = shared.exhausted_log.check(subnet) {
+                warn!(%subnet, interface = %egress.name, suppressed, "pool exhausted: no free address and no outstanding offer to reuse");
+            }
+        }
+        Some(why @ Ignored::DeclineLimit) => {
+            shared
+                .stats
+                .declines_refused
+                .fetch_add(1, Ordering::Relaxed);
+            debug!(reason = why.as_str(), "no reply");
+        }
+        Some(why) => {
+            shared.stats.ignored.fetch_add(1, Ordering::Relaxed);
+            debug!(reason = why.as_str(), "no reply");
+        }
+        None => {}
     }
     // an ACK is reported only once its lease is durable and it was sent
     let acked_after_commit = reply.is_some() && !commit.is_empty();
