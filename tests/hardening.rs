@@ -998,3 +998,62 @@ lease-time = "1h"
         .unwrap_or_else(|| panic!("no pool_exhausted in {summary}"));
     assert!(exhausted >= 2, "{summary}");
 }
+
+// ---------------------------------------------------------------------------------------------
+// Fault 6: variable-length fields the server stores are bounded.
+
+/// udhcpc with a client identifier of 129 octets (one over Kea's bound) is not answered and
+/// the drop is counted; the same client with 128 octets gets its lease, stored whole.
+#[test]
+fn a_client_identifier_over_128_octets_is_dropped_and_counted() {
+    if !require_root_or_skip("a_client_identifier_over_128_octets_is_dropped_and_counted") {
+        return;
+    }
+    let net = NetnsPair::new("oversize");
+    let tmp = open_tempdir();
+    let state = tmp.path().join("state");
+    let cfg = write(
+        &tmp.path().join("c.toml"),
+        &config(&state, &net.server_if, "", POOL_SUBNET),
+    );
+    let mut srv = start_serving(Some(&net.server), &cfg, 1);
+    let id = |len: usize| -> String {
+        // type 0 (RFC 2132 §9.14: not a hardware address), then len-1 octets
+        let mut h = String::from("00");
+        for i in 1..len {
+            h.push_str(&format!("{:02x}", i as u8));
+        }
+        h
+    };
+    let lease = |len: usize| {
+        let r = run_udhcpc(
+            &net.client,
+            &net.client_if,
+            &["-x", &format!("0x3d:{}", id(len))],
+        );
+        last_event(&r.events, &["bound"]).map(|m| m["ip"].parse::<Ipv4Addr>().unwrap())
+    };
+    assert_eq!(lease(129), None, "{}", srv.output_text());
+    assert!(
+        srv.lines()
+            .iter()
+            .any(|l| l.contains("dropped malformed packet") && l.contains("option-too-long")),
+        "{}",
+        srv.output_text()
+    );
+    let ip = lease(128).expect("128 octets are served");
+    let leases = leases_json(&state);
+    let stored = leases
+        .iter()
+        .find(|l| lease_addr(l) == Some(&ip.to_string()))
+        .expect("the lease is journaled");
+    assert_eq!(stored["client_id"].as_str(), Some(id(128).as_str()));
+    srv.stop("TERM", Duration::from_secs(10));
+    let summary = srv
+        .lines()
+        .into_iter()
+        .find(|l| l.contains("dhcp4 stopped"))
+        .expect("shutdown summary");
+    assert!(!summary.contains("oversized=0"), "{summary}");
+    assert!(summary.contains("malformed=0"), "{summary}");
+}
