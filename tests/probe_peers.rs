@@ -1,7 +1,8 @@
 //! Real peers for `probe`: kea-dhcp4 in network namespaces, the probe as a device (raw frames)
 //! and as a relay agent, and a second server on the same segment.
 //!
-//! Topology (names carry the test's pid so parallel runs do not collide):
+//! Topology (names carry the test's pid and a per-test number so parallel runs and the tests
+//! of one run do not collide; PID below stands for both):
 //! ```text
 //!  netns szpPIDs: kea #1 (143)   szpPIDs0 198.51.100.1/24 ──┐
 //!                                                           ├─ bridge szpPIDbr in netns szpPIDc: the probe
@@ -60,22 +61,25 @@ fn sh(args: &[&str]) {
 
 /// Namespaces (and with them the veths and the bridge), deleted on drop even after a panic.
 struct Topology {
-    pid: u32,
+    /// pid and per-process test number: short enough for 15-character interface names.
+    tag: String,
     namespaces: Vec<String>,
 }
 
 impl Topology {
     fn ns(&self, role: char) -> String {
-        format!("szp{}{role}", self.pid)
+        format!("szp{}{role}", self.tag)
     }
     fn bridge(&self) -> String {
-        format!("szp{}br", self.pid)
+        format!("szp{}br", self.tag)
     }
 
     fn new() -> Topology {
-        let pid = std::process::id();
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % 10;
+        let tag = format!("{}{n}", std::process::id());
         let mut t = Topology {
-            pid,
+            tag: tag.clone(),
             namespaces: Vec::new(),
         };
         let (s, tt, c) = (t.ns('s'), t.ns('t'), t.ns('c'));
@@ -100,7 +104,7 @@ impl Topology {
         ]);
         for (srv, addr, end) in [(&s, "198.51.100.1/24", 'a'), (&tt, "198.51.100.2/24", 'b')] {
             let inner = format!("{srv}0");
-            let outer = format!("szp{pid}c{end}");
+            let outer = format!("szp{tag}c{end}");
             sh(&[
                 "ip", "link", "add", &inner, "type", "veth", "peer", "name", &outer,
             ]);
