@@ -1012,11 +1012,45 @@ fn a_client_identifier_over_128_octets_is_dropped_and_counted() {
     let net = NetnsPair::new("oversize");
     let tmp = open_tempdir();
     let state = tmp.path().join("state");
+    let status = "[status]\nlisten = [\"127.0.0.1:0\"]\n";
     let cfg = write(
         &tmp.path().join("c.toml"),
-        &config(&state, &net.server_if, "", POOL_SUBNET),
+        &config(
+            &state,
+            &net.server_if,
+            "",
+            &format!("{POOL_SUBNET}\n{status}"),
+        ),
     );
     let mut srv = start_serving(Some(&net.server), &cfg, 1);
+    assert!(srv.wait_for_lines("listening for status on 127.0.0.1:", 1, EXIT_WAIT));
+    let status_port: u16 = srv
+        .lines()
+        .iter()
+        .find(|l| l.contains("listening for status on 127.0.0.1:"))
+        .and_then(|l| l.rsplit(':').next()?.trim().parse().ok())
+        .expect("status port");
+    // sztp_dhcp4_dropped_total{reason} from /metrics, through the Python client's parser
+    let dropped = |reason: &str| -> f64 {
+        let url = format!("http://127.0.0.1:{status_port}/metrics");
+        let m = net.server.run(
+            &["curl", "-sS", "--fail", "--max-time", "20", &url],
+            EXIT_WAIT,
+        );
+        assert!(m.success(), "{}", m.stderr);
+        let metrics = tmp.path().join("metrics.txt");
+        std::fs::write(&metrics, &m.stdout).unwrap();
+        let py = format!(
+            "from prometheus_client.parser import text_string_to_metric_families as f\n\
+             print(sum(s.value for m in f(open({:?}).read()) for s in m.samples \
+             if s.name == 'sztp_dhcp4_dropped_total' and s.labels.get('reason') == {reason:?}))",
+            metrics.to_str().unwrap()
+        );
+        let out = run_cmd(&["/usr/bin/python3", "-c", &py], EXIT_WAIT);
+        assert!(out.success(), "{}\n{}", out.stderr, m.stdout);
+        out.stdout.trim().parse().unwrap()
+    };
+    assert_eq!(dropped("oversized"), 0.0);
     let id = |len: usize| -> String {
         // type 0 (RFC 2132 §9.14: not a hardware address), then len-1 octets
         let mut h = String::from("00");
@@ -1041,6 +1075,8 @@ fn a_client_identifier_over_128_octets_is_dropped_and_counted() {
         "{}",
         srv.output_text()
     );
+    assert!(dropped("oversized") >= 1.0);
+    assert_eq!(dropped("malformed"), 0.0);
     let ip = lease(128).expect("128 octets are served");
     let leases = leases_json(&state);
     let stored = leases
