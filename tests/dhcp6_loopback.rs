@@ -822,3 +822,41 @@ fn dhcp6_devices_in_the_status_api_and_counters_in_metrics() {
     let (st, _) = s.stop();
     assert!(st.success(), "{st:?}");
 }
+
+/// The DHCPv6 port is bound without SO_REUSEADDR (as DHCPv4's, `udp_bind`): a daemon whose
+/// port another process holds fails at start with a clear error instead of sharing it.
+#[test]
+fn a_dhcp6_port_held_by_another_process_fails_the_start() {
+    let dir = tempfile::tempdir().unwrap();
+    // another "server" holds [::]:PORT, with SO_REUSEADDR as ISC dhcpd and Kea set it
+    let other = socket2::Socket::new(
+        socket2::Domain::IPV6,
+        socket2::Type::DGRAM,
+        Some(socket2::Protocol::UDP),
+    )
+    .unwrap();
+    other.set_only_v6(true).unwrap();
+    other.set_reuse_address(true).unwrap();
+    other
+        .bind(&SocketAddr::from((Ipv6Addr::UNSPECIFIED, 0)).into())
+        .unwrap();
+    let port = other.local_addr().unwrap().as_socket().unwrap().port();
+    let cfg = dir.path().join("sztp.toml");
+    std::fs::write(
+        &cfg,
+        config_text(dir.path(), "2001:db8:1::1000-2001:db8:1::1fff", true)
+            .replace("port = 0", &format!("port = {port}")),
+    )
+    .unwrap();
+    let out = Command::new(BIN)
+        .args(["run", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains(&format!("UDP port {port} is in use by another process")),
+        "{err}"
+    );
+}

@@ -44,6 +44,8 @@ use crate::journal::{DeviceEvent, Dhcp6Kind, EventDetail};
 use crate::metrics::{counter, DropLabels};
 use crate::policy::MacAddr;
 use crate::runtime::{Clock, Events, Published, ServiceContext};
+use crate::state_dir::{Access, StateDir};
+use crate::udp_bind::{bind_exclusive, PortClaim};
 
 /// Receive buffer asked for on the DHCPv6 socket, in octets.
 pub const RECV_BUFFER: usize = 4 << 20;
@@ -106,6 +108,9 @@ pub struct Bound6 {
     /// The counters of the service that will serve this socket: keep a clone to read them
     /// while it runs.
     pub stats: Arc<Stats>,
+    /// Keeps other processes off this port while the socket serves (`None` for a socket the
+    /// caller bound itself).
+    pub claim: Option<Arc<PortClaim>>,
 }
 
 impl Bound6 {
@@ -121,6 +126,7 @@ impl Bound6 {
             interfaces,
             socket,
             stats: Arc::new(Stats::default()),
+            claim: None,
         })
     }
 }
@@ -133,8 +139,9 @@ impl Bound6 {
 pub fn bind(d: &Dhcp6) -> io::Result<Bound6> {
     let s = Socket::new(Domain::IPV6, Type::DGRAM, Some(Protocol::UDP))?;
     s.set_only_v6(true)?;
-    s.set_reuse_address(true)?;
-    s.bind(&SocketAddr::from((Ipv6Addr::UNSPECIFIED, d.port)).into())
+    // no SO_REUSEADDR: a second DHCPv6 server on this port fails here instead of silently
+    // taking the relayed (unicast) traffic; a reload's rebind shares it only with our own
+    let claim = bind_exclusive(&s, SocketAddr::from((Ipv6Addr::UNSPECIFIED, d.port)), None)
         .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on [::]:{}: {e}", d.port)))?;
     for name in &d.interfaces {
         let index = nix::net::if_::if_nametoindex(name.as_str()).map_err(|_| {
@@ -155,7 +162,8 @@ pub fn bind(d: &Dhcp6) -> io::Result<Bound6> {
     if crate::sys::force_recv_buffer(&s, RECV_BUFFER).is_err() {
         let _ = s.set_recv_buffer_size(RECV_BUFFER);
     }
-    let b = Bound6::new(d.interfaces.clone(), s.into())?;
+    let mut b = Bound6::new(d.interfaces.clone(), s.into())?;
+    b.claim = Some(claim);
     let local = b.socket.local_addr()?;
     for name in &b.interfaces {
         info!("listening for dhcp6 on {name} {local}");
@@ -166,14 +174,25 @@ pub fn bind(d: &Dhcp6) -> io::Result<Bound6> {
 /// Reads the server DUID from `dir/server-duid`, or creates it once: a DUID-LLT (RFC 8415
 /// §11.2) from `mac` (a random locally administered address when there is none) and `now`.
 /// The file is written to a temporary name, fsync'd and renamed, so it is whole or absent.
+/// Like every state file it is reached through the state directory's descriptor, never
+/// through a symbolic link ([`StateDir`]).
+///
+/// # Errors
+/// The directory or the file cannot be opened (a link planted in its place is refused), read
+/// or written, or the file does not hold a DUID in hex.
 pub fn load_or_create_server_duid(
     dir: &Path,
     mac: Option<MacAddr>,
     now: u64,
 ) -> io::Result<Vec<u8>> {
-    let path = dir.join(SERVER_DUID_FILE);
-    match std::fs::read_to_string(&path) {
-        Ok(text) => {
+    use std::io::{Read, Write};
+    let sd = StateDir::create(dir)?;
+    let path = sd.join(SERVER_DUID_FILE);
+    match sd.open_file(SERVER_DUID_FILE, Access::Read) {
+        Ok(mut f) => {
+            let mut text = String::new();
+            f.read_to_string(&mut text)
+                .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
             return crate::config::validate::parse_duid(text.trim()).map_err(|e| {
                 io::Error::new(
                     io::ErrorKind::InvalidData,
@@ -182,11 +201,9 @@ pub fn load_or_create_server_duid(
                         path.display()
                     ),
                 )
-            })
+            });
         }
-        Err(e) if e.kind() != io::ErrorKind::NotFound => {
-            return Err(io::Error::new(e.kind(), format!("{}: {e}", path.display())))
-        }
+        Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
         Err(_) => {}
     }
     let mac = match mac {
@@ -201,16 +218,16 @@ pub fn load_or_create_server_duid(
         }
     };
     let duid = wire::duid_llt(mac, (now.saturating_sub(DUID_EPOCH) & 0xffff_ffff) as u32);
-    std::fs::create_dir_all(dir)?;
-    let tmp = dir.join(format!("{SERVER_DUID_FILE}.tmp"));
+    let tmp = format!("{SERVER_DUID_FILE}.tmp");
+    // a leftover of a crash between create and rename
+    sd.remove(&tmp)?;
     {
-        use std::io::Write;
-        let mut f = std::fs::File::create(&tmp)?;
+        let mut f = sd.open_file(&tmp, Access::CreateNew)?;
         f.write_all(format!("{}\n", hex::encode(&duid)).as_bytes())?;
         f.sync_all()?;
     }
-    std::fs::rename(&tmp, &path)?;
-    std::fs::File::open(dir)?.sync_all()?;
+    sd.rename(&tmp, SERVER_DUID_FILE)?;
+    sd.sync()?;
     info!(file = %path.display(), duid = %hex::encode(&duid), "server duid created");
     Ok(duid)
 }
@@ -386,6 +403,8 @@ pub async fn serve_with_clock(
     });
     ctx.metrics
         .set_source("dhcp6", Box::new(Dhcp6Source(Arc::downgrade(&shared))));
+    // the port stays ours until this instance has sent its last reply
+    let claim = bound.claim;
     let socket = tokio::net::UdpSocket::from_std(bound.socket)?;
     let mut mtus = Mtus::default();
     let mut buf = vec![0u8; 65536];
@@ -426,6 +445,7 @@ pub async fn serve_with_clock(
     tokio::task::spawn_blocking(move || writer.shutdown())
         .await
         .map_err(io::Error::other)?;
+    drop(claim);
     let st = &shared.stats;
     info!(
         received = Stats::get(&st.received),
@@ -717,6 +737,24 @@ mod tests {
         let again = load_or_create_server_duid(dir.path(), None, now + 999).unwrap();
         assert_eq!(again, d);
         assert!(!dir.path().join("server-duid.tmp").exists());
+    }
+
+    #[test]
+    fn a_link_planted_as_the_server_duid_is_not_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("elsewhere");
+        std::fs::write(&target, "0001000101020304020000000001\n").unwrap();
+        std::os::unix::fs::symlink(&target, dir.path().join(SERVER_DUID_FILE)).unwrap();
+        let e = load_or_create_server_duid(dir.path(), None, DUID_EPOCH).unwrap_err();
+        assert!(e.to_string().contains("is a symbolic link"), "{e}");
+        // and a link at the temporary name is removed, never written through
+        std::fs::remove_file(dir.path().join(SERVER_DUID_FILE)).unwrap();
+        std::os::unix::fs::symlink(&target, dir.path().join("server-duid.tmp")).unwrap();
+        load_or_create_server_duid(dir.path(), None, DUID_EPOCH).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&target).unwrap(),
+            "0001000101020304020000000001\n"
+        );
     }
 
     #[test]
