@@ -422,8 +422,27 @@ fn probe_on_the_link_reports_the_redirect_and_a_second_server() {
     assert!(in_pool(j["address"].as_str().unwrap()));
     assert_eq!(j["uris"], serde_json::json!([URI1, URI2]));
     assert_eq!(j["servers"].as_array().unwrap().len(), 1);
-    // a second DHCPv6 server on the link: Kea, started in the client's own namespace is not a
-    // server on the link, so put Kea on the server side next to ours
+    // a second DHCPv6 server on the link: Kea, in a third namespace on a macvlan of the
+    // server's veth end (ours holds [::]:547 exclusively, so Kea cannot share its namespace)
+    let kea_ns = Netns::new(format!("{}-k", net.server.name));
+    let kea_if = format!("{}k", net.server_if);
+    net.server.ip(&[
+        "link",
+        "add",
+        "link",
+        &net.server_if,
+        "name",
+        &kea_if,
+        "type",
+        "macvlan",
+        "mode",
+        "bridge",
+    ]);
+    net.server
+        .ip(&["link", "set", "dev", &kea_if, "netns", &kea_ns.name]);
+    kea_ns.ip(&["link", "set", "dev", &kea_if, "up"]);
+    kea_ns.wait_link_up(&kea_if);
+    wait_link_local(&kea_ns, &kea_if);
     let kea_dir = tempfile::tempdir().unwrap();
     let kea_conf = kea_dir.path().join("kea-dhcp6.json");
     std::fs::write(
@@ -436,12 +455,12 @@ fn probe_on_the_link_reports_the_redirect_and_a_second_server() {
   "subnet6": [ {{ "id": 1, "subnet": "2001:db8:1::/64", "interface": "{}", "pools": [ {{ "pool": "2001:db8:1::2000 - 2001:db8:1::2fff" }} ],
     "option-data": [ {{ "name": "sztp-redirect", "data": "{URI1}, {URI2}" }} ] }} ],
   "preferred-lifetime": 300, "valid-lifetime": 600 }} }}"#,
-            net.server_if, net.server_if
+            kea_if, kea_if
         ),
     )
     .unwrap();
     let d = kea_dir.path().to_str().unwrap().to_string();
-    let kea = net.server.spawn(
+    let kea = kea_ns.spawn(
         &[
             "env",
             &format!("KEA_PIDFILE_DIR={d}"),

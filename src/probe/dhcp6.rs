@@ -14,6 +14,8 @@ use std::time::{Duration, Instant};
 use dhcproto::v6::{DhcpOption, DhcpOptions, IAAddr, MessageType, OptionCode, IANA, ORO};
 use serde_json::{json, Value};
 
+use crate::text::Printable;
+
 use super::dhcp4::{decode_redirect, human_duration, SztpRedirect};
 use crate::dhcp::v6::wire::{
     self, options, push_option, OPT_CLIENTID, OPT_DNS_SERVERS, OPT_DOMAIN_LIST, OPT_IAADDR,
@@ -468,7 +470,7 @@ impl Probe6Report {
             Outcome6::Refused { code, message } => {
                 let _ = writeln!(s, "refused: status {code} ({})", status_name(*code));
                 if !message.is_empty() {
-                    let _ = writeln!(s, "  {message}");
+                    let _ = writeln!(s, "  {}", Printable(message));
                 }
             }
             Outcome6::Reply(r) => {
@@ -488,7 +490,7 @@ impl Probe6Report {
                     let _ = write!(line, " dns {}", d.join(","));
                 }
                 if !r.domains.is_empty() {
-                    let _ = write!(line, " domain-search {}", r.domains.join(","));
+                    let _ = write!(line, " domain-search {}", Printable(&r.domains.join(",")));
                 }
                 let _ = writeln!(s, "{line}");
                 if self.released {
@@ -513,10 +515,10 @@ impl Probe6Report {
                     if n == 1 { "" } else { "s" }
                 );
                 for (i, u) in r.uris.iter().enumerate() {
-                    let _ = writeln!(s, "  {}. {u}", i + 1);
+                    let _ = writeln!(s, "  {}. {}", i + 1, Printable(u));
                 }
                 for u in &r.ignored {
-                    let _ = writeln!(s, "  ignored: {u:?}");
+                    let _ = writeln!(s, "  ignored: \"{}\"", Printable(u));
                 }
                 if r.truncated {
                     let _ = writeln!(s, "  truncated: the list ends inside an entry");

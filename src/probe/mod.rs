@@ -348,7 +348,14 @@ pub fn main(args: ProbeArgs) -> i32 {
         return match probe6(&args) {
             Ok(report) => {
                 if args.json {
-                    println!("{}", report.to_json());
+                    // as for DHCPv4: the server chose the text, escape what serde_json leaves
+                    match crate::text::to_json_string(&report.to_json()) {
+                        Ok(j) => println!("{j}"),
+                        Err(e) => {
+                            eprintln!("probe: {e}");
+                            return 1;
+                        }
+                    }
                 } else {
                     print!("{}", report.render_text());
                 }
