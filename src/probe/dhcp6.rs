@@ -946,6 +946,23 @@ mod tests {
     }
 
     #[test]
+    fn a_servers_status_message_is_printed_escaped() {
+        let r = Probe6Report {
+            heading: "h".into(),
+            interface: "eth1".into(),
+            answers: Vec::new(),
+            outcome: Outcome6::Refused {
+                code: 2,
+                message: "none\u{1b}[2J\u{202e}left".into(),
+            },
+            released: false,
+        };
+        let text = r.render_text();
+        assert!(text.contains("  none\\u{1b}[2J\\u{202e}left\n"), "{text:?}");
+        assert!(!text.contains('\u{1b}') && !text.contains('\u{202e}'));
+    }
+
+    #[test]
     fn stateless_and_relayed() {
         let mut net = servers(1);
         let mut p = Probe6Params::new(7, MAC);
