@@ -103,6 +103,9 @@ pub enum Dhcp4Kind {
     Inform,
     /// A DISCOVER found no free address in the subnet's pools.
     NoAddress,
+    /// A request dropped without an answer; `reason` says why (no subnet for its network,
+    /// a hardware type that cannot be served, no record of a rebooting client).
+    Dropped,
 }
 
 impl Dhcp4Kind {
@@ -116,6 +119,7 @@ impl Dhcp4Kind {
             Dhcp4Kind::Release => "release",
             Dhcp4Kind::Inform => "inform",
             Dhcp4Kind::NoAddress => "no-address",
+            Dhcp4Kind::Dropped => "dropped",
         }
     }
 }
@@ -144,6 +148,17 @@ pub enum Dhcp4Reason {
     AddressInUse,
     /// No address: every pool of the subnet is in use.
     PoolExhausted,
+    /// Dropped: no configured subnet for the request's network (relay giaddr, link selection
+    /// or receiving interface).
+    NoSubnet,
+    /// Dropped: chaddr is not an Ethernet address and there is no client identifier to key
+    /// the client by (RFC 4390 §2 makes option 61 mandatory where chaddr cannot be used).
+    UnsupportedHardware,
+    /// An INIT-REBOOT, RENEWING or REBINDING client this server has no record of: dropped
+    /// where the subnet is not `authoritative` (RFC 2131 §4.3.2), NAKed where it is.
+    NoRecord,
+    /// An OFFER or ACK without option 143: the device's rule has `redirect-to = []`.
+    Excluded,
 }
 
 impl Dhcp4Reason {
@@ -157,6 +172,10 @@ impl Dhcp4Reason {
             Dhcp4Reason::NoRequestedAddress => "no-requested-address",
             Dhcp4Reason::AddressInUse => "address-in-use",
             Dhcp4Reason::PoolExhausted => "pool-exhausted",
+            Dhcp4Reason::NoSubnet => "no-subnet",
+            Dhcp4Reason::UnsupportedHardware => "unsupported-hardware",
+            Dhcp4Reason::NoRecord => "no-record",
+            Dhcp4Reason::Excluded => "excluded",
         }
     }
 }
@@ -172,6 +191,10 @@ pub struct Dhcp4Event {
     /// Option 61, written as lowercase hex.
     #[serde(default, with = "hex_opt")]
     pub client_id: Option<Vec<u8>>,
+    /// Option 61 as text, when it is one (type 0 followed by printable text, RFC 2132 §9.14:
+    /// `cisco-0200.0000.0041-Vl1`); what `match.client-id` patterns are matched against.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_id_text: Option<String>,
     /// Option 60.
     pub vendor_class: Option<String>,
     /// Option 77, one string per instance.
@@ -210,6 +233,7 @@ impl DeviceEvent {
                 event,
                 xid,
                 client_id: None,
+                client_id_text: None,
                 vendor_class: None,
                 user_class: Vec::new(),
                 interface: None,

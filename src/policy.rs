@@ -146,6 +146,19 @@ pub fn id_text(b: &[u8]) -> String {
     }
 }
 
+/// DHCPv4 option 61 as text, when it is text: a type octet of 0 ("the rest is not a hardware
+/// address", RFC 2132 §9.14) followed by printable UTF-8, as Cisco IOS sends
+/// `\0cisco-0200.0000.0041-Vl1`. `None` for any other identifier.
+pub fn client_id_text(id: &[u8]) -> Option<String> {
+    let (&0, rest) = id.split_first()? else {
+        return None;
+    };
+    match std::str::from_utf8(rest) {
+        Ok(s) if !s.is_empty() && s.chars().all(|c| !c.is_control()) => Some(s.to_string()),
+        _ => None,
+    }
+}
+
 /// The front end that built a [`DeviceFacts`].
 #[derive(
     Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize,
@@ -178,6 +191,15 @@ impl ClientId {
     pub fn as_bytes(&self) -> &[u8] {
         match self {
             ClientId::Dhcp4(b) | ClientId::Duid(b) => b,
+        }
+    }
+
+    /// What `match.client-id` patterns see: a DHCPv4 identifier of type 0 as the text after
+    /// the type octet ([`client_id_text`]), else the identifier as [`id_text`] renders it.
+    pub fn text(&self) -> String {
+        match self {
+            ClientId::Dhcp4(b) => client_id_text(b).unwrap_or_else(|| id_text(b)),
+            ClientId::Duid(b) => id_text(b),
         }
     }
 }
@@ -276,6 +298,9 @@ pub enum UriForm {
     Authority,
     /// The full get-bootstrapping-data URL (OPI sztp-agent).
     OperationUrl,
+    /// A bare `host:port` (port 443 when the URI has none), not a URI: the fl-sztp client
+    /// (interop.md §1). Only with the `text` encoding.
+    HostPort,
 }
 
 /// A named owner bootstrap server.
@@ -327,10 +352,7 @@ impl Match {
                     .any(|u| self.user_class.iter().any(|g| g.matches(u))))
             && any_glob(
                 &self.client_id,
-                f.client_id
-                    .as_ref()
-                    .map(|c| id_text(c.as_bytes()))
-                    .as_deref(),
+                f.client_id.as_ref().map(ClientId::text).as_deref(),
             )
             && any_glob(
                 &self.circuit_id,
@@ -409,6 +431,7 @@ impl Decision {
             .map(|u| match form {
                 UriForm::Authority => u.authority(),
                 UriForm::OperationUrl => u.operation_url(),
+                UriForm::HostPort => u.host_port(),
             })
             .collect()
     }

@@ -418,13 +418,8 @@ fn rules(
         let name = r.name.get_ref();
         unique_name(cx, &mut seen, &r.name, format!("rule[{i}].name"), "rule");
         let key = format!("rule[{i}].redirect-to");
-        if r.redirect_to.get_ref().is_empty() {
-            cx.err(
-                r.redirect_to.span(),
-                &key,
-                "needs at least one bootstrap-server name",
-            );
-        }
+        // an empty list is allowed: the rule's devices are excluded from SZTP (no option
+        // 143/136, no SRV/TXT, no redirect), e.g. OpenConfig bootz devices that reuse 143/136
         let redirect_to = resolve(cx, &r.redirect_to, &key, servers, raw);
         let via = r.via.as_ref().map(|v| match v.get_ref() {
             RawVia::RedirectServer => Via::RedirectServer,
@@ -481,19 +476,33 @@ fn rules(
                 hw_model: globs(m.hw_model.as_ref()),
             },
         };
+        let encoding = match r.dhcp_uri_encoding {
+            None | Some(RawUriEncoding::Rfc8572) => UriEncoding::Rfc8572,
+            Some(RawUriEncoding::Text) => UriEncoding::Text,
+        };
+        let form = match r.dhcp_uri_form.as_ref().map(Spanned::get_ref) {
+            None | Some(RawUriForm::Authority) => UriForm::Authority,
+            Some(RawUriForm::OperationUrl) => UriForm::OperationUrl,
+            Some(RawUriForm::HostPort) => UriForm::HostPort,
+        };
+        if let (UriForm::HostPort, UriEncoding::Rfc8572, Some(v)) =
+            (form, encoding, &r.dhcp_uri_form)
+        {
+            // a bare host:port is not a URI: the RFC 8572 list would carry a string no
+            // conforming client can use (interop.md §1: only fl-sztp reads it, as text)
+            cx.err(
+                v.span(),
+                format!("rule[{i}].dhcp-uri-form"),
+                "\"host-port\" needs dhcp-uri-encoding = \"text\" (RFC 8572 §8.3 lists carry URIs)",
+            );
+        }
         out.push(Rule {
             name: name.clone(),
             matches,
             redirect_to,
             via,
-            encoding: match r.dhcp_uri_encoding {
-                None | Some(RawUriEncoding::Rfc8572) => UriEncoding::Rfc8572,
-                Some(RawUriEncoding::Text) => UriEncoding::Text,
-            },
-            form: match r.dhcp_uri_form {
-                None | Some(RawUriForm::Authority) => UriForm::Authority,
-                Some(RawUriForm::OperationUrl) => UriForm::OperationUrl,
-            },
+            encoding,
+            form,
             always_send: r.dhcp_always_send.unwrap_or(false),
         });
     }
@@ -751,6 +760,7 @@ fn dhcp4(cx: &mut Ctx<'_>, raw: &RawConfig) -> Option<Dhcp4> {
         "dhcp4.decline-time",
         Duration::from_secs(3600),
     );
+    let authoritative = d.authoritative.unwrap_or(false);
     if d.subnet.is_empty() {
         cx.err(span.clone(), "dhcp4", "needs at least one [[dhcp4.subnet]]");
     }
@@ -893,6 +903,7 @@ fn dhcp4(cx: &mut Ctx<'_>, raw: &RawConfig) -> Option<Dhcp4> {
                 lease_time,
                 renewal_time,
                 rebinding_time,
+                authoritative: sn.authoritative.unwrap_or(authoritative),
                 reservations,
             });
         }
@@ -904,6 +915,7 @@ fn dhcp4(cx: &mut Ctx<'_>, raw: &RawConfig) -> Option<Dhcp4> {
         server_id,
         offer_time,
         decline_time,
+        authoritative,
         subnets,
     })
 }

@@ -36,6 +36,7 @@ use serde::Serialize;
 
 use crate::dhcp::leases::{Lease4, LeaseState};
 use crate::journal::rfc3339;
+use crate::policy::client_id_text;
 
 /// The DHCPv4 lease journal's file name in state-dir.
 pub const JOURNAL_FILE: &str = "leases4.journal";
@@ -419,6 +420,8 @@ struct LeaseRow {
     expires: String,
     remaining: String,
     client_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    client_id_text: Option<String>,
     hostname: Option<String>,
     expires_unix: u64,
 }
@@ -432,6 +435,7 @@ impl LeaseRow {
             expires: rfc3339(l.expires),
             remaining: remaining(l.expires, now),
             client_id: l.client_id.as_ref().map(hex::encode),
+            client_id_text: l.client_id.as_deref().and_then(client_id_text),
             hostname: l.hostname.clone(),
             expires_unix: l.expires,
         }
@@ -468,11 +472,20 @@ pub fn print_leases(
         .map(|r| {
             [
                 r.address,
-                r.mac,
+                // a client keyed by option 61 alone (RFC 4390) has no MAC
+                if r.mac == "00:00:00:00:00:00" && r.client_id.is_some() {
+                    "-".into()
+                } else {
+                    r.mac
+                },
                 r.state.to_owned(),
                 r.expires,
                 r.remaining,
-                r.client_id.unwrap_or_else(|| "-".into()),
+                r.client_id_text
+                    .as_deref()
+                    .map(printable)
+                    .or(r.client_id)
+                    .unwrap_or_else(|| "-".into()),
                 r.hostname.as_deref().map_or_else(|| "-".into(), printable),
             ]
         })

@@ -132,6 +132,12 @@ impl SztpUri {
         self.to_string()
     }
 
+    /// `host:port` with the effective port (`[2001:db8::1]:443` for an IPv6 literal): what
+    /// the fl-sztp client reads from option 143/136 (interop.md §1).
+    pub fn host_port(&self) -> String {
+        format!("{}:{}", self.host, self.effective_port())
+    }
+
     /// The full get-bootstrapping-data URL, for agents that use the URL verbatim (OPI).
     pub fn operation_url(&self) -> String {
         format!("{self}{OPERATION_PATH}")
