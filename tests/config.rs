@@ -81,14 +81,20 @@ fn conformance_model() {
     use sztp_redirector::policy::{UriEncoding, UriForm};
     let path = Path::new(MANIFEST).join("tests/fixtures/config/good/conformance.toml");
     let c = load(&path).unwrap();
-    assert!(c.rules[0].redirect_to.is_empty(), "redirect-to = [] is allowed");
+    assert!(
+        c.rules[0].redirect_to.is_empty(),
+        "redirect-to = [] is allowed"
+    );
     assert_eq!(
         (c.rules[1].encoding, c.rules[1].form),
         (UriEncoding::Text, UriForm::HostPort)
     );
     let d4 = c.dhcp4.as_ref().unwrap();
     assert!(d4.authoritative);
-    assert!(d4.subnets[0].authoritative, "inherits [dhcp4] authoritative");
+    assert!(
+        d4.subnets[0].authoritative,
+        "inherits [dhcp4] authoritative"
+    );
     assert!(!d4.subnets[1].authoritative, "the subnet's own value wins");
     assert_eq!(
         d4.subnets[1].reservations[0].hostname.as_deref(),

@@ -185,10 +185,12 @@ pub fn route(f: &RouteFacts) -> Option<Route> {
             Destination::Unicast(to)
         }
     };
-    let keep = |to| Some(Route {
-        to,
-        broadcast: f.broadcast,
-    });
+    let keep = |to| {
+        Some(Route {
+            to,
+            broadcast: f.broadcast,
+        })
+    };
     match f.request {
         MessageType::Decline | MessageType::Release => None,
         // §4.3.5: "The server responds to a DHCPINFORM message by sending a DHCPACK message
@@ -242,10 +244,12 @@ pub fn route(f: &RouteFacts) -> Option<Route> {
             // an IPoIB link address does not fit chaddr, so such clients set the BROADCAST
             // flag).
             match f.mac {
-                Some(mac) if !f.broadcast && !f.yiaddr.is_unspecified() => keep(Destination::Link {
-                    mac,
-                    to: SocketAddrV4::new(f.yiaddr, f.client_port),
-                }),
+                Some(mac) if !f.broadcast && !f.yiaddr.is_unspecified() => {
+                    keep(Destination::Link {
+                        mac,
+                        to: SocketAddrV4::new(f.yiaddr, f.client_port),
+                    })
+                }
                 _ => keep(Destination::Broadcast(f.client_port)),
             }
         }
@@ -928,7 +932,11 @@ impl Exchange<'_> {
             },
             ciaddr,
             source: *self.meta.src.ip(),
-            client_on_link: self.meta.iface_addrs.iter().any(|n| n.contains(&client_addr)),
+            client_on_link: self
+                .meta
+                .iface_addrs
+                .iter()
+                .any(|n| n.contains(&client_addr)),
             broadcast: m.flags().broadcast(),
             yiaddr,
             mac: self.facts.mac,
@@ -1811,38 +1819,160 @@ pub(crate) mod tests {
             ] {
                 for ciaddr in [false, true] {
                     let why = if ciaddr { STALE } else { LINK };
-                    rows.push(row(why, req, state, reply, (false, ciaddr, false), frame(YIADDR), bcast(), false));
-                    rows.push(row(BCAST, req, state, reply, (false, ciaddr, true), bcast(), bcast(), true));
-                    rows.push(row(RELAY, req, state, reply, (true, ciaddr, false), relay(), relay(), false));
-                    rows.push(row(RELAY, req, state, reply, (true, ciaddr, true), relay(), relay(), true));
+                    rows.push(row(
+                        why,
+                        req,
+                        state,
+                        reply,
+                        (false, ciaddr, false),
+                        frame(YIADDR),
+                        bcast(),
+                        false,
+                    ));
+                    rows.push(row(
+                        BCAST,
+                        req,
+                        state,
+                        reply,
+                        (false, ciaddr, true),
+                        bcast(),
+                        bcast(),
+                        true,
+                    ));
+                    rows.push(row(
+                        RELAY,
+                        req,
+                        state,
+                        reply,
+                        (true, ciaddr, false),
+                        relay(),
+                        relay(),
+                        false,
+                    ));
+                    rows.push(row(
+                        RELAY,
+                        req,
+                        state,
+                        reply,
+                        (true, ciaddr, true),
+                        relay(),
+                        relay(),
+                        true,
+                    ));
                 }
             }
             // RENEWING (unicast) and REBINDING (broadcast): the client has ciaddr and answers
             // ARP for it, but a frame needs none; without frames, the isolated socket
             for _renewing_or_rebinding in 0..2 {
                 for flag in [false, true] {
-                    rows.push(row(CIADDR_ROW, Request, Some(Renewing), Ack, (false, true, flag), frame(CIADDR), isolated(CIADDR), flag));
-                    rows.push(row(RELAY, Request, Some(Renewing), Ack, (true, true, flag), relay(), relay(), flag));
-                    let mut off = row("§4.1: ciaddr behind a router: routed UDP", Request, Some(Renewing), Ack, (false, true, flag), routed(CIADDR), routed(CIADDR), flag);
+                    rows.push(row(
+                        CIADDR_ROW,
+                        Request,
+                        Some(Renewing),
+                        Ack,
+                        (false, true, flag),
+                        frame(CIADDR),
+                        isolated(CIADDR),
+                        flag,
+                    ));
+                    rows.push(row(
+                        RELAY,
+                        Request,
+                        Some(Renewing),
+                        Ack,
+                        (true, true, flag),
+                        relay(),
+                        relay(),
+                        flag,
+                    ));
+                    let mut off = row(
+                        "§4.1: ciaddr behind a router: routed UDP",
+                        Request,
+                        Some(Renewing),
+                        Ack,
+                        (false, true, flag),
+                        routed(CIADDR),
+                        routed(CIADDR),
+                        flag,
+                    );
                     off.on_link = false;
                     rows.push(off);
                 }
             }
             // NAK in every REQUEST state
-            for (state, ciaddr) in [(Selecting, false), (InitReboot, false), (InitReboot, true), (Renewing, true)] {
+            for (state, ciaddr) in [
+                (Selecting, false),
+                (InitReboot, false),
+                (InitReboot, true),
+                (Renewing, true),
+            ] {
                 for flag in [false, true] {
-                    rows.push(row(NAK_BCAST, Request, Some(state), Nak, (false, ciaddr, flag), bcast(), bcast(), flag));
-                    rows.push(row(RELAY_NAK, Request, Some(state), Nak, (true, ciaddr, flag), relay(), relay(), true));
+                    rows.push(row(
+                        NAK_BCAST,
+                        Request,
+                        Some(state),
+                        Nak,
+                        (false, ciaddr, flag),
+                        bcast(),
+                        bcast(),
+                        flag,
+                    ));
+                    rows.push(row(
+                        RELAY_NAK,
+                        Request,
+                        Some(state),
+                        Nak,
+                        (true, ciaddr, flag),
+                        relay(),
+                        relay(),
+                        true,
+                    ));
                 }
             }
             // INFORM
             for flag in [false, true] {
-                rows.push(row(INFORM_ROW, Inform, None, Ack, (false, true, flag), frame(CIADDR), isolated(CIADDR), flag));
-                let mut off = row(INFORM_ROW, Inform, None, Ack, (true, true, flag), routed(CIADDR), routed(CIADDR), flag);
+                rows.push(row(
+                    INFORM_ROW,
+                    Inform,
+                    None,
+                    Ack,
+                    (false, true, flag),
+                    frame(CIADDR),
+                    isolated(CIADDR),
+                    flag,
+                ));
+                let mut off = row(
+                    INFORM_ROW,
+                    Inform,
+                    None,
+                    Ack,
+                    (true, true, flag),
+                    routed(CIADDR),
+                    routed(CIADDR),
+                    flag,
+                );
                 off.on_link = false;
                 rows.push(off);
-                rows.push(row("§4.3.5 (ISC, Kea): INFORM without ciaddr, relayed: relay, broadcast bit", Inform, None, Ack, (true, false, flag), relay(), relay(), true));
-                rows.push(row("§4.3.5 (Kea): INFORM without ciaddr or source: broadcast", Inform, None, Ack, (false, false, flag), bcast(), bcast(), flag));
+                rows.push(row(
+                    "§4.3.5 (ISC, Kea): INFORM without ciaddr, relayed: relay, broadcast bit",
+                    Inform,
+                    None,
+                    Ack,
+                    (true, false, flag),
+                    relay(),
+                    relay(),
+                    true,
+                ));
+                rows.push(row(
+                    "§4.3.5 (Kea): INFORM without ciaddr or source: broadcast",
+                    Inform,
+                    None,
+                    Ack,
+                    (false, false, flag),
+                    bcast(),
+                    bcast(),
+                    flag,
+                ));
             }
             rows
         }
@@ -1852,13 +1982,25 @@ pub(crate) mod tests {
                 request: r.req,
                 state: r.state,
                 reply: r.reply,
-                giaddr: if r.relayed { GIADDR } else { Ipv4Addr::UNSPECIFIED },
+                giaddr: if r.relayed {
+                    GIADDR
+                } else {
+                    Ipv4Addr::UNSPECIFIED
+                },
                 relay_port: 67,
-                ciaddr: if r.ciaddr { CIADDR } else { Ipv4Addr::UNSPECIFIED },
+                ciaddr: if r.ciaddr {
+                    CIADDR
+                } else {
+                    Ipv4Addr::UNSPECIFIED
+                },
                 source: Ipv4Addr::UNSPECIFIED,
                 client_on_link: r.on_link,
                 broadcast: r.flag,
-                yiaddr: if r.reply == Nak || r.req == Inform { Ipv4Addr::UNSPECIFIED } else { YIADDR },
+                yiaddr: if r.reply == Nak || r.req == Inform {
+                    Ipv4Addr::UNSPECIFIED
+                } else {
+                    YIADDR
+                },
                 mac: Some(MAC),
                 client_port: 68,
             }
@@ -1876,7 +2018,11 @@ pub(crate) mod tests {
                     r.req, r.state, r.reply, r.relayed, r.ciaddr, r.flag, r.why
                 );
                 assert_eq!(Transmission::of(got.to, true), r.raw, "raw frames: {ctx}");
-                assert_eq!(Transmission::of(got.to, false), r.udp, "no raw frames: {ctx}");
+                assert_eq!(
+                    Transmission::of(got.to, false),
+                    r.udp,
+                    "no raw frames: {ctx}"
+                );
                 assert_eq!(got.broadcast, r.bit, "broadcast bit: {ctx}");
             }
         }
@@ -1885,7 +2031,16 @@ pub(crate) mod tests {
         fn decline_and_release_get_no_reply() {
             for req in [Decline, Release] {
                 for (relayed, ciaddr, flag) in [(false, false, false), (true, true, true)] {
-                    let r = row("no reply", req, None, Ack, (relayed, ciaddr, flag), bcast(), bcast(), false);
+                    let r = row(
+                        "no reply",
+                        req,
+                        None,
+                        Ack,
+                        (relayed, ciaddr, flag),
+                        bcast(),
+                        bcast(),
+                        false,
+                    );
                     assert_eq!(route(&facts(&r)), None, "{req:?}");
                 }
             }
@@ -1893,22 +2048,61 @@ pub(crate) mod tests {
 
         #[test]
         fn relay_port_and_clients_without_ethernet_chaddr() {
-            let r = row(RELAY, Discover, None, Offer, (true, false, false), relay(), relay(), false);
+            let r = row(
+                RELAY,
+                Discover,
+                None,
+                Offer,
+                (true, false, false),
+                relay(),
+                relay(),
+                false,
+            );
             let mut f = facts(&r);
             f.relay_port = 6767;
             assert_eq!(route(&f).unwrap().to, Destination::Relay(sa(GIADDR, 6767)));
             // RFC 4390 (IPoIB): no MAC to frame to, so broadcast even without the flag
-            let r = row(LINK, Discover, None, Offer, (false, false, false), bcast(), bcast(), false);
+            let r = row(
+                LINK,
+                Discover,
+                None,
+                Offer,
+                (false, false, false),
+                bcast(),
+                bcast(),
+                false,
+            );
             let mut f = facts(&r);
             f.mac = None;
             let got = route(&f).unwrap();
             assert_eq!(Transmission::of(got.to, true), bcast());
-            let r = row(CIADDR_ROW, Request, Some(Renewing), Ack, (false, true, false), bcast(), bcast(), false);
+            let r = row(
+                CIADDR_ROW,
+                Request,
+                Some(Renewing),
+                Ack,
+                (false, true, false),
+                bcast(),
+                bcast(),
+                false,
+            );
             let mut f = facts(&r);
             f.mac = None;
-            assert_eq!(Transmission::of(route(&f).unwrap().to, true), isolated(CIADDR));
+            assert_eq!(
+                Transmission::of(route(&f).unwrap().to, true),
+                isolated(CIADDR)
+            );
             // an INFORM without ciaddr from an address: back to that address
-            let r = row(INFORM_ROW, Inform, None, Ack, (false, false, false), bcast(), bcast(), false);
+            let r = row(
+                INFORM_ROW,
+                Inform,
+                None,
+                Ack,
+                (false, false, false),
+                bcast(),
+                bcast(),
+                false,
+            );
             let mut f = facts(&r);
             f.source = CIADDR;
             assert_eq!(Transmission::of(route(&f).unwrap().to, true), frame(CIADDR));
@@ -1929,7 +2123,11 @@ pub(crate) mod tests {
                     to: "198.51.100.100:68".parse().unwrap()
                 }
             );
-            assert_eq!(r.header.ciaddr, Ipv4Addr::UNSPECIFIED, "Table 3: ciaddr 0 in OFFER");
+            assert_eq!(
+                r.header.ciaddr,
+                Ipv4Addr::UNSPECIFIED,
+                "Table 3: ciaddr 0 in OFFER"
+            );
         }
     }
 
@@ -1944,22 +2142,41 @@ pub(crate) mod tests {
         let sid = Ipv4Addr::new(198, 51, 100, 1);
         let a = Ipv4Addr::new(198, 51, 100, 50);
         let mut t = LeaseTable::default();
-        let o = run(&d, &p, &mut t, &msg(MessageType::Discover, reserved, &[1, 3, 12]));
-        assert_eq!(o.reply.unwrap().option(OPT_HOSTNAME), Some(&b"switch-1"[..]));
+        let o = run(
+            &d,
+            &p,
+            &mut t,
+            &msg(MessageType::Discover, reserved, &[1, 3, 12]),
+        );
+        assert_eq!(
+            o.reply.unwrap().option(OPT_HOSTNAME),
+            Some(&b"switch-1"[..])
+        );
         let mut m = msg(MessageType::Request, reserved, &[1, 3, 12]);
         m.opts_mut().insert(DhcpOption::RequestedIpAddress(a));
         m.opts_mut().insert(DhcpOption::ServerIdentifier(sid));
         let o = run(&d, &p, &mut t, &m);
-        assert_eq!(o.reply.unwrap().option(OPT_HOSTNAME), Some(&b"switch-1"[..]));
+        assert_eq!(
+            o.reply.unwrap().option(OPT_HOSTNAME),
+            Some(&b"switch-1"[..])
+        );
         assert_eq!(o.commit[0].hostname.as_deref(), Some("switch-1"));
         // not asked for, not sent its own: not sent (as Kea)
-        let o = run(&d, &p, &mut t, &msg(MessageType::Discover, reserved, &[1, 3]));
+        let o = run(
+            &d,
+            &p,
+            &mut t,
+            &msg(MessageType::Discover, reserved, &[1, 3]),
+        );
         assert_eq!(o.reply.unwrap().option(OPT_HOSTNAME), None);
         // a client that sends its own option 12 gets the reserved name back
         let mut m = msg(MessageType::Discover, reserved, &[1]);
         m.opts_mut().insert(DhcpOption::Hostname("mine".into()));
         let o = run(&d, &p, &mut t, &m);
-        assert_eq!(o.reply.unwrap().option(OPT_HOSTNAME), Some(&b"switch-1"[..]));
+        assert_eq!(
+            o.reply.unwrap().option(OPT_HOSTNAME),
+            Some(&b"switch-1"[..])
+        );
         // no reservation: option 12 is never invented
         let o = run(&d, &p, &mut t, &msg(MessageType::Discover, CLIENT, &[12]));
         assert_eq!(o.reply.unwrap().option(OPT_HOSTNAME), None);
@@ -1978,7 +2195,14 @@ pub(crate) mod tests {
         .unwrap();
         let end = bytes.len() - 1;
         bytes.splice(end..end, [12, 6, b'h', b'o', b's', b't', 0, 0]);
-        let o = run_at(&d, &p, &mut t, &Request::decode(&bytes).unwrap(), &meta(), NOW);
+        let o = run_at(
+            &d,
+            &p,
+            &mut t,
+            &Request::decode(&bytes).unwrap(),
+            &meta(),
+            NOW,
+        );
         assert_eq!(o.commit[0].hostname.as_deref(), Some("host"));
     }
 
@@ -1988,11 +2212,17 @@ pub(crate) mod tests {
         d.subnets[0].authoritative = true;
         let id = [1u8, 2, 0, 0, 0, 0, 0x21];
         let with_id = |mut m: Message| {
-            m.opts_mut().insert(DhcpOption::ClientIdentifier(id.to_vec()));
+            m.opts_mut()
+                .insert(DhcpOption::ClientIdentifier(id.to_vec()));
             m
         };
         let mut t = LeaseTable::default();
-        let o = run(&d, &p, &mut t, &with_id(msg(MessageType::Discover, CLIENT, &[143])));
+        let o = run(
+            &d,
+            &p,
+            &mut t,
+            &with_id(msg(MessageType::Discover, CLIENT, &[143])),
+        );
         let offer = o.reply.unwrap();
         assert_eq!(offer.option(OPT_CLIENT_ID), Some(&id[..]));
         let a = offer.header.yiaddr;
@@ -2011,7 +2241,12 @@ pub(crate) mod tests {
         // on the wire too, and absent when the client sent none
         let wire = scan_options(&nak.encode()).unwrap();
         assert_eq!(wire.get(&OPT_CLIENT_ID).map(Vec::as_slice), Some(&id[..]));
-        let o = run(&d, &p, &mut t, &msg(MessageType::Discover, [2, 0, 0, 0, 0, 7], &[]));
+        let o = run(
+            &d,
+            &p,
+            &mut t,
+            &msg(MessageType::Discover, [2, 0, 0, 0, 0, 7], &[]),
+        );
         assert_eq!(o.reply.unwrap().option(OPT_CLIENT_ID), None);
     }
 
@@ -2025,7 +2260,8 @@ pub(crate) mod tests {
         let mut id = vec![0u8];
         id.extend_from_slice(b"cisco-0200.0000.0041-Vl1");
         let mut m = msg(MessageType::Discover, [2, 0, 0, 0, 0, 0x41], &[143]);
-        m.opts_mut().insert(DhcpOption::ClientIdentifier(id.clone()));
+        m.opts_mut()
+            .insert(DhcpOption::ClientIdentifier(id.clone()));
         let mut t = LeaseTable::default();
         let o = run(&d, &p, &mut t, &m);
         let ev = o.event.unwrap();
@@ -2070,11 +2306,20 @@ pub(crate) mod tests {
     fn unknown_clients_get_silence_unless_authoritative() {
         let p = policy(&KEA_URIS);
         let cases = [
-            ("init-reboot, free pool address", init_reboot(CLIENT, "198.51.100.101")),
-            ("init-reboot, other network", init_reboot(CLIENT, "192.0.2.7")),
+            (
+                "init-reboot, free pool address",
+                init_reboot(CLIENT, "198.51.100.101"),
+            ),
+            (
+                "init-reboot, other network",
+                init_reboot(CLIENT, "192.0.2.7"),
+            ),
             ("renewing", renewing(CLIENT, "198.51.100.101", false)),
             ("rebinding", renewing(CLIENT, "198.51.100.101", true)),
-            ("renewing, other network", renewing(CLIENT, "203.0.113.9", false)),
+            (
+                "renewing, other network",
+                renewing(CLIENT, "203.0.113.9", false),
+            ),
         ];
         for (what, m) in &cases {
             let mut d = dhcp4();
@@ -2089,7 +2334,9 @@ pub(crate) mod tests {
             assert!(t.is_empty(), "{what}: a lease no OFFER preceded");
             d.subnets[0].authoritative = true;
             let o = run(&d, &p, &mut t, m);
-            let r = o.reply.unwrap_or_else(|| panic!("{what}: authoritative, but silent"));
+            let r = o
+                .reply
+                .unwrap_or_else(|| panic!("{what}: authoritative, but silent"));
             assert_eq!(r.msg_type, MessageType::Nak, "{what}");
             assert!(o.commit.is_empty() && t.is_empty(), "{what}");
         }
@@ -2112,7 +2359,11 @@ pub(crate) mod tests {
                 renewing(CLIENT, "198.51.100.100", true),
             ] {
                 let r = run(&d, &p, &mut t, &m).reply.unwrap();
-                assert_eq!(r.msg_type, MessageType::Ack, "authoritative {authoritative}");
+                assert_eq!(
+                    r.msg_type,
+                    MessageType::Ack,
+                    "authoritative {authoritative}"
+                );
             }
             for m in [
                 init_reboot(CLIENT, "198.51.100.101"),
@@ -2193,7 +2444,8 @@ pub(crate) mod tests {
         let mut m = msg(t, [0; 6], &[143]);
         m.set_giaddr(Ipv4Addr::new(198, 51, 100, 2));
         if let Some(id) = client_id {
-            m.opts_mut().insert(DhcpOption::ClientIdentifier(id.to_vec()));
+            m.opts_mut()
+                .insert(DhcpOption::ClientIdentifier(id.to_vec()));
         }
         let mut b = m.to_vec().unwrap();
         b[1] = 32; // htype: InfiniBand
@@ -2206,8 +2458,17 @@ pub(crate) mod tests {
         let (d, p) = (dhcp4(), policy(&KEA_URIS));
         let mut t = LeaseTable::default();
         let id = [0xff, 0, 0, 0, 1, 0, 2, 0xc9, 0, 0, 0, 0, 0, 0, 0x12];
-        let o = run_at(&d, &p, &mut t, &infiniband(MessageType::Discover, Some(&id)), &meta(), NOW);
-        let offer = o.reply.unwrap_or_else(|| panic!("ignored: {:?}", o.ignored));
+        let o = run_at(
+            &d,
+            &p,
+            &mut t,
+            &infiniband(MessageType::Discover, Some(&id)),
+            &meta(),
+            NOW,
+        );
+        let offer = o
+            .reply
+            .unwrap_or_else(|| panic!("ignored: {:?}", o.ignored));
         assert_eq!(offer.header.htype, 32);
         assert_eq!(offer.header.hlen, 0);
         assert_eq!(offer.option(OPT_CLIENT_ID), Some(&id[..]));
@@ -2221,10 +2482,24 @@ pub(crate) mod tests {
         assert_eq!(o.commit[0].client_id.as_deref(), Some(&id[..]));
         // a second IPoIB client is another client
         let other = [0xff, 0, 0, 0, 1, 0, 2, 0xc9, 0, 0, 0, 0, 0, 0, 0x13];
-        let o = run_at(&d, &p, &mut t, &infiniband(MessageType::Discover, Some(&other)), &meta(), NOW);
+        let o = run_at(
+            &d,
+            &p,
+            &mut t,
+            &infiniband(MessageType::Discover, Some(&other)),
+            &meta(),
+            NOW,
+        );
         assert_ne!(o.reply.unwrap().header.yiaddr, offer.header.yiaddr);
         // without option 61 there is nothing to key it by: dropped, journaled with the reason
-        let o = run_at(&d, &p, &mut t, &infiniband(MessageType::Discover, None), &meta(), NOW);
+        let o = run_at(
+            &d,
+            &p,
+            &mut t,
+            &infiniband(MessageType::Discover, None),
+            &meta(),
+            NOW,
+        );
         assert!(o.reply.is_none());
         assert_eq!(o.ignored, Some(Ignored::NoEthernetChaddr));
         let ev = o.event.unwrap();

@@ -426,7 +426,11 @@ pub(crate) fn check(d: &Dhcp4, req: &Request, out: &Outcome) {
     let ev = out.event.as_ref();
     // a rule with redirect-to = [] never sends 143, even with always-send
     if ev.and_then(|e| e.rule.as_deref()) == Some("excluded") {
-        assert!(!has_143, "option 143 sent to an excluded device: {}", hex(b));
+        assert!(
+            !has_143,
+            "option 143 sent to an excluded device: {}",
+            hex(b)
+        );
     }
     if has_143 {
         let ev = ev.expect("a reply with option 143 has an event");
