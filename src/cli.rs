@@ -1,4 +1,4 @@
-//! Subcommands: run, check-config, leases, probe
+//! Subcommands: run, check-config, leases, devices, probe
 
 use std::path::PathBuf;
 
@@ -10,9 +10,11 @@ const LONG_ABOUT: &str = "\
 Makes a staging network ready for Secure Zero Touch Provisioning (RFC 8572). This version is \
 the segment's DHCPv4 server (RFC 2131: pools, reservations, leases, relays) and adds the SZTP \
 redirect list, option 143, to its answers. One policy, read from one TOML file, decides which \
-bootstrap servers a device is sent to. The file's [dhcp6], [dns], [redirect-server] and \
-[status] sections are validated but not served yet: `run` logs a warning when they are \
-enabled. A DHCP server never answers on an interface the file does not name.";
+bootstrap servers a device is sent to. [status] serves the operator's status page over HTTP: \
+every device seen, where it got stuck and why, its timeline, the leases, and Prometheus \
+metrics (`devices` prints the same from the command line). The file's [dhcp6], [dns] and \
+[redirect-server] sections are validated but not served yet: `run` logs a warning when they \
+are enabled. A DHCP server never answers on an interface the file does not name.";
 
 const AFTER_LONG_HELP: &str = "\
 Exit status: 0 success (run: stopped by SIGTERM or SIGINT); 1 runtime failure (a socket that \
@@ -20,9 +22,11 @@ cannot be bound, a state directory in use by another sztp-redirector or not writ
 error; 78 configuration error (EX_CONFIG: the systemd unit does not restart on it). probe: 0 an \
 ACK, 2 a NAK or no ACK, 3 no server answered, 1 local error.
 
-Signals (run): SIGHUP re-reads the file; an invalid file, or a socket of the new one that \
-cannot be bound, is logged and the running configuration stays; leases survive. SIGTERM and \
-SIGINT stop cleanly: every acknowledged lease is on disk.
+Signals (run): SIGHUP re-reads the file and status.token-file; an invalid file, an unreadable \
+token file, or a socket of the new one that cannot be bound, is logged and the running \
+configuration stays; leases survive. SIGTERM and SIGINT stop cleanly: every acknowledged \
+lease is on disk. Under systemd (Type=notify) run reports READY=1 once every socket is bound, \
+RELOADING=1 and READY=1 around a reload, STOPPING=1, and WATCHDOG=1 when WatchdogSec is set.
 
 Files: /etc/sztp-redirector/sztp-redirector.toml (configuration); \
 /usr/share/doc/sztp-redirector/example.toml (every key, explained); the state directory \
@@ -72,6 +76,9 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Show the devices seen and where each got stuck, or one device's timeline: from the
+    /// running appliance's status API, else from the device journal
+    Devices(crate::status::client::DevicesArgs),
     /// Act as an SZTP device doing DHCPv4 and print what the network tells it
     Probe(Box<crate::probe::ProbeArgs>),
 }
@@ -96,6 +103,7 @@ pub fn main() -> i32 {
             config,
             json,
         } => leases(state_dir, config, json),
+        Command::Devices(args) => crate::status::client::main(args),
         Command::Probe(args) => crate::probe::main(*args),
     }
 }
