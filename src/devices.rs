@@ -223,7 +223,10 @@ fn observe_dhcp4(ev: &DeviceEvent, d: &Dhcp4Event) -> Observation {
             requested_143: Some(d.requested_143),
             vendor_class: d.vendor_class.clone(),
             user_class: (!d.user_class.is_empty()).then(|| d.user_class.clone()),
-            client_id: d.client_id.as_deref().map(hex::encode),
+            client_id: d
+                .client_id_text
+                .clone()
+                .or_else(|| d.client_id.as_deref().map(hex::encode)),
             interface: d.interface.clone(),
             relay: d.relay.map(|r| r.to_string()),
             ..Asked::default()
@@ -299,6 +302,10 @@ fn observe_dhcp4(ev: &DeviceEvent, d: &Dhcp4Event) -> Observation {
             o.summary =
                 "DHCPv4 DISCOVER not answered: no free address in its subnet's pools".to_owned();
         }
+        Dhcp4Kind::Dropped => {
+            o.problem = Some(format!("its DHCPv4 request was not answered: {why}"));
+            o.summary = format!("DHCPv4 request dropped: {why}");
+        }
     }
     if let Some(rule) = &ev.rule {
         let _ = write!(o.summary, " (rule {rule})");
@@ -324,6 +331,18 @@ fn reason_words(r: Dhcp4Reason) -> &'static str {
         Dhcp4Reason::NoRequestedAddress => "its REQUEST named no address",
         Dhcp4Reason::AddressInUse => "the address is in use by another host",
         Dhcp4Reason::PoolExhausted => "no free address in its subnet's pools",
+        Dhcp4Reason::NoSubnet => {
+            "no subnet is configured for its network (relay address, link selection or \
+             receiving interface): add one to [dhcp4]"
+        }
+        Dhcp4Reason::UnsupportedHardware => {
+            "its hardware address cannot be used and it sent no client identifier (RFC 4390 §2)"
+        }
+        Dhcp4Reason::NoRecord => {
+            "it asked to keep an address this server has no record of (RFC 2131 §4.3.2: silent \
+             unless the subnet is authoritative)"
+        }
+        Dhcp4Reason::Excluded => "its rule has redirect-to = []: no option 143 on purpose",
     }
 }
 

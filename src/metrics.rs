@@ -94,6 +94,13 @@ pub struct DropLabels {
     pub reason: String,
 }
 
+/// Labels of a per-relay-agent DHCP counter.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RelayLabels {
+    /// The relay agent's address (giaddr), `0.0.0.0` for a request that was not relayed.
+    relay: String,
+}
+
 /// The request/reply/drop counters of one service.
 #[derive(Clone, Debug, Default)]
 pub struct ServiceCounters {
@@ -609,6 +616,36 @@ impl Source for Dhcp4Source {
                 ConstCounter::new(v).encode(fam)?;
             }
         }
+        {
+            // Already inside dhcp4_dropped{reason="ignored"}: their own families, so a sum over
+            // the reasons stays the number of dropped requests.
+            let mut me = enc.encode_descriptor(
+                "dhcp4_no_subnet",
+                "Requests from a network with no configured subnet, per relay agent (0.0.0.0: \
+                 not relayed); also counted as dropped, reason ignored",
+                None,
+                MetricType::Counter,
+            )?;
+            let by_relay = st
+                .no_subnet
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone();
+            for (relay, v) in by_relay {
+                let l = RelayLabels {
+                    relay: relay.to_string(),
+                };
+                let fam = me.encode_family(&l)?;
+                ConstCounter::new(v).encode(fam)?;
+            }
+        }
+        counter(
+            enc,
+            "dhcp4_unsupported_hardware",
+            "Requests whose chaddr is not Ethernet and that carry no client identifier (RFC 4390 \
+             §2); also counted as dropped, reason ignored",
+            n(&st.unsupported_hardware),
+        )?;
         counter(
             enc,
             "dhcp4_lease_syncs",
