@@ -31,6 +31,7 @@ use crate::journal::{
 };
 use crate::metrics::EventMetrics;
 use crate::policy::{MacAddr, UriEncoding};
+use crate::sztp::uri::ipv4_text;
 
 /// Events that may wait for the fold thread before new ones are dropped.
 pub const DEFAULT_CAPACITY: usize = 4096;
@@ -215,7 +216,7 @@ pub fn observe(ev: &DeviceEvent) -> Observation {
 
 fn observe_dhcp4(ev: &DeviceEvent, d: &Dhcp4Event) -> Observation {
     let addr = d.address.map(IpAddr::V4);
-    let addr_text = d.address.map(|a| a.to_string()).unwrap_or_default();
+    let addr_text = d.address.map(ipv4_text).unwrap_or_default();
     let mut o = Observation {
         proto: "dhcp4",
         kind: d.event.as_str(),
@@ -228,7 +229,7 @@ fn observe_dhcp4(ev: &DeviceEvent, d: &Dhcp4Event) -> Observation {
                 .clone()
                 .or_else(|| d.client_id.as_deref().map(hex::encode)),
             interface: d.interface.clone(),
-            relay: d.relay.map(|r| r.to_string()),
+            relay: d.relay.map(ipv4_text),
             ..Asked::default()
         },
         ..Observation::default()

@@ -694,7 +694,7 @@ fn requests_from_a_network_without_subnet_are_logged_journaled_and_counted_per_r
     std::fs::write(
         &cfg,
         format!(
-            "[appliance]\nstate-dir = \"{}\"\n\n{DEFAULT_RULE_LO}\n[dhcp4]\ninterfaces = [\"lo\"]\nport = 0\n\n{SUBNET}",
+            "[appliance]\nstate-dir = \"{}\"\n\n{DEFAULT_RULE_LO}\n[dhcp4]\ninterfaces = [\"lo\"]\nport = 0\n\n{SUBNET}\n[status]\nlisten = [\"127.0.0.1:0\"]\n",
             state.display()
         ),
     )
@@ -731,6 +731,60 @@ fn requests_from_a_network_without_subnet_are_logged_journaled_and_counted_per_r
     // nothing answers them
     assert!(relay.recv(0x100).is_none());
     assert!(child.wait_for_lines("no configured subnet", 1, Duration::from_secs(10)));
+    // what an operator sees: the per-relay counter in /metrics and the device's verdict in
+    // /api/devices (both read by curl, a real client), once the 20 are counted and folded
+    assert!(child.wait_for_lines(
+        "listening for status on 127.0.0.1:",
+        1,
+        Duration::from_secs(10)
+    ));
+    let status = child
+        .lines()
+        .iter()
+        .find_map(|l| {
+            l.split("listening for status on ")
+                .nth(1)
+                .map(|a| a.trim().to_owned())
+        })
+        .expect("status address in the log");
+    let curl = |path: &str| {
+        run_ok(&[
+            "curl",
+            "-sS",
+            "--fail",
+            "--max-time",
+            "20",
+            &format!("http://{status}{path}"),
+        ])
+        .stdout
+    };
+    let counted = "sztp_dhcp4_no_subnet_total{relay=\"127.0.0.1\"} 20";
+    let until = std::time::Instant::now() + Duration::from_secs(30);
+    let metrics = loop {
+        let m = curl("/metrics");
+        if m.lines().any(|l| l == counted) || std::time::Instant::now() > until {
+            break m;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(metrics.lines().any(|l| l == counted), "{metrics}");
+    let verdict = loop {
+        let list: serde_json::Value = serde_json::from_str(&curl("/api/devices")).unwrap();
+        let v = list["devices"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|d| d["key"] == "02:00:00:00:00:13")
+            .map(|d| d["verdict"].to_string());
+        if v.is_some() || std::time::Instant::now() > until {
+            break v.unwrap_or_else(|| format!("device not in {list:#}"));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(
+        verdict.contains("no subnet is configured for its network"),
+        "{verdict}"
+    );
     assert!(child.stop("TERM", Duration::from_secs(10)).is_some());
     let log = child.output_text();
     let lines: Vec<&str> = log
