@@ -2,13 +2,15 @@
 # DHCPv4 throughput side by side: kea-dhcp4 (memfile, persist) vs sztp-redirector, same box,
 # same veth pair in throwaway namespaces, same pool and option 143, perfdhcp -4 as a relay.
 #
-# usage: tests/bench/dhcp4.sh [--kea-only | --ours-only] [--sweep | --pinned | --avalanche | --callgrind]
+# usage: tests/bench/dhcp4.sh [--kea-only | --ours-only] [--sweep | --pinned | --avalanche | --callgrind | --perfstat]
 #   --sweep      (default) the rate sweep, RSS and CPU-per-lease runs below
 #   --pinned     CPU time per 1,000 completed DORA at a fixed PINNED_RATE, the server pinned to
 #                CPU 1 and perfdhcp to CPU 0 (taskset): ours, kea single-threaded and kea
 #                multi-threaded (the issue-12 measure)
 #   --avalanche  perfdhcp --scenario avalanche with AVALANCHE_CLIENTS (default "500 5000")
 #                clients: time until every client is leased, ours and kea
+#   --perfstat   ours only: perf stat software counters (task clock, context switches) of the
+#                server for CALLGRIND_EXCHANGES exchanges at PINNED_RATE, per 1,000 DORA
 #   --callgrind  ours only, under valgrind: instructions per completed DORA (counters zeroed
 #                once the server is up, dumped after CALLGRIND_EXCHANGES exchanges); a measure
 #                robust to a busy machine, user space only (syscalls are not counted)
@@ -32,7 +34,7 @@ set -euo pipefail
 
 MODE=both
 RUN=sweep
-usage() { echo "usage: $0 [--kea-only | --ours-only] [--sweep | --pinned | --avalanche | --callgrind]" >&2; exit 2; }
+usage() { echo "usage: $0 [--kea-only | --ours-only] [--sweep | --pinned | --avalanche | --callgrind | --perfstat]" >&2; exit 2; }
 for arg in "$@"; do
     case "$arg" in
         --kea-only) MODE=kea ;;
@@ -41,6 +43,7 @@ for arg in "$@"; do
         --pinned) RUN=pinned ;;
         --avalanche) RUN=avalanche ;;
         --callgrind) RUN=callgrind; MODE=ours ;;
+        --perfstat) RUN=perfstat; MODE=ours ;;
         *) usage ;;
     esac
 done
@@ -372,6 +375,24 @@ if [ "$RUN" = avalanche ]; then
             echo "$name, $n clients: $took(DO $dos/$dor/$dod, RA $ras/$rar/$rad)"
         done
     done
+    exit 0
+fi
+
+# --perfstat: software counters of our server per completed DORA (context switches, task
+# clock), perf stat attached for the load only: what callgrind does not see (wake-ups, syscalls)
+if [ "$RUN" = perfstat ]; then
+    dir="$WORK/ours-perfstat"
+    start_ours "$dir"
+    pid=$(server_real_pid)
+    perf stat -e task-clock,context-switches,cpu-migrations -p "$pid" -o "$dir/perfstat.txt" &
+    perf_pid=$!
+    timeout -k 5 $((CALLGRIND_EXCHANGES / PINNED_RATE + 60)) ip netns exec "$NS_C" \
+        perfdhcp -4 -l "$IF_C" -r "$PINNED_RATE" -R 1000000 -n "$CALLGRIND_EXCHANGES" -o 55,01038f >"$dir/perfdhcp.txt" 2>&1 || true
+    kill -INT "$perf_pid"
+    wait "$perf_pid" || true
+    stop_server
+    read -r _ _ _ _ acks _ < <(perf_counts "$dir/perfdhcp.txt")
+    awk -v n="$acks" '/task-clock|context-switches|cpu-migrations/ { gsub(",", "", $1); printf "ours: %s %s per 1000 DORA (%s for %d DORA)\n", $2, $1 * 1000 / (n > 0 ? n : 1), $1, n }' "$dir/perfstat.txt"
     exit 0
 fi
 

@@ -479,9 +479,9 @@ fn finish(shared: &Arc<Shared>, egress: &Arc<Egress>, outcome: Outcome, source: 
         shared.stats.ignored.fetch_add(1, Ordering::Relaxed);
         debug!(reason = why.as_str(), "no reply");
     }
-    if let Some(ev) = &event {
-        log_event(shared, ev);
-        shared.events.emit(ev);
+    if let Some(ev) = event {
+        log_event(shared, &ev);
+        shared.events.emit_owned(ev);
     }
     let Some(reply) = reply else {
         if !commit.is_empty() {
