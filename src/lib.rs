@@ -14,7 +14,9 @@
 //!   (`v4::wire`, `v4::reply`), logic (`v4::handler`, no sockets, clock or randomness) and I/O
 //!   (`v4::server` with `v4::sockets` and `v4::frame`, the only DHCP code that touches
 //!   sockets; `v4::frame` builds the Ethernet/IPv4/UDP frames sent straight to a client MAC);
-//! - [`journal`]: the device journal (one JSON line per DHCP step);
+//! - [`dns`]: `_sztp._tcp` SRV and `<serial>._sztp` TXT over unicast DNS (hickory-server) and
+//!   mDNS (a small RFC 6762 responder on hickory-proto), in the same three layers;
+//! - [`journal`]: the device journal (one JSON line per DHCP or DNS step);
 //! - [`runtime`]: what services share: the published snapshot (Config + Policy), the event
 //!   sink, the service shape (`bind` then `serve(bound, ctx, token)`);
 //! - [`daemon`]: binds sockets, spawns services, SIGHUP reload, SIGTERM/SIGINT shutdown;
@@ -28,6 +30,7 @@ pub mod cli;
 pub mod config;
 pub mod daemon;
 pub mod dhcp;
+pub mod dns;
 pub mod journal;
 pub mod policy;
 pub mod probe;

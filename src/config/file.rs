@@ -226,6 +226,7 @@ pub struct RawDns {
 pub struct RawMdns {
     pub enabled: Option<bool>,
     pub interfaces: Option<StrList>,
+    pub hostname: Option<Str>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -189,6 +189,9 @@ pub struct Dns {
 #[derive(Clone, Debug)]
 pub struct Mdns {
     pub interfaces: Vec<String>,
+    /// The appliance's `<hostname>.local` name (one DNS label, lowercase). `None`: the system
+    /// host name's first label, read when the responder starts.
+    pub hostname: Option<String>,
 }
 
 #[derive(Clone, Debug)]

@@ -1,0 +1,604 @@
+//! The unicast DNS server loops: the only unicast DNS code that touches sockets
+//!
+//! UDP is our own loop (receive, parse with hickory-server's `Request`, [`handler::handle`],
+//! encode, send): no task per query, and every malformed datagram is counted. TCP runs on
+//! hickory-server's `Server` (RFC 7766 framing, idle timeouts) with the same handler behind
+//! its `RequestHandler` trait. Names outside our zones go to a hickory `Catalog` holding one
+//! forwarding zone at the root, built from `[dns] forwarders`.
+
+use std::io;
+use std::net::{SocketAddr, TcpListener as StdTcpListener, UdpSocket as StdUdpSocket};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use hickory_proto::op::{Header, HeaderCounts, Metadata, ResponseCode};
+use hickory_proto::rr::{LowerName, Name, Record};
+use hickory_proto::serialize::binary::{BinEncodable, BinEncoder};
+use hickory_server::net::runtime::{Time, TokioTime};
+use hickory_server::net::xfer::Protocol;
+use hickory_server::net::NetError;
+use hickory_server::resolver::config::NameServerConfig;
+use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo, Server};
+use hickory_server::store::forwarder::{ForwardConfig, ForwardZoneHandler};
+use hickory_server::zone_handler::{Catalog, MessageResponse, MessageResponseBuilder};
+use tokio::net::UdpSocket;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, error, info, warn};
+
+use super::handler::{self, Answer, Outcome, QueryClass, QueryMeta};
+use super::records::RecordSet;
+use crate::config::Config;
+use crate::journal::DnsTransport;
+use crate::runtime::{Events, Published, ServiceContext, Snapshot};
+
+/// A TCP connection that sends no query for this long is closed (RFC 7766 §6.2.3 leaves the
+/// value to the server; a few seconds is what BIND and hickory use).
+pub const TCP_IDLE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Forwarded queries in flight at once; past this a query gets SERVFAIL at once instead of
+/// queueing (an upstream outage must not exhaust memory).
+pub const MAX_FORWARDS: usize = 256;
+/// Largest UDP datagram we read; anything longer is truncated by the kernel and then fails
+/// to parse (counted as malformed).
+const RECV_BUFFER: usize = 65_535;
+
+/// Counters of the DNS service, read by the status page and logged at shutdown.
+#[derive(Debug, Default)]
+pub struct DnsStats {
+    /// Datagrams and TCP messages that reached the handler.
+    pub queries: AtomicU64,
+    /// `_sztp._tcp` SRV queries (RFC 8572 §4.2.3), answered.
+    pub srv_queries: AtomicU64,
+    /// `<serial>._sztp` TXT queries answered with a record.
+    pub txt_answered: AtomicU64,
+    /// `<serial>._sztp` queries for unknown serials (NXDOMAIN, or REFUSED outside our zones).
+    pub txt_nxdomain: AtomicU64,
+    /// Queries handed to the forwarders.
+    pub forwarded: AtomicU64,
+    /// Queries answered REFUSED (not ours, no forwarding for this source, AXFR, class).
+    pub refused: AtomicU64,
+    /// UDP datagrams that did not parse: answered FORMERR when the header was readable,
+    /// dropped otherwise.
+    pub malformed: AtomicU64,
+    /// UDP answers cut to the client's size with TC set (RFC 1035 §4.2.1, RFC 7766).
+    pub truncated: AtomicU64,
+    /// Responses (QR=1) received and dropped.
+    pub dropped: AtomicU64,
+    /// Sends that failed.
+    pub send_errors: AtomicU64,
+}
+
+impl DnsStats {
+    fn add(c: &AtomicU64) {
+        c.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Reads one counter.
+    pub fn get(c: &AtomicU64) -> u64 {
+        c.load(Ordering::Relaxed)
+    }
+}
+
+/// Every unicast socket of the DNS service, bound before privileges drop.
+#[derive(Debug)]
+pub struct BoundDns {
+    /// One UDP socket per `[dns] listen` address (non-blocking).
+    pub udp: Vec<StdUdpSocket>,
+    /// One TCP listener per `[dns] listen` address, on the same port as its UDP socket.
+    pub tcp: Vec<StdTcpListener>,
+    /// The mDNS responder's sockets, when `[dns.mdns]` is enabled.
+    pub mdns: super::mdns::BoundMdns,
+    /// The service's counters; shared with whoever exports them.
+    pub stats: Arc<DnsStats>,
+}
+
+fn udp_socket(addr: SocketAddr) -> io::Result<StdUdpSocket> {
+    use socket2::{Domain, Socket, Type};
+    let s = Socket::new(Domain::for_address(addr), Type::DGRAM, None)?;
+    if addr.is_ipv6() {
+        s.set_only_v6(true)?;
+    }
+    s.bind(&addr.into())?;
+    s.set_nonblocking(true)?;
+    Ok(s.into())
+}
+
+fn tcp_listener(addr: SocketAddr) -> io::Result<StdTcpListener> {
+    use socket2::{Domain, Socket, Type};
+    let s = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    if addr.is_ipv6() {
+        s.set_only_v6(true)?;
+    }
+    s.set_reuse_address(true)?;
+    s.bind(&addr.into())?;
+    s.listen(128)?;
+    s.set_nonblocking(true)?;
+    Ok(s.into())
+}
+
+/// Binds UDP and TCP on `addr`. Port 0 picks one free port for both: UDP first, then TCP on
+/// the port UDP got (retried with a new UDP port when TCP finds it taken).
+pub fn bind_pair(addr: SocketAddr) -> io::Result<(StdUdpSocket, StdTcpListener)> {
+    let mut last = None;
+    for _ in 0..if addr.port() == 0 { 16 } else { 1 } {
+        let udp = udp_socket(addr)?;
+        let bound = udp.local_addr()?;
+        match tcp_listener(bound) {
+            Ok(tcp) => return Ok((udp, tcp)),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| io::Error::other("no port")))
+}
+
+/// Opens every socket `[dns]` names: UDP and TCP on each `listen` address, and the mDNS
+/// sockets on each `[dns.mdns] interfaces` entry. Logs one `listening for dns …` line per
+/// socket. Empty when `[dns]` is off.
+pub fn bind(config: &Config) -> io::Result<BoundDns> {
+    let mut bound = BoundDns {
+        udp: Vec::new(),
+        tcp: Vec::new(),
+        mdns: super::mdns::BoundMdns::default(),
+        stats: Arc::new(DnsStats::default()),
+    };
+    let Some(dns) = &config.dns else {
+        return Ok(bound);
+    };
+    for addr in &dns.listen {
+        let (udp, tcp) = bind_pair(*addr)
+            .map_err(|e| io::Error::new(e.kind(), format!("dns: cannot listen on {addr}: {e}")))?;
+        info!("listening for dns on udp {}", udp.local_addr()?);
+        info!("listening for dns on tcp {}", tcp.local_addr()?);
+        bound.udp.push(udp);
+        bound.tcp.push(tcp);
+    }
+    if let Some(m) = &dns.mdns {
+        bound.mdns = super::mdns::bind(&m.interfaces, super::mdns::MDNS_PORT)?;
+    }
+    Ok(bound)
+}
+
+/// The records (and forwarder) of one snapshot.
+pub struct Built {
+    snapshot: Arc<Snapshot>,
+    /// The record set the handlers answer from.
+    pub records: Arc<RecordSet>,
+    forwarder: Option<Arc<Catalog>>,
+}
+
+/// The appliance's mDNS host label: `[dns.mdns] hostname`, else the first label of the
+/// system host name when it is a valid label, else `sztp-redirector`.
+pub fn local_host(config: &Config) -> String {
+    if let Some(h) = config.dns.as_ref().and_then(|d| d.mdns.as_ref()?.hostname.clone()) {
+        return h;
+    }
+    let sys = nix::unistd::gethostname()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .unwrap_or_default();
+    let first = sys.split('.').next().unwrap_or("").to_ascii_lowercase();
+    match crate::config::validate::parse_dns_name(&first) {
+        Ok(l) if !l.is_empty() => l,
+        _ => "sztp-redirector".to_string(),
+    }
+}
+
+fn forwarder(records: &RecordSet) -> Option<Arc<Catalog>> {
+    if records.forwarders.is_empty() {
+        return None;
+    }
+    let name_servers = records
+        .forwarders
+        .iter()
+        .map(|a| {
+            let mut ns = NameServerConfig::udp_and_tcp(a.ip());
+            for c in &mut ns.connections {
+                c.port = a.port();
+            }
+            ns
+        })
+        .collect();
+    let config = ForwardConfig {
+        name_servers,
+        options: None,
+    };
+    match ForwardZoneHandler::builder_tokio(config).build() {
+        Ok(f) => {
+            let mut catalog = Catalog::new();
+            catalog.upsert(LowerName::new(&Name::root()), vec![Arc::new(f)]);
+            Some(Arc::new(catalog))
+        }
+        Err(e) => {
+            error!(error = %e, "cannot build the dns forwarder: names outside the zones get SERVFAIL");
+            None
+        }
+    }
+}
+
+/// What the loops share: the published snapshot, the records built from it, the event sink
+/// and the counters.
+pub struct Shared {
+    published: Published,
+    events: Events,
+    /// The service's counters.
+    pub stats: Arc<DnsStats>,
+    current: ArcSwap<Built>,
+    rebuild: Mutex<u32>,
+    forwards: Arc<tokio::sync::Semaphore>,
+}
+
+impl Shared {
+    /// Builds the records of the snapshot `published` holds now.
+    pub fn new(published: Published, events: Events, stats: Arc<DnsStats>) -> Arc<Shared> {
+        let snapshot = published.load();
+        let serial = soa_serial(0, crate::journal::unix_now());
+        let built = build(snapshot, serial);
+        Arc::new(Shared {
+            published,
+            events,
+            stats,
+            current: ArcSwap::from_pointee(built),
+            rebuild: Mutex::new(serial),
+            forwards: Arc::new(tokio::sync::Semaphore::new(MAX_FORWARDS)),
+        })
+    }
+
+    /// The records of the snapshot in force, rebuilt once when a reload published a new one.
+    pub fn current(&self) -> Arc<Built> {
+        let snapshot = self.published.load();
+        let built = self.current.load_full();
+        if Arc::ptr_eq(&built.snapshot, &snapshot) {
+            return built;
+        }
+        let mut serial = self.rebuild.lock().unwrap_or_else(|e| e.into_inner());
+        let again = self.current.load_full();
+        if Arc::ptr_eq(&again.snapshot, &snapshot) {
+            return again;
+        }
+        *serial = soa_serial(*serial, crate::journal::unix_now());
+        let fresh = Arc::new(build(snapshot, *serial));
+        info!(generation = fresh.snapshot.generation, zones = fresh.records.zones.len(), "dns records rebuilt");
+        self.current.store(Arc::clone(&fresh));
+        fresh
+    }
+
+    fn count(&self, a: &Answer) {
+        let s = &self.stats;
+        match a.class {
+            QueryClass::Srv => DnsStats::add(&s.srv_queries),
+            QueryClass::DeviceTxt => DnsStats::add(&s.txt_answered),
+            QueryClass::UnknownSerial => DnsStats::add(&s.txt_nxdomain),
+            QueryClass::Other | QueryClass::Bad => {}
+        }
+        if a.metadata.response_code == ResponseCode::Refused {
+            DnsStats::add(&s.refused);
+        }
+        if let Some(ev) = &a.event {
+            debug!(serial = ?ev.serial, rule = ?ev.rule, "device txt query");
+            self.events.emit(ev);
+        }
+    }
+}
+
+/// SOA serial for a rebuild at `now`: the Unix time, or one more than the last serial when
+/// the clock has not moved past it (RFC 1982 arithmetic is not needed below 2106).
+fn soa_serial(previous: u32, now: u64) -> u32 {
+    let t = u32::try_from(now).unwrap_or(u32::MAX);
+    t.max(previous.wrapping_add(1))
+}
+
+fn build(snapshot: Arc<Snapshot>, serial: u32) -> Built {
+    let host = local_host(&snapshot.config);
+    let records = Arc::new(RecordSet::build(
+        &snapshot.config,
+        &snapshot.policy,
+        serial,
+        &host,
+    ));
+    let forwarder = forwarder(&records);
+    Built {
+        snapshot,
+        records,
+        forwarder,
+    }
+}
+
+/// An error answer for a datagram whose header was readable but whose body was not.
+fn formerr(packet: &[u8]) -> Option<Vec<u8>> {
+    let mut d = hickory_proto::serialize::binary::BinDecoder::new(packet);
+    let header = <Header as hickory_proto::serialize::binary::BinDecodable>::read(&mut d).ok()?;
+    if header.metadata.message_type == hickory_proto::op::MessageType::Response {
+        return None;
+    }
+    let mut metadata = Metadata::response_from_request(&header.metadata);
+    metadata.response_code = ResponseCode::FormErr;
+    let h = Header {
+        metadata,
+        counts: HeaderCounts::default(),
+    };
+    h.to_bytes().ok()
+}
+
+/// Encodes `a` as the answer to `req`, bounded to `max` octets (TC set past it).
+pub fn encode_answer(req: &Request, a: &Answer, max: u16) -> Vec<u8> {
+    let mut buf = Vec::with_capacity(512);
+    let mut enc = BinEncoder::new(&mut buf);
+    enc.set_max_size(max);
+    let resp = MessageResponseBuilder::new(&req.queries, a.edns.as_ref()).build(
+        a.metadata,
+        a.answers.iter(),
+        a.authorities.iter(),
+        std::iter::empty::<&Record>(),
+        a.additionals.iter(),
+    );
+    match resp.destructive_emit(&mut enc) {
+        Ok(_) => buf,
+        Err(e) => {
+            error!(error = %e, "cannot encode a dns answer");
+            let mut metadata = Metadata::response_from_request(&req.metadata);
+            metadata.response_code = ResponseCode::ServFail;
+            Header {
+                metadata,
+                counts: HeaderCounts::default(),
+            }
+            .to_bytes()
+            .unwrap_or_default()
+        }
+    }
+}
+
+/// The UDP size bound of an answer: the client's EDNS size (at least 512), or 512 (RFC 1035
+/// §4.2.1).
+fn udp_limit(a: &Answer) -> u16 {
+    a.edns.as_ref().map_or(512, |e| e.max_payload().max(512))
+}
+
+/// Sends a forwarder's answer back over our UDP socket.
+#[derive(Clone)]
+struct UdpReply {
+    socket: Arc<UdpSocket>,
+    dst: SocketAddr,
+    max: u16,
+    stats: Arc<DnsStats>,
+}
+
+#[async_trait::async_trait]
+impl ResponseHandler for UdpReply {
+    async fn send_response<'a>(
+        &mut self,
+        response: MessageResponse<
+            '_,
+            'a,
+            impl Iterator<Item = &'a Record> + Send + 'a,
+            impl Iterator<Item = &'a Record> + Send + 'a,
+            impl Iterator<Item = &'a Record> + Send + 'a,
+            impl Iterator<Item = &'a Record> + Send + 'a,
+        >,
+    ) -> Result<ResponseInfo, NetError> {
+        let mut buf = Vec::with_capacity(512);
+        let mut enc = BinEncoder::new(&mut buf);
+        enc.set_max_size(self.max);
+        let info = response.destructive_emit(&mut enc)?;
+        if let Err(e) = self.socket.send_to(&buf, self.dst).await {
+            DnsStats::add(&self.stats.send_errors);
+            return Err(NetError::from(e));
+        }
+        Ok(info)
+    }
+}
+
+fn servfail_info(req: &Request) -> ResponseInfo {
+    let mut metadata = Metadata::response_from_request(&req.metadata);
+    metadata.response_code = ResponseCode::ServFail;
+    ResponseInfo::from(Header {
+        metadata,
+        counts: HeaderCounts::default(),
+    })
+}
+
+/// Serves one UDP socket until `token` is cancelled.
+pub async fn serve_udp(socket: UdpSocket, shared: Arc<Shared>, token: CancellationToken) {
+    let socket = Arc::new(socket);
+    let mut buf = vec![0u8; RECV_BUFFER];
+    loop {
+        let (n, src) = tokio::select! {
+            _ = token.cancelled() => break,
+            r = socket.recv_from(&mut buf) => match r {
+                Ok(x) => x,
+                Err(e) => {
+                    // ICMP errors from earlier sends surface here; the socket stays usable
+                    debug!(error = %e, "dns udp receive error");
+                    continue;
+                }
+            },
+        };
+        let packet = &buf[..n];
+        let stats = &shared.stats;
+        let req = match Request::from_bytes(packet.to_vec(), src, Protocol::Udp) {
+            Ok(r) => r,
+            Err(e) => {
+                DnsStats::add(&stats.malformed);
+                debug!(%src, error = %e, len = n, "malformed dns query");
+                if let Some(reply) = formerr(packet) {
+                    if socket.send_to(&reply, src).await.is_err() {
+                        DnsStats::add(&stats.send_errors);
+                    }
+                }
+                continue;
+            }
+        };
+        DnsStats::add(&stats.queries);
+        let built = shared.current();
+        let meta = QueryMeta {
+            src,
+            transport: DnsTransport::Udp,
+            now: crate::journal::unix_now(),
+        };
+        match handler::handle(&built.records, &req, &meta) {
+            Outcome::Drop => DnsStats::add(&stats.dropped),
+            Outcome::Answer(a) => {
+                shared.count(&a);
+                let bytes = encode_answer(&req, &a, udp_limit(&a));
+                if bytes.len() > 3 && bytes[2] & 0x02 != 0 {
+                    DnsStats::add(&stats.truncated);
+                }
+                if let Err(e) = socket.send_to(&bytes, src).await {
+                    DnsStats::add(&stats.send_errors);
+                    debug!(%src, error = %e, "dns send failed");
+                }
+            }
+            Outcome::Forward => {
+                DnsStats::add(&stats.forwarded);
+                let reply = UdpReply {
+                    socket: Arc::clone(&socket),
+                    dst: src,
+                    max: req.max_payload(),
+                    stats: Arc::clone(&shared.stats),
+                };
+                forward(&shared, &built, req, reply).await;
+            }
+        }
+    }
+}
+
+/// Hands `req` to the forwarder in its own task (it waits for upstream), or answers SERVFAIL
+/// when there is none or too many are in flight.
+async fn forward<R: ResponseHandler>(shared: &Arc<Shared>, built: &Arc<Built>, req: Request, mut reply: R) {
+    let permit = Arc::clone(&shared.forwards).try_acquire_owned().ok();
+    match (&built.forwarder, permit) {
+        (Some(f), Some(permit)) => {
+            let f = Arc::clone(f);
+            tokio::spawn(async move {
+                f.handle_request::<_, TokioTime>(&req, reply).await;
+                drop(permit);
+            });
+        }
+        _ => {
+            let resp = MessageResponseBuilder::new(&req.queries, None)
+                .error_msg(&req.metadata, ResponseCode::ServFail);
+            let _ = reply.send_response(resp).await;
+        }
+    }
+}
+
+/// The TCP side: hickory's server calls this for every framed query.
+#[derive(Clone)]
+pub struct TcpHandler {
+    shared: Arc<Shared>,
+}
+
+#[async_trait::async_trait]
+impl RequestHandler for TcpHandler {
+    async fn handle_request<R: ResponseHandler, T: Time>(
+        &self,
+        request: &Request,
+        mut response_handle: R,
+    ) -> ResponseInfo {
+        let shared = &self.shared;
+        DnsStats::add(&shared.stats.queries);
+        let built = shared.current();
+        let meta = QueryMeta {
+            src: request.src(),
+            transport: DnsTransport::Tcp,
+            now: crate::journal::unix_now(),
+        };
+        match handler::handle(&built.records, request, &meta) {
+            Outcome::Drop => {
+                DnsStats::add(&shared.stats.dropped);
+                servfail_info(request)
+            }
+            Outcome::Answer(a) => {
+                shared.count(&a);
+                let resp = MessageResponseBuilder::new(&request.queries, a.edns.as_ref()).build(
+                    a.metadata,
+                    a.answers.iter(),
+                    a.authorities.iter(),
+                    std::iter::empty::<&Record>(),
+                    a.additionals.iter(),
+                );
+                match response_handle.send_response(resp).await {
+                    Ok(info) => info,
+                    Err(e) => {
+                        DnsStats::add(&shared.stats.send_errors);
+                        debug!(error = %e, "dns tcp send failed");
+                        servfail_info(request)
+                    }
+                }
+            }
+            Outcome::Forward => {
+                DnsStats::add(&shared.stats.forwarded);
+                match &built.forwarder {
+                    Some(f) => f.handle_request::<R, T>(request, response_handle).await,
+                    None => {
+                        let resp = MessageResponseBuilder::new(&request.queries, None)
+                            .error_msg(&request.metadata, ResponseCode::ServFail);
+                        let _ = response_handle.send_response(resp).await;
+                        servfail_info(request)
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Serves every socket of `bound` until `token` is cancelled, then closes them and returns
+/// once every task has ended.
+pub async fn serve(bound: BoundDns, ctx: ServiceContext, token: CancellationToken) -> io::Result<()> {
+    let shared = Shared::new(ctx.published.clone(), ctx.events.clone(), Arc::clone(&bound.stats));
+    let mut tasks = tokio::task::JoinSet::new();
+    for s in bound.udp {
+        let s = UdpSocket::from_std(s)?;
+        tasks.spawn(serve_udp(s, Arc::clone(&shared), token.clone()));
+    }
+    let mut tcp = Server::new(TcpHandler {
+        shared: Arc::clone(&shared),
+    });
+    let has_tcp = !bound.tcp.is_empty();
+    for l in bound.tcp {
+        tcp.register_listener(tokio::net::TcpListener::from_std(l)?, TCP_IDLE_TIMEOUT, 32);
+    }
+    if has_tcp {
+        let stop = tcp.shutdown_token().clone();
+        let t = token.clone();
+        tasks.spawn(async move {
+            tokio::select! {
+                _ = t.cancelled() => {}
+                _ = stop.cancelled() => {}
+            }
+            stop.cancel();
+            if let Err(e) = tcp.block_until_done().await {
+                warn!(error = %e, "dns tcp server ended with an error");
+            }
+        });
+    }
+    if !bound.mdns.is_empty() {
+        let m = Arc::clone(&shared);
+        tasks.spawn(super::mdns::serve(bound.mdns, m, token.clone()));
+    }
+    while let Some(r) = tasks.join_next().await {
+        if let Err(e) = r {
+            error!(error = %e, "a dns task failed");
+        }
+    }
+    let s = &shared.stats;
+    info!(
+        queries = DnsStats::get(&s.queries),
+        srv = DnsStats::get(&s.srv_queries),
+        txt_answered = DnsStats::get(&s.txt_answered),
+        txt_nxdomain = DnsStats::get(&s.txt_nxdomain),
+        forwarded = DnsStats::get(&s.forwarded),
+        refused = DnsStats::get(&s.refused),
+        malformed = DnsStats::get(&s.malformed),
+        truncated = DnsStats::get(&s.truncated),
+        "dns stopped"
+    );
+    Ok(())
+}
+
+impl Shared {
+    /// The event sink (the mDNS responder reports through it too).
+    pub fn events(&self) -> &Events {
+        &self.events
+    }
+}
