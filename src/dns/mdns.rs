@@ -635,3 +635,160 @@ async fn serve_socket(s: MdnsSocket, shared: Arc<Shared>, token: CancellationTok
     }
 }
 
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::load_str;
+    use hickory_proto::op::Query;
+    use std::path::Path;
+
+    const CONFIG: &str = r#"
+[[bootstrap-server]]
+name = "owner-primary"
+uri = "https://sztp.owner.example.com"
+
+[redirect-server]
+listen = ["127.0.0.1:8443"]
+advertise = "https://192.0.2.1:8443"
+
+[[rule]]
+name = "default"
+redirect-to = ["owner-primary"]
+
+[[device]]
+serial = "SN123"
+
+[dns]
+listen = ["127.0.0.1:5300"]
+zones = ["example.com"]
+"#;
+
+    fn set() -> RecordSet {
+        let c = load_str(Path::new("t.toml"), CONFIG).unwrap();
+        RecordSet::build(&c, &c.policy(), 1, "appliance")
+    }
+
+    fn meta(port: u16, now_ms: u64) -> MdnsMeta {
+        MdnsMeta {
+            src: SocketAddr::from(([198, 51, 100, 2], port)),
+            now_ms,
+            now: 1_795_810_500,
+            jitter_ms: 57,
+            addrs: vec!["198.51.100.1".parse().unwrap(), "fe80::1".parse().unwrap()],
+        }
+    }
+
+    fn query(id: u16, qs: &[(&str, RecordType, bool)]) -> Message {
+        let mut m = Message::new(id, MessageType::Query, OpCode::Query);
+        for (n, t, qu) in qs {
+            let mut q = Query::query(Name::from_ascii(n).unwrap(), *t);
+            q.set_mdns_unicast_response(*qu);
+            m.add_query(q);
+        }
+        // round trip through the wire, as the loop sees it
+        Message::from_vec(&m.to_vec().unwrap()).unwrap()
+    }
+
+    #[test]
+    fn qm_srv_is_multicast_after_a_delay_with_host_addresses() {
+        let s = set();
+        let mut st = MdnsState::default();
+        let q = query(0, &[("_sztp._tcp.local.", RecordType::SRV, false)]);
+        let out = handle(&s, &mut st, &q, &meta(5353, 10_000));
+        assert_eq!(out.srv_questions, 1);
+        assert_eq!(out.replies.len(), 1);
+        let r = &out.replies[0];
+        assert_eq!(r.to, Destination::Multicast);
+        assert_eq!(r.delay_ms, 57, "shared record: random delay");
+        assert_eq!(r.message.metadata.id, 0);
+        assert!(r.message.metadata.authoritative);
+        assert!(r.message.queries.is_empty());
+        assert_eq!(r.message.answers[0].data.to_string(), "0 0 8443 appliance.local.");
+        assert!(!r.message.answers[0].mdns_cache_flush);
+        let adds: Vec<String> = r.message.additionals.iter().map(|a| a.data.to_string()).collect();
+        assert_eq!(adds, ["198.51.100.1", "fe80::1"]);
+        assert!(r.message.additionals.iter().all(|a| a.mdns_cache_flush && a.ttl == 120));
+        // the same record again within a second: rate-limited (RFC 6762 §6)
+        let again = handle(&s, &mut st, &q, &meta(5353, 10_500));
+        assert!(again.replies.is_empty());
+        let later = handle(&s, &mut st, &q, &meta(5353, 11_100));
+        assert_eq!(later.replies.len(), 1);
+    }
+
+    #[test]
+    fn qu_and_legacy_are_unicast() {
+        let s = set();
+        let mut st = MdnsState::default();
+        let q = query(0, &[("SN123._sztp.local.", RecordType::TXT, true)]);
+        let out = handle(&s, &mut st, &q, &meta(5353, 0));
+        assert_eq!(out.replies.len(), 1);
+        assert_eq!(out.replies[0].to, Destination::Unicast(meta(5353, 0).src));
+        assert_eq!(out.replies[0].delay_ms, 0);
+        let txt = &out.replies[0].message.answers[0];
+        assert!(txt.mdns_cache_flush);
+        assert_eq!(txt.ttl, 4500);
+        assert_eq!(out.events.len(), 1);
+        assert_eq!(out.events[0].serial.as_deref(), Some("SN123"));
+
+        let legacy = query(0xbeef, &[("_sztp._tcp.local.", RecordType::SRV, false)]);
+        let out = handle(&s, &mut st, &legacy, &meta(40000, 0));
+        let m = &out.replies[0].message;
+        assert_eq!(out.replies[0].to, Destination::Unicast(meta(40000, 0).src));
+        assert_eq!(m.metadata.id, 0xbeef);
+        assert_eq!(m.queries.len(), 1, "question echoed");
+        assert!(m.all_sections().all(|r| r.ttl <= LEGACY_TTL && !r.mdns_cache_flush));
+        assert_eq!(m.additionals.len(), 2);
+    }
+
+    #[test]
+    fn known_answers_unknown_serials_and_responses() {
+        let s = set();
+        let mut st = MdnsState::default();
+        let mut q = query(0, &[("_sztp._tcp.local.", RecordType::SRV, false)]);
+        q.add_answer(s.local.srv[0].clone());
+        assert!(handle(&s, &mut st, &q, &meta(5353, 0)).replies.is_empty());
+        let mut stale = s.local.srv[0].clone();
+        stale.ttl = 30; // less than half of 120: answer again
+        let mut q = query(0, &[("_sztp._tcp.local.", RecordType::SRV, false)]);
+        q.add_answer(stale);
+        assert_eq!(handle(&s, &mut st, &q, &meta(5353, 0)).replies.len(), 1);
+
+        let unknown = query(0, &[("SN999._sztp.local.", RecordType::TXT, false)]);
+        let out = handle(&s, &mut st, &unknown, &meta(5353, 0));
+        assert!(out.replies.is_empty(), "mDNS has no negative answers");
+        assert!(matches!(
+            out.events[0].detail,
+            EventDetail::Dns(DnsEvent { event: DnsKind::Nxdomain, transport: DnsTransport::Mdns, .. })
+        ));
+
+        let host = query(0, &[("Appliance.local.", RecordType::A, false)]);
+        let out = handle(&s, &mut st, &host, &meta(5353, 0));
+        let m = &out.replies[0].message;
+        assert_eq!(out.replies[0].delay_ms, 0, "unique records answer at once");
+        assert_eq!(m.answers.len(), 1);
+        assert_eq!(m.additionals[0].record_type(), RecordType::AAAA);
+
+        let mut resp = query(0, &[("_sztp._tcp.local.", RecordType::SRV, false)]);
+        resp.metadata.message_type = MessageType::Response;
+        assert_eq!(handle(&s, &mut st, &resp, &meta(5353, 0)), MdnsOutcome::default());
+        let other = query(0, &[("printer.local.", RecordType::A, false)]);
+        assert!(handle(&s, &mut st, &other, &meta(5353, 0)).replies.is_empty());
+    }
+
+    #[test]
+    fn announcement_and_goodbye() {
+        let s = set();
+        let addrs = meta(5353, 0).addrs;
+        let a = announced(&s, &addrs);
+        assert_eq!(a.len(), 3, "SRV + A + AAAA, no device TXT");
+        let mut st = MdnsState::default();
+        st.multicast(&a, 0);
+        let bye = unsolicited(&st.withdraw(None), true).unwrap();
+        assert_eq!(bye.answers.len(), 3);
+        assert!(bye.answers.iter().all(|r| r.ttl == 0));
+        assert!(st.withdraw(None).is_empty());
+        let wire = encode(&bye);
+        assert_eq!(&wire[..4], &[0, 0, 0x84, 0], "ID 0, QR and AA");
+    }
+}

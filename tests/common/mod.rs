@@ -6,6 +6,8 @@
 //! these namespaces and uses documentation / benchmarking addresses only.
 #![allow(dead_code)]
 
+pub mod dns;
+
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
