@@ -38,7 +38,13 @@ hosts = { "sztp.owner.example.com" = ["192.0.2.10", "2001:db8::11"] }
 fn dig(srv: &DnsServer, args: &[&str]) -> Output {
     let port = srv.port();
     let mut v = vec![
-        "dig", "@127.0.0.1", "-p", &port, "+norec", "+time=2", "+tries=1",
+        "dig",
+        "@127.0.0.1",
+        "-p",
+        &port,
+        "+norec",
+        "+time=2",
+        "+tries=1",
     ];
     v.extend_from_slice(args);
     let mut out = run_cmd(&v, Duration::from_secs(20));
@@ -57,7 +63,15 @@ fn squeeze(text: &str) -> String {
 
 fn kdig(srv: &DnsServer, args: &[&str]) -> Output {
     let port = srv.port();
-    let mut v = vec!["kdig", "@127.0.0.1", "-p", &port, "+norec", "+time=2", "+retry=0"];
+    let mut v = vec![
+        "kdig",
+        "@127.0.0.1",
+        "-p",
+        &port,
+        "+norec",
+        "+time=2",
+        "+retry=0",
+    ];
     v.extend_from_slice(args);
     let mut out = run_cmd(&v, Duration::from_secs(20));
     assert!(out.success(), "{v:?}: {}\n{}", out.stdout, out.stderr);
@@ -99,15 +113,19 @@ fn srv_txt_soa_nxdomain_refused_over_udp_and_tcp_with_dig_and_kdig() {
         let (status, flags) = status_flags(&out.stdout);
         assert_eq!(status, "NOERROR");
         assert!(flags.contains("aa"), "{flags}");
-        assert!(
-            out.stdout.contains("_sztp._tcp.example.com. 3600 IN SRV 0 0 443 sztp.owner.example.com.")
-        );
+        assert!(out
+            .stdout
+            .contains("_sztp._tcp.example.com. 3600 IN SRV 0 0 443 sztp.owner.example.com."));
         assert!(out.stdout.contains(
             "_sztp._tcp.example.com. 3600 IN SRV 1 0 8443 ip-2001-db8-0-0-0-0-0-10.example.com."
         ));
         // glue for both targets in the additional section
-        assert!(out.stdout.contains("sztp.owner.example.com. 3600 IN A 192.0.2.10"));
-        assert!(out.stdout.contains("ip-2001-db8-0-0-0-0-0-10.example.com. 3600 IN AAAA 2001:db8::10"));
+        assert!(out
+            .stdout
+            .contains("sztp.owner.example.com. 3600 IN A 192.0.2.10"));
+        assert!(out
+            .stdout
+            .contains("ip-2001-db8-0-0-0-0-0-10.example.com. 3600 IN AAAA 2001:db8::10"));
 
         let out = kdig(&srv, &[t, "_sztp._tcp.example.com", "SRV", "+short"]);
         assert_eq!(
@@ -123,7 +141,8 @@ fn srv_txt_soa_nxdomain_refused_over_udp_and_tcp_with_dig_and_kdig() {
 
         let out = dig(&srv, &[t, "example.com", "SOA", "+short"]);
         assert!(
-            out.stdout.starts_with("ns.example.com. hostmaster.example.com. "),
+            out.stdout
+                .starts_with("ns.example.com. hostmaster.example.com. "),
             "{}",
             out.stdout
         );
@@ -131,13 +150,25 @@ fn srv_txt_soa_nxdomain_refused_over_udp_and_tcp_with_dig_and_kdig() {
         let (status, flags) = status_flags(&out.stdout);
         assert_eq!(status, "NXDOMAIN");
         assert!(flags.contains("aa"));
-        assert!(out.stdout.contains("IN SOA ns.example.com."), "negative answer carries the SOA");
+        assert!(
+            out.stdout.contains("IN SOA ns.example.com."),
+            "negative answer carries the SOA"
+        );
         let out = kdig(&srv, &[t, "www.elsewhere.test", "A"]);
         assert!(out.stdout.contains("status: REFUSED"), "{}", out.stdout);
     }
     // zone transfers are refused (dig over TCP)
     let out = run_cmd(
-        &["dig", "@127.0.0.1", "-p", &srv.port(), "example.com", "AXFR", "+time=2", "+tries=1"],
+        &[
+            "dig",
+            "@127.0.0.1",
+            "-p",
+            &srv.port(),
+            "example.com",
+            "AXFR",
+            "+time=2",
+            "+tries=1",
+        ],
         Duration::from_secs(20),
     );
     assert!(out.stdout.contains("Transfer failed"), "{}", out.stdout);
@@ -169,7 +200,14 @@ fn txt_value_is_a_cms_content_info_that_openssl_parses() {
     let f = dir.path().join("ci.der");
     std::fs::write(&f, der).unwrap();
     let out = run_cmd(
-        &["openssl", "asn1parse", "-inform", "DER", "-in", f.to_str().unwrap()],
+        &[
+            "openssl",
+            "asn1parse",
+            "-inform",
+            "DER",
+            "-in",
+            f.to_str().unwrap(),
+        ],
         Duration::from_secs(20),
     );
     assert!(out.success(), "{}", out.stderr);
@@ -200,20 +238,36 @@ fn an_answer_too_big_for_udp_sets_tc_and_clients_retry_over_tcp() {
         names.join(", ")
     ));
     let srv = DnsServer::start(&text);
-    let out = dig(&srv, &["+noedns", "+ignore", "BIG1._sztp.example.com", "TXT"]);
+    let out = dig(
+        &srv,
+        &["+noedns", "+ignore", "BIG1._sztp.example.com", "TXT"],
+    );
     let (status, flags) = status_flags(&out.stdout);
     assert_eq!(status, "NOERROR");
-    assert!(flags.contains("tc"), "no EDNS: 512 octets, truncated: {flags}");
+    assert!(
+        flags.contains("tc"),
+        "no EDNS: 512 octets, truncated: {flags}"
+    );
     // dig and kdig retry over TCP by themselves and get the whole record
-    let out = dig(&srv, &["+noedns", "BIG1._sztp.example.com", "TXT", "+short"]);
+    let out = dig(
+        &srv,
+        &["+noedns", "BIG1._sztp.example.com", "TXT", "+short"],
+    );
     let value = unescape_txt(&out.stdout);
     assert!(value.len() > 512, "{}", value.len());
     let entries = sztp_redirector::sztp::conveyed::decode_unsigned_redirect(&value[3..]).unwrap();
     assert_eq!(entries.len(), 8);
     let out = kdig(&srv, &["+noedns", "BIG1._sztp.example.com", "TXT"]);
-    assert!(out.stdout.contains("TCP"), "kdig fell back to TCP: {}", out.stdout);
+    assert!(
+        out.stdout.contains("TCP"),
+        "kdig fell back to TCP: {}",
+        out.stdout
+    );
     // a 4096-octet EDNS buffer takes it in one datagram
-    let out = dig(&srv, &["+bufsize=4096", "+ignore", "BIG1._sztp.example.com", "TXT"]);
+    let out = dig(
+        &srv,
+        &["+bufsize=4096", "+ignore", "BIG1._sztp.example.com", "TXT"],
+    );
     assert!(!status_flags(&out.stdout).1.contains("tc"));
     assert!(DnsStats::get(&srv.stats.truncated) >= 2);
     srv.stop();
@@ -241,9 +295,13 @@ fn malformed_queries_get_formerr_or_nothing_and_the_server_goes_on() {
     resp[2] |= 0x80;
     sock.send(&resp).unwrap();
     // a label pointing at itself (compression loop)
-    let lp = [0x11, 0x11, 0x01, 0x00, 0x00, 0x01, 0, 0, 0, 0, 0, 0, 0xc0, 0x0c, 0, 1, 0, 1];
+    let lp = [
+        0x11, 0x11, 0x01, 0x00, 0x00, 0x01, 0, 0, 0, 0, 0, 0, 0xc0, 0x0c, 0, 1, 0, 1,
+    ];
     sock.send(&lp).unwrap();
-    let n = sock.recv(&mut buf).expect("FORMERR for the compression loop");
+    let n = sock
+        .recv(&mut buf)
+        .expect("FORMERR for the compression loop");
     assert_eq!(&buf[..2], &[0x11, 0x11]);
     assert_eq!(buf[3] & 0x0f, 1);
     assert!(n >= 12);
@@ -350,16 +408,91 @@ fn forwarding_goes_to_dnsmasq_and_sztp_names_never_leave() {
     ] {
         let out = dig(&srv, &["+rec", name, t]);
         let (status, _) = status_flags(&out.stdout);
-        assert!(status == "REFUSED" || status == "NXDOMAIN", "{name}: {status}");
+        assert!(
+            status == "REFUSED" || status == "NXDOMAIN",
+            "{name}: {status}"
+        );
     }
     assert!(
-        up.child.wait_for_lines("query[A] ftp.upstream.test", 1, Duration::from_secs(5)),
+        up.child
+            .wait_for_lines("query[A] ftp.upstream.test", 1, Duration::from_secs(5)),
         "{}",
         up.child.output_text()
     );
     let log = up.child.output_text().to_lowercase();
-    assert!(log.contains("query[a] www.upstream.test from 127.0.0.1"), "{log}");
-    assert!(!log.contains("_sztp"), "an _sztp name reached the upstream:\n{log}");
+    assert!(
+        log.contains("query[a] www.upstream.test from 127.0.0.1"),
+        "{log}"
+    );
+    assert!(
+        !log.contains("_sztp"),
+        "an _sztp name reached the upstream:\n{log}"
+    );
     assert_eq!(DnsStats::get(&srv.stats.forwarded), 2);
+    srv.stop();
+}
+
+#[test]
+fn probe_makes_the_device_lookups_and_decodes_the_ci_cms() {
+    let srv = DnsServer::start(CONFIG);
+    let server = srv.addr.to_string();
+    let out = run_cmd(
+        &[
+            common::BIN,
+            "probe",
+            "--dns-server",
+            &server,
+            "--domain",
+            "example.com",
+            "--serial",
+            "SN123",
+            "--wait",
+            "2s",
+        ],
+        Duration::from_secs(30),
+    );
+    assert_eq!(out.status.code(), Some(0), "{}\n{}", out.stdout, out.stderr);
+    assert!(
+        out.stdout.contains("1. TXT SN123._sztp.example.com dns @"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains(
+            "127.0.0.1 answered: ci redirect-information\n   1. https://sztp.owner.example.com:443"
+        ),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains("2. SRV _sztp._tcp.example.com"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout
+            .contains("   2. https://ip-2001-db8-0-0-0-0-0-10.example.com:8443 (2001:db8::10)"),
+        "{}",
+        out.stdout
+    );
+    let out = run_cmd(
+        &[
+            common::BIN,
+            "probe",
+            "--dns-server",
+            &server,
+            "--domain",
+            "example.com",
+            "--serial",
+            "NOPE",
+            "--json",
+        ],
+        Duration::from_secs(30),
+    );
+    let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(v["steps"][0]["result"], "empty");
+    assert_eq!(v["steps"][0]["rcode"], "Non-Existent Domain");
+    assert_eq!(v["steps"][1]["result"], "srv");
+    assert_eq!(out.status.code(), Some(0), "the SRV step found servers");
     srv.stop();
 }

@@ -1021,7 +1021,11 @@ pub fn serial_label(serial: &str) -> Result<(), String> {
 /// gave it (options 15 and 119, DHCPv6 option 24): each such domain must be a zone we serve.
 fn domains_are_zones(cx: &mut Ctx<'_>, raw: &RawConfig, zones: &[String]) {
     let mut handed_out: Vec<(String, &Str)> = Vec::new();
-    if let Some(d) = raw.dhcp4.as_ref().filter(|d| d.get_ref().enabled != Some(false)) {
+    if let Some(d) = raw
+        .dhcp4
+        .as_ref()
+        .filter(|d| d.get_ref().enabled != Some(false))
+    {
         for (i, sn) in d.get_ref().subnet.iter().enumerate() {
             let sn = sn.get_ref();
             if let Some(n) = &sn.domain_name {
@@ -1032,7 +1036,11 @@ fn domains_are_zones(cx: &mut Ctx<'_>, raw: &RawConfig, zones: &[String]) {
             }
         }
     }
-    if let Some(d) = raw.dhcp6.as_ref().filter(|d| d.get_ref().enabled != Some(false)) {
+    if let Some(d) = raw
+        .dhcp6
+        .as_ref()
+        .filter(|d| d.get_ref().enabled != Some(false))
+    {
         for (i, sn) in d.get_ref().subnet.iter().enumerate() {
             for (j, n) in sn.get_ref().domain_search.iter().enumerate() {
                 handed_out.push((format!("dhcp6.subnet[{i}].domain-search[{j}]"), n));

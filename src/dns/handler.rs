@@ -80,7 +80,12 @@ fn response_edns(req: &MessageRequest) -> (Option<Edns>, bool) {
     (Some(e), q.version() > 0)
 }
 
-fn answer(req: &MessageRequest, edns: Option<Edns>, rcode: ResponseCode, class: QueryClass) -> Answer {
+fn answer(
+    req: &MessageRequest,
+    edns: Option<Edns>,
+    rcode: ResponseCode,
+    class: QueryClass,
+) -> Answer {
     let mut metadata = Metadata::response_from_request(&req.metadata);
     metadata.response_code = rcode;
     Answer {
@@ -308,8 +313,12 @@ hosts = { "sztp.owner.example.com" = ["192.0.2.10"] }
         m.metadata.id = 0x1234;
         m.add_query(Query::query(Name::from_ascii(name).unwrap(), qtype));
         edit(&mut m);
-        Request::from_bytes(m.to_vec().unwrap(), "127.0.0.1:40000".parse().unwrap(), Protocol::Udp)
-            .unwrap()
+        Request::from_bytes(
+            m.to_vec().unwrap(),
+            "127.0.0.1:40000".parse().unwrap(),
+            Protocol::Udp,
+        )
+        .unwrap()
     }
 
     fn run(name: &str, qtype: RecordType, src: &str) -> Outcome {
@@ -325,7 +334,11 @@ hosts = { "sztp.owner.example.com" = ["192.0.2.10"] }
 
     #[test]
     fn srv_answer_is_authoritative_with_glue() {
-        let a = ans(run("_sztp._tcp.example.com.", RecordType::SRV, "192.0.2.5:1"));
+        let a = ans(run(
+            "_sztp._tcp.example.com.",
+            RecordType::SRV,
+            "192.0.2.5:1",
+        ));
         assert_eq!(a.metadata.response_code, ResponseCode::NoError);
         assert!(a.metadata.authoritative);
         assert_eq!(a.metadata.id, 0x1234);
@@ -338,7 +351,11 @@ hosts = { "sztp.owner.example.com" = ["192.0.2.10"] }
 
     #[test]
     fn device_txt_is_answered_case_insensitively_and_journaled() {
-        let a = ans(run("sn123._SZTP.Example.COM.", RecordType::TXT, "192.0.2.5:1"));
+        let a = ans(run(
+            "sn123._SZTP.Example.COM.",
+            RecordType::TXT,
+            "192.0.2.5:1",
+        ));
         assert_eq!(a.class, QueryClass::DeviceTxt);
         assert_eq!(a.answers.len(), 1);
         let ev = a.event.unwrap();
@@ -354,13 +371,23 @@ hosts = { "sztp.owner.example.com" = ["192.0.2.10"] }
 
     #[test]
     fn unknown_serial_is_nxdomain_with_soa_and_an_event() {
-        let a = ans(run("SN999._sztp.example.com.", RecordType::TXT, "192.0.2.5:1"));
+        let a = ans(run(
+            "SN999._sztp.example.com.",
+            RecordType::TXT,
+            "192.0.2.5:1",
+        ));
         assert_eq!(a.metadata.response_code, ResponseCode::NXDomain);
         assert_eq!(a.authorities.len(), 1);
         assert_eq!(a.authorities[0].record_type(), RecordType::SOA);
         let ev = a.event.unwrap();
         assert_eq!(ev.serial.as_deref(), Some("sn999"));
-        assert!(matches!(ev.detail, EventDetail::Dns(DnsEvent { event: DnsKind::Nxdomain, .. })));
+        assert!(matches!(
+            ev.detail,
+            EventDetail::Dns(DnsEvent {
+                event: DnsKind::Nxdomain,
+                ..
+            })
+        ));
     }
 
     #[test]
@@ -383,13 +410,27 @@ hosts = { "sztp.owner.example.com" = ["192.0.2.10"] }
 
     #[test]
     fn forwarding_only_for_served_sources_and_never_sztp() {
-        assert_eq!(run("www.other.test.", RecordType::A, "192.0.2.5:1"), Outcome::Forward);
-        assert_eq!(run("www.other.test.", RecordType::A, "127.0.0.1:1"), Outcome::Forward);
+        assert_eq!(
+            run("www.other.test.", RecordType::A, "192.0.2.5:1"),
+            Outcome::Forward
+        );
+        assert_eq!(
+            run("www.other.test.", RecordType::A, "127.0.0.1:1"),
+            Outcome::Forward
+        );
         let a = ans(run("www.other.test.", RecordType::A, "203.0.113.9:1"));
         assert_eq!(a.metadata.response_code, ResponseCode::Refused);
-        let a = ans(run("SN123._sztp.other.test.", RecordType::TXT, "127.0.0.1:1"));
+        let a = ans(run(
+            "SN123._sztp.other.test.",
+            RecordType::TXT,
+            "127.0.0.1:1",
+        ));
         assert_eq!(a.metadata.response_code, ResponseCode::Refused);
-        let a = ans(run("_sztp._tcp.other.test.", RecordType::SRV, "127.0.0.1:1"));
+        let a = ans(run(
+            "_sztp._tcp.other.test.",
+            RecordType::SRV,
+            "127.0.0.1:1",
+        ));
         assert_eq!(a.metadata.response_code, ResponseCode::Refused);
     }
 
@@ -418,7 +459,10 @@ hosts = { "sztp.owner.example.com" = ["192.0.2.10"] }
         assert_eq!(a.metadata.response_code, ResponseCode::BADVERS);
         assert!(a.edns.is_some());
         let two = query("example.com.", RecordType::SOA, |m| {
-            m.add_query(Query::query(Name::from_ascii("a.example.com.").unwrap(), RecordType::A));
+            m.add_query(Query::query(
+                Name::from_ascii("a.example.com.").unwrap(),
+                RecordType::A,
+            ));
         });
         let a = ans(handle(&set(), &two, &meta("127.0.0.1:1")));
         assert_eq!(a.metadata.response_code, ResponseCode::FormErr);
@@ -437,6 +481,8 @@ hosts = { "sztp.owner.example.com" = ["192.0.2.10"] }
         });
         let a = ans(handle(&set(), &q, &meta("127.0.0.1:1")));
         assert_eq!(a.edns.unwrap().max_payload(), 4096);
-        assert!(ans(run("example.com.", RecordType::SOA, "127.0.0.1:1")).edns.is_none());
+        assert!(ans(run("example.com.", RecordType::SOA, "127.0.0.1:1"))
+            .edns
+            .is_none());
     }
 }

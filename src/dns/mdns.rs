@@ -125,7 +125,10 @@ fn answers_for<'s>(
     name: &LowerName,
     qtype: RecordType,
     addrs: &[IpAddr],
-) -> (Vec<Record>, Option<(String, Option<&'s super::records::DeviceTxt>)>) {
+) -> (
+    Vec<Record>,
+    Option<(String, Option<&'s super::records::DeviceTxt>)>,
+) {
     let local = &set.local;
     if *name == LowerName::new(&local.host) {
         return match qtype {
@@ -137,19 +140,35 @@ fn answers_for<'s>(
     }
     if let Some(recs) = local.names.get(name) {
         return (
-            recs.iter().filter(|r| type_matches(r, qtype)).cloned().collect(),
+            recs.iter()
+                .filter(|r| type_matches(r, qtype))
+                .cloned()
+                .collect(),
             None,
         );
     }
-    if local.srv.first().is_some_and(|r| LowerName::new(&r.name) == *name) {
+    if local
+        .srv
+        .first()
+        .is_some_and(|r| LowerName::new(&r.name) == *name)
+    {
         return (
-            local.srv.iter().filter(|r| type_matches(r, qtype)).cloned().collect(),
+            local
+                .srv
+                .iter()
+                .filter(|r| type_matches(r, qtype))
+                .cloned()
+                .collect(),
             None,
         );
     }
     let txt = matches!(qtype, RecordType::TXT | RecordType::ANY);
     if let Some((recs, who)) = local.devices.get(name) {
-        let r = recs.iter().filter(|r| type_matches(r, qtype)).cloned().collect();
+        let r = recs
+            .iter()
+            .filter(|r| type_matches(r, qtype))
+            .cloned()
+            .collect();
         return (r, txt.then(|| (who.serial.clone(), Some(who))));
     }
     // `<serial>._sztp.local` for a serial we do not know: silence, but journaled
@@ -212,7 +231,13 @@ fn response(id: u16) -> Message {
     m
 }
 
-fn event(meta: &MdnsMeta, name: &LowerName, qtype: RecordType, serial: String, who: Option<&super::records::DeviceTxt>) -> DeviceEvent {
+fn event(
+    meta: &MdnsMeta,
+    name: &LowerName,
+    qtype: RecordType,
+    serial: String,
+    who: Option<&super::records::DeviceTxt>,
+) -> DeviceEvent {
     let q = name.to_string();
     DeviceEvent {
         ts: meta.now,
@@ -236,7 +261,12 @@ fn event(meta: &MdnsMeta, name: &LowerName, qtype: RecordType, serial: String, w
 }
 
 /// Answers one received mDNS message (RFC 6762 §5, §6, §7.1).
-pub fn handle(set: &RecordSet, state: &mut MdnsState, query: &Message, meta: &MdnsMeta) -> MdnsOutcome {
+pub fn handle(
+    set: &RecordSet,
+    state: &mut MdnsState,
+    query: &Message,
+    meta: &MdnsMeta,
+) -> MdnsOutcome {
     let mut out = MdnsOutcome::default();
     let md = &query.metadata;
     // §18: responses (our own looped back, or other responders') and non-queries are not ours
@@ -257,7 +287,11 @@ pub fn handle(set: &RecordSet, state: &mut MdnsState, query: &Message, meta: &Md
         let name = LowerName::new(q.name());
         let qtype = q.query_type();
         let (answers, device) = answers_for(set, &name, qtype, &meta.addrs);
-        if set.local.srv.first().is_some_and(|r| LowerName::new(&r.name) == name)
+        if set
+            .local
+            .srv
+            .first()
+            .is_some_and(|r| LowerName::new(&r.name) == name)
             && matches!(qtype, RecordType::SRV | RecordType::ANY)
         {
             out.srv_questions += 1;
@@ -479,8 +513,9 @@ pub fn bind(interfaces: &[String], port: u16) -> io::Result<BoundMdns> {
     let mut out = BoundMdns::default();
     for iface in interfaces {
         let index = ifindex(iface)?;
-        let v4 = bind_v4(iface, index, port)
-            .map_err(|e| io::Error::new(e.kind(), format!("mdns: cannot listen on {iface}: {e}")))?;
+        let v4 = bind_v4(iface, index, port).map_err(|e| {
+            io::Error::new(e.kind(), format!("mdns: cannot listen on {iface}: {e}"))
+        })?;
         info!("listening for mdns on {iface} {}", v4.local_addr()?);
         out.sockets.push(MdnsSocket {
             socket: v4,
@@ -513,7 +548,9 @@ fn interface_addrs(iface: &str, v6: bool) -> Vec<IpAddr> {
 }
 
 fn jitter() -> u64 {
-    let r = std::collections::hash_map::RandomState::new().build_hasher().finish();
+    let r = std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish();
     SHARED_DELAY_MS.0 + r % (SHARED_DELAY_MS.1 - SHARED_DELAY_MS.0 + 1)
 }
 
@@ -523,7 +560,9 @@ async fn send(sock: &UdpSocket, m: &Message, to: SocketAddr, stats: &DnsStats) {
         return;
     }
     if let Err(e) = sock.send_to(&bytes, to).await {
-        stats.send_errors.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        stats
+            .send_errors
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         debug!(%to, error = %e, "mdns send failed");
     }
 }
@@ -635,7 +674,6 @@ async fn serve_socket(s: MdnsSocket, shared: Arc<Shared>, token: CancellationTok
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -704,11 +742,23 @@ zones = ["example.com"]
         assert_eq!(r.message.metadata.id, 0);
         assert!(r.message.metadata.authoritative);
         assert!(r.message.queries.is_empty());
-        assert_eq!(r.message.answers[0].data.to_string(), "0 0 8443 appliance.local.");
+        assert_eq!(
+            r.message.answers[0].data.to_string(),
+            "0 0 8443 appliance.local."
+        );
         assert!(!r.message.answers[0].mdns_cache_flush);
-        let adds: Vec<String> = r.message.additionals.iter().map(|a| a.data.to_string()).collect();
+        let adds: Vec<String> = r
+            .message
+            .additionals
+            .iter()
+            .map(|a| a.data.to_string())
+            .collect();
         assert_eq!(adds, ["198.51.100.1", "fe80::1"]);
-        assert!(r.message.additionals.iter().all(|a| a.mdns_cache_flush && a.ttl == 120));
+        assert!(r
+            .message
+            .additionals
+            .iter()
+            .all(|a| a.mdns_cache_flush && a.ttl == 120));
         // the same record again within a second: rate-limited (RFC 6762 §6)
         let again = handle(&s, &mut st, &q, &meta(5353, 10_500));
         assert!(again.replies.is_empty());
@@ -737,7 +787,9 @@ zones = ["example.com"]
         assert_eq!(out.replies[0].to, Destination::Unicast(meta(40000, 0).src));
         assert_eq!(m.metadata.id, 0xbeef);
         assert_eq!(m.queries.len(), 1, "question echoed");
-        assert!(m.all_sections().all(|r| r.ttl <= LEGACY_TTL && !r.mdns_cache_flush));
+        assert!(m
+            .all_sections()
+            .all(|r| r.ttl <= LEGACY_TTL && !r.mdns_cache_flush));
         assert_eq!(m.additionals.len(), 2);
     }
 
@@ -759,7 +811,11 @@ zones = ["example.com"]
         assert!(out.replies.is_empty(), "mDNS has no negative answers");
         assert!(matches!(
             out.events[0].detail,
-            EventDetail::Dns(DnsEvent { event: DnsKind::Nxdomain, transport: DnsTransport::Mdns, .. })
+            EventDetail::Dns(DnsEvent {
+                event: DnsKind::Nxdomain,
+                transport: DnsTransport::Mdns,
+                ..
+            })
         ));
 
         let host = query(0, &[("Appliance.local.", RecordType::A, false)]);
@@ -771,9 +827,14 @@ zones = ["example.com"]
 
         let mut resp = query(0, &[("_sztp._tcp.local.", RecordType::SRV, false)]);
         resp.metadata.message_type = MessageType::Response;
-        assert_eq!(handle(&s, &mut st, &resp, &meta(5353, 0)), MdnsOutcome::default());
+        assert_eq!(
+            handle(&s, &mut st, &resp, &meta(5353, 0)),
+            MdnsOutcome::default()
+        );
         let other = query(0, &[("printer.local.", RecordType::A, false)]);
-        assert!(handle(&s, &mut st, &other, &meta(5353, 0)).replies.is_empty());
+        assert!(handle(&s, &mut st, &other, &meta(5353, 0))
+            .replies
+            .is_empty());
     }
 
     #[test]

@@ -263,13 +263,7 @@ impl RecordSet {
             .collect();
         for zone in &dns.zones {
             let Some(origin) = fqdn(zone) else { continue };
-            set.add_zone(
-                &origin,
-                soa_serial,
-                &ns_addrs,
-                srv_decision.as_ref(),
-                &ci,
-            );
+            set.add_zone(&origin, soa_serial, &ns_addrs, srv_decision.as_ref(), &ci);
         }
         set.add_empty_non_terminals();
         set.build_local(srv_decision.as_ref(), &ci);
@@ -292,7 +286,9 @@ impl RecordSet {
         ci: &[(String, Decision, Vec<u8>)],
     ) {
         let ttl = self.ttl;
-        let ns_name = origin.prepend_label("ns").unwrap_or_else(|_| origin.clone());
+        let ns_name = origin
+            .prepend_label("ns")
+            .unwrap_or_else(|_| origin.clone());
         let rname = origin
             .prepend_label("hostmaster")
             .unwrap_or_else(|_| origin.clone());
@@ -651,7 +647,10 @@ hosts = { "sztp.owner.example.com" = ["192.0.2.10"] }
         let s = set(&text);
         let srv = &s.nodes[&lname("_sztp._tcp.example.com.")].records;
         assert_eq!(srv.len(), 1);
-        assert_eq!(srv[0].data.to_string(), "0 0 8443 ip-192-0-2-1.example.com.");
+        assert_eq!(
+            srv[0].data.to_string(),
+            "0 0 8443 ip-192-0-2-1.example.com."
+        );
         assert_eq!(s.local.srv.len(), 1);
         assert_eq!(s.local.srv[0].data.to_string(), "0 0 8443 appliance.local.");
         assert!(!s.local.srv[0].mdns_cache_flush);
@@ -686,6 +685,7 @@ hosts = { "sztp.owner.example.com" = ["192.0.2.10"] }
             None
         );
         let s = set(CONFIG);
-        assert!(s.may_forward("127.0.0.1".parse().unwrap()) == !s.forwarders.is_empty());
+        assert!(s.forwarders.is_empty());
+        assert!(!s.may_forward("127.0.0.1".parse().unwrap()), "no forwarders: nothing leaves");
     }
 }

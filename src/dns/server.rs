@@ -170,7 +170,11 @@ pub struct Built {
 /// The appliance's mDNS host label: `[dns.mdns] hostname`, else the first label of the
 /// system host name when it is a valid label, else `sztp-redirector`.
 pub fn local_host(config: &Config) -> String {
-    if let Some(h) = config.dns.as_ref().and_then(|d| d.mdns.as_ref()?.hostname.clone()) {
+    if let Some(h) = config
+        .dns
+        .as_ref()
+        .and_then(|d| d.mdns.as_ref()?.hostname.clone())
+    {
         return h;
     }
     let sys = nix::unistd::gethostname()
@@ -258,7 +262,11 @@ impl Shared {
         }
         *serial = soa_serial(*serial, crate::journal::unix_now());
         let fresh = Arc::new(build(snapshot, *serial));
-        info!(generation = fresh.snapshot.generation, zones = fresh.records.zones.len(), "dns records rebuilt");
+        info!(
+            generation = fresh.snapshot.generation,
+            zones = fresh.records.zones.len(),
+            "dns records rebuilt"
+        );
         self.current.store(Arc::clone(&fresh));
         fresh
     }
@@ -464,7 +472,12 @@ pub async fn serve_udp(socket: UdpSocket, shared: Arc<Shared>, token: Cancellati
 
 /// Hands `req` to the forwarder in its own task (it waits for upstream), or answers SERVFAIL
 /// when there is none or too many are in flight.
-async fn forward<R: ResponseHandler>(shared: &Arc<Shared>, built: &Arc<Built>, req: Request, mut reply: R) {
+async fn forward<R: ResponseHandler>(
+    shared: &Arc<Shared>,
+    built: &Arc<Built>,
+    req: Request,
+    mut reply: R,
+) {
     let permit = Arc::clone(&shared.forwards).try_acquire_owned().ok();
     match (&built.forwarder, permit) {
         (Some(f), Some(permit)) => {
@@ -544,8 +557,16 @@ impl RequestHandler for TcpHandler {
 
 /// Serves every socket of `bound` until `token` is cancelled, then closes them and returns
 /// once every task has ended.
-pub async fn serve(bound: BoundDns, ctx: ServiceContext, token: CancellationToken) -> io::Result<()> {
-    let shared = Shared::new(ctx.published.clone(), ctx.events.clone(), Arc::clone(&bound.stats));
+pub async fn serve(
+    bound: BoundDns,
+    ctx: ServiceContext,
+    token: CancellationToken,
+) -> io::Result<()> {
+    let shared = Shared::new(
+        ctx.published.clone(),
+        ctx.events.clone(),
+        Arc::clone(&bound.stats),
+    );
     let mut tasks = tokio::task::JoinSet::new();
     for s in bound.udp {
         let s = UdpSocket::from_std(s)?;

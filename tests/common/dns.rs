@@ -98,7 +98,8 @@ impl DnsServer {
     pub fn reload(&self, config: &str) {
         let cfg = load_str(Path::new("test.toml"), config).unwrap();
         self.generation.set(self.generation.get() + 1);
-        self.published.publish(Snapshot::new(cfg, self.generation.get()));
+        self.published
+            .publish(Snapshot::new(cfg, self.generation.get()));
     }
 
     /// Every device event written so far.
