@@ -312,8 +312,10 @@ fn build(snapshot: Arc<Snapshot>, serial: u32) -> Built {
     }
 }
 
-/// An error answer for a datagram whose header was readable but whose body was not.
-fn formerr(packet: &[u8]) -> Option<Vec<u8>> {
+/// The FORMERR answer for a datagram whose header was readable but whose body was not
+/// (RFC 1035 §4.1.1: the header alone, ID and opcode copied); `None` for a response or a
+/// datagram shorter than a header, which get no answer.
+pub fn formerr(packet: &[u8]) -> Option<Vec<u8>> {
     let mut d = hickory_proto::serialize::binary::BinDecoder::new(packet);
     let header = <Header as hickory_proto::serialize::binary::BinDecodable>::read(&mut d).ok()?;
     if header.metadata.message_type == hickory_proto::op::MessageType::Response {
