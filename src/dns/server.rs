@@ -9,6 +9,7 @@
 use std::io;
 use std::net::{SocketAddr, TcpListener as StdTcpListener, UdpSocket as StdUdpSocket};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -30,7 +31,7 @@ use tracing::{debug, error, info, warn};
 use super::handler::{self, Answer, Outcome, QueryClass, QueryMeta};
 use super::records::RecordSet;
 use crate::config::Config;
-use crate::journal::DnsTransport;
+use crate::journal::{DeviceEvent, DnsTransport, EventDetail};
 use crate::runtime::{Events, Published, ServiceContext, Snapshot};
 
 /// A TCP connection that sends no query for this long is closed (RFC 7766 §6.2.3 leaves the
@@ -165,6 +166,70 @@ pub struct Built {
     /// The record set the handlers answer from.
     pub records: Arc<RecordSet>,
     forwarder: Option<Arc<Catalog>>,
+    /// Encoded authoritative UDP answers by [`answer_key`]; dropped with the snapshot.
+    answers: Mutex<HashMap<Vec<u8>, Arc<CachedAnswer>>>,
+}
+
+/// Answers kept per snapshot; past this, new ones are not kept (query names are chosen by
+/// clients, so the cache must not grow with them).
+pub const ANSWER_CACHE_MAX: usize = 4096;
+
+/// An encoded authoritative answer, ready to send once its ID and question are the query's.
+#[derive(Debug)]
+pub struct CachedAnswer {
+    bytes: Vec<u8>,
+    class: QueryClass,
+    refused: bool,
+    truncated: bool,
+    /// The device event, sent again with the query's time and source.
+    event: Option<DeviceEvent>,
+}
+
+/// The cache key of a UDP query: the datagram less its ID, with the question name's ASCII
+/// letters lowered, for a query of the simplest shape only (one question, name without
+/// compression, nothing but an optional OPT record after it). Two such queries that share a
+/// key get the same answer bytes except the ID and the question's letter case (RFC 4343), so
+/// a hit needs no parsing, lookup or encoding. `None` for any other datagram.
+pub fn answer_key(packet: &[u8]) -> Option<Vec<u8>> {
+    if packet.len() < 17 || packet[2] & 0x80 != 0 {
+        return None;
+    }
+    let counts = [
+        u16::from_be_bytes([packet[4], packet[5]]),
+        u16::from_be_bytes([packet[6], packet[7]]),
+        u16::from_be_bytes([packet[8], packet[9]]),
+        u16::from_be_bytes([packet[10], packet[11]]),
+    ];
+    if counts[0] != 1 || counts[1] != 0 || counts[2] != 0 || counts[3] > 1 {
+        return None;
+    }
+    let mut key = packet[2..].to_vec();
+    let mut i = 12;
+    loop {
+        let len = usize::from(*packet.get(i)?);
+        if len == 0 {
+            break;
+        }
+        if len > 63 {
+            return None; // a compression pointer or a reserved label type
+        }
+        for b in key.get_mut(i - 2 + 1..i - 2 + 1 + len)? {
+            b.make_ascii_lowercase();
+        }
+        i += 1 + len;
+    }
+    // the name ends at i; type and class follow
+    packet.get(i + 4)?;
+    Some(key)
+}
+
+/// Where the question of a query of [`answer_key`] shape ends.
+fn question_end(packet: &[u8]) -> Option<usize> {
+    let mut i = 12;
+    while *packet.get(i)? != 0 {
+        i += 1 + usize::from(packet[i]);
+    }
+    Some(i + 5)
 }
 
 /// The appliance's mDNS host label: `[dns.mdns] hostname`, else the first label of the
@@ -272,17 +337,25 @@ impl Shared {
     }
 
     fn count(&self, a: &Answer) {
+        self.count_parts(
+            a.class,
+            a.metadata.response_code == ResponseCode::Refused,
+            a.event.as_ref(),
+        );
+    }
+
+    fn count_parts(&self, class: QueryClass, refused: bool, event: Option<&DeviceEvent>) {
         let s = &self.stats;
-        match a.class {
+        match class {
             QueryClass::Srv => DnsStats::add(&s.srv_queries),
             QueryClass::DeviceTxt => DnsStats::add(&s.txt_answered),
             QueryClass::UnknownSerial => DnsStats::add(&s.txt_nxdomain),
             QueryClass::Other | QueryClass::Bad => {}
         }
-        if a.metadata.response_code == ResponseCode::Refused {
+        if refused {
             DnsStats::add(&s.refused);
         }
-        if let Some(ev) = &a.event {
+        if let Some(ev) = event {
             debug!(serial = ?ev.serial, rule = ?ev.rule, "device txt query");
             self.events.emit(ev);
         }
@@ -309,6 +382,26 @@ fn build(snapshot: Arc<Snapshot>, serial: u32) -> Built {
         snapshot,
         records,
         forwarder,
+        answers: Mutex::new(HashMap::new()),
+    }
+}
+
+impl Built {
+    /// The cached answer to `packet`, made this query's: its ID and question bytes.
+    fn cached(&self, key: &[u8], packet: &[u8]) -> Option<(Vec<u8>, Arc<CachedAnswer>)> {
+        let hit = Arc::clone(self.answers.lock().unwrap_or_else(|e| e.into_inner()).get(key)?);
+        let end = question_end(packet)?;
+        let mut bytes = hit.bytes.clone();
+        bytes.get_mut(..2)?.copy_from_slice(&packet[..2]);
+        bytes.get_mut(12..end)?.copy_from_slice(&packet[12..end]);
+        Some((bytes, hit))
+    }
+
+    fn keep(&self, key: Vec<u8>, answer: CachedAnswer) {
+        let mut m = self.answers.lock().unwrap_or_else(|e| e.into_inner());
+        if m.len() < ANSWER_CACHE_MAX {
+            m.insert(key, Arc::new(answer));
+        }
     }
 }
 
@@ -425,6 +518,26 @@ pub async fn serve_udp(socket: UdpSocket, shared: Arc<Shared>, token: Cancellati
         };
         let packet = &buf[..n];
         let stats = &shared.stats;
+        let built = shared.current();
+        let key = answer_key(packet);
+        if let Some((bytes, hit)) = key.as_deref().and_then(|k| built.cached(k, packet)) {
+            DnsStats::add(&stats.queries);
+            let event = hit.event.clone().map(|mut ev| {
+                ev.ts = crate::journal::unix_now();
+                if let EventDetail::Dns(d) = &mut ev.detail {
+                    d.source = src.ip();
+                }
+                ev
+            });
+            shared.count_parts(hit.class, hit.refused, event.as_ref());
+            if hit.truncated {
+                DnsStats::add(&stats.truncated);
+            }
+            if socket.send_to(&bytes, src).await.is_err() {
+                DnsStats::add(&stats.send_errors);
+            }
+            continue;
+        }
         let req = match Request::from_bytes(packet.to_vec(), src, Protocol::Udp) {
             Ok(r) => r,
             Err(e) => {
@@ -439,7 +552,6 @@ pub async fn serve_udp(socket: UdpSocket, shared: Arc<Shared>, token: Cancellati
             }
         };
         DnsStats::add(&stats.queries);
-        let built = shared.current();
         let meta = QueryMeta {
             src,
             transport: DnsTransport::Udp,
@@ -450,8 +562,22 @@ pub async fn serve_udp(socket: UdpSocket, shared: Arc<Shared>, token: Cancellati
             Outcome::Answer(a) => {
                 shared.count(&a);
                 let bytes = encode_answer(&req, &a, udp_limit(&a));
-                if bytes.len() > 3 && bytes[2] & 0x02 != 0 {
+                let truncated = bytes.len() > 3 && bytes[2] & 0x02 != 0;
+                if truncated {
                     DnsStats::add(&stats.truncated);
+                }
+                // authoritative answers depend on the query alone, never on its source
+                if let (Some(k), true) = (key, a.metadata.authoritative) {
+                    built.keep(
+                        k,
+                        CachedAnswer {
+                            bytes: bytes.clone(),
+                            class: a.class,
+                            refused: a.metadata.response_code == ResponseCode::Refused,
+                            truncated,
+                            event: a.event.clone(),
+                        },
+                    );
                 }
                 if let Err(e) = socket.send_to(&bytes, src).await {
                     DnsStats::add(&stats.send_errors);

@@ -13,6 +13,8 @@
 #                  `hickory-dns` is not on PATH: `cargo install hickory-dns` installs it)
 #        CPU_SERVER, CPU_CLIENT   the two CPUs (default 0 and 1)
 #        CLIENTS   dnsperf -c (default 4)
+#        OUTSTANDING  dnsperf -q, queries in flight (default 1000: enough that the server, not
+#                  dnsperf's window, is what limits; a server that cannot keep up then loses)
 # needs: dnsperf, dnsmasq, taskset; no root (loopback only). Raw outputs go to $WORK.
 #
 # Ours runs as `examples/dns_serve` (the DNS service alone, one worker thread) until the daemon
@@ -27,6 +29,7 @@ SERVERS=${SERVERS:-"ours dnsmasq hickory"}
 CPU_SERVER=${CPU_SERVER:-0}
 CPU_CLIENT=${CPU_CLIENT:-1}
 CLIENTS=${CLIENTS:-4}
+OUTSTANDING=${OUTSTANDING:-1000}
 REPO=$(cd "$(dirname "$0")/../.." && pwd)
 WORK=$(mktemp -d /tmp/sztp-dns-bench.XXXXXX)
 SERVER_PID=""
@@ -150,7 +153,7 @@ EOF
 step() { # server rate
     local out="$WORK/$1-$2.txt"
     taskset -c "$CPU_CLIENT" dnsperf -s 127.0.0.1 -p "$PORT" -d "$WORK/queries.txt" -l "$PERIOD" \
-        -Q "$2" -c "$CLIENTS" >"$out" 2>&1 || true
+        -Q "$2" -c "$CLIENTS" -q "$OUTSTANDING" >"$out" 2>&1 || true
     local lost qps lat
     lost=$(sed -n 's/.*Queries lost: *[0-9]* (\([0-9.]*\)%).*/\1/p' "$out")
     qps=$(sed -n 's/.*Queries per second: *\([0-9.]*\).*/\1/p' "$out")
