@@ -595,7 +595,10 @@ async fn serve_socket(s: MdnsSocket, shared: Arc<Shared>, token: CancellationTok
     let mut announcements_left = 2u8;
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     let mut buf = vec![0u8; 9000];
+    // answers waiting out their delay; ended before the goodbye so none follows it
+    let mut delayed = tokio::task::JoinSet::new();
     loop {
+        while delayed.try_join_next().is_some() {}
         tokio::select! {
             _ = token.cancelled() => break,
             _ = tick.tick() => {
@@ -659,7 +662,7 @@ async fn serve_socket(s: MdnsSocket, shared: Arc<Shared>, token: CancellationTok
                     } else {
                         let sock = Arc::clone(&sock);
                         let shared = Arc::clone(&shared);
-                        tokio::spawn(async move {
+                        delayed.spawn(async move {
                             tokio::time::sleep(Duration::from_millis(reply.delay_ms)).await;
                             send(&sock, &reply.message, to, &shared.stats).await;
                         });
@@ -668,6 +671,7 @@ async fn serve_socket(s: MdnsSocket, shared: Arc<Shared>, token: CancellationTok
             }
         }
     }
+    delayed.shutdown().await;
     let gone = state.withdraw(None);
     if let Some(m) = unsolicited(&gone, true) {
         send(&sock, &m, s.group, &shared.stats).await;

@@ -295,6 +295,8 @@ pub struct Shared {
     current: ArcSwap<Built>,
     rebuild: Mutex<u32>,
     forwards: Arc<tokio::sync::Semaphore>,
+    /// Cancelled when the service stops (ends forwarded queries still waiting).
+    stop: CancellationToken,
 }
 
 impl Shared {
@@ -310,6 +312,7 @@ impl Shared {
             current: ArcSwap::from_pointee(built),
             rebuild: Mutex::new(serial),
             forwards: Arc::new(tokio::sync::Semaphore::new(MAX_FORWARDS)),
+            stop: CancellationToken::new(),
         })
     }
 
@@ -610,8 +613,13 @@ async fn forward<R: ResponseHandler>(
     match (&built.forwarder, permit) {
         (Some(f), Some(permit)) => {
             let f = Arc::clone(f);
+            let token = shared.stop.clone();
             tokio::spawn(async move {
-                f.handle_request::<_, TokioTime>(&req, reply).await;
+                // ends with the service: an upstream that never answers must not outlive it
+                tokio::select! {
+                    _ = f.handle_request::<_, TokioTime>(&req, reply) => {}
+                    _ = token.cancelled() => {}
+                }
                 drop(permit);
             });
         }
@@ -730,6 +738,9 @@ pub async fn serve(
             error!(error = %e, "a dns task failed");
         }
     }
+    shared.stop.cancel();
+    // forwarded queries in flight hold permits: wait until they are all given back
+    let _ = shared.forwards.acquire_many(MAX_FORWARDS as u32).await;
     let s = &shared.stats;
     info!(
         queries = DnsStats::get(&s.queries),
