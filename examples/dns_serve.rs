@@ -48,7 +48,9 @@ fn main() {
             }
             t.cancel();
         });
-        sztp_redirector::dns::serve(bound, ctx, token).await.unwrap();
+        sztp_redirector::dns::serve(bound, ctx, token)
+            .await
+            .unwrap();
     });
     eprintln!(
         "queries {}",

@@ -508,7 +508,10 @@ fn a_repeated_query_gets_the_same_answer_with_its_own_id_and_case_and_is_journal
     let ask = |id: u16, name: &str| -> Vec<u8> {
         let mut m = Message::query();
         m.metadata.id = id;
-        m.add_query(Query::query(Name::from_ascii(name).unwrap(), RecordType::TXT));
+        m.add_query(Query::query(
+            Name::from_ascii(name).unwrap(),
+            RecordType::TXT,
+        ));
         sock.send(&m.to_vec().unwrap()).unwrap();
         let mut buf = [0u8; 1500];
         let n = sock.recv(&mut buf).unwrap();
@@ -519,7 +522,11 @@ fn a_repeated_query_gets_the_same_answer_with_its_own_id_and_case_and_is_journal
     let third = ask(3, "SN999._sztp.example.com.");
     let fourth = ask(4, "sn999._sztp.example.com.");
     assert_eq!(&second[..2], &[0, 2]);
-    assert_eq!(&second[12..37], b"\x05SN123\x05_SZTP\x07Example\x03Com\x00", "question as asked");
+    assert_eq!(
+        &second[12..37],
+        b"\x05SN123\x05_SZTP\x07Example\x03Com\x00",
+        "question as asked"
+    );
     assert_eq!(first[2..12], second[2..12]);
     assert_eq!(first[37..], second[37..], "same answer");
     let m = Message::from_vec(&second).unwrap();
@@ -528,9 +535,15 @@ fn a_repeated_query_gets_the_same_answer_with_its_own_id_and_case_and_is_journal
     assert_eq!(third[2..12], fourth[2..12]);
     assert_eq!(third[37..], fourth[37..]);
     assert_eq!(&fourth[12..18], b"\x05sn999", "question as asked");
-    let events: Vec<serde_json::Value> =
-        srv.events().into_iter().filter(|e| e["proto"] == "dns").collect();
-    let kinds: Vec<&str> = events.iter().map(|e| e["event"].as_str().unwrap()).collect();
+    let events: Vec<serde_json::Value> = srv
+        .events()
+        .into_iter()
+        .filter(|e| e["proto"] == "dns")
+        .collect();
+    let kinds: Vec<&str> = events
+        .iter()
+        .map(|e| e["event"].as_str().unwrap())
+        .collect();
     assert_eq!(kinds, ["answered", "answered", "nxdomain", "nxdomain"]);
     assert_eq!(DnsStats::get(&srv.stats.txt_answered), 2);
     assert_eq!(DnsStats::get(&srv.stats.txt_nxdomain), 2);

@@ -43,12 +43,16 @@ pub enum QueryClass {
 pub struct Answer {
     /// The response header: ID, opcode, RD copied from the query; AA and RCODE set.
     pub metadata: Metadata,
+    /// The records at the name of the query's type (all of them for ANY).
     pub answers: Vec<Record>,
+    /// The zone's SOA in a negative answer (RFC 2308 §3).
     pub authorities: Vec<Record>,
+    /// A/AAAA of SRV targets and NS names.
     pub additionals: Vec<Record>,
     /// The OPT record to send, present when the query had one (RFC 6891 §6.1.1). Its payload
     /// size also bounds a UDP answer, past which the encoder sets TC.
     pub edns: Option<Edns>,
+    /// What the query was, for the counters.
     pub class: QueryClass,
     /// One device-journal event for a device-specific TXT query.
     pub event: Option<DeviceEvent>,

@@ -57,7 +57,9 @@ pub enum Destination {
 /// One message to send.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Reply {
+    /// The response (ID 0 and no question, or for a legacy querier its ID and question).
     pub message: Message,
+    /// Multicast to the group, or unicast back.
     pub to: Destination,
     /// Wait this long first (shared records, RFC 6762 §6), ms.
     pub delay_ms: u64,
@@ -66,6 +68,7 @@ pub struct Reply {
 /// What one query produced.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct MdnsOutcome {
+    /// At most one unicast and one multicast reply.
     pub replies: Vec<Reply>,
     /// One per `<serial>._sztp.local` TXT question.
     pub events: Vec<DeviceEvent>,
@@ -76,6 +79,7 @@ pub struct MdnsOutcome {
 /// Where and when a query arrived.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MdnsMeta {
+    /// The query's source address and port (5353: a full querier; other: legacy).
     pub src: SocketAddr,
     /// Monotonic milliseconds, for the rate limit.
     pub now_ms: u64,
@@ -450,6 +454,7 @@ pub fn encode(m: &Message) -> Vec<u8> {
 /// One mDNS socket: bound to port 5353 on one interface, joined to its group.
 #[derive(Debug)]
 pub struct MdnsSocket {
+    /// Bound to port 5353 (non-blocking), `SO_BINDTODEVICE` to the interface.
     pub socket: StdUdpSocket,
     /// The interface name (whose addresses `<hostname>.local` resolves to).
     pub interface: String,
@@ -460,10 +465,12 @@ pub struct MdnsSocket {
 /// Every mDNS socket, bound before privileges drop.
 #[derive(Debug, Default)]
 pub struct BoundMdns {
+    /// An IPv4 and (when available) an IPv6 socket per interface.
     pub sockets: Vec<MdnsSocket>,
 }
 
 impl BoundMdns {
+    /// True when `[dns.mdns]` is off.
     pub fn is_empty(&self) -> bool {
         self.sockets.is_empty()
     }

@@ -62,6 +62,7 @@ pub struct DeviceTxt {
 /// The records at one owner name.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Node {
+    /// What the name is.
     pub kind: NodeKind,
     /// Every record at this name, all types.
     pub records: Vec<Record>,
@@ -70,6 +71,7 @@ pub struct Node {
 /// A zone we are authoritative for.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Zone {
+    /// The zone's apex, e.g. `staging.example.com.`.
     pub origin: LowerName,
     /// The synthesized SOA, for the authority section of negative answers (RFC 2308 §3).
     pub soa: Record,
@@ -686,6 +688,9 @@ hosts = { "sztp.owner.example.com" = ["192.0.2.10"] }
         );
         let s = set(CONFIG);
         assert!(s.forwarders.is_empty());
-        assert!(!s.may_forward("127.0.0.1".parse().unwrap()), "no forwarders: nothing leaves");
+        assert!(
+            !s.may_forward("127.0.0.1".parse().unwrap()),
+            "no forwarders: nothing leaves"
+        );
     }
 }

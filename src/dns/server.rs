@@ -6,10 +6,10 @@
 //! its `RequestHandler` trait. Names outside our zones go to a hickory `Catalog` holding one
 //! forwarding zone at the root, built from `[dns] forwarders`.
 
+use std::collections::HashMap;
 use std::io;
 use std::net::{SocketAddr, TcpListener as StdTcpListener, UdpSocket as StdUdpSocket};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -392,7 +392,12 @@ fn build(snapshot: Arc<Snapshot>, serial: u32) -> Built {
 impl Built {
     /// The cached answer to `packet`, made this query's: its ID and question bytes.
     fn cached(&self, key: &[u8], packet: &[u8]) -> Option<(Vec<u8>, Arc<CachedAnswer>)> {
-        let hit = Arc::clone(self.answers.lock().unwrap_or_else(|e| e.into_inner()).get(key)?);
+        let hit = Arc::clone(
+            self.answers
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(key)?,
+        );
         let end = question_end(packet)?;
         let mut bytes = hit.bytes.clone();
         bytes.get_mut(..2)?.copy_from_slice(&packet[..2]);

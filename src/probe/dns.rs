@@ -26,9 +26,13 @@ pub enum Via {
 /// One lookup of the sequence and what came back.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Step {
+    /// mDNS or unicast, and where.
     pub via: Via,
+    /// The name asked, fully qualified.
     pub name: String,
+    /// TXT or SRV.
     pub qtype: RecordType,
+    /// What came back.
     pub result: StepResult,
 }
 
@@ -276,7 +280,9 @@ pub fn mdns(iface: &str, name: &str, qtype: RecordType, wait: Duration) -> StepR
 /// asks everything and reports it all.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DnsReport {
+    /// The serial the TXT lookups used.
     pub serial: Option<String>,
+    /// Every lookup, in the order made.
     pub steps: Vec<Step>,
 }
 
@@ -334,6 +340,7 @@ impl DnsReport {
         }
     }
 
+    /// The report as the operator reads it: one numbered line per lookup.
     pub fn render_text(&self) -> String {
         let mut o = String::new();
         let _ = writeln!(
@@ -395,6 +402,7 @@ impl DnsReport {
         o
     }
 
+    /// The report as one JSON object (`--json`).
     pub fn to_json(&self) -> Value {
         let steps: Vec<Value> = self
             .steps

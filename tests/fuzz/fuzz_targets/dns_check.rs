@@ -141,7 +141,10 @@ fn unicast(packet: &[u8], src: SocketAddr, protocol: Protocol) {
         Outcome::Forward => {
             let q = &req.queries.queries()[0];
             assert!(!is_sztp_name(q.name()), "an _sztp name was forwarded");
-            assert!(set.zone_of(q.name()).is_none(), "a name of our zones was forwarded");
+            assert!(
+                set.zone_of(q.name()).is_none(),
+                "a name of our zones was forwarded"
+            );
             assert!(set.may_forward(src.ip()), "forwarded for {src}");
             return;
         }
@@ -153,7 +156,11 @@ fn unicast(packet: &[u8], src: SocketAddr, protocol: Protocol) {
         u16::MAX
     };
     let bytes = encode_answer(&req, &a, limit);
-    assert!(bytes.len() <= usize::from(limit), "{} > {limit}", bytes.len());
+    assert!(
+        bytes.len() <= usize::from(limit),
+        "{} > {limit}",
+        bytes.len()
+    );
     let m = Message::from_vec(&bytes).expect("our answer decodes");
     assert_eq!(m.metadata.id, req.metadata.id);
     assert_eq!(m.metadata.message_type, MessageType::Response);
@@ -161,7 +168,11 @@ fn unicast(packet: &[u8], src: SocketAddr, protocol: Protocol) {
     if questions.len() == 1 && !m.metadata.truncation {
         let q = &questions[0];
         for r in &m.answers {
-            assert_eq!(LowerName::new(&r.name), *q.name(), "answer for another name");
+            assert_eq!(
+                LowerName::new(&r.name),
+                *q.name(),
+                "answer for another name"
+            );
             assert!(q.query_type() == RecordType::ANY || r.record_type() == q.query_type());
             if let RData::TXT(t) = &r.data {
                 let whole: Vec<u8> = t.txt_data.iter().flat_map(|s| s.iter().copied()).collect();
@@ -202,7 +213,9 @@ fn mdns_path(packet: &[u8], src: SocketAddr) {
             if legacy {
                 assert_eq!(r.to, Destination::Unicast(src));
                 assert_eq!(m.metadata.id, query.metadata.id);
-                assert!(m.all_sections().all(|x| x.ttl <= LEGACY_TTL && !x.mdns_cache_flush));
+                assert!(m
+                    .all_sections()
+                    .all(|x| x.ttl <= LEGACY_TTL && !x.mdns_cache_flush));
             } else {
                 assert_eq!(m.metadata.id, 0);
                 assert!((20..=120).contains(&r.delay_ms) || r.delay_ms == 0);
