@@ -17,14 +17,18 @@
 //! - [`dns`]: `_sztp._tcp` SRV and `<serial>._sztp` TXT over unicast DNS (hickory-server) and
 //!   mDNS (a small RFC 6762 responder on hickory-proto), in the same three layers;
 //! - [`journal`]: the device journal (one JSON line per DHCP or DNS step);
-//! - [`runtime`]: what services share: the published snapshot (Config + Policy), the event
-//!   sink, the service shape (`bind` then `serve(bound, ctx, token)`);
-//! - [`daemon`]: binds sockets, spawns services, SIGHUP reload, SIGTERM/SIGINT shutdown;
-//! - [`sys`]: the only unsafe code: dropping root to `appliance.user` once sockets are bound,
-//!   and SO_RCVBUFFORCE;
+//! - [`runtime`]: what services share: the published snapshot (Config + Policy + interface
+//!   facts), the event sink, the clock, the service shape (`bind` then `serve(bound, ctx,
+//!   token)`);
+//! - [`daemon`]: `bind` every service's sockets, drop privileges once, run every service in one
+//!   `JoinSet` under one cancellation token (`Supervisor`), SIGHUP reload, SIGTERM/SIGINT drain,
+//!   the state-dir lock;
+//! - [`netif`]: interface facts (index, MAC, IPv4/IPv6 networks) read from the system;
+//! - [`sys`]: dropping root to `appliance.user` keeping only the capabilities a reload needs,
+//!   and SO_RCVBUFFORCE, through nix and caps (no `unsafe` anywhere in the crate);
 //! - [`probe`]: the client side, an SZTP device on a segment (operator's doctor and test client);
 //! - [`cli`]: subcommands `run`, `check-config`, `leases`, `probe`.
-#![deny(unsafe_code)]
+#![forbid(unsafe_code)]
 
 pub mod cli;
 pub mod config;
@@ -32,6 +36,7 @@ pub mod daemon;
 pub mod dhcp;
 pub mod dns;
 pub mod journal;
+pub mod netif;
 pub mod policy;
 pub mod probe;
 pub mod runtime;

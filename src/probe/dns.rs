@@ -16,7 +16,7 @@ use crate::sztp::conveyed::{decode_unsigned_redirect, RedirectEntry};
 
 /// Where a lookup went.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Via {
+pub(crate) enum Via {
     /// Unicast DNS to this server (RFC 1035; TCP after a truncated UDP answer, RFC 7766).
     Unicast(SocketAddr),
     /// mDNS on this interface (RFC 6762), as a one-shot legacy querier.
@@ -25,7 +25,7 @@ pub enum Via {
 
 /// One lookup of the sequence and what came back.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Step {
+pub(crate) struct Step {
     /// mDNS or unicast, and where.
     pub via: Via,
     /// The name asked, fully qualified.
@@ -38,7 +38,7 @@ pub struct Step {
 
 /// What one lookup found.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum StepResult {
+pub(crate) enum StepResult {
     /// No answer in time.
     NoAnswer,
     /// An answer without usable records, with its RCODE (NXDOMAIN, NOERROR/NODATA, REFUSED).
@@ -70,7 +70,7 @@ impl StepResult {
 }
 
 /// A query for `name`/`qtype`, RD clear (a device asks the authoritative data).
-pub fn query(name: &str, qtype: RecordType, id: u16) -> Result<Vec<u8>, String> {
+pub(crate) fn query(name: &str, qtype: RecordType, id: u16) -> Result<Vec<u8>, String> {
     let n = Name::from_ascii(name).map_err(|e| format!("{name:?}: {e}"))?;
     let mut m = Message::new(id, MessageType::Query, OpCode::Query);
     m.add_query(Query::query(n, qtype));
@@ -79,7 +79,7 @@ pub fn query(name: &str, qtype: RecordType, id: u16) -> Result<Vec<u8>, String> 
 
 /// The `ci=` value of a TXT answer: the strings of the first record starting `ci=`,
 /// concatenated (digest §3.3), without the key.
-pub fn ci_value(m: &Message) -> Option<Vec<u8>> {
+pub(crate) fn ci_value(m: &Message) -> Option<Vec<u8>> {
     m.answers.iter().find_map(|r| match &r.data {
         RData::TXT(t) => {
             let mut whole: Vec<u8> = t.txt_data.iter().flat_map(|s| s.iter().copied()).collect();
@@ -90,7 +90,7 @@ pub fn ci_value(m: &Message) -> Option<Vec<u8>> {
 }
 
 /// Reads an answer to a TXT or SRV lookup.
-pub fn read_answer(m: &Message, from: SocketAddr, qtype: RecordType) -> StepResult {
+pub(crate) fn read_answer(m: &Message, from: SocketAddr, qtype: RecordType) -> StepResult {
     if qtype == RecordType::TXT {
         return match ci_value(m) {
             Some(der) => match decode_unsigned_redirect(&der) {
@@ -157,7 +157,12 @@ fn tcp_exchange(server: SocketAddr, q: &[u8], wait: Duration) -> io::Result<Vec<
 }
 
 /// Asks `server` over UDP, then over TCP when the answer is truncated.
-pub fn unicast(server: SocketAddr, name: &str, qtype: RecordType, wait: Duration) -> StepResult {
+pub(crate) fn unicast(
+    server: SocketAddr,
+    name: &str,
+    qtype: RecordType,
+    wait: Duration,
+) -> StepResult {
     let via = |r| r;
     let id = new_id();
     let q = match query(name, qtype, id) {
@@ -214,7 +219,7 @@ pub fn unicast(server: SocketAddr, name: &str, qtype: RecordType, wait: Duration
 
 /// Asks the mDNS group on `iface` as a one-shot legacy querier (RFC 6762 §5.1, §6.7) and reads
 /// the first usable answer within `wait`.
-pub fn mdns(iface: &str, name: &str, qtype: RecordType, wait: Duration) -> StepResult {
+pub(crate) fn mdns(iface: &str, name: &str, qtype: RecordType, wait: Duration) -> StepResult {
     let v4 = pnet::datalink::interfaces()
         .into_iter()
         .find(|i| i.name == iface)
@@ -279,7 +284,7 @@ pub fn mdns(iface: &str, name: &str, qtype: RecordType, wait: Duration) -> StepR
 /// unicast (when `server` and `domain`). A device stops at the first usable answer; the probe
 /// asks everything and reports it all.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct DnsReport {
+pub(crate) struct DnsReport {
     /// The serial the TXT lookups used.
     pub serial: Option<String>,
     /// Every lookup, in the order made.
@@ -287,7 +292,7 @@ pub struct DnsReport {
 }
 
 /// The lookups of the sequence, in order.
-pub fn plan(
+pub(crate) fn plan(
     serial: Option<&str>,
     domain: Option<&str>,
     server: Option<SocketAddr>,
@@ -319,7 +324,7 @@ pub fn plan(
 impl DnsReport {
     /// 0 when some lookup found a redirect or servers, 2 when servers answered without one, 3
     /// when nothing answered, 1 when every lookup failed locally.
-    pub fn exit_code(&self) -> i32 {
+    pub(crate) fn exit_code(&self) -> i32 {
         if self.steps.iter().any(|s| s.result.found()) {
             0
         } else if self
@@ -341,7 +346,7 @@ impl DnsReport {
     }
 
     /// The report as the operator reads it: one numbered line per lookup.
-    pub fn render_text(&self) -> String {
+    pub(crate) fn render_text(&self) -> String {
         let mut o = String::new();
         let _ = writeln!(
             o,
@@ -403,7 +408,7 @@ impl DnsReport {
     }
 
     /// The report as one JSON object (`--json`).
-    pub fn to_json(&self) -> Value {
+    pub(crate) fn to_json(&self) -> Value {
         let steps: Vec<Value> = self
             .steps
             .iter()
@@ -442,7 +447,7 @@ impl DnsReport {
 }
 
 /// Runs the plan.
-pub fn run(
+pub(crate) fn run(
     serial: Option<&str>,
     domain: Option<&str>,
     server: Option<SocketAddr>,

@@ -14,7 +14,7 @@ use sztp_redirector::journal::DeviceJournal;
 use sztp_redirector::runtime::{Events, Published, ServiceContext, Snapshot};
 use tokio_util::sync::CancellationToken;
 
-pub struct DnsServer {
+pub(crate) struct DnsServer {
     /// The first UDP listen address (its TCP listener has the same port).
     pub addr: SocketAddr,
     pub stats: Arc<DnsStats>,
@@ -29,13 +29,13 @@ pub struct DnsServer {
 
 impl DnsServer {
     /// Serves `config` on this machine's loopback.
-    pub fn start(config: &str) -> DnsServer {
+    pub(crate) fn start(config: &str) -> DnsServer {
         Self::start_in(None, config)
     }
 
     /// Serves `config` inside network namespace `netns` (its sockets, the forwarder's and
     /// the mDNS sockets live there).
-    pub fn start_in(netns: Option<&str>, config: &str) -> DnsServer {
+    pub(crate) fn start_in(netns: Option<&str>, config: &str) -> DnsServer {
         let cfg = load_str(Path::new("test.toml"), config)
             .unwrap_or_else(|e| panic!("test config is invalid:\n{e}"));
         let state = tempfile::tempdir().unwrap();
@@ -90,12 +90,12 @@ impl DnsServer {
         }
     }
 
-    pub fn port(&self) -> String {
+    pub(crate) fn port(&self) -> String {
         self.addr.port().to_string()
     }
 
     /// Publishes `config` as a reload would.
-    pub fn reload(&self, config: &str) {
+    pub(crate) fn reload(&self, config: &str) {
         let cfg = load_str(Path::new("test.toml"), config).unwrap();
         self.generation.set(self.generation.get() + 1);
         self.published
@@ -103,7 +103,7 @@ impl DnsServer {
     }
 
     /// Every device event written so far.
-    pub fn events(&self) -> Vec<serde_json::Value> {
+    pub(crate) fn events(&self) -> Vec<serde_json::Value> {
         self.journal.flush();
         std::fs::read_to_string(self.state.path().join("devices.jsonl"))
             .unwrap_or_default()
@@ -113,7 +113,7 @@ impl DnsServer {
     }
 
     /// Cancels and waits (bounded) for `serve` to return: every task must end.
-    pub fn stop(mut self) {
+    pub(crate) fn stop(mut self) {
         self.token.cancel();
         let r = self
             .done
@@ -132,7 +132,7 @@ impl Drop for DnsServer {
 
 /// Bytes of DNS presentation-format character-strings (`"ci=0\129\136…" "more"`), as dig
 /// and kdig print TXT data: `\DDD` decimal and `\X` escapes, strings concatenated.
-pub fn unescape_txt(s: &str) -> Vec<u8> {
+pub(crate) fn unescape_txt(s: &str) -> Vec<u8> {
     let mut out = Vec::new();
     let b = s.trim().as_bytes();
     let mut i = 0;

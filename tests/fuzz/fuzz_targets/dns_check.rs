@@ -99,7 +99,7 @@ fn source(sel: u8) -> SocketAddr {
 }
 
 /// Runs one input; panics on any violated invariant.
-pub fn check(data: &[u8]) {
+pub(crate) fn check(data: &[u8]) {
     let Some((&sel, packet)) = data.split_first() else {
         return;
     };
