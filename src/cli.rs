@@ -9,10 +9,12 @@ use crate::EXIT_CONFIG;
 const LONG_ABOUT: &str = "\
 Makes a staging network ready for Secure Zero Touch Provisioning (RFC 8572). This version is \
 the segment's DHCPv4 server (RFC 2131: pools, reservations, leases, relays) and adds the SZTP \
-redirect list, option 143, to its answers. One policy, read from one TOML file, decides which \
-bootstrap servers a device is sent to. The file's [dhcp6], [dns], [redirect-server] and \
-[status] sections are validated but not served yet: `run` logs a warning when they are \
-enabled. A DHCP server never answers on an interface the file does not name.";
+redirect list, option 143, to its answers. It also serves the SZTP DNS records ([dns]: \
+_sztp._tcp SRV and <serial>._sztp TXT over unicast DNS, and under .local over mDNS on the \
+[dns.mdns] interfaces). One policy, read from one TOML file, decides which bootstrap servers a \
+device is sent to. The file's [dhcp6], [redirect-server] and [status] sections are validated \
+but not served yet: `run` logs a warning when they are enabled. A DHCP server never answers on \
+an interface the file does not name.";
 
 const AFTER_LONG_HELP: &str = "\
 Exit status: 0 success (run: stopped by SIGTERM or SIGINT); 1 runtime failure (a socket that \

@@ -2,7 +2,7 @@
 //! libFuzzer target runs, so every `cargo test` exercises them. `--ignored write_seeds`
 //! regenerates the seeds.
 
-#[path = "fuzz/fuzz_targets/dns_check.rs"]
+#[path = "fuzz/oracle/dns.rs"]
 mod dns_check;
 
 use std::path::PathBuf;

@@ -78,6 +78,7 @@ fn loopback_dhcp4() -> (Bound, u16) {
         dhcp4: Some(Bound4 {
             interfaces: vec![BoundInterface::new("lo", sock).unwrap()],
         }),
+        ..Bound::default()
     };
     (bound, port)
 }

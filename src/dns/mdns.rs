@@ -467,6 +467,9 @@ pub struct MdnsSocket {
 pub struct BoundMdns {
     /// An IPv4 and (when available) an IPv6 socket per interface.
     pub sockets: Vec<MdnsSocket>,
+    /// The responder's counters (queries, SRV questions, device TXT answered or not,
+    /// malformed messages, send errors); shared with whoever exports them.
+    pub stats: Arc<DnsStats>,
 }
 
 impl BoundMdns {
@@ -477,8 +480,26 @@ impl BoundMdns {
 }
 
 fn ifindex(name: &str) -> io::Result<u32> {
-    nix::net::if_::if_nametoindex(name)
-        .map_err(|e| io::Error::new(io::ErrorKind::NotFound, format!("interface {name}: {e}")))
+    nix::net::if_::if_nametoindex(name).map_err(|e| {
+        io::Error::new(
+            io::ErrorKind::NotFound,
+            format!("no such interface {name:?} ({e})"),
+        )
+    })
+}
+
+/// Binds the mDNS sockets of `[dns.mdns]` (port 5353 on each of its interfaces); empty when
+/// `[dns]` or `[dns.mdns]` is off. Several responders may share the port (avahi): the
+/// sockets use SO_REUSEADDR, so a reload that rebinds the responder binds the new sockets
+/// while the old ones still serve.
+///
+/// # Errors
+/// As [`bind_interfaces`].
+pub fn bind(config: &crate::config::Config) -> io::Result<BoundMdns> {
+    match config.dns.as_ref().and_then(|d| d.mdns.as_ref()) {
+        Some(m) => bind_interfaces(&m.interfaces, MDNS_PORT),
+        None => Ok(BoundMdns::default()),
+    }
 }
 
 fn bind_v4(iface: &str, index: u32, port: u16) -> io::Result<StdUdpSocket> {
@@ -514,15 +535,20 @@ fn bind_v6(iface: &str, index: u32, port: u16) -> io::Result<StdUdpSocket> {
 }
 
 /// Binds port `port` on every interface in `interfaces`, IPv4 and (when the interface has
-/// IPv6) IPv6, and joins the mDNS groups there. Logs one `listening for mdns …` line per
-/// socket.
-pub fn bind(interfaces: &[String], port: u16) -> io::Result<BoundMdns> {
+/// IPv6) IPv6, and joins the mDNS groups there. Logs one `listening for mdns on IFACE ADDR`
+/// line per socket.
+///
+/// # Errors
+/// An interface is missing or its IPv4 socket cannot be bound or join 224.0.0.251: `cannot
+/// listen on interface IFACE: …`. IPv6 is optional (a warning when unavailable).
+pub fn bind_interfaces(interfaces: &[String], port: u16) -> io::Result<BoundMdns> {
     let mut out = BoundMdns::default();
     for iface in interfaces {
-        let index = ifindex(iface)?;
-        let v4 = bind_v4(iface, index, port).map_err(|e| {
-            io::Error::new(e.kind(), format!("mdns: cannot listen on {iface}: {e}"))
-        })?;
+        let wrap = |e: io::Error| {
+            io::Error::new(e.kind(), format!("cannot listen on interface {iface}: {e}"))
+        };
+        let index = ifindex(iface).map_err(wrap)?;
+        let v4 = bind_v4(iface, index, port).map_err(wrap)?;
         info!("listening for mdns on {iface} {}", v4.local_addr()?);
         out.sockets.push(MdnsSocket {
             socket: v4,
@@ -574,13 +600,48 @@ async fn send(sock: &UdpSocket, m: &Message, to: SocketAddr, stats: &DnsStats) {
     }
 }
 
-/// Serves every mDNS socket until `token` is cancelled, then sends the goodbyes.
-pub async fn serve(bound: BoundMdns, shared: Arc<Shared>, token: CancellationToken) {
+/// Serves every mDNS socket until `token` is cancelled, then sends the goodbyes (RFC 6762
+/// §10.1) and returns. The records follow the published snapshot: after a reload each socket
+/// withdraws (TTL 0) what the new configuration no longer holds and announces the rest again
+/// (§8.4), at its next one-second tick.
+///
+/// # Errors
+/// None so far (a socket the runtime cannot register is logged and left out); `io::Result`
+/// for the service shape.
+pub async fn serve(
+    bound: BoundMdns,
+    ctx: crate::runtime::ServiceContext,
+    token: CancellationToken,
+) -> io::Result<()> {
+    let shared = Shared::for_service(
+        "mdns",
+        false,
+        ctx.published.clone(),
+        ctx.events.clone(),
+        Arc::clone(&bound.stats),
+    );
     let mut tasks = tokio::task::JoinSet::new();
     for s in bound.sockets {
         tasks.spawn(serve_socket(s, Arc::clone(&shared), token.clone()));
     }
-    while tasks.join_next().await.is_some() {}
+    if tasks.is_empty() {
+        token.cancelled().await;
+    }
+    while let Some(r) = tasks.join_next().await {
+        if let Err(e) = r {
+            tracing::error!(error = %e, "an mdns task failed");
+        }
+    }
+    let s = &shared.stats;
+    info!(
+        queries = DnsStats::get(&s.queries),
+        srv = DnsStats::get(&s.srv_queries),
+        txt_answered = DnsStats::get(&s.txt_answered),
+        txt_nxdomain = DnsStats::get(&s.txt_nxdomain),
+        malformed = DnsStats::get(&s.malformed),
+        "mdns stopped"
+    );
+    Ok(())
 }
 
 async fn serve_socket(s: MdnsSocket, shared: Arc<Shared>, token: CancellationToken) {
@@ -657,7 +718,7 @@ async fn serve_socket(s: MdnsSocket, shared: Arc<Shared>, token: CancellationTok
                 }
                 shared.stats.srv_queries.fetch_add(u64::from(out.srv_questions), std::sync::atomic::Ordering::Relaxed);
                 for ev in &out.events {
-                    shared.events().emit(ev);
+                    shared.count_device_event(ev);
                 }
                 for reply in out.replies {
                     let to = match reply.to {

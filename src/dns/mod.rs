@@ -5,12 +5,14 @@
 //! - [`handler`] (unicast) and [`mdns`] (its `handle`): a decoded query → an answer, no
 //!   socket, clock or randomness;
 //! - [`server`] (UDP loop, TCP on hickory-server, forwarding) and the socket loop in
-//!   [`mdns`]: the only DNS code that touches sockets. `bind(&Config)` then
-//!   `serve(bound, ctx, token)`, as every service.
+//!   [`mdns`]: the only DNS code that touches sockets. Two services in the daemon, each
+//!   `bind(&Config)` then `serve(bound, ctx, token)`: unicast DNS ([`bind`], [`serve`]) and
+//!   the mDNS responder ([`mdns::bind`], [`mdns::serve`]), so a reload that changes one's
+//!   sockets leaves the other running.
 
 pub mod handler;
 pub mod mdns;
 pub mod records;
 pub mod server;
 
-pub use server::{bind, serve, BoundDns, DnsStats};
+pub use server::{bind, bind_reusing, serve, BoundDns, DnsStats, Listeners};

@@ -84,14 +84,46 @@ impl DnsStats {
 /// Every unicast socket of the DNS service, bound before privileges drop.
 #[derive(Debug)]
 pub struct BoundDns {
+    /// The `[dns] listen` address each UDP/TCP pair was bound for, in file order (port 0
+    /// stays 0 here; the sockets hold the port the kernel picked).
+    pub listen: Vec<SocketAddr>,
     /// One UDP socket per `[dns] listen` address (non-blocking).
     pub udp: Vec<StdUdpSocket>,
     /// One TCP listener per `[dns] listen` address, on the same port as its UDP socket.
     pub tcp: Vec<StdTcpListener>,
-    /// The mDNS responder's sockets, when `[dns.mdns]` is enabled.
-    pub mdns: super::mdns::BoundMdns,
     /// The service's counters; shared with whoever exports them.
     pub stats: Arc<DnsStats>,
+}
+
+/// Duplicates (`dup(2)`) of a bound or running DNS service's sockets, by the `[dns] listen`
+/// address each pair was bound for. The daemon keeps them while the service runs so that a
+/// reload changing `[dns] listen` can hand the addresses it still lists to the new instance
+/// ([`bind_reusing`]) instead of binding them a second time while the old instance still
+/// holds them: a second TCP listener on one address fails with EADDRINUSE (SO_REUSEADDR does
+/// not allow it), which would refuse the reload.
+#[derive(Debug, Default)]
+pub struct Listeners(Vec<(SocketAddr, StdUdpSocket, StdTcpListener)>);
+
+impl Listeners {
+    /// Another duplicate of the pair bound for `addr`, if there is one.
+    fn take_over(&self, addr: SocketAddr) -> Option<io::Result<(StdUdpSocket, StdTcpListener)>> {
+        let (_, udp, tcp) = self.0.iter().find(|(a, _, _)| *a == addr)?;
+        Some(udp.try_clone().and_then(|u| Ok((u, tcp.try_clone()?))))
+    }
+}
+
+impl BoundDns {
+    /// Duplicates of every socket, by listen address, for a later [`bind_reusing`].
+    ///
+    /// # Errors
+    /// `dup(2)` failed (out of file descriptors).
+    pub fn listeners(&self) -> io::Result<Listeners> {
+        let mut v = Vec::with_capacity(self.listen.len());
+        for ((addr, udp), tcp) in self.listen.iter().zip(&self.udp).zip(&self.tcp) {
+            v.push((*addr, udp.try_clone()?, tcp.try_clone()?));
+        }
+        Ok(Listeners(v))
+    }
 }
 
 fn udp_socket(addr: SocketAddr) -> io::Result<StdUdpSocket> {
@@ -133,29 +165,41 @@ pub fn bind_pair(addr: SocketAddr) -> io::Result<(StdUdpSocket, StdTcpListener)>
     Err(last.unwrap_or_else(|| io::Error::other("no port")))
 }
 
-/// Opens every socket `[dns]` names: UDP and TCP on each `listen` address, and the mDNS
-/// sockets on each `[dns.mdns] interfaces` entry. Logs one `listening for dns …` line per
-/// socket. Empty when `[dns]` is off.
+/// Opens UDP and TCP on each `[dns] listen` address; logs one `listening for dns on udp|tcp
+/// ADDR` line per socket. Empty when `[dns]` is off. The mDNS responder binds its own sockets
+/// ([`super::mdns::bind`]): it is a separate service in the daemon.
+///
+/// # Errors
+/// An address cannot be bound: `cannot listen on ADDR: …`; nothing stays bound then.
 pub fn bind(config: &Config) -> io::Result<BoundDns> {
+    bind_reusing(config, &Listeners::default())
+}
+
+/// [`bind`], taking every address `previous` holds from there (a duplicate of the running
+/// socket) instead of binding it again.
+///
+/// # Errors
+/// As [`bind`].
+pub fn bind_reusing(config: &Config, previous: &Listeners) -> io::Result<BoundDns> {
     let mut bound = BoundDns {
+        listen: Vec::new(),
         udp: Vec::new(),
         tcp: Vec::new(),
-        mdns: super::mdns::BoundMdns::default(),
         stats: Arc::new(DnsStats::default()),
     };
     let Some(dns) = &config.dns else {
         return Ok(bound);
     };
     for addr in &dns.listen {
-        let (udp, tcp) = bind_pair(*addr)
-            .map_err(|e| io::Error::new(e.kind(), format!("dns: cannot listen on {addr}: {e}")))?;
+        let (udp, tcp) = previous
+            .take_over(*addr)
+            .unwrap_or_else(|| bind_pair(*addr))
+            .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))?;
         info!("listening for dns on udp {}", udp.local_addr()?);
         info!("listening for dns on tcp {}", tcp.local_addr()?);
+        bound.listen.push(*addr);
         bound.udp.push(udp);
         bound.tcp.push(tcp);
-    }
-    if let Some(m) = &dns.mdns {
-        bound.mdns = super::mdns::bind(&m.interfaces, super::mdns::MDNS_PORT)?;
     }
     Ok(bound)
 }
@@ -288,6 +332,10 @@ fn forwarder(records: &RecordSet) -> Option<Arc<Catalog>> {
 /// What the loops share: the published snapshot, the records built from it, the event sink
 /// and the counters.
 pub struct Shared {
+    /// `dns` or `mdns`, for logs.
+    service: &'static str,
+    /// Whether names outside the zones are forwarded (unicast) or ignored (mDNS).
+    forwarding: bool,
     published: Published,
     events: Events,
     /// The service's counters.
@@ -300,12 +348,26 @@ pub struct Shared {
 }
 
 impl Shared {
-    /// Builds the records of the snapshot `published` holds now.
+    /// Builds the records of the snapshot `published` holds now, for the unicast server.
     pub fn new(published: Published, events: Events, stats: Arc<DnsStats>) -> Arc<Shared> {
+        Shared::for_service("dns", true, published, events, stats)
+    }
+
+    /// [`Shared::new`] for `service` (`dns`, `mdns`), with a forwarder built from
+    /// `[dns] forwarders` only when `forwarding`.
+    pub(crate) fn for_service(
+        service: &'static str,
+        forwarding: bool,
+        published: Published,
+        events: Events,
+        stats: Arc<DnsStats>,
+    ) -> Arc<Shared> {
         let snapshot = published.load();
         let serial = soa_serial(0, crate::journal::unix_now());
-        let built = build(snapshot, serial);
+        let built = build(snapshot, serial, forwarding);
         Arc::new(Shared {
+            service,
+            forwarding,
             published,
             events,
             stats,
@@ -329,8 +391,9 @@ impl Shared {
             return again;
         }
         *serial = soa_serial(*serial, crate::journal::unix_now());
-        let fresh = Arc::new(build(snapshot, *serial));
+        let fresh = Arc::new(build(snapshot, *serial, self.forwarding));
         info!(
+            service = self.service,
             generation = fresh.snapshot.generation,
             zones = fresh.records.zones.len(),
             "dns records rebuilt"
@@ -372,7 +435,7 @@ fn soa_serial(previous: u32, now: u64) -> u32 {
     t.max(previous.wrapping_add(1))
 }
 
-fn build(snapshot: Arc<Snapshot>, serial: u32) -> Built {
+fn build(snapshot: Arc<Snapshot>, serial: u32, forwarding: bool) -> Built {
     let host = local_host(&snapshot.config);
     let records = Arc::new(RecordSet::build(
         &snapshot.config,
@@ -380,7 +443,11 @@ fn build(snapshot: Arc<Snapshot>, serial: u32) -> Built {
         serial,
         &host,
     ));
-    let forwarder = forwarder(&records);
+    let forwarder = if forwarding {
+        forwarder(&records)
+    } else {
+        None
+    };
     Built {
         snapshot,
         records,
@@ -697,7 +764,10 @@ impl RequestHandler for TcpHandler {
 }
 
 /// Serves every socket of `bound` until `token` is cancelled, then closes them and returns
-/// once every task has ended.
+/// once every task (forwarded queries included) has ended.
+///
+/// # Errors
+/// A socket cannot be registered with the runtime (no reactor).
 pub async fn serve(
     bound: BoundDns,
     ctx: ServiceContext,
@@ -734,9 +804,9 @@ pub async fn serve(
             }
         });
     }
-    if !bound.mdns.is_empty() {
-        let m = Arc::clone(&shared);
-        tasks.spawn(super::mdns::serve(bound.mdns, m, token.clone()));
+    if tasks.is_empty() {
+        // nothing to listen on: still a service that ends when asked, not by itself
+        token.cancelled().await;
     }
     while let Some(r) = tasks.join_next().await {
         if let Err(e) = r {
@@ -765,5 +835,17 @@ impl Shared {
     /// The event sink (the mDNS responder reports through it too).
     pub fn events(&self) -> &Events {
         &self.events
+    }
+
+    /// Counts one mDNS device TXT question (answered or not), as the unicast paths count
+    /// theirs.
+    pub(crate) fn count_device_event(&self, ev: &DeviceEvent) {
+        if let EventDetail::Dns(d) = &ev.detail {
+            match d.event {
+                crate::journal::DnsKind::Answered => DnsStats::add(&self.stats.txt_answered),
+                crate::journal::DnsKind::Nxdomain => DnsStats::add(&self.stats.txt_nxdomain),
+            }
+        }
+        self.events.emit(ev);
     }
 }

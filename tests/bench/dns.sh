@@ -20,9 +20,10 @@
 # the offered rate (below that the server, answering late, throttled dnsperf's window).
 # needs: dnsperf, dnsmasq, taskset; no root (loopback only). Raw outputs go to $WORK.
 #
-# Ours runs as `examples/dns_serve` (the DNS service alone, one worker thread) until the daemon
-# serves DNS; dnsmasq cannot serve binary TXT data, so its TXT holds printable text of the same
-# length (142 octets) as our ci= value.
+# Ours is the release `sztp-redirector run` with only [dns] enabled, its default log filter
+# (per-query lines are debug) and its device journal on (one line per TXT query, as in
+# production); dnsmasq cannot serve binary TXT data, so its TXT holds printable text of the
+# same length (142 octets) as our ci= value.
 set -euo pipefail
 
 RATES=${RATES:-"10000 20000 40000 60000 80000 100000 140000 180000"}
@@ -46,8 +47,8 @@ cleanup() {
 trap cleanup EXIT
 
 echo "work directory: $WORK"
-(cd "$REPO" && cargo build --release --example dns_serve >/dev/null)
-OURS_BIN=$REPO/target/release/examples/dns_serve
+(cd "$REPO" && cargo build --release --bin sztp-redirector >/dev/null)
+OURS_BIN=$REPO/target/release/sztp-redirector
 
 # The same records for every server.
 cat > "$WORK/queries.txt" <<'EOF'
@@ -102,7 +103,7 @@ wait_log() { # file pattern
 }
 
 start_ours() {
-    RUST_LOG=warn,sztp_redirector::dns=info taskset -c "$CPU_SERVER" "$OURS_BIN" "$WORK/ours.toml" 2>"$WORK/ours.log" &
+    env -u RUST_LOG taskset -c "$CPU_SERVER" "$OURS_BIN" run --config "$WORK/ours.toml" 2>"$WORK/ours.log" &
     SERVER_PID=$!
     wait_log "$WORK/ours.log" "listening for dns on udp"
     PORT=$(sed -n 's/.*listening for dns on udp 127.0.0.1:\([0-9]*\).*/\1/p' "$WORK/ours.log" | head -1)

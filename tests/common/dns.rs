@@ -1,5 +1,5 @@
-//! In-process DNS service for tests: `dns::bind` on the config's addresses (`127.0.0.1:0`),
-//! `dns::serve` on its own thread and runtime, optionally inside a test namespace (setns on
+//! In-process DNS services for tests: `dns::bind` on the config's addresses (`127.0.0.1:0`)
+//! and `dns::mdns::bind` when `[dns.mdns]` is on, both served on their own thread and runtime, optionally inside a test namespace (setns on
 //! that thread only), with a device journal in a temporary state directory.
 
 use std::net::SocketAddr;
@@ -57,20 +57,28 @@ impl DnsServer {
                 nix::sched::setns(f, nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
             }
             let cfg = ctx.published.load();
-            let bound = match dns::bind(&cfg.config) {
-                Ok(b) => b,
-                Err(e) => {
-                    let _ = ready_tx.send(Err(e));
-                    return;
-                }
-            };
+            let bound =
+                match dns::bind(&cfg.config).and_then(|b| Ok((b, dns::mdns::bind(&cfg.config)?))) {
+                    Ok(b) => b,
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e));
+                        return;
+                    }
+                };
+            let (bound, mdns) = bound;
             let addr = bound.udp.first().map(|s| s.local_addr().unwrap());
             let _ = ready_tx.send(Ok((addr, Arc::clone(&bound.stats))));
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
                 .unwrap();
-            let r = rt.block_on(dns::serve(bound, ctx, t));
+            let r = rt.block_on(async {
+                let (a, b) = tokio::join!(
+                    dns::serve(bound, ctx.clone(), t.clone()),
+                    dns::mdns::serve(mdns, ctx, t)
+                );
+                a.and(b)
+            });
             let _ = done_tx.send(r);
         });
         let (addr, stats) = ready_rx
@@ -118,8 +126,8 @@ impl DnsServer {
         let r = self
             .done
             .recv_timeout(Duration::from_secs(10))
-            .expect("dns::serve did not return within 10 s of cancel");
-        r.expect("dns::serve returned an error");
+            .expect("dns::serve or dns::mdns::serve did not return within 10 s of cancel");
+        r.expect("dns::serve or dns::mdns::serve returned an error");
         self.thread.take().unwrap().join().unwrap();
     }
 }
