@@ -20,7 +20,8 @@ const AFTER_LONG_HELP: &str = "\
 Exit status: 0 success (run: stopped by SIGTERM or SIGINT); 1 runtime failure (a socket that \
 cannot be bound, a state directory in use by another sztp-redirector or not writable); 2 usage \
 error; 78 configuration error (EX_CONFIG: the systemd unit does not restart on it). probe: 0 an \
-ACK, 2 a NAK or no ACK, 3 no server answered, 1 local error.
+ACK, 2 a NAK or no ACK, 3 no server answered, 1 local error; in DNS mode (--dns-server, --mdns) \
+0 a redirect or SRV found, 2 answers without one, 3 no answer.
 
 Signals (run): SIGHUP re-reads the file; an invalid file, or a socket of the new one that \
 cannot be bound, is logged and the running configuration stays; leases survive. SIGTERM and \
