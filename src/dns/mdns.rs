@@ -657,8 +657,7 @@ async fn serve_socket(s: MdnsSocket, shared: Arc<Shared>, token: CancellationTok
     let ms = move || u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX);
     let mut state = MdnsState::default();
     let mut addrs = interface_addrs(&s.interface, v6);
-    let mut built = shared.current();
-    let mut announce = announced(&built.records, &addrs);
+    let mut announce = announced(&shared.current().records, &addrs);
     // RFC 6762 §8.3: at least two announcements, one second apart
     let mut announcements_left = 2u8;
     let mut tick = tokio::time::interval(Duration::from_secs(1));
@@ -673,13 +672,21 @@ async fn serve_socket(s: MdnsSocket, shared: Arc<Shared>, token: CancellationTok
                 addrs = interface_addrs(&s.interface, v6);
                 let now = shared.current();
                 let fresh = announced(&now.records, &addrs);
-                if !Arc::ptr_eq(&now, &built) || fresh != announce {
-                    // a reload or an address change: withdraw what is gone, announce the rest
+                if fresh != announce {
+                    // a reload or an address change (RFC 6762 §8.4): goodbye for what is gone,
+                    // announce the rest again
                     let gone = state.withdraw(Some(&fresh));
                     if let Some(m) = unsolicited(&gone, true) {
                         send(&sock, &m, s.group, &shared.stats).await;
                     }
-                    built = now;
+                    info!(
+                        interface = %s.interface,
+                        ipv6 = v6,
+                        generation = now.generation(),
+                        withdrawn = gone.len(),
+                        announced = fresh.len(),
+                        "mdns records changed: goodbye sent, announcing"
+                    );
                     announce = fresh;
                     announcements_left = 2;
                 }

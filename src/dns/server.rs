@@ -105,9 +105,13 @@ pub struct BoundDns {
 pub struct Listeners(Vec<(SocketAddr, StdUdpSocket, StdTcpListener)>);
 
 impl Listeners {
-    /// Another duplicate of the pair bound for `addr`, if there is one.
+    /// Another duplicate of the pair bound for `addr`, or bound at `addr` (a listen address
+    /// with port 0 the kernel gave a port, now written with that port), if there is one.
     fn take_over(&self, addr: SocketAddr) -> Option<io::Result<(StdUdpSocket, StdTcpListener)>> {
-        let (_, udp, tcp) = self.0.iter().find(|(a, _, _)| *a == addr)?;
+        let (_, udp, tcp) = self
+            .0
+            .iter()
+            .find(|(a, udp, _)| *a == addr || udp.local_addr().ok() == Some(addr))?;
         Some(udp.try_clone().and_then(|u| Ok((u, tcp.try_clone()?))))
     }
 }
@@ -457,6 +461,12 @@ fn build(snapshot: Arc<Snapshot>, serial: u32, forwarding: bool) -> Built {
 }
 
 impl Built {
+    /// The generation of the snapshot these records were built from (0 at start, +1 per
+    /// reload).
+    pub fn generation(&self) -> u64 {
+        self.snapshot.generation
+    }
+
     /// The cached answer to `packet`, made this query's: its ID and question bytes.
     fn cached(&self, key: &[u8], packet: &[u8]) -> Option<(Vec<u8>, Arc<CachedAnswer>)> {
         let hit = Arc::clone(
