@@ -303,8 +303,34 @@ fn run_announces_mdns_reannounces_after_a_sighup_and_says_goodbye_at_stop() {
     assert_eq!(b["answers"][0]["port"], 8443);
     assert_eq!(b["additional"][0]["address"], "2001:db8::10");
 
+    // [dns.mdns] off: the responder stops (goodbye) and unicast DNS runs on untouched; on
+    // again: a fresh responder on fresh sockets announces
+    let lines = d
+        .reload(&config("owner-backup", DNS_LOOPBACK))
+        .expect("reload accepted");
+    assert!(
+        lines.iter().any(|l| l.contains("mdns stopped")),
+        "{lines:?}"
+    );
+    assert!(!lines
+        .iter()
+        .any(|l| l.contains("dns stopped") && !l.contains("mdns")));
+    let since = d.lines().len();
+    let lines = d
+        .reload(&config("owner-backup", &mdns))
+        .expect("reload accepted");
+    assert!(!d
+        .listening(&format!("mdns on {}", pair.server_if), since)
+        .is_empty());
+    assert!(
+        !lines.iter().any(|l| l.contains("listening for dns")),
+        "{lines:?}"
+    );
+    let c = zeroconf(&pair, "_sztp._tcp.local.", "SRV");
+    assert_eq!(c["answers"][0]["server"], "ip-2001-db8-0-0-0-0-0-10.local.");
+
     assert_eq!(d.terminate().code(), Some(0), "{}", d.child.output_text());
-    d.wait_for("mdns stopped", 1);
+    d.wait_for("mdns stopped", 2);
     let file = cap.finish();
     // every unsolicited or multicast packet from us over IPv4, in order
     let rows = common::tshark_fields(
@@ -320,18 +346,22 @@ fn run_announces_mdns_reannounces_after_a_sighup_and_says_goodbye_at_stop() {
         )
     };
     let seq: Vec<(String, String)> = rows.iter().map(srv_ttl).collect();
-    let pos = |target: &str, ttl: &str| {
-        seq.iter()
+    // each expected packet after the one before
+    let mut at = 0;
+    let mut next = |target: &str, ttl: &str, what: &str| {
+        let i = seq[at..]
+            .iter()
             .position(|(t, l)| t == target && l == ttl)
-            .unwrap_or_else(|| panic!("no {target} TTL {ttl} in {seq:?}"))
+            .unwrap_or_else(|| panic!("{what}: no {target} TTL {ttl} after #{at} in {seq:?}"));
+        at += i + 1;
     };
-    let announced_old = pos("sztp.owner.example.com", "120");
-    let goodbye_old = pos("sztp.owner.example.com", "0");
-    let announced_new = pos("ip-2001-db8-0-0-0-0-0-10.local", "120");
-    assert!(
-        announced_old < goodbye_old && goodbye_old < announced_new,
-        "start announcement, then the old SRV withdrawn, then the new one announced: {seq:?}"
-    );
+    let (old, new) = ("sztp.owner.example.com", "ip-2001-db8-0-0-0-0-0-10.local");
+    next(old, "120", "announcement at start");
+    next(old, "0", "the old SRV withdrawn after SIGHUP");
+    next(new, "120", "the new SRV announced");
+    next(new, "0", "goodbye when a reload turned mdns off");
+    next(new, "120", "announcement when a reload turned it on");
+    next(new, "0", "goodbye at SIGTERM");
     assert_eq!(
         seq.last().unwrap(),
         &(
