@@ -161,6 +161,7 @@ impl Bound {
                 self.dns = Some(b);
             }
             ServiceName::Mdns if on => self.mdns = Some(dns::mdns::bind(cfg).map_err(prefix)?),
+            // off in the file: nothing to bind
             ServiceName::Dns | ServiceName::Mdns => {} // ADD A SERVICE (3/4): bind it, e.g.
                                                        //   ServiceName::Dhcp6 => self.dhcp6 = cfg.dhcp6.as_ref().map(v6::bind).transpose().map_err(prefix)?,
         }
@@ -263,7 +264,7 @@ impl Supervisor {
                     dns_listeners = b
                         .listeners()
                         .inspect_err(|e| {
-                            warn!(error = %e, "dns: a reload changing [dns] listen will bind anew")
+                            warn!(error = %e, "cannot duplicate the dns sockets: a reload changing [dns] listen will bind every address anew")
                         })
                         .ok();
                     self.tasks
