@@ -1,4 +1,4 @@
-//! Subcommands: run, check-config, leases, probe
+//! Subcommands: run, check-config, leases, devices, probe
 
 use std::path::PathBuf;
 
@@ -12,9 +12,11 @@ the segment's DHCPv4 server (RFC 2131: pools, reservations, leases, relays) and 
 redirect list, option 143, to its answers. It also serves the SZTP DNS records ([dns]: \
 _sztp._tcp SRV and <serial>._sztp TXT over unicast DNS, and under .local over mDNS on the \
 [dns.mdns] interfaces). One policy, read from one TOML file, decides which bootstrap servers a \
-device is sent to. The file's [dhcp6], [redirect-server] and [status] sections are validated \
-but not served yet: `run` logs a warning when they are enabled. A DHCP server never answers on \
-an interface the file does not name.";
+device is sent to. [status] serves the operator's status page over HTTP: every device seen, \
+where it got stuck and why, its timeline, the leases, and Prometheus metrics (`devices` prints \
+the same from the command line). The file's [dhcp6] and [redirect-server] sections are \
+validated but not served yet: `run` logs a warning when they are enabled. A DHCP server never \
+answers on an interface the file does not name.";
 
 const AFTER_LONG_HELP: &str = "\
 Exit status: 0 success (run: stopped by SIGTERM or SIGINT); 1 runtime failure (a socket that \
@@ -23,9 +25,11 @@ error; 78 configuration error (EX_CONFIG: the systemd unit does not restart on i
 ACK, 2 a NAK or no ACK, 3 no server answered, 1 local error; in DNS mode (--dns-server, --mdns) \
 0 a redirect or SRV found, 2 answers without one, 3 no answer.
 
-Signals (run): SIGHUP re-reads the file; an invalid file, or a socket of the new one that \
-cannot be bound, is logged and the running configuration stays; leases survive. SIGTERM and \
-SIGINT stop cleanly: every acknowledged lease is on disk.
+Signals (run): SIGHUP re-reads the file and status.token-file; an invalid file, an unreadable \
+token file, or a socket of the new one that cannot be bound, is logged and the running \
+configuration stays; leases survive. SIGTERM and SIGINT stop cleanly: every acknowledged \
+lease is on disk. Under systemd (Type=notify) run reports READY=1 once every socket is bound, \
+RELOADING=1 and READY=1 around a reload, STOPPING=1, and WATCHDOG=1 when WatchdogSec is set.
 
 Files: /etc/sztp-redirector/sztp-redirector.toml (configuration); \
 /usr/share/doc/sztp-redirector/example.toml (every key, explained); the state directory \
@@ -75,6 +79,9 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Show the devices seen and where each got stuck, or one device's timeline: from the
+    /// running appliance's status API, else from the device journal
+    Devices(crate::status::client::DevicesArgs),
     /// Act as an SZTP device doing DHCPv4 and print what the network tells it
     Probe(Box<crate::probe::ProbeArgs>),
 }
@@ -99,6 +106,7 @@ pub fn main() -> i32 {
             config,
             json,
         } => leases(state_dir, config, json),
+        Command::Devices(args) => crate::status::client::main(args),
         Command::Probe(args) => crate::probe::main(*args),
     }
 }

@@ -24,9 +24,12 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 use crate::config::{self, Config, LogFormat};
+use crate::devices::{DeviceTable, Fold, Limits};
 use crate::dhcp::v4::server as dhcp4;
 use crate::dns;
 use crate::journal::DeviceJournal;
+use crate::metrics::{DeviceCollector, Metrics};
+use crate::notify;
 use crate::runtime::{Events, Published, ServiceContext, Snapshot};
 use crate::EXIT_CONFIG;
 
@@ -70,10 +73,11 @@ pub struct Bound {
     pub dns: Option<dns::BoundDns>,
     /// `[dns.mdns]`: port 5353 on each interface, IPv4 and IPv6.
     pub mdns: Option<dns::mdns::BoundMdns>,
+    /// `[status]`: one TCP listener per `listen` address, and the token.
+    pub status: Option<crate::status::BoundStatus>,
     // ADD A SERVICE (1/4): its bound sockets, e.g.
     //   pub dhcp6: Option<crate::dhcp::v6::server::Bound6>,
     //   pub restconf: Option<crate::restconf::BoundRestconf>,
-    //   pub status: Option<crate::status::BoundStatus>,
 }
 
 /// Binds every socket the file enables, in file order of the services; logs one `listening for
@@ -99,12 +103,19 @@ pub enum ServiceName {
     Dns,
     /// mDNS responder (RFC 6762) for the same records under `.local`.
     Mdns,
+    /// Status server: the page, `/api`, `/metrics`.
+    Status,
     // ADD A SERVICE (2/4): a variant, and its lines in ALL, as_str and binding_key.
 }
 
 impl ServiceName {
     /// Every service, in start order.
-    pub const ALL: [ServiceName; 3] = [ServiceName::Dhcp4, ServiceName::Dns, ServiceName::Mdns];
+    pub const ALL: [ServiceName; 4] = [
+        ServiceName::Dhcp4,
+        ServiceName::Dns,
+        ServiceName::Mdns,
+        ServiceName::Status,
+    ];
 
     /// The name used in logs (`dhcp4`, …).
     pub fn as_str(self) -> &'static str {
@@ -112,6 +123,7 @@ impl ServiceName {
             ServiceName::Dhcp4 => "dhcp4",
             ServiceName::Dns => "dns",
             ServiceName::Mdns => "mdns",
+            ServiceName::Status => "status",
         }
     }
 
@@ -130,6 +142,8 @@ impl ServiceName {
                 .as_ref()
                 .and_then(|d| d.mdns.as_ref())
                 .map(|m| format!("{:?}", m.interfaces)),
+            // not the token: the running server re-reads it after a reload
+            ServiceName::Status => cfg.status.as_ref().map(|s| format!("{:?}", s.listen)),
         }
     }
 }
@@ -162,8 +176,16 @@ impl Bound {
             }
             ServiceName::Mdns if on => self.mdns = Some(dns::mdns::bind(cfg).map_err(prefix)?),
             // off in the file: nothing to bind
-            ServiceName::Dns | ServiceName::Mdns => {} // ADD A SERVICE (3/4): bind it, e.g.
-                                                       //   ServiceName::Dhcp6 => self.dhcp6 = cfg.dhcp6.as_ref().map(v6::bind).transpose().map_err(prefix)?,
+            ServiceName::Dns | ServiceName::Mdns => {}
+            ServiceName::Status => {
+                self.status = cfg
+                    .status
+                    .as_ref()
+                    .map(crate::status::bind)
+                    .transpose()
+                    .map_err(prefix)?
+            } // ADD A SERVICE (3/4): bind it, e.g.
+              //   ServiceName::Dhcp6 => self.dhcp6 = cfg.dhcp6.as_ref().map(v6::bind).transpose().map_err(prefix)?,
         }
         Ok(())
     }
@@ -185,6 +207,10 @@ impl Bound {
         if let Some(b) = &self.mdns {
             let addrs = b.sockets.iter().filter_map(|s| s.socket.local_addr().ok());
             v.push((ServiceName::Mdns, addrs.collect()));
+        }
+        if let Some(b) = &self.status {
+            let addrs = b.listeners.iter().filter_map(|l| l.local_addr().ok());
+            v.push((ServiceName::Status, addrs.collect()));
         }
         // ADD A SERVICE: listed here when bound.
         v
@@ -274,6 +300,11 @@ impl Supervisor {
                     let b = bound.mdns.take().expect("listed as bound");
                     self.tasks
                         .spawn(async move { (name, dns::mdns::serve(b, ctx, t).await) })
+                }
+                ServiceName::Status => {
+                    let b = bound.status.take().expect("listed as bound");
+                    self.tasks
+                        .spawn(async move { (name, crate::status::serve(b, ctx, t).await) })
                 } // ADD A SERVICE (4/4): spawn its serve, e.g.
                   //   ServiceName::Dhcp6 => { let b = bound.dhcp6.take().expect("listed as bound");
                   //       self.tasks.spawn(async move { (name, v6::serve(b, ctx, t).await) }) }
@@ -314,6 +345,10 @@ impl Supervisor {
                 "appliance.user",
                 old.config.appliance.user != cfg.appliance.user,
             ),
+            (
+                "status.max-devices or status.events-per-device",
+                table_limits(&old.config) != table_limits(&cfg),
+            ),
         ] {
             if changed {
                 warn!("{what} changed: takes effect at the next start");
@@ -333,6 +368,10 @@ impl Supervisor {
             if have.is_some() {
                 stop.push(name);
             }
+        }
+        // refuse now rather than leave a running status server with a token it cannot read
+        if let Some(st) = &cfg.status {
+            crate::status::read_token(st).map_err(|e| anyhow::anyhow!("status: {e}"))?;
         }
         self.ctx
             .published
@@ -540,14 +579,67 @@ fn start(path: &Path, cfg: Config) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .map_err(|e| anyhow::anyhow!("cannot start the runtime: {e}"))?;
+    let (events, metrics) = device_table(&cfg, &state_dir, &journal)?;
     let ctx = ServiceContext {
         published: Published::new(Snapshot::read(cfg, 0)),
-        events: Events::new(Some(Arc::clone(&journal))),
+        events,
         state_dir,
+        metrics,
     };
     let res = rt.block_on(supervise(path.to_path_buf(), bound, ctx));
     journal.flush();
     res
+}
+
+/// The metrics registry and the event sink: the device journal and the device table (replayed
+/// from the journal, so a restart keeps the status page), both counted in the metrics. The
+/// table runs whether or not `[status]` is on, so a reload can turn the page on.
+fn device_table(
+    cfg: &Config,
+    state_dir: &Path,
+    journal: &Arc<DeviceJournal>,
+) -> anyhow::Result<(Events, Metrics)> {
+    let metrics = Metrics::new();
+    let mut fold = Fold::new(table_limits(cfg));
+    match fold.replay_journal(state_dir) {
+        Ok((events, skipped)) => info!(
+            events,
+            skipped,
+            devices = fold.len(),
+            "device journal replayed into the device table"
+        ),
+        Err(e) => warn!(error = %e, "device journal not replayed: the device table starts empty"),
+    }
+    let table = Arc::new(
+        DeviceTable::spawn(fold, Some(metrics.events.clone()))
+            .map_err(|e| anyhow::anyhow!("cannot start the device table: {e}"))?,
+    );
+    metrics.register_collector(Box::new(DeviceCollector::new(Some(journal), Some(&table))));
+    Ok((
+        Events::new(Some(Arc::clone(journal))).with_table(table),
+        metrics,
+    ))
+}
+
+/// The device table's bounds: `[status]`'s, or the defaults when the page is off (the table
+/// still runs, for a reload that turns it on).
+fn table_limits(cfg: &Config) -> Limits {
+    cfg.status
+        .as_ref()
+        .map_or_else(Limits::default, |s| Limits {
+            max_devices: s.max_devices,
+            events_per_device: s.events_per_device,
+        })
+}
+
+/// `STATUS=` for systemd: what is served.
+fn serving(names: &[ServiceName]) -> String {
+    if names.is_empty() {
+        "serving nothing (no service enabled)".to_owned()
+    } else {
+        let n: Vec<&str> = names.iter().map(|n| n.as_str()).collect();
+        format!("serving {}", n.join(", "))
+    }
 }
 
 async fn supervise(path: PathBuf, bound: Bound, ctx: ServiceContext) -> anyhow::Result<()> {
@@ -558,7 +650,6 @@ async fn supervise(path: PathBuf, bound: Bound, ctx: ServiceContext) -> anyhow::
     for (on, what) in [
         (cfg.redirect_server.is_some(), "redirect-server"),
         (cfg.dhcp6.is_some(), "dhcp6"),
-        (cfg.status.is_some(), "status"),
     ] {
         if on {
             warn!("[{what}] is enabled but this version does not serve it yet");
@@ -574,20 +665,30 @@ async fn supervise(path: PathBuf, bound: Bound, ctx: ServiceContext) -> anyhow::
     let token = CancellationToken::new();
     let mut sup = Supervisor::start(bound, ctx, token);
     info!(services = %names.join(","), "ready");
+    notify::ready(&serving(&sup.running()));
+    // WATCHDOG=1 from this loop: a stalled runtime or supervisor stops it and systemd restarts
+    let mut watchdog = notify::watchdog_interval().map(tokio::time::interval);
     let mut early = None;
     loop {
         tokio::select! {
-            _ = hup.recv() => match config::load(&path) {
-                Err(e) => {
-                    for line in e.to_string().lines() {
-                        error!("reload refused, keeping the running configuration: {line}");
+            _ = hup.recv() => {
+                notify::reloading();
+                match config::load(&path) {
+                    Err(e) => {
+                        for line in e.to_string().lines() {
+                            error!("reload refused, keeping the running configuration: {line}");
+                        }
                     }
+                    Ok(new) => match sup.reload(new).await {
+                        Ok(()) => info!("configuration reloaded from {}", path.display()),
+                        Err(e) => error!("reload refused, keeping the running configuration: {e:#}"),
+                    },
                 }
-                Ok(new) => match sup.reload(new).await {
-                    Ok(()) => info!("configuration reloaded from {}", path.display()),
-                    Err(e) => error!("reload refused, keeping the running configuration: {e:#}"),
-                },
-            },
+                notify::ready(&serving(&sup.running()));
+            }
+            _ = async { watchdog.as_mut().expect("guarded").tick().await }, if watchdog.is_some() => {
+                notify::watchdog();
+            }
             _ = term.recv() => { info!("SIGTERM: stopping"); break; }
             _ = int.recv() => { info!("SIGINT: stopping"); break; }
             (name, out) = sup.next_exit() => {
@@ -599,6 +700,7 @@ async fn supervise(path: PathBuf, bound: Bound, ctx: ServiceContext) -> anyhow::
             }
         }
     }
+    notify::stopping();
     let drained = sup.drain(DRAIN_TIMEOUT).await;
     match early {
         Some(e) => Err(e),

@@ -98,6 +98,16 @@ pub enum DnsKind {
     Nxdomain,
 }
 
+impl DnsKind {
+    /// The kebab-case name used in the journal, logs and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DnsKind::Answered => "answered",
+            DnsKind::Nxdomain => "nxdomain",
+        }
+    }
+}
+
 /// The transport a DNS query came over.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]

@@ -27,7 +27,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use arc_swap::ArcSwap;
 
 use crate::config::Config;
+use crate::devices::DeviceTable;
 use crate::journal::{DeviceEvent, DeviceJournal};
+use crate::metrics::Metrics;
 use crate::netif::Interfaces;
 use crate::policy::Policy;
 
@@ -94,17 +96,28 @@ impl Published {
     }
 }
 
-/// Where services report device steps: the device journal (and the device table the status
-/// server reads). Cloning shares the sink. Emitting never blocks the packet path.
+/// Where services report device steps: the device journal and the device table the status
+/// server reads. Cloning shares the sink. Emitting never blocks the packet path: both only
+/// queue (and drop and count when their thread is behind).
 #[derive(Clone, Default)]
 pub struct Events {
     journal: Option<Arc<DeviceJournal>>,
+    table: Option<Arc<DeviceTable>>,
 }
 
 impl Events {
     /// A sink writing to `journal` (none: events are only counted by the services).
     pub fn new(journal: Option<Arc<DeviceJournal>>) -> Events {
-        Events { journal }
+        Events {
+            journal,
+            table: None,
+        }
+    }
+
+    /// This sink also folding every event into `table` (when the status server is on).
+    pub fn with_table(mut self, table: Arc<DeviceTable>) -> Events {
+        self.table = Some(table);
+        self
     }
 
     /// Records one device step.
@@ -112,6 +125,14 @@ impl Events {
         if let Some(j) = &self.journal {
             j.record(ev);
         }
+        if let Some(t) = &self.table {
+            t.submit(ev);
+        }
+    }
+
+    /// The device table behind this sink, if any.
+    pub fn table(&self) -> Option<&Arc<DeviceTable>> {
+        self.table.as_ref()
     }
 
     /// The device journal behind this sink, if any.
@@ -129,6 +150,8 @@ pub struct ServiceContext {
     pub events: Events,
     /// `appliance.state-dir` as it was at start (a change needs a restart).
     pub state_dir: PathBuf,
+    /// The metrics registry the status server encodes; see `metrics` for how to add counters.
+    pub metrics: Metrics,
 }
 
 /// Where a service's `now` (Unix seconds) comes from: the wall clock, or tokio's clock so a

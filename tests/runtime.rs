@@ -67,6 +67,7 @@ fn context(cfg: Config) -> ServiceContext {
         state_dir: cfg.appliance.state_dir.clone(),
         published: Published::new(Snapshot::read(cfg, 0)),
         events: Events::new(None),
+        metrics: sztp_redirector::metrics::Metrics::new(),
     }
 }
 

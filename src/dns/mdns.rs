@@ -587,17 +587,20 @@ fn jitter() -> u64 {
     SHARED_DELAY_MS.0 + r % (SHARED_DELAY_MS.1 - SHARED_DELAY_MS.0 + 1)
 }
 
-async fn send(sock: &UdpSocket, m: &Message, to: SocketAddr, stats: &DnsStats) {
+/// Sends `m` to `to`; `false` when nothing went out (empty encoding or a send error).
+async fn send(sock: &UdpSocket, m: &Message, to: SocketAddr, stats: &DnsStats) -> bool {
     let bytes = encode(m);
     if bytes.is_empty() {
-        return;
+        return false;
     }
     if let Err(e) = sock.send_to(&bytes, to).await {
         stats
             .send_errors
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         debug!(%to, error = %e, "mdns send failed");
+        return false;
     }
+    true
 }
 
 /// Serves every mDNS socket until `token` is cancelled, then sends the goodbyes (RFC 6762
@@ -619,6 +622,11 @@ pub async fn serve(
         ctx.published.clone(),
         ctx.events.clone(),
         Arc::clone(&bound.stats),
+        super::server::DnsMetrics::new(&ctx.metrics, crate::metrics::Service::Mdns),
+    );
+    ctx.metrics.set_source(
+        "mdns",
+        Box::new(crate::metrics::DnsSource::new("mdns", &bound.stats)),
     );
     let mut tasks = tokio::task::JoinSet::new();
     for s in bound.sockets {
@@ -707,6 +715,8 @@ async fn serve_socket(s: MdnsSocket, shared: Arc<Shared>, token: CancellationTok
                     Ok(m) => m,
                     Err(e) => {
                         shared.stats.malformed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        shared.metrics.request();
+                        shared.metrics.dropped("malformed");
                         debug!(%src, error = %e, "malformed mdns message");
                         continue;
                     }
@@ -722,6 +732,11 @@ async fn serve_socket(s: MdnsSocket, shared: Arc<Shared>, token: CancellationTok
                 let out = handle(&current.records, &mut state, &query, &meta);
                 if query.metadata.message_type == MessageType::Query {
                     shared.stats.queries.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    shared.metrics.request();
+                    if out.replies.is_empty() {
+                        // not ours, or every answer already known (RFC 6762 §7.1): silence
+                        shared.metrics.dropped("no-answer");
+                    }
                 }
                 shared.stats.srv_queries.fetch_add(u64::from(out.srv_questions), std::sync::atomic::Ordering::Relaxed);
                 for ev in &out.events {
@@ -733,13 +748,17 @@ async fn serve_socket(s: MdnsSocket, shared: Arc<Shared>, token: CancellationTok
                         Destination::Unicast(a) => a,
                     };
                     if reply.delay_ms == 0 {
-                        send(&sock, &reply.message, to, &shared.stats).await;
+                        if send(&sock, &reply.message, to, &shared.stats).await {
+                            shared.metrics.replied(DnsTransport::Mdns, 0);
+                        }
                     } else {
                         let sock = Arc::clone(&sock);
                         let shared = Arc::clone(&shared);
                         delayed.spawn(async move {
                             tokio::time::sleep(Duration::from_millis(reply.delay_ms)).await;
-                            send(&sock, &reply.message, to, &shared.stats).await;
+                            if send(&sock, &reply.message, to, &shared.stats).await {
+                                shared.metrics.replied(DnsTransport::Mdns, 0);
+                            }
                         });
                     }
                 }

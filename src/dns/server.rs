@@ -24,6 +24,8 @@ use hickory_server::resolver::config::NameServerConfig;
 use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo, Server};
 use hickory_server::store::forwarder::{ForwardConfig, ForwardZoneHandler};
 use hickory_server::zone_handler::{Catalog, MessageResponse, MessageResponseBuilder};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
 use tokio::net::UdpSocket;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
@@ -32,6 +34,7 @@ use super::handler::{self, Answer, Outcome, QueryClass, QueryMeta};
 use super::records::RecordSet;
 use crate::config::Config;
 use crate::journal::{DeviceEvent, DnsTransport, EventDetail};
+use crate::metrics::{DnsAnswerLabels, Metrics, Service, ServiceCounters};
 use crate::runtime::{Events, Published, ServiceContext, Snapshot};
 
 /// A TCP connection that sends no query for this long is closed (RFC 7766 §6.2.3 leaves the
@@ -68,6 +71,76 @@ pub struct DnsStats {
     pub dropped: AtomicU64,
     /// Sends that failed.
     pub send_errors: AtomicU64,
+}
+
+/// The Prometheus side of a DNS service (`sztp_<dns|mdns>_requests_total`, `_replies_total`,
+/// `_dropped_total{reason}`, `sztp_dns_answers_total{transport,rcode}`), taken from the
+/// shared [`Metrics`] registry; the [`DnsStats`] extras are exported by
+/// [`crate::metrics::DnsSource`].
+#[derive(Clone, Debug, Default)]
+pub struct DnsMetrics {
+    counters: ServiceCounters,
+    answers: Family<DnsAnswerLabels, Counter>,
+}
+
+impl DnsMetrics {
+    /// The counters of `service` (`Service::Dns` or `Service::Mdns`) in `metrics`.
+    pub fn new(metrics: &Metrics, service: Service) -> DnsMetrics {
+        DnsMetrics {
+            counters: metrics.service(service),
+            answers: metrics.dns_answers.clone(),
+        }
+    }
+
+    /// One query (or datagram) received.
+    pub(crate) fn request(&self) {
+        self.counters.requests.inc();
+    }
+
+    /// One answer sent over `transport` with `rcode` (RFC 1035 §4.1.1 header RCODE).
+    pub(crate) fn replied(&self, transport: DnsTransport, rcode: u16) {
+        self.counters.replies.inc();
+        self.answers
+            .get_or_create(&DnsAnswerLabels {
+                transport: transport_name(transport).to_owned(),
+                rcode: rcode_mnemonic(rcode),
+            })
+            .inc();
+    }
+
+    /// One query left unanswered for `reason` (`malformed`, `not-a-query`, `send-error`,
+    /// `no-answer`).
+    pub(crate) fn dropped(&self, reason: &str) {
+        self.counters.drop_for(reason);
+    }
+}
+
+fn transport_name(t: DnsTransport) -> &'static str {
+    match t {
+        DnsTransport::Udp => "udp",
+        DnsTransport::Tcp => "tcp",
+        DnsTransport::Mdns => "mdns",
+    }
+}
+
+/// The RCODE mnemonic of the IANA DNS RCODE registry (RFC 6895 §2.3), `RCODE<n>` past the
+/// common ones.
+pub fn rcode_mnemonic(rcode: u16) -> String {
+    match rcode {
+        0 => "NOERROR".into(),
+        1 => "FORMERR".into(),
+        2 => "SERVFAIL".into(),
+        3 => "NXDOMAIN".into(),
+        4 => "NOTIMP".into(),
+        5 => "REFUSED".into(),
+        n => format!("RCODE{n}"),
+    }
+}
+
+/// The RCODE of an encoded DNS message (the header's low four bits; no EDNS extension: we
+/// never send extended RCODEs).
+fn wire_rcode(bytes: &[u8]) -> u16 {
+    bytes.get(3).map_or(0, |b| u16::from(b & 0x0f))
 }
 
 impl DnsStats {
@@ -344,6 +417,8 @@ pub struct Shared {
     events: Events,
     /// The service's counters.
     pub stats: Arc<DnsStats>,
+    /// The service's Prometheus counters.
+    pub(crate) metrics: DnsMetrics,
     current: ArcSwap<Built>,
     rebuild: Mutex<u32>,
     forwards: Arc<tokio::sync::Semaphore>,
@@ -353,8 +428,13 @@ pub struct Shared {
 
 impl Shared {
     /// Builds the records of the snapshot `published` holds now, for the unicast server.
-    pub fn new(published: Published, events: Events, stats: Arc<DnsStats>) -> Arc<Shared> {
-        Shared::for_service("dns", true, published, events, stats)
+    pub fn new(
+        published: Published,
+        events: Events,
+        stats: Arc<DnsStats>,
+        metrics: DnsMetrics,
+    ) -> Arc<Shared> {
+        Shared::for_service("dns", true, published, events, stats, metrics)
     }
 
     /// [`Shared::new`] for `service` (`dns`, `mdns`), with a forwarder built from
@@ -365,6 +445,7 @@ impl Shared {
         published: Published,
         events: Events,
         stats: Arc<DnsStats>,
+        metrics: DnsMetrics,
     ) -> Arc<Shared> {
         let snapshot = published.load();
         let serial = soa_serial(0, crate::journal::unix_now());
@@ -375,6 +456,7 @@ impl Shared {
             published,
             events,
             stats,
+            metrics,
             current: ArcSwap::from_pointee(built),
             rebuild: Mutex::new(serial),
             forwards: Arc::new(tokio::sync::Semaphore::new(MAX_FORWARDS)),
@@ -549,6 +631,7 @@ struct UdpReply {
     dst: SocketAddr,
     max: u16,
     stats: Arc<DnsStats>,
+    metrics: DnsMetrics,
 }
 
 #[async_trait::async_trait]
@@ -570,8 +653,11 @@ impl ResponseHandler for UdpReply {
         let info = response.destructive_emit(&mut enc)?;
         if let Err(e) = self.socket.send_to(&buf, self.dst).await {
             DnsStats::add(&self.stats.send_errors);
+            self.metrics.dropped("send-error");
             return Err(NetError::from(e));
         }
+        self.metrics
+            .replied(DnsTransport::Udp, u16::from(info.response_code));
         Ok(info)
     }
 }
@@ -605,6 +691,8 @@ pub async fn serve_udp(socket: UdpSocket, shared: Arc<Shared>, token: Cancellati
         let stats = &shared.stats;
         let built = shared.current();
         let key = answer_key(packet);
+        let m = &shared.metrics;
+        m.request();
         if let Some((bytes, hit)) = key.as_deref().and_then(|k| built.cached(k, packet)) {
             DnsStats::add(&stats.queries);
             let event = hit.event.clone().map(|mut ev| {
@@ -620,6 +708,9 @@ pub async fn serve_udp(socket: UdpSocket, shared: Arc<Shared>, token: Cancellati
             }
             if socket.send_to(&bytes, src).await.is_err() {
                 DnsStats::add(&stats.send_errors);
+                m.dropped("send-error");
+            } else {
+                m.replied(DnsTransport::Udp, wire_rcode(&bytes));
             }
             continue;
         }
@@ -628,10 +719,16 @@ pub async fn serve_udp(socket: UdpSocket, shared: Arc<Shared>, token: Cancellati
             Err(e) => {
                 DnsStats::add(&stats.malformed);
                 debug!(%src, error = %e, len = n, "malformed dns query");
-                if let Some(reply) = formerr(packet) {
-                    if socket.send_to(&reply, src).await.is_err() {
-                        DnsStats::add(&stats.send_errors);
+                match formerr(packet) {
+                    Some(reply) => {
+                        if socket.send_to(&reply, src).await.is_err() {
+                            DnsStats::add(&stats.send_errors);
+                            m.dropped("send-error");
+                        } else {
+                            m.replied(DnsTransport::Udp, wire_rcode(&reply));
+                        }
                     }
+                    None => m.dropped("malformed"),
                 }
                 continue;
             }
@@ -643,7 +740,10 @@ pub async fn serve_udp(socket: UdpSocket, shared: Arc<Shared>, token: Cancellati
             now: crate::journal::unix_now(),
         };
         match handler::handle(&built.records, &req, &meta) {
-            Outcome::Drop => DnsStats::add(&stats.dropped),
+            Outcome::Drop => {
+                DnsStats::add(&stats.dropped);
+                m.dropped("not-a-query");
+            }
             Outcome::Answer(a) => {
                 shared.count(&a);
                 let bytes = encode_answer(&req, &a, udp_limit(&a));
@@ -666,7 +766,10 @@ pub async fn serve_udp(socket: UdpSocket, shared: Arc<Shared>, token: Cancellati
                 }
                 if let Err(e) = socket.send_to(&bytes, src).await {
                     DnsStats::add(&stats.send_errors);
+                    m.dropped("send-error");
                     debug!(%src, error = %e, "dns send failed");
+                } else {
+                    m.replied(DnsTransport::Udp, wire_rcode(&bytes));
                 }
             }
             Outcome::Forward => {
@@ -676,6 +779,7 @@ pub async fn serve_udp(socket: UdpSocket, shared: Arc<Shared>, token: Cancellati
                     dst: src,
                     max: req.max_payload(),
                     stats: Arc::clone(&shared.stats),
+                    metrics: shared.metrics.clone(),
                 };
                 forward(&shared, &built, req, reply).await;
             }
@@ -728,6 +832,7 @@ impl RequestHandler for TcpHandler {
     ) -> ResponseInfo {
         let shared = &self.shared;
         DnsStats::add(&shared.stats.queries);
+        shared.metrics.request();
         let built = shared.current();
         let meta = QueryMeta {
             src: request.src(),
@@ -737,6 +842,7 @@ impl RequestHandler for TcpHandler {
         match handler::handle(&built.records, request, &meta) {
             Outcome::Drop => {
                 DnsStats::add(&shared.stats.dropped);
+                shared.metrics.dropped("not-a-query");
                 servfail_info(request)
             }
             Outcome::Answer(a) => {
@@ -749,9 +855,15 @@ impl RequestHandler for TcpHandler {
                     a.additionals.iter(),
                 );
                 match response_handle.send_response(resp).await {
-                    Ok(info) => info,
+                    Ok(info) => {
+                        shared
+                            .metrics
+                            .replied(DnsTransport::Tcp, u16::from(info.response_code));
+                        info
+                    }
                     Err(e) => {
                         DnsStats::add(&shared.stats.send_errors);
+                        shared.metrics.dropped("send-error");
                         debug!(error = %e, "dns tcp send failed");
                         servfail_info(request)
                     }
@@ -759,7 +871,7 @@ impl RequestHandler for TcpHandler {
             }
             Outcome::Forward => {
                 DnsStats::add(&shared.stats.forwarded);
-                match &built.forwarder {
+                let info = match &built.forwarder {
                     Some(f) => f.handle_request::<R, T>(request, response_handle).await,
                     None => {
                         let resp = MessageResponseBuilder::new(&request.queries, None)
@@ -767,7 +879,11 @@ impl RequestHandler for TcpHandler {
                         let _ = response_handle.send_response(resp).await;
                         servfail_info(request)
                     }
-                }
+                };
+                shared
+                    .metrics
+                    .replied(DnsTransport::Tcp, u16::from(info.response_code));
+                info
             }
         }
     }
@@ -787,6 +903,11 @@ pub async fn serve(
         ctx.published.clone(),
         ctx.events.clone(),
         Arc::clone(&bound.stats),
+        DnsMetrics::new(&ctx.metrics, Service::Dns),
+    );
+    ctx.metrics.set_source(
+        "dns",
+        Box::new(crate::metrics::DnsSource::new("dns", &bound.stats)),
     );
     let mut tasks = tokio::task::JoinSet::new();
     for s in bound.udp {

@@ -49,6 +49,7 @@ impl DnsServer {
             published: published.clone(),
             events: Events::new(Some(Arc::clone(&journal))),
             state_dir: state.path().to_path_buf(),
+            metrics: sztp_redirector::metrics::Metrics::new(),
         };
         let t = token.clone();
         let netns = netns.map(str::to_string);
