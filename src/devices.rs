@@ -260,7 +260,9 @@ fn observe_dns(ev: &DeviceEvent, d: &DnsEvent) -> Observation {
                 "NXDOMAIN"
             };
             o.problem = Some(format!(
-                "it looked up its SZTP TXT record ({}) and got {answer}: no device entry or                  rule with a bootstrap server matches serial {serial}; check the serial in                  the policy",
+                "it looked up its SZTP TXT record ({}) and got {answer}: no device entry or \
+                 rule with a bootstrap server matches serial {serial}; check the serial in \
+                 the policy",
                 d.qname
             ));
             o.summary = format!("{over} {} {} from {}: {answer}", d.qtype, d.qname, d.source);
@@ -1557,6 +1559,94 @@ mod tests {
         assert_eq!(
             tl.iter().map(|e| e.summary.as_str()).collect::<Vec<_>>()[1..],
             ["DNS TXT SN123._sztp answered", "redirect served"]
+        );
+    }
+
+    fn dns(
+        ts: u64,
+        serial: &str,
+        kind: DnsKind,
+        transport: DnsTransport,
+        src: [u8; 4],
+    ) -> DeviceEvent {
+        DeviceEvent {
+            ts,
+            mac: None,
+            duid: None,
+            serial: Some(serial.into()),
+            rule: (kind == DnsKind::Answered).then(|| "default".to_owned()),
+            uris: if kind == DnsKind::Answered {
+                vec!["https://sztp.owner.example.com:8443".into()]
+            } else {
+                Vec::new()
+            },
+            detail: EventDetail::Dns(DnsEvent {
+                event: kind,
+                transport,
+                source: IpAddr::V4(Ipv4Addr::from(src)),
+                qname: format!("{}._sztp.example.com", serial.to_lowercase()),
+                qtype: "TXT".into(),
+            }),
+        }
+    }
+
+    /// Unicast DNS is keyed by serial only (its source may be a resolver); mDNS comes from the
+    /// device itself, so its source links it to the lease holder.
+    #[test]
+    fn dns_events_key_by_serial_and_mdns_links_the_lease() {
+        let mut f = Fold::new(Limits::default());
+        f.fold(dhcp4(T0, Dhcp4Kind::Ack, 9, Some([192, 0, 2, 120]), false));
+        f.fold(dns(
+            T0 + 1,
+            "SN1",
+            DnsKind::Answered,
+            DnsTransport::Udp,
+            [192, 0, 2, 120],
+        ));
+        assert_eq!(f.len(), 2, "unicast: not linked by source");
+        let d = f.find("SN1").unwrap();
+        let v = d.verdict(&cx());
+        assert_eq!(v.stage, Some(Stage::DnsAnswered));
+        assert_eq!(v.status, VerdictStatus::HandedOff);
+        assert!(v.text.starts_with("got its SZTP TXT record naming the owner's bootstrap server (https://sztp.owner.example.com:8443)"), "{}", v.text);
+        assert!(d.detail(&cx()).timeline[0]
+            .summary
+            .starts_with("DNS over UDP TXT sn1._sztp.example.com from 192.0.2.120: answered, redirect-information with 1 URI (rule default)"));
+
+        f.fold(dns(
+            T0 + 2,
+            "SN2",
+            DnsKind::Answered,
+            DnsTransport::Mdns,
+            [192, 0, 2, 120],
+        ));
+        assert_eq!(f.len(), 2, "mDNS: merged with the lease holder");
+        assert_eq!(
+            f.find("SN2").unwrap().id,
+            f.find("02:00:00:00:00:09").unwrap().id
+        );
+
+        f.fold(dns(
+            T0 + 3,
+            "sn3",
+            DnsKind::Nxdomain,
+            DnsTransport::Tcp,
+            [198, 51, 100, 7],
+        ));
+        let v = f.find("sn3").unwrap().verdict(&cx());
+        assert_eq!(v.status, VerdictStatus::Failed);
+        assert!(
+            v.text.contains("got NXDOMAIN: no device entry or rule"),
+            "{}",
+            v.text
+        );
+        // an answer pointing at this appliance's own redirect server is not a hand-off
+        let ours = VerdictContext {
+            redirect_server: Some("https://sztp.owner.example.com:8443".into()),
+        };
+        assert_eq!(
+            f.find("SN1").unwrap().verdict(&ours).status,
+            VerdictStatus::Stuck
         );
     }
 

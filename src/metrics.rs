@@ -12,7 +12,8 @@
 //! | `sztp_device_events_total` | `proto`, `event` | device events |
 //! | `sztp_dhcp_pool_size`, `_used`, `_free` | `proto`, `subnet`, `pool` | the lease tables |
 //! | `sztp_lease_commits_total`, `sztp_lease_fsync_seconds` | `proto` | the lease writers |
-//! | `sztp_dns_answers_total` | `transport`, `rcode` | the DNS service |
+//! | `sztp_dns_answers_total` | `transport`, `rcode` | the DNS and mDNS services |
+//! | `sztp_{dns,mdns}_srv_queries_total`, `_txt_queries_total`, `sztp_dns_forwarded_total`, `_truncated_total` | `answer` (TXT) | [`DnsSource`] |
 //! | `sztp_restconf_answers_total` | `rpc`, `status` | the redirect server |
 //! | `sztp_device_journal_dropped_total`, `sztp_device_table_dropped_total`, `sztp_device_table_devices`, `sztp_device_table_evicted_total` | – | journal and table |
 //!
