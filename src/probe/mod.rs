@@ -274,7 +274,14 @@ pub fn main(args: ProbeArgs) -> i32 {
     match probe(&args) {
         Ok(report) => {
             if args.json {
-                println!("{}", report.to_json());
+                // serde_json leaves DEL, C1 controls and bidi overrides raw: the server chose them
+                match crate::text::to_json_string(&report.to_json()) {
+                    Ok(j) => println!("{j}"),
+                    Err(e) => {
+                        eprintln!("probe: {e}");
+                        return 1;
+                    }
+                }
             } else {
                 print!("{}", report.render_text());
             }
