@@ -26,6 +26,7 @@ use tracing::{error, info, warn};
 use crate::config::{self, Appliance, Config, LogFormat};
 use crate::devices::{DeviceTable, Fold, Limits};
 use crate::dhcp::v4::server as dhcp4;
+use crate::dns;
 use crate::journal::DeviceJournal;
 use crate::metrics::{DeviceCollector, Metrics};
 use crate::notify;
@@ -39,10 +40,16 @@ pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 /// The lock file in state-dir held (flock, exclusive) while a daemon runs on it.
 pub const LOCK_FILE: &str = "lock";
 
-/// Install the tracing subscriber: text or JSON lines on stderr, `RUST_LOG` to filter.
+/// The log filter when `RUST_LOG` is not set: our info lines; hickory-server's per-query info
+/// lines (`request:… src:…`, `query:…`) only from warn up, since every DNS query would
+/// otherwise write two lines.
+pub const DEFAULT_LOG_FILTER: &str = "info,hickory_server=warn";
+
+/// Install the tracing subscriber: text or JSON lines on stderr, `RUST_LOG` to filter
+/// (default [`DEFAULT_LOG_FILTER`]).
 pub fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(DEFAULT_LOG_FILTER));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
@@ -63,11 +70,14 @@ pub fn init_logging(format: LogFormat) {
 pub struct Bound {
     /// `[dhcp4]`: one UDP socket per interface (and raw senders).
     pub dhcp4: Option<dhcp4::Bound4>,
+    /// `[dns]`: UDP and TCP on each `listen` address.
+    pub dns: Option<dns::BoundDns>,
+    /// `[dns.mdns]`: port 5353 on each interface, IPv4 and IPv6.
+    pub mdns: Option<dns::mdns::BoundMdns>,
     /// `[status]`: one TCP listener per `listen` address, and the token.
     pub status: Option<crate::status::BoundStatus>,
     // ADD A SERVICE (1/4): its bound sockets, e.g.
     //   pub dhcp6: Option<crate::dhcp::v6::server::Bound6>,
-    //   pub dns: Option<crate::dns::BoundDns>,          (unicast; mdns likewise)
     //   pub restconf: Option<crate::restconf::BoundRestconf>,
 }
 
@@ -80,7 +90,7 @@ pub struct Bound {
 pub fn bind(cfg: &Config) -> anyhow::Result<Bound> {
     let mut b = Bound::default();
     for name in ServiceName::ALL {
-        b.bind_one(name, cfg)?;
+        b.bind_one(name, cfg, None)?;
     }
     Ok(b)
 }
@@ -90,6 +100,10 @@ pub fn bind(cfg: &Config) -> anyhow::Result<Bound> {
 pub enum ServiceName {
     /// DHCPv4 server (RFC 2131) with option 143.
     Dhcp4,
+    /// Unicast DNS server (RFC 1035, RFC 8572 §4.2): `_sztp._tcp` SRV, `<serial>._sztp` TXT.
+    Dns,
+    /// mDNS responder (RFC 6762) for the same records under `.local`.
+    Mdns,
     /// Status server: the page, `/api`, `/metrics`.
     Status,
     // ADD A SERVICE (2/4): a variant, and its lines in ALL, as_str and binding_key.
@@ -97,12 +111,19 @@ pub enum ServiceName {
 
 impl ServiceName {
     /// Every service, in start order.
-    pub const ALL: [ServiceName; 2] = [ServiceName::Dhcp4, ServiceName::Status];
+    pub const ALL: [ServiceName; 4] = [
+        ServiceName::Dhcp4,
+        ServiceName::Dns,
+        ServiceName::Mdns,
+        ServiceName::Status,
+    ];
 
     /// The name used in logs (`dhcp4`, …).
     pub fn as_str(self) -> &'static str {
         match self {
             ServiceName::Dhcp4 => "dhcp4",
+            ServiceName::Dns => "dns",
+            ServiceName::Mdns => "mdns",
             ServiceName::Status => "status",
         }
     }
@@ -116,6 +137,12 @@ impl ServiceName {
                 .dhcp4
                 .as_ref()
                 .map(|d| format!("{:?} port {}", d.interfaces, d.port)),
+            ServiceName::Dns => cfg.dns.as_ref().map(|d| format!("{:?}", d.listen)),
+            ServiceName::Mdns => cfg
+                .dns
+                .as_ref()
+                .and_then(|d| d.mdns.as_ref())
+                .map(|m| format!("{:?}", m.interfaces)),
             // not the token: the running server re-reads it after a reload
             ServiceName::Status => cfg.status.as_ref().map(|s| format!("{:?}", s.listen)),
         }
@@ -123,8 +150,16 @@ impl ServiceName {
 }
 
 impl Bound {
-    fn bind_one(&mut self, name: ServiceName, cfg: &Config) -> anyhow::Result<()> {
+    /// Binds `name`'s sockets; `running` is the instance a reload replaces (a unicast DNS
+    /// rebind takes over the addresses it still lists, see [`dns::Listeners`]).
+    fn bind_one(
+        &mut self,
+        name: ServiceName,
+        cfg: &Config,
+        running: Option<&Running>,
+    ) -> anyhow::Result<()> {
         let prefix = |e: io::Error| anyhow::anyhow!("{}: {e}", name.as_str());
+        let on = name.binding_key(cfg).is_some();
         match name {
             ServiceName::Dhcp4 => {
                 self.dhcp4 = cfg
@@ -134,6 +169,15 @@ impl Bound {
                     .transpose()
                     .map_err(prefix)?
             }
+            ServiceName::Dns if on => {
+                let previous = running.and_then(|r| r.dns_listeners.as_ref());
+                let b = dns::bind_reusing(cfg, previous.unwrap_or(&dns::Listeners::default()))
+                    .map_err(prefix)?;
+                self.dns = Some(b);
+            }
+            ServiceName::Mdns if on => self.mdns = Some(dns::mdns::bind(cfg).map_err(prefix)?),
+            // off in the file: nothing to bind
+            ServiceName::Dns | ServiceName::Mdns => {}
             ServiceName::Status => {
                 self.status = cfg
                     .status
@@ -156,6 +200,14 @@ impl Bound {
                 .iter()
                 .filter_map(|i| i.socket.local_addr().ok());
             v.push((ServiceName::Dhcp4, addrs.collect()));
+        }
+        if let Some(b) = &self.dns {
+            let udp = b.udp.iter().filter_map(|s| s.local_addr().ok());
+            v.push((ServiceName::Dns, udp.collect()));
+        }
+        if let Some(b) = &self.mdns {
+            let addrs = b.sockets.iter().filter_map(|s| s.socket.local_addr().ok());
+            v.push((ServiceName::Mdns, addrs.collect()));
         }
         if let Some(b) = &self.status {
             let addrs = b.listeners.iter().filter_map(|l| l.local_addr().ok());
@@ -180,6 +232,8 @@ struct Running {
     id: Id,
     key: String,
     addrs: Vec<SocketAddr>,
+    /// Unicast DNS: duplicates of its sockets, for a reload that changes `[dns] listen`.
+    dns_listeners: Option<dns::Listeners>,
 }
 
 /// Runs the services of a [`Bound`] in one `JoinSet`, each under a child of one token, and
@@ -234,11 +288,28 @@ impl Supervisor {
         for (name, addrs) in bound.listening() {
             let token = self.token.child_token();
             let (ctx, t) = (self.ctx.clone(), token.clone());
+            let mut dns_listeners = None;
             let handle = match name {
                 ServiceName::Dhcp4 => {
                     let b = bound.dhcp4.take().expect("listed as bound");
                     self.tasks
                         .spawn(async move { (name, dhcp4::serve(b, ctx, t).await) })
+                }
+                ServiceName::Dns => {
+                    let b = bound.dns.take().expect("listed as bound");
+                    dns_listeners = b
+                        .listeners()
+                        .inspect_err(|e| {
+                            warn!(error = %e, "cannot duplicate the dns sockets: a reload changing [dns] listen will bind every address anew")
+                        })
+                        .ok();
+                    self.tasks
+                        .spawn(async move { (name, dns::serve(b, ctx, t).await) })
+                }
+                ServiceName::Mdns => {
+                    let b = bound.mdns.take().expect("listed as bound");
+                    self.tasks
+                        .spawn(async move { (name, dns::mdns::serve(b, ctx, t).await) })
                 }
                 ServiceName::Status => {
                     let b = bound.status.take().expect("listed as bound");
@@ -256,6 +327,7 @@ impl Supervisor {
                     id: handle.id(),
                     key,
                     addrs,
+                    dns_listeners,
                 },
             );
         }
@@ -308,7 +380,7 @@ impl Supervisor {
                 continue;
             }
             if want.is_some() {
-                fresh.bind_one(name, &cfg)?;
+                fresh.bind_one(name, &cfg, self.running.get(&name))?;
             }
             if have.is_some() {
                 stop.push(name);
@@ -655,7 +727,6 @@ async fn supervise(path: PathBuf, bound: Bound, ctx: ServiceContext) -> anyhow::
     for (on, what) in [
         (cfg.redirect_server.is_some(), "redirect-server"),
         (cfg.dhcp6.is_some(), "dhcp6"),
-        (cfg.dns.is_some(), "dns"),
     ] {
         if on {
             warn!("[{what}] is enabled but this version does not serve it yet");

@@ -26,8 +26,8 @@ use std::thread::JoinHandle;
 use serde::{Deserialize, Serialize};
 
 use crate::journal::{
-    rfc3339, DeviceEvent, Dhcp4Event, Dhcp4Kind, Dhcp4Reason, EventDetail, DEVICE_JOURNAL_FILE,
-    KEEP_ROTATED,
+    rfc3339, DeviceEvent, Dhcp4Event, Dhcp4Kind, Dhcp4Reason, DnsEvent, DnsKind, DnsTransport,
+    EventDetail, DEVICE_JOURNAL_FILE, KEEP_ROTATED,
 };
 use crate::metrics::EventMetrics;
 use crate::policy::{MacAddr, UriEncoding};
@@ -211,7 +211,68 @@ pub struct Observation {
 pub fn observe(ev: &DeviceEvent) -> Observation {
     match &ev.detail {
         EventDetail::Dhcp4(d) => observe_dhcp4(ev, d),
+        EventDetail::Dns(d) => observe_dns(ev, d),
     }
+}
+
+/// A `<serial>._sztp` TXT question (RFC 8572 §4.2.3; SRV questions name no device and emit no
+/// event). Unicast queries are linked by serial only: their source is often a recursive
+/// resolver, not the device. An mDNS query comes from the device itself (link-local
+/// multicast), so its source address also links it to the lease holder.
+fn observe_dns(ev: &DeviceEvent, d: &DnsEvent) -> Observation {
+    let over = match d.transport {
+        DnsTransport::Udp => "DNS over UDP",
+        DnsTransport::Tcp => "DNS over TCP",
+        DnsTransport::Mdns => "mDNS",
+    };
+    let mut o = Observation {
+        proto: "dns",
+        kind: d.event.as_str(),
+        source: (d.transport == DnsTransport::Mdns).then_some(d.source),
+        ..Observation::default()
+    };
+    let serial = ev.serial.as_deref().unwrap_or("?");
+    match d.event {
+        DnsKind::Answered => {
+            o.stage = Some(Stage::DnsAnswered);
+            if !ev.uris.is_empty() {
+                o.told = Some(Told {
+                    proto: "dns".into(),
+                    uris: ev.uris.clone(),
+                    redirect: true,
+                    // TXT ci= is unsigned redirect-information for now (issue 10 adds oc=/ov=)
+                    signed: Some(false),
+                    ..Told::default()
+                });
+            }
+            o.summary = format!(
+                "{over} {} {} from {}: answered, redirect-information with {} URI{}",
+                d.qtype,
+                d.qname,
+                d.source,
+                ev.uris.len(),
+                if ev.uris.len() == 1 { "" } else { "s" }
+            );
+        }
+        DnsKind::Nxdomain => {
+            let answer = if d.transport == DnsTransport::Mdns {
+                "no answer (mDNS has no negative answers)"
+            } else {
+                "NXDOMAIN"
+            };
+            o.problem = Some(format!(
+                "it looked up its SZTP TXT record ({}) and got {answer}: no device entry or \
+                 rule with a bootstrap server matches serial {serial}; check the serial in \
+                 the policy",
+                d.qname
+            ));
+            o.summary = format!("{over} {} {} from {}: {answer}", d.qtype, d.qname, d.source);
+        }
+    }
+    if let Some(rule) = &ev.rule {
+        let _ = write!(o.summary, " (rule {rule})");
+    }
+    o
 }
 
 fn observe_dhcp4(ev: &DeviceEvent, d: &Dhcp4Event) -> Observation {
@@ -570,12 +631,22 @@ impl Device {
                     ),
                 }
             }
-            Stage::DnsAnswered => verdict(
-                VerdictStatus::Stuck,
-                "got its SZTP DNS records but has not asked the redirect server for \
-                 bootstrapping data: check that the device can reach it"
-                    .into(),
-            ),
+            Stage::DnsAnswered => match &self.told {
+                Some(t) if t.proto == "dns" && !to_us(t) => verdict(
+                    VerdictStatus::HandedOff,
+                    format!(
+                        "got its SZTP TXT record naming the owner's bootstrap server ({}): \
+                         the next steps happen there, out of this appliance's sight",
+                        uris(t)
+                    ),
+                ),
+                _ => verdict(
+                    VerdictStatus::Stuck,
+                    "got its SZTP DNS records but has not asked the redirect server for \
+                     bootstrapping data: check that the device can reach it"
+                        .into(),
+                ),
+            },
             Stage::RedirectServed => verdict(
                 VerdictStatus::HandedOff,
                 match &self.told {
@@ -1326,7 +1397,9 @@ mod tests {
     fn dhcp4(ts: u64, kind: Dhcp4Kind, m: u8, addr: Option<[u8; 4]>, req: bool) -> DeviceEvent {
         let mut ev = DeviceEvent::dhcp4(ts, kind, 0x42, mac(m));
         ev.rule = Some("default".into());
-        let EventDetail::Dhcp4(d) = &mut ev.detail;
+        let EventDetail::Dhcp4(d) = &mut ev.detail else {
+            unreachable!("a dhcp4 event")
+        };
         d.address = addr.map(Ipv4Addr::from);
         d.requested_143 = req;
         d.interface = Some("eth1".into());
@@ -1521,6 +1594,94 @@ mod tests {
         assert_eq!(
             tl.iter().map(|e| e.summary.as_str()).collect::<Vec<_>>()[1..],
             ["DNS TXT SN123._sztp answered", "redirect served"]
+        );
+    }
+
+    fn dns(
+        ts: u64,
+        serial: &str,
+        kind: DnsKind,
+        transport: DnsTransport,
+        src: [u8; 4],
+    ) -> DeviceEvent {
+        DeviceEvent {
+            ts,
+            mac: None,
+            duid: None,
+            serial: Some(serial.into()),
+            rule: (kind == DnsKind::Answered).then(|| "default".to_owned()),
+            uris: if kind == DnsKind::Answered {
+                vec!["https://sztp.owner.example.com:8443".into()]
+            } else {
+                Vec::new()
+            },
+            detail: EventDetail::Dns(DnsEvent {
+                event: kind,
+                transport,
+                source: IpAddr::V4(Ipv4Addr::from(src)),
+                qname: format!("{}._sztp.example.com", serial.to_lowercase()),
+                qtype: "TXT".into(),
+            }),
+        }
+    }
+
+    /// Unicast DNS is keyed by serial only (its source may be a resolver); mDNS comes from the
+    /// device itself, so its source links it to the lease holder.
+    #[test]
+    fn dns_events_key_by_serial_and_mdns_links_the_lease() {
+        let mut f = Fold::new(Limits::default());
+        f.fold(dhcp4(T0, Dhcp4Kind::Ack, 9, Some([192, 0, 2, 120]), false));
+        f.fold(dns(
+            T0 + 1,
+            "SN1",
+            DnsKind::Answered,
+            DnsTransport::Udp,
+            [192, 0, 2, 120],
+        ));
+        assert_eq!(f.len(), 2, "unicast: not linked by source");
+        let d = f.find("SN1").unwrap();
+        let v = d.verdict(&cx());
+        assert_eq!(v.stage, Some(Stage::DnsAnswered));
+        assert_eq!(v.status, VerdictStatus::HandedOff);
+        assert!(v.text.starts_with("got its SZTP TXT record naming the owner's bootstrap server (https://sztp.owner.example.com:8443)"), "{}", v.text);
+        assert!(d.detail(&cx()).timeline[0]
+            .summary
+            .starts_with("DNS over UDP TXT sn1._sztp.example.com from 192.0.2.120: answered, redirect-information with 1 URI (rule default)"));
+
+        f.fold(dns(
+            T0 + 2,
+            "SN2",
+            DnsKind::Answered,
+            DnsTransport::Mdns,
+            [192, 0, 2, 120],
+        ));
+        assert_eq!(f.len(), 2, "mDNS: merged with the lease holder");
+        assert_eq!(
+            f.find("SN2").unwrap().id,
+            f.find("02:00:00:00:00:09").unwrap().id
+        );
+
+        f.fold(dns(
+            T0 + 3,
+            "sn3",
+            DnsKind::Nxdomain,
+            DnsTransport::Tcp,
+            [198, 51, 100, 7],
+        ));
+        let v = f.find("sn3").unwrap().verdict(&cx());
+        assert_eq!(v.status, VerdictStatus::Failed);
+        assert!(
+            v.text.contains("got NXDOMAIN: no device entry or rule"),
+            "{}",
+            v.text
+        );
+        // an answer pointing at this appliance's own redirect server is not a hand-off
+        let ours = VerdictContext {
+            redirect_server: Some("https://sztp.owner.example.com:8443".into()),
+        };
+        assert_eq!(
+            f.find("SN1").unwrap().verdict(&ours).status,
+            VerdictStatus::Stuck
         );
     }
 

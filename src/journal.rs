@@ -1,4 +1,4 @@
-//! The device journal: one JSON line per DHCP step in state-dir, rotated by size
+//! The device journal: one JSON line per device step (DHCP, DNS) in state-dir, rotated by size
 //!
 //! The packet path only serializes the event and `try_send`s the line into a bounded channel;
 //! a background thread owns the file. When the channel is full the event is dropped and counted
@@ -88,6 +88,58 @@ pub struct DeviceEvent {
 pub enum EventDetail {
     /// A DHCPv4 exchange step (RFC 2131).
     Dhcp4(Dhcp4Event),
+    /// A device-specific DNS or mDNS query, `<serial>._sztp.<domain>` TXT (RFC 8572 §4.2.2).
+    Dns(DnsEvent),
+}
+
+/// How a device-specific DNS query was answered.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DnsKind {
+    /// The `ci=` TXT record was sent.
+    #[default]
+    Answered,
+    /// No record for this serial (unknown, or its rule sends it nowhere): NXDOMAIN over unicast
+    /// DNS; silence over mDNS, which has no negative answers (RFC 6762 §6).
+    Nxdomain,
+}
+
+impl DnsKind {
+    /// The kebab-case name used in the journal, logs and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DnsKind::Answered => "answered",
+            DnsKind::Nxdomain => "nxdomain",
+        }
+    }
+}
+
+/// The transport a DNS query came over.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DnsTransport {
+    /// Unicast DNS over UDP (RFC 1035 §4.2.1).
+    #[default]
+    Udp,
+    /// Unicast DNS over TCP (RFC 7766).
+    Tcp,
+    /// Multicast DNS (RFC 6762).
+    Mdns,
+}
+
+/// The DNS part of a [`DeviceEvent`]; the serial is in [`DeviceEvent::serial`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DnsEvent {
+    /// Answered or NXDOMAIN.
+    pub event: DnsKind,
+    /// Unicast UDP, TCP or mDNS.
+    pub transport: DnsTransport,
+    /// The query's IP source address.
+    pub source: std::net::IpAddr,
+    /// The query name as asked, lowercase, without the trailing dot.
+    pub qname: String,
+    /// The query type (`TXT` or `ANY`).
+    pub qtype: String,
 }
 
 /// What a DHCPv4 step was.
@@ -258,6 +310,7 @@ impl DeviceEvent {
     pub fn proto(&self) -> &'static str {
         match self.detail {
             EventDetail::Dhcp4(_) => "dhcp4",
+            EventDetail::Dns(_) => "dns",
         }
     }
 }
@@ -582,7 +635,9 @@ mod tests {
             MacAddr([0, 0x11, 0x22, 0x33, 0x44, i as u8]),
         );
         ev.uris = vec![format!("https://bs{i}.example.net:8443")];
-        let EventDetail::Dhcp4(d) = &mut ev.detail;
+        let EventDetail::Dhcp4(d) = &mut ev.detail else {
+            unreachable!()
+        };
         d.client_id = Some(vec![1, 0xaa, 0xbb]);
         d.vendor_class = Some("Juniper-ex4300".into());
         d.user_class = vec!["sztp".into()];

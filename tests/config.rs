@@ -114,7 +114,10 @@ fn quickstart_model() {
         (d4.interfaces.as_slice(), d4.port),
         (&["lo".to_string()][..], 6767)
     );
-    assert!(c.redirect_server.is_none() && c.dns.is_none() && c.dhcp6.is_none());
+    assert!(c.redirect_server.is_none() && c.dhcp6.is_none());
+    let dns = c.dns.unwrap();
+    assert_eq!(dns.listen, ["127.0.0.1:8053".parse().unwrap()]);
+    assert!(dns.mdns.is_none());
     assert_eq!(c.rules[0].redirect_to.len(), 2);
 }
 

@@ -9,7 +9,7 @@
 # config/quickstart.toml, a probe step here, a line in tests/quickstart.rs):
 #   1. DHCPv4 (relay path): an address and option 143                     served
 #   2. DHCPv6 (relay path): an address and option 136                     SLOT (issue 7)
-#   3. DNS: _sztp._tcp SRV and <serial>._sztp TXT                         SLOT (issue 8)
+#   3. DNS: _sztp._tcp SRV and <serial>._sztp TXT                         served
 #   4. RESTCONF get-bootstrapping-data on the redirect server, and the
 #      owner's bootstrap server (a test double) reached through it        SLOT (issue 9)
 #   5. the device's timeline (`devices`) and the status page              served
@@ -39,9 +39,8 @@ echo "--- 1. DHCPv4: a device asks (probe as relay agent 127.0.0.1, link 192.0.2
 # as a relay agent asking for an address and option 136, e.g. "$bin" probe ... --relay ...
 echo "--- 2. DHCPv6 (option 136): not served by this version yet"
 
-# ---- SLOT 3, DNS (issue 8): [dns] on a loopback high port, then the device's lookups:
-# _sztp._tcp SRV and <serial>._sztp TXT (probe, or dig -p PORT @127.0.0.1).
-echo "--- 3. DNS (_sztp._tcp SRV, <serial>._sztp TXT): not served by this version yet"
+echo "--- 3. DNS: a device with serial SN0001 looks up its TXT record, then the SRV:"
+"$bin" probe --dns-server 127.0.0.1:8053 --domain staging.example.com --serial SN0001
 
 # ---- SLOT 4, RESTCONF (issue 9): [redirect-server] on a loopback high port and an owner
 # bootstrap-server test double; the probe follows option 143 to the redirect server
@@ -49,9 +48,10 @@ echo "--- 3. DNS (_sztp._tcp SRV, <serial>._sztp TXT): not served by this versio
 echo "--- 4. RESTCONF redirect to the owner's bootstrap server: not served by this version yet"
 
 echo "--- 5. the device's journey (sztp-redirector devices, from the status API):"
-# the status server folds each step just after the reply has left: wait for the ACK's
+# the status server folds each step just after the reply has left: wait for the last ones
 for _ in $(seq 50); do
-  "$bin" devices --config "$cfg" --json "$mac" 2>/dev/null | grep -q '"dhcp-acked"' && break
+  "$bin" devices --config "$cfg" --json "$mac" 2>/dev/null | grep -q '"dhcp-acked"' &&
+    "$bin" devices --config "$cfg" --json SN0001 2>/dev/null | grep -q '"dns-answered"' && break
   sleep 0.1
 done
 "$bin" devices --config "$cfg"
@@ -59,7 +59,7 @@ done
 echo "--- status page: http://127.0.0.1:9143/ (metrics: http://127.0.0.1:9143/metrics)"
 echo "--- leases:"
 "$bin" leases --config "$cfg"
-echo "--- stop (SIGTERM), then the device journal's last event:"
+echo "--- stop (SIGTERM), then the device journal's last two events (the ACK, the TXT answer):"
 kill -TERM "$server"
 wait "$server"
-tail -n 1 target/quickstart-state/devices.jsonl
+tail -n 2 target/quickstart-state/devices.jsonl

@@ -229,6 +229,7 @@ pub(crate) struct RawDns {
 pub(crate) struct RawMdns {
     pub(crate) enabled: Option<bool>,
     pub(crate) interfaces: Option<StrList>,
+    pub(crate) hostname: Option<Str>,
 }
 
 #[derive(Debug, Deserialize)]

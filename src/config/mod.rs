@@ -353,6 +353,9 @@ pub struct Dns {
 pub struct Mdns {
     /// Interface names.
     pub interfaces: Vec<String>,
+    /// The appliance's `<hostname>.local` name (one DNS label, lowercase). `None`: the system
+    /// host name's first label, read when the responder starts.
+    pub hostname: Option<String>,
 }
 
 /// `[status]`: the operator's status server (device table, metrics, leases over HTTP).

@@ -1142,10 +1142,19 @@ fn dns(cx: &mut Ctx<'_>, raw: &RawConfig) -> Option<Dns> {
         if m.enabled == Some(false) {
             return None;
         }
+        let hostname = m
+            .hostname
+            .as_ref()
+            .and_then(|h| cx.parse(h, "dns.mdns.hostname", parse_host_label));
         Some(Mdns {
             interfaces: cx.interfaces(&m.interfaces, "dns.mdns", &mspan),
+            hostname,
         })
     });
+    serials_are_labels(cx, raw);
+    if !zones.is_empty() {
+        domains_are_zones(cx, raw, &zones);
+    }
     Some(Dns {
         listen,
         zones,
@@ -1154,6 +1163,100 @@ fn dns(cx: &mut Ctx<'_>, raw: &RawConfig) -> Option<Dns> {
         hosts,
         mdns,
     })
+}
+
+/// With DNS on, every `[[device]]` serial names one DNS label, `<serial>._sztp.<zone>` (RFC
+/// 8572 §4.2.2): 1–63 octets of printable ASCII, no `.` (a dot would split the label) and no
+/// space.
+fn serials_are_labels(cx: &mut Ctx<'_>, raw: &RawConfig) {
+    for (i, d) in raw.device.iter().enumerate() {
+        let Some(s) = &d.get_ref().serial else {
+            continue;
+        };
+        if s.get_ref().is_empty() {
+            continue; // reported by devices()
+        }
+        if let Err(m) = serial_label(s.get_ref()) {
+            cx.err(s.span(), format!("device[{i}].serial"), m);
+        }
+    }
+}
+
+/// Whether `serial` can be the one label of `<serial>._sztp.<zone>`.
+pub(crate) fn serial_label(serial: &str) -> Result<(), String> {
+    let why = if serial.len() > 63 {
+        "it is longer than 63 octets"
+    } else if serial.contains('.') {
+        "it contains '.', which would split it into several labels"
+    } else if !serial.bytes().all(|b| b.is_ascii_graphic()) {
+        "only printable ASCII without spaces is allowed"
+    } else {
+        return Ok(());
+    };
+    Err(format!(
+        "serial {serial:?} is not a single DNS label for <serial>._sztp.<zone> (RFC 8572 §4.2.2): {why}"
+    ))
+}
+
+/// A device looks for `<serial>._sztp.<domain>` and `_sztp._tcp.<domain>` under the domain DHCP
+/// gave it (options 15 and 119, DHCPv6 option 24): each such domain must be a zone we serve.
+fn domains_are_zones(cx: &mut Ctx<'_>, raw: &RawConfig, zones: &[String]) {
+    let mut handed_out: Vec<(String, &Str)> = Vec::new();
+    if let Some(d) = raw
+        .dhcp4
+        .as_ref()
+        .filter(|d| d.get_ref().enabled != Some(false))
+    {
+        for (i, sn) in d.get_ref().subnet.iter().enumerate() {
+            let sn = sn.get_ref();
+            if let Some(n) = &sn.domain_name {
+                handed_out.push((format!("dhcp4.subnet[{i}].domain-name"), n));
+            }
+            for (j, n) in sn.domain_search.iter().flatten().enumerate() {
+                handed_out.push((format!("dhcp4.subnet[{i}].domain-search[{j}]"), n));
+            }
+        }
+    }
+    if let Some(d) = raw
+        .dhcp6
+        .as_ref()
+        .filter(|d| d.get_ref().enabled != Some(false))
+    {
+        for (i, sn) in d.get_ref().subnet.iter().enumerate() {
+            for (j, n) in sn.get_ref().domain_search.iter().enumerate() {
+                handed_out.push((format!("dhcp6.subnet[{i}].domain-search[{j}]"), n));
+            }
+        }
+    }
+    for (key, name) in handed_out {
+        // a malformed name has its own error already
+        let Ok(domain) = parse_dns_name(name.get_ref()) else {
+            continue;
+        };
+        if !zones.contains(&domain) {
+            cx.err(
+                name.span(),
+                key,
+                format!(
+                    "domain {domain:?} is handed out by DHCP but is not one of dns.zones ({}): \
+                     a device would look for _sztp._tcp.{domain} and <serial>._sztp.{domain} \
+                     and find nothing",
+                    zones.join(", ")
+                ),
+            );
+        }
+    }
+}
+
+/// `[dns.mdns] hostname`: one DNS label, the `<hostname>.local` of the appliance.
+fn parse_host_label(s: &str) -> Result<String, String> {
+    let name = parse_dns_name(s)?;
+    if name.contains('.') {
+        return Err(format!(
+            "{s:?} is not a single label: the name is <hostname>.local (give \"appliance\", not \"appliance.local\")"
+        ));
+    }
+    Ok(name)
 }
 
 fn status(cx: &mut Ctx<'_>, raw: &RawConfig) -> Option<Status> {

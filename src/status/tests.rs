@@ -61,7 +61,9 @@ fn fixture(token: Option<&str>) -> Fixture {
 fn event(kind: Dhcp4Kind, last: u8, requested_143: bool) -> DeviceEvent {
     let mut ev = DeviceEvent::dhcp4(1_795_810_500, kind, 7, MacAddr([2, 0, 0, 0, 0, last]));
     ev.rule = Some("default".into());
-    let EventDetail::Dhcp4(d) = &mut ev.detail;
+    let EventDetail::Dhcp4(d) = &mut ev.detail else {
+        unreachable!("a dhcp4 event")
+    };
     d.address = Some(Ipv4Addr::new(192, 0, 2, 100 + last));
     d.requested_143 = requested_143;
     if requested_143 {
