@@ -10,20 +10,22 @@ const LONG_ABOUT: &str = "\
 Makes a staging network ready for Secure Zero Touch Provisioning (RFC 8572). This version is \
 the segment's DHCPv4 server (RFC 2131: pools, reservations, leases, relays) and DHCPv6 server \
 (RFC 8415: stateful and stateless, relays, Rapid Commit, reservations by DUID or MAC) and adds \
-the SZTP redirect list to their answers: option 143 (DHCPv4) and option 136 (DHCPv6). One \
-policy, read from one TOML file, decides which bootstrap servers a device is sent to. [status] \
-serves the operator's status page over HTTP: every device seen, where it got stuck and why, its \
-timeline, the leases, and Prometheus metrics (`devices` prints the same from the command line). \
-The file's [dns] and [redirect-server] sections are validated but not served yet: `run` logs a \
-warning when they are enabled. A DHCP server never answers on an interface the file does not \
-name.";
+the SZTP redirect list to their answers: option 143 (DHCPv4) and option 136 (DHCPv6). It also \
+serves the SZTP DNS records ([dns]: _sztp._tcp SRV and <serial>._sztp TXT over unicast DNS, and \
+under .local over mDNS on the [dns.mdns] interfaces). One policy, read from one TOML file, \
+decides which bootstrap servers a device is sent to. [status] serves the operator's status page \
+over HTTP: every device seen, where it got stuck and why, its timeline, the leases, and \
+Prometheus metrics (`devices` prints the same from the command line). The file's \
+[redirect-server] section is validated but not served yet: `run` logs a warning when it is \
+enabled. A DHCP server never answers on an interface the file does not name.";
 
 const AFTER_LONG_HELP: &str = "\
 Exit status: 0 success (run: stopped by SIGTERM or SIGINT); 1 runtime failure (a socket that \
 cannot be bound, a state directory in use by another sztp-redirector or not writable); 2 usage \
 error; 78 configuration error (EX_CONFIG: the systemd unit does not restart on it). probe: 0 an \
 ACK or a DHCPv6 Reply, 2 a NAK, a refusal (a DHCPv6 status code) or no answer to the request, 3 \
-no server answered, 1 local error.
+no server answered, 1 local error; in DNS mode (--dns-server, --mdns) 0 a redirect or SRV found, \
+2 answers without one, 3 no answer.
 
 Signals (run): SIGHUP re-reads the file and status.token-file; an invalid file, an unreadable \
 token file, or a socket of the new one that cannot be bound, is logged and the running \

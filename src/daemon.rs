@@ -27,6 +27,7 @@ use crate::config::{self, Appliance, Config, LogFormat};
 use crate::devices::{DeviceTable, Fold, Limits};
 use crate::dhcp::v4::server as dhcp4;
 use crate::dhcp::v6::server as dhcp6;
+use crate::dns;
 use crate::journal::DeviceJournal;
 use crate::metrics::{DeviceCollector, Metrics};
 use crate::notify;
@@ -40,10 +41,16 @@ pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 /// The lock file in state-dir held (flock, exclusive) while a daemon runs on it.
 pub const LOCK_FILE: &str = "lock";
 
-/// Install the tracing subscriber: text or JSON lines on stderr, `RUST_LOG` to filter.
+/// The log filter when `RUST_LOG` is not set: our info lines; hickory-server's per-query info
+/// lines (`request:… src:…`, `query:…`) only from warn up, since every DNS query would
+/// otherwise write two lines.
+pub const DEFAULT_LOG_FILTER: &str = "info,hickory_server=warn";
+
+/// Install the tracing subscriber: text or JSON lines on stderr, `RUST_LOG` to filter
+/// (default [`DEFAULT_LOG_FILTER`]).
 pub fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(DEFAULT_LOG_FILTER));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
@@ -66,10 +73,13 @@ pub struct Bound {
     pub dhcp4: Option<dhcp4::Bound4>,
     /// `[dhcp6]`: one UDP socket joined to ff02::1:2 on every interface.
     pub dhcp6: Option<dhcp6::Bound6>,
+    /// `[dns]`: UDP and TCP on each `listen` address.
+    pub dns: Option<dns::BoundDns>,
+    /// `[dns.mdns]`: port 5353 on each interface, IPv4 and IPv6.
+    pub mdns: Option<dns::mdns::BoundMdns>,
     /// `[status]`: one TCP listener per `listen` address, and the token.
     pub status: Option<crate::status::BoundStatus>,
     // ADD A SERVICE (1/4): its bound sockets, e.g.
-    //   pub dns: Option<crate::dns::BoundDns>,          (unicast; mdns likewise)
     //   pub restconf: Option<crate::restconf::BoundRestconf>,
 }
 
@@ -82,7 +92,7 @@ pub struct Bound {
 pub fn bind(cfg: &Config) -> anyhow::Result<Bound> {
     let mut b = Bound::default();
     for name in ServiceName::ALL {
-        b.bind_one(name, cfg)?;
+        b.bind_one(name, cfg, None)?;
     }
     Ok(b)
 }
@@ -94,6 +104,10 @@ pub enum ServiceName {
     Dhcp4,
     /// DHCPv6 server (RFC 8415) with option 136.
     Dhcp6,
+    /// Unicast DNS server (RFC 1035, RFC 8572 §4.2): `_sztp._tcp` SRV, `<serial>._sztp` TXT.
+    Dns,
+    /// mDNS responder (RFC 6762) for the same records under `.local`.
+    Mdns,
     /// Status server: the page, `/api`, `/metrics`.
     Status,
     // ADD A SERVICE (2/4): a variant, and its lines in ALL, as_str and binding_key.
@@ -101,13 +115,21 @@ pub enum ServiceName {
 
 impl ServiceName {
     /// Every service, in start order.
-    pub const ALL: [ServiceName; 3] = [ServiceName::Dhcp4, ServiceName::Dhcp6, ServiceName::Status];
+    pub const ALL: [ServiceName; 5] = [
+        ServiceName::Dhcp4,
+        ServiceName::Dhcp6,
+        ServiceName::Dns,
+        ServiceName::Mdns,
+        ServiceName::Status,
+    ];
 
     /// The name used in logs (`dhcp4`, …).
     pub fn as_str(self) -> &'static str {
         match self {
             ServiceName::Dhcp4 => "dhcp4",
             ServiceName::Dhcp6 => "dhcp6",
+            ServiceName::Dns => "dns",
+            ServiceName::Mdns => "mdns",
             ServiceName::Status => "status",
         }
     }
@@ -125,6 +147,12 @@ impl ServiceName {
                 .dhcp6
                 .as_ref()
                 .map(|d| format!("{:?} port {}", d.interfaces, d.port)),
+            ServiceName::Dns => cfg.dns.as_ref().map(|d| format!("{:?}", d.listen)),
+            ServiceName::Mdns => cfg
+                .dns
+                .as_ref()
+                .and_then(|d| d.mdns.as_ref())
+                .map(|m| format!("{:?}", m.interfaces)),
             // not the token: the running server re-reads it after a reload
             ServiceName::Status => cfg.status.as_ref().map(|s| format!("{:?}", s.listen)),
         }
@@ -132,8 +160,16 @@ impl ServiceName {
 }
 
 impl Bound {
-    fn bind_one(&mut self, name: ServiceName, cfg: &Config) -> anyhow::Result<()> {
+    /// Binds `name`'s sockets; `running` is the instance a reload replaces (a unicast DNS
+    /// rebind takes over the addresses it still lists, see [`dns::Listeners`]).
+    fn bind_one(
+        &mut self,
+        name: ServiceName,
+        cfg: &Config,
+        running: Option<&Running>,
+    ) -> anyhow::Result<()> {
         let prefix = |e: io::Error| anyhow::anyhow!("{}: {e}", name.as_str());
+        let on = name.binding_key(cfg).is_some();
         match name {
             ServiceName::Dhcp4 => {
                 self.dhcp4 = cfg
@@ -151,6 +187,15 @@ impl Bound {
                     .transpose()
                     .map_err(prefix)?
             }
+            ServiceName::Dns if on => {
+                let previous = running.and_then(|r| r.dns_listeners.as_ref());
+                let b = dns::bind_reusing(cfg, previous.unwrap_or(&dns::Listeners::default()))
+                    .map_err(prefix)?;
+                self.dns = Some(b);
+            }
+            ServiceName::Mdns if on => self.mdns = Some(dns::mdns::bind(cfg).map_err(prefix)?),
+            // off in the file: nothing to bind
+            ServiceName::Dns | ServiceName::Mdns => {}
             ServiceName::Status => {
                 self.status = cfg
                     .status
@@ -180,6 +225,14 @@ impl Bound {
                 b.socket.local_addr().into_iter().collect(),
             ));
         }
+        if let Some(b) = &self.dns {
+            let udp = b.udp.iter().filter_map(|s| s.local_addr().ok());
+            v.push((ServiceName::Dns, udp.collect()));
+        }
+        if let Some(b) = &self.mdns {
+            let addrs = b.sockets.iter().filter_map(|s| s.socket.local_addr().ok());
+            v.push((ServiceName::Mdns, addrs.collect()));
+        }
         if let Some(b) = &self.status {
             let addrs = b.listeners.iter().filter_map(|l| l.local_addr().ok());
             v.push((ServiceName::Status, addrs.collect()));
@@ -203,6 +256,8 @@ struct Running {
     id: Id,
     key: String,
     addrs: Vec<SocketAddr>,
+    /// Unicast DNS: duplicates of its sockets, for a reload that changes `[dns] listen`.
+    dns_listeners: Option<dns::Listeners>,
 }
 
 /// Runs the services of a [`Bound`] in one `JoinSet`, each under a child of one token, and
@@ -257,6 +312,7 @@ impl Supervisor {
         for (name, addrs) in bound.listening() {
             let token = self.token.child_token();
             let (ctx, t) = (self.ctx.clone(), token.clone());
+            let mut dns_listeners = None;
             let handle = match name {
                 ServiceName::Dhcp4 => {
                     let b = bound.dhcp4.take().expect("listed as bound");
@@ -267,6 +323,22 @@ impl Supervisor {
                     let b = bound.dhcp6.take().expect("listed as bound");
                     self.tasks
                         .spawn(async move { (name, dhcp6::serve(b, ctx, t).await) })
+                }
+                ServiceName::Dns => {
+                    let b = bound.dns.take().expect("listed as bound");
+                    dns_listeners = b
+                        .listeners()
+                        .inspect_err(|e| {
+                            warn!(error = %e, "cannot duplicate the dns sockets: a reload changing [dns] listen will bind every address anew")
+                        })
+                        .ok();
+                    self.tasks
+                        .spawn(async move { (name, dns::serve(b, ctx, t).await) })
+                }
+                ServiceName::Mdns => {
+                    let b = bound.mdns.take().expect("listed as bound");
+                    self.tasks
+                        .spawn(async move { (name, dns::mdns::serve(b, ctx, t).await) })
                 }
                 ServiceName::Status => {
                     let b = bound.status.take().expect("listed as bound");
@@ -284,6 +356,7 @@ impl Supervisor {
                     id: handle.id(),
                     key,
                     addrs,
+                    dns_listeners,
                 },
             );
         }
@@ -336,7 +409,7 @@ impl Supervisor {
                 continue;
             }
             if want.is_some() {
-                fresh.bind_one(name, &cfg)?;
+                fresh.bind_one(name, &cfg, self.running.get(&name))?;
             }
             if have.is_some() {
                 stop.push(name);
@@ -680,10 +753,7 @@ async fn supervise(path: PathBuf, bound: Bound, ctx: ServiceContext) -> anyhow::
         None,
     )?;
     let cfg = ctx.published.load().config.clone();
-    for (on, what) in [
-        (cfg.redirect_server.is_some(), "redirect-server"),
-        (cfg.dns.is_some(), "dns"),
-    ] {
+    for (on, what) in [(cfg.redirect_server.is_some(), "redirect-server")] {
         if on {
             warn!("[{what}] is enabled but this version does not serve it yet");
         }

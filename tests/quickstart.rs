@@ -37,13 +37,16 @@ fn quickstart_script_shows_a_device_being_redirected() {
         text.contains("02:00:00:53:5a:50  192.0.2.100"),
         "devices table: {text}"
     );
+    // the STAGE column is as wide as its longest entry (dns-answered)
     assert!(
-        text.contains("dhcp-acked  handed-off: got a lease and option 143"),
+        text.lines().any(|l| l.starts_with("02:00:00:53:5a:50")
+            && l.contains(" dhcp-acked ")
+            && l.contains("  handed-off: got a lease and option 143")),
         "{text}"
     );
     // one device: DHCPv4 and DHCPv6 folded by its MAC
     assert!(
-        text.contains("(1 device from http://127.0.0.1:9143)"),
+        text.contains("(2 devices from http://127.0.0.1:9143)"),
         "{text}"
     );
     assert!(
@@ -74,7 +77,34 @@ fn quickstart_script_shows_a_device_being_redirected() {
         "leases: {text}"
     );
     assert!(text.contains("\"requested_136\":true"), "{text}");
-    // SLOTS 3-4 (DNS, RESTCONF): each service's engineer asserts its step here
+    // step 3: DNS, the probe's TXT then SRV lookups, and the device it shows in the table
+    assert!(
+        text.contains("listening for dns on udp 127.0.0.1:8053"),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "1. TXT SN0001._sztp.staging.example.com dns @127.0.0.1:8053: 127.0.0.1 answered: \
+             ci redirect-information\n   1. https://sztp.owner.example.com:8443"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("answered: 2 SRV target(s)\n   1. https://sztp.owner.example.com:8443"),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "dns-answered  handed-off: got its SZTP TXT record naming the owner's bootstrap \
+             server (https://sztp.owner.example.com:8443"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("\"proto\":\"dns\",\"event\":\"answered\",\"transport\":\"udp\""),
+        "{text}"
+    );
+    // SLOT 4 (RESTCONF): its engineer asserts its step here
     assert!(text.contains("\"event\":\"ack\""), "{text}");
     assert!(text.contains("\"requested_143\":true"), "{text}");
 }

@@ -9,7 +9,7 @@
 # config/quickstart.toml, a probe step here, a line in tests/quickstart.rs):
 #   1. DHCPv4 (relay path): an address and option 143                     served
 #   2. DHCPv6 (relay path): an address and option 136                     served
-#   3. DNS: _sztp._tcp SRV and <serial>._sztp TXT                         SLOT (issue 8)
+#   3. DNS: _sztp._tcp SRV and <serial>._sztp TXT                         served
 #   4. RESTCONF get-bootstrapping-data on the redirect server, and the
 #      owner's bootstrap server (a test double) reached through it        SLOT (issue 9)
 #   5. the device's timeline (`devices`) and the status page              served
@@ -38,9 +38,8 @@ echo "--- 1. DHCPv4: a device asks (probe as relay agent 127.0.0.1, link 192.0.2
 echo "--- 2. DHCPv6: the same device asks (probe as relay agent [::1], link 2001:db8:1::1):"
 "$bin" probe --relay6 "[::1]:6547" --link-address 2001:db8:1::1 --mac "$mac" --wait 500ms
 
-# ---- SLOT 3, DNS (issue 8): [dns] on a loopback high port, then the device's lookups:
-# _sztp._tcp SRV and <serial>._sztp TXT (probe, or dig -p PORT @127.0.0.1).
-echo "--- 3. DNS (_sztp._tcp SRV, <serial>._sztp TXT): not served by this version yet"
+echo "--- 3. DNS: a device with serial SN0001 looks up its TXT record, then the SRV:"
+"$bin" probe --dns-server 127.0.0.1:8053 --domain staging.example.com --serial SN0001
 
 # ---- SLOT 4, RESTCONF (issue 9): [redirect-server] on a loopback high port and an owner
 # bootstrap-server test double; the probe follows option 143 to the redirect server
@@ -48,9 +47,10 @@ echo "--- 3. DNS (_sztp._tcp SRV, <serial>._sztp TXT): not served by this versio
 echo "--- 4. RESTCONF redirect to the owner's bootstrap server: not served by this version yet"
 
 echo "--- 5. the device's journey (sztp-redirector devices, from the status API):"
-# the status server folds each step just after the reply has left: wait for the last Reply's
+# the status server folds each step just after the reply has left: wait for the last ones
 for _ in $(seq 50); do
-  "$bin" devices --config "$cfg" --json "$mac" 2>/dev/null | grep -q 'DHCPv6 Reply to Request' && break
+  "$bin" devices --config "$cfg" --json "$mac" 2>/dev/null | grep -q 'DHCPv6 Reply to Request' &&
+    "$bin" devices --config "$cfg" --json SN0001 2>/dev/null | grep -q '"dns-answered"' && break
   sleep 0.1
 done
 "$bin" devices --config "$cfg"
@@ -58,8 +58,9 @@ done
 echo "--- status page: http://127.0.0.1:9143/ (metrics: http://127.0.0.1:9143/metrics)"
 echo "--- leases:"
 "$bin" leases --config "$cfg"
-echo "--- stop (SIGTERM), then the device journal's last two events (DHCPv4 ACK, DHCPv6 Reply):"
+echo "--- stop (SIGTERM), then the device journal's last events (the ACK, the DHCPv6 Reply, the TXT answer):"
 kill -TERM "$server"
 wait "$server"
 grep '"event":"ack"' target/quickstart-state/devices.jsonl | tail -n 1
 grep '"event":"request"' target/quickstart-state/devices.jsonl | tail -n 1
+grep '"proto":"dns"' target/quickstart-state/devices.jsonl | tail -n 1

@@ -94,7 +94,7 @@ pub(crate) struct RawRule {
     pub(crate) redirect_to: StrList,
     pub(crate) via: Option<Spanned<RawVia>>,
     pub(crate) dhcp_uri_encoding: Option<RawUriEncoding>,
-    pub(crate) dhcp_uri_form: Option<RawUriForm>,
+    pub(crate) dhcp_uri_form: Option<Spanned<RawUriForm>>,
     pub(crate) dhcp_always_send: Option<bool>,
 }
 
@@ -131,6 +131,7 @@ pub(crate) enum RawUriEncoding {
 pub(crate) enum RawUriForm {
     Authority,
     OperationUrl,
+    HostPort,
 }
 
 #[derive(Debug, Deserialize)]
@@ -151,6 +152,7 @@ pub(crate) struct RawDhcp4 {
     pub(crate) server_id: Option<Str>,
     pub(crate) offer_time: Option<Str>,
     pub(crate) decline_time: Option<Str>,
+    pub(crate) authoritative: Option<bool>,
     #[serde(default)]
     pub(crate) subnet: Vec<Spanned<RawSubnet4>>,
 }
@@ -170,6 +172,7 @@ pub(crate) struct RawSubnet4 {
     pub(crate) lease_time: Option<Str>,
     pub(crate) renewal_time: Option<Str>,
     pub(crate) rebinding_time: Option<Str>,
+    pub(crate) authoritative: Option<bool>,
     #[serde(default)]
     pub(crate) reservation: Vec<Spanned<RawReservation4>>,
 }
@@ -243,6 +246,7 @@ pub(crate) struct RawDns {
 pub(crate) struct RawMdns {
     pub(crate) enabled: Option<bool>,
     pub(crate) interfaces: Option<StrList>,
+    pub(crate) hostname: Option<Str>,
 }
 
 #[derive(Debug, Deserialize)]

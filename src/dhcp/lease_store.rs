@@ -47,6 +47,7 @@ use serde::Serialize;
 use crate::dhcp::leases::{Lease4, LeaseState};
 use crate::dhcp::v6::bindings::Lease6;
 use crate::journal::rfc3339;
+use crate::policy::client_id_text;
 use crate::ratelimit::LogLimiter;
 use crate::state_dir::{Access, StateDir};
 
@@ -588,6 +589,8 @@ struct LeaseRow {
     remaining: String,
     client_id: Option<String>,
     iaid: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    client_id_text: Option<String>,
     hostname: Option<String>,
     expires_unix: u64,
 }
@@ -603,6 +606,7 @@ impl LeaseRow {
             remaining: remaining(l.expires, now),
             client_id: l.client_id.as_ref().map(hex::encode),
             iaid: None,
+            client_id_text: l.client_id.as_deref().and_then(client_id_text),
             hostname: l.hostname.clone(),
             expires_unix: l.expires,
         }
@@ -618,6 +622,7 @@ impl LeaseRow {
             remaining: remaining(l.expires, now),
             // the DHCPv6 Client Identifier option carries the DUID (RFC 8415 §21.2)
             client_id: Some(hex::encode(&l.duid)),
+            client_id_text: None,
             iaid: Some(l.iaid),
             hostname: None,
             expires_unix: l.expires,
@@ -690,14 +695,23 @@ fn render_rows(rows: Vec<LeaseRow>, json: bool, out: &mut dyn Write) -> Result<(
     let cells: Vec<[String; 9]> = rows
         .into_iter()
         .map(|r| {
+            // a client keyed by option 61 alone (RFC 4390) has no MAC
+            let mac = match r.mac {
+                Some(m) if !(m == "00:00:00:00:00:00" && r.client_id.is_some()) => m,
+                _ => dash(),
+            };
             [
                 r.proto.to_owned(),
                 r.address,
-                r.mac.unwrap_or_else(dash),
+                mac,
                 r.state.to_owned(),
                 r.expires,
                 r.remaining,
-                r.client_id.unwrap_or_else(dash),
+                r.client_id_text
+                    .as_deref()
+                    .map(|t| crate::text::printable(t).into_owned())
+                    .or(r.client_id)
+                    .unwrap_or_else(dash),
                 r.iaid.map_or_else(dash, |i| i.to_string()),
                 r.hostname
                     .as_deref()

@@ -5,9 +5,12 @@
 //! same way: `--interface IF --dhcp6` (link-local, port 546) or `--relay6 [ADDR]:PORT`.
 //! Exit codes: 0 an ACK or Reply (with or without option 143/136), 2 a NAK, a refusal or no
 //! answer to the request, 3 no server answered, 1 local error.
+//! DNS mode (`--dns-server`/`--domain` and/or `--mdns`, with `--serial`) makes the RFC 8572
+//! §4.2 lookups instead ([`dns`]): 0 a redirect or SRV found, 2 answers without one, 3 none.
 
 pub(crate) mod dhcp4;
 pub(crate) mod dhcp6;
+pub(crate) mod dns;
 pub(crate) mod exchange;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -22,7 +25,7 @@ use exchange::{RawTransport, RelayTransport, Timing};
 
 /// `probe` options.
 #[derive(Args, Debug, Clone)]
-#[command(group(clap::ArgGroup::new("via").required(true).args(["interface", "relay", "relay6"])))]
+#[command(group(clap::ArgGroup::new("via").required(true).multiple(true).args(["interface", "relay", "relay6", "dns_server", "mdns"])))]
 #[command(group(clap::ArgGroup::new("relaying").multiple(false).args(["relay", "relay6"])))]
 pub struct ProbeArgs {
     /// Act as a device on IFACE with raw frames (root or CAP_NET_RAW)
@@ -107,6 +110,29 @@ pub struct ProbeArgs {
     /// Print one JSON object instead of text
     #[arg(long)]
     pub json: bool,
+    /// DNS mode: ask this unicast DNS server (ADDR, ADDR:PORT or [V6]:PORT; port 53 by default)
+    #[arg(long, value_name = "ADDR[:PORT]", value_parser = parse_dns_server, requires = "domain", conflicts_with_all = ["interface", "relay"])]
+    pub dns_server: Option<SocketAddr>,
+    /// DNS mode: the domain of the unicast lookups (<serial>._sztp.<domain>, _sztp._tcp.<domain>)
+    #[arg(long, requires = "dns_server")]
+    pub domain: Option<String>,
+    /// DNS mode: ask mDNS on IFACE (<serial>._sztp.local, _sztp._tcp.local)
+    #[arg(long, value_name = "IFACE", conflicts_with_all = ["interface", "relay"])]
+    pub mdns: Option<String>,
+    /// DNS mode: the device serial number, for the TXT lookups (without it only SRV is asked)
+    #[arg(long)]
+    pub serial: Option<String>,
+}
+
+fn parse_dns_server(s: &str) -> Result<SocketAddr, String> {
+    if let Ok(a) = s.parse::<SocketAddr>() {
+        return Ok(a);
+    }
+    s.parse::<IpAddr>()
+        .map(|ip| SocketAddr::new(ip, 53))
+        .map_err(|_| {
+            format!("{s:?} is not an address (192.0.2.53, 192.0.2.53:5353, [2001:db8::53]:53)")
+        })
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -369,6 +395,21 @@ pub fn main(args: ProbeArgs) -> i32 {
                 1
             }
         };
+    }
+    if args.dns_server.is_some() || args.mdns.is_some() {
+        let report = dns::run(
+            args.serial.as_deref(),
+            args.domain.as_deref(),
+            args.dns_server,
+            args.mdns.as_deref(),
+            args.wait,
+        );
+        if args.json {
+            println!("{}", report.to_json());
+        } else {
+            print!("{}", report.render_text());
+        }
+        return report.exit_code();
     }
     match probe(&args) {
         Ok(report) => {
