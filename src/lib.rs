@@ -31,6 +31,7 @@ pub mod dhcp;
 pub mod journal;
 pub mod policy;
 pub mod probe;
+pub mod restconf;
 pub mod runtime;
 pub mod sys;
 pub mod sztp;

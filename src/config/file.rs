@@ -63,11 +63,32 @@ pub struct RawRedirectServer {
     pub enabled: Option<bool>,
     pub listen: Option<StrList>,
     pub advertise: Option<Str>,
-    pub tls_certificate: Option<Str>,
-    pub tls_key: Option<Str>,
+    pub tls_certificate: Option<Spanned<OneOrMany>>,
+    pub tls_key: Option<Spanned<OneOrMany>>,
     pub client_ca: Option<Str>,
     pub serial_from: Option<RawSerialFrom>,
     pub report_progress: Option<RawReportProgress>,
+    pub min_tls_version: Option<Spanned<RawTlsVersion>>,
+    pub max_connections: Option<Spanned<i64>>,
+    pub rate_limit: Option<Spanned<i64>>,
+    pub client_timeout: Option<Str>,
+    pub conveyed_encoding: Option<RawConveyedEncoding>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+pub enum RawTlsVersion {
+    #[serde(rename = "1.2")]
+    Tls12,
+    #[serde(rename = "1.3")]
+    Tls13,
+}
+
+#[derive(Clone, Copy, Debug, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RawConveyedEncoding {
+    AsResponse,
+    Json,
+    Xml,
 }
 
 #[derive(Clone, Copy, Debug, Deserialize)]
@@ -110,6 +131,7 @@ pub struct RawMatch {
     pub interface: Option<Spanned<OneOrMany>>,
     pub serial: Option<Spanned<OneOrMany>>,
     pub hw_model: Option<Spanned<OneOrMany>>,
+    pub serial_verified: Option<bool>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]

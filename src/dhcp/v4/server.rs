@@ -329,7 +329,9 @@ fn device_event(ev: &Event, now: u64) -> DeviceEvent {
     let mut d = DeviceEvent::dhcp4(now, ev.kind, ev.xid, ev.mac.unwrap_or_default());
     d.rule = ev.rule.clone();
     d.uris = ev.uris.clone();
-    let EventDetail::Dhcp4(x) = &mut d.detail;
+    let EventDetail::Dhcp4(x) = &mut d.detail else {
+        return d;
+    };
     x.client_id = ev.client_id.clone();
     x.vendor_class = ev.vendor_class.clone();
     x.user_class = ev.user_class.clone();

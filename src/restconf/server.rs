@@ -1,0 +1,413 @@
+//! The redirect server loop, the only RESTCONF code that touches sockets: TCP accept → TLS
+//! (tokio-rustls) → HTTP/1.1 or h2 (hyper-util, by ALPN) → the router
+//!
+//! Slow or hostile clients cannot hold the server: connections over `max-connections` are
+//! closed at accept, the TLS handshake, each request's headers (and the wait between requests)
+//! and each body must arrive within `client-timeout`, and a connection lives at most
+//! [`CONNECTION_MAX_AGE`]. On cancel the listeners stop accepting and open connections finish
+//! their requests ([`DRAIN_TIMEOUT`] at most).
+
+use std::io;
+use std::net::{SocketAddr, TcpListener as StdTcpListener};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::service::TowerToHyperService;
+use rustls::pki_types::UnixTime;
+use rustls::ServerConfig;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinSet;
+use tokio_rustls::TlsAcceptor;
+use tokio_util::sync::CancellationToken;
+use tower::Layer;
+use tracing::{debug, error, info, warn};
+
+use super::identity::{certificate_subject, ClientCertificate};
+use super::router::{router, AppState, ConnInfo};
+use super::tls::TlsMaterial;
+use super::LeaseLookup;
+use crate::config::validate::DEFAULT_CLIENT_TIMEOUT;
+use crate::config::Config;
+use crate::runtime::{Published, ServiceContext};
+
+/// A connection is asked to close (after its current request) when it is this old.
+pub const CONNECTION_MAX_AGE: Duration = Duration::from_secs(300);
+/// How long open connections may take to finish after cancel before they are dropped.
+pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+/// h2 streams per connection (a device makes one or two requests).
+const MAX_CONCURRENT_STREAMS: u32 = 16;
+
+/// Counters of the redirect server (logged at shutdown; the status page reads them).
+#[derive(Debug, Default)]
+pub struct Stats {
+    /// TCP connections accepted and served.
+    pub connections: AtomicU64,
+    /// Connections closed at accept because `max-connections` were open.
+    pub connections_refused: AtomicU64,
+    /// Connections open now.
+    pub active: AtomicUsize,
+    /// TLS handshakes that failed (bad ClientHello, no common version or cipher, …).
+    pub handshake_failures: AtomicU64,
+    /// TLS handshakes not finished within `client-timeout`.
+    pub handshake_timeouts: AtomicU64,
+    /// get-bootstrapping-data answered with a redirect.
+    pub redirects: AtomicU64,
+    /// report-progress accepted.
+    pub progress_reports: AtomicU64,
+    /// Operation requests answered with an RFC 8040 error.
+    pub errors: AtomicU64,
+    /// Requests refused by the per-source rate limit.
+    pub rate_limited: AtomicU64,
+    /// Requests for unknown resources.
+    pub not_found: AtomicU64,
+    /// host-meta requests.
+    pub host_meta: AtomicU64,
+}
+
+/// The TLS set-up in force and the configuration generation it was built from.
+struct TlsState {
+    generation: u64,
+    material: TlsMaterial,
+    config: Arc<ServerConfig>,
+}
+
+/// The redirect server's sockets and TLS material, made before privileges are dropped.
+pub struct BoundRestconf {
+    listeners: Vec<StdTcpListener>,
+    material: TlsMaterial,
+    config: Arc<ServerConfig>,
+    generation: u64,
+}
+
+impl BoundRestconf {
+    /// Wraps listeners bound by the caller (tests bind `127.0.0.1:0`) with TLS material.
+    pub fn new(
+        listeners: Vec<StdTcpListener>,
+        material: TlsMaterial,
+        min: crate::config::TlsVersion,
+        generation: u64,
+    ) -> io::Result<BoundRestconf> {
+        let config = material.server_config(min).map_err(io::Error::other)?;
+        for l in &listeners {
+            l.set_nonblocking(true)?;
+        }
+        Ok(BoundRestconf {
+            listeners,
+            material,
+            config,
+            generation,
+        })
+    }
+
+    /// The bound addresses (the real ports when the file said port 0).
+    pub fn local_addrs(&self) -> Vec<SocketAddr> {
+        self.listeners
+            .iter()
+            .filter_map(|l| l.local_addr().ok())
+            .collect()
+    }
+}
+
+/// Binds every `redirect-server.listen` address and loads (or generates) the TLS material;
+/// `Ok(None)` when the redirect server is disabled. Logs `listening for restconf on ADDR`.
+pub fn bind(config: &Config) -> io::Result<Option<BoundRestconf>> {
+    let Some(rs) = &config.redirect_server else {
+        return Ok(None);
+    };
+    let material = TlsMaterial::load(rs, &config.appliance.state_dir)
+        .map_err(|e| io::Error::other(format!("redirect-server: {e}")))?;
+    let listeners = bind_listeners(&rs.listen)?;
+    let bound = BoundRestconf::new(listeners, material, rs.min_tls_version, 0)?;
+    for a in bound.local_addrs() {
+        info!("listening for restconf on {a}");
+    }
+    Ok(Some(bound))
+}
+
+/// One listening TCP socket per address (IPv6 ones v6-only, so `0.0.0.0:443` and `[::]:443`
+/// can both be bound), non-blocking, backlog 1024.
+pub fn bind_listeners(addrs: &[SocketAddr]) -> io::Result<Vec<StdTcpListener>> {
+    use socket2::{Domain, Socket, Type};
+    addrs
+        .iter()
+        .map(|a| {
+            let s = Socket::new(Domain::for_address(*a), Type::STREAM, None)?;
+            s.set_reuse_address(true)?;
+            if a.is_ipv6() {
+                s.set_only_v6(true)?;
+            }
+            s.bind(&(*a).into())
+                .map_err(|e| io::Error::new(e.kind(), format!("restconf: cannot bind {a}: {e}")))?;
+            s.listen(1024)?;
+            s.set_nonblocking(true)?;
+            Ok(s.into())
+        })
+        .collect()
+}
+
+/// Serves until `token` is cancelled, then drains. Configuration is read per request from
+/// `ctx.published`; a new generation reloads the TLS files at the next connection.
+pub async fn serve(
+    bound: BoundRestconf,
+    ctx: ServiceContext,
+    leases: Arc<dyn LeaseLookup>,
+    token: CancellationToken,
+) {
+    let state = AppState::new(ctx.published.clone(), ctx.events.clone(), leases);
+    serve_state(bound, state, ctx.state_dir, token).await;
+}
+
+/// [`serve`] with a caller-made [`AppState`] (tests read its counters).
+pub async fn serve_state(
+    bound: BoundRestconf,
+    state: AppState,
+    state_dir: PathBuf,
+    token: CancellationToken,
+) {
+    let shared = Arc::new(Shared {
+        app: router(state.clone()),
+        state,
+        state_dir,
+        tls: ArcSwap::from_pointee(TlsState {
+            generation: bound.generation,
+            material: bound.material,
+            config: bound.config,
+        }),
+        reload: Mutex::new(()),
+    });
+    let mut loops = JoinSet::new();
+    for l in bound.listeners {
+        match TcpListener::from_std(l) {
+            Ok(l) => {
+                loops.spawn(accept_loop(l, Arc::clone(&shared), token.clone()));
+            }
+            Err(e) => error!(error = %e, "restconf: cannot register a listener"),
+        }
+    }
+    while loops.join_next().await.is_some() {}
+    let st = &shared.state.stats;
+    let n = |c: &AtomicU64| c.load(Ordering::Relaxed);
+    info!(
+        connections = n(&st.connections),
+        refused = n(&st.connections_refused),
+        handshake_failures = n(&st.handshake_failures),
+        handshake_timeouts = n(&st.handshake_timeouts),
+        redirects = n(&st.redirects),
+        progress_reports = n(&st.progress_reports),
+        errors = n(&st.errors),
+        rate_limited = n(&st.rate_limited),
+        not_found = n(&st.not_found),
+        "restconf stopped"
+    );
+}
+
+struct Shared {
+    app: axum::Router,
+    state: AppState,
+    state_dir: PathBuf,
+    tls: ArcSwap<TlsState>,
+    reload: Mutex<()>,
+}
+
+impl Shared {
+    /// The TLS set-up for a new connection, rebuilt first if a reload published a new
+    /// configuration (a bad file keeps the old set-up, with an error logged).
+    fn tls(&self, published: &Published) -> Arc<TlsState> {
+        let snap = published.load();
+        let cur = self.tls.load_full();
+        if cur.generation == snap.generation {
+            return cur;
+        }
+        let _one = self.reload.lock().unwrap_or_else(|e| e.into_inner());
+        let cur = self.tls.load_full();
+        if cur.generation == snap.generation {
+            return cur;
+        }
+        let next = match &snap.config.redirect_server {
+            None => None,
+            Some(rs) => match TlsMaterial::load(rs, &self.state_dir).and_then(|m| {
+                let c = m
+                    .server_config(rs.min_tls_version)
+                    .map_err(|e| super::tls::TlsError {
+                        what: "tls-certificate",
+                        path: PathBuf::new(),
+                        message: e.to_string(),
+                    })?;
+                Ok((m, c))
+            }) {
+                Ok(mc) => Some(mc),
+                Err(e) => {
+                    error!("redirect-server: keeping the previous TLS certificates: {e}");
+                    None
+                }
+            },
+        };
+        let state = match next {
+            Some((material, config)) => {
+                info!(
+                    generation = snap.generation,
+                    "redirect-server: TLS set-up reloaded"
+                );
+                TlsState {
+                    generation: snap.generation,
+                    material,
+                    config,
+                }
+            }
+            None => TlsState {
+                generation: snap.generation,
+                material: cur.material.clone(),
+                config: Arc::clone(&cur.config),
+            },
+        };
+        self.tls.store(Arc::new(state));
+        self.tls.load_full()
+    }
+}
+
+async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, token: CancellationToken) {
+    let mut conns = JoinSet::new();
+    loop {
+        tokio::select! {
+            _ = token.cancelled() => break,
+            Some(_) = conns.join_next(), if !conns.is_empty() => {}
+            r = listener.accept() => match r {
+                Ok((stream, peer)) => {
+                    let stats = &shared.state.stats;
+                    let snap = shared.state.published.load();
+                    let max = snap
+                        .config
+                        .redirect_server
+                        .as_ref()
+                        .map_or(usize::MAX, |r| r.max_connections);
+                    if stats.active.load(Ordering::Relaxed) >= max {
+                        stats.connections_refused.fetch_add(1, Ordering::Relaxed);
+                        debug!(%peer, max, "connection limit reached: closed at accept");
+                        drop(stream);
+                        continue;
+                    }
+                    stats.active.fetch_add(1, Ordering::Relaxed);
+                    stats.connections.fetch_add(1, Ordering::Relaxed);
+                    let guard = Active(Arc::clone(&shared));
+                    conns.spawn(connection(stream, peer, guard, token.clone()));
+                }
+                Err(e) => {
+                    // EMFILE and friends: the kernel keeps the backlog, retry shortly
+                    warn!(error = %e, "restconf: accept failed");
+                    tokio::select! {
+                        _ = token.cancelled() => break,
+                        _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+                    }
+                }
+            },
+        }
+    }
+    drop(listener);
+    let drain = async { while conns.join_next().await.is_some() {} };
+    if tokio::time::timeout(DRAIN_TIMEOUT, drain).await.is_err() {
+        conns.abort_all();
+        while conns.join_next().await.is_some() {}
+    }
+}
+
+/// Counts an open connection until dropped.
+struct Active(Arc<Shared>);
+
+impl Drop for Active {
+    fn drop(&mut self) {
+        self.0.state.stats.active.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+async fn connection(stream: TcpStream, peer: SocketAddr, guard: Active, token: CancellationToken) {
+    let shared = &guard.0;
+    let _ = stream.set_nodelay(true);
+    let local = match stream.local_addr() {
+        Ok(a) => a,
+        Err(_) => return,
+    };
+    let timeout = shared
+        .state
+        .published
+        .load()
+        .config
+        .redirect_server
+        .as_ref()
+        .map_or(DEFAULT_CLIENT_TIMEOUT, |r| r.client_timeout);
+    let tls = shared.tls(&shared.state.published);
+    let acceptor = TlsAcceptor::from(Arc::clone(&tls.config));
+    let stats = &shared.state.stats;
+    let stream = tokio::select! {
+        _ = token.cancelled() => return,
+        r = tokio::time::timeout(timeout, acceptor.accept(stream)) => match r {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) => {
+                stats.handshake_failures.fetch_add(1, Ordering::Relaxed);
+                debug!(%peer, error = %e, "tls handshake failed");
+                return;
+            }
+            Err(_) => {
+                stats.handshake_timeouts.fetch_add(1, Ordering::Relaxed);
+                debug!(%peer, "tls handshake timed out");
+                return;
+            }
+        },
+    };
+    let client_certificate = {
+        let (_, conn) = stream.get_ref();
+        conn.peer_certificates()
+            .and_then(|chain| chain.first().map(|ee| (ee, chain)))
+            .map(|(ee, chain)| {
+                Arc::new(ClientCertificate {
+                    subject: certificate_subject(ee).ok(),
+                    verified: tls.material.verify_client_chain(chain, UnixTime::now()),
+                })
+            })
+    };
+    let info = ConnInfo {
+        peer,
+        local,
+        client_certificate,
+    };
+    let service = TowerToHyperService::new(axum::Extension(info).layer(shared.app.clone()));
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(timeout)
+        .keep_alive(true);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(MAX_CONCURRENT_STREAMS)
+        .keep_alive_interval(Some(timeout))
+        .keep_alive_timeout(timeout);
+    let conn = builder.serve_connection(TokioIo::new(stream), service);
+    tokio::pin!(conn);
+    let age = tokio::time::sleep(CONNECTION_MAX_AGE);
+    tokio::pin!(age);
+    let mut closing = false;
+    loop {
+        tokio::select! {
+            r = conn.as_mut() => {
+                if let Err(e) = r {
+                    debug!(%peer, error = %e, "connection ended with an error");
+                }
+                break;
+            }
+            _ = token.cancelled(), if !closing => {
+                closing = true;
+                conn.as_mut().graceful_shutdown();
+            }
+            _ = &mut age, if !closing => {
+                closing = true;
+                conn.as_mut().graceful_shutdown();
+            }
+        }
+    }
+}
