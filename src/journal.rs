@@ -175,6 +175,8 @@ pub enum RestconfReason {
     NoRule,
     /// 404: the matching rule has `redirect-to = []`.
     Excluded,
+    /// 403: a rule would match if the device's serial were verified (`match.serial-verified`).
+    SerialNotVerified,
     /// 500: every bootstrap server of the decision is this redirect server (a loop).
     Loop,
     /// 404: `report-progress = "reject"`.

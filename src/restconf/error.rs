@@ -92,6 +92,30 @@ impl RestconfError {
         RestconfError::new(404, ErrorType::Protocol, "invalid-value", reason, message)
     }
 
+    /// 404 application/invalid-value: this device gets no redirect here (no rule, or its rule
+    /// sends it nowhere; digest §4.5).
+    pub fn no_redirect(reason: RestconfReason, message: impl Into<String>) -> RestconfError {
+        RestconfError::new(
+            404,
+            ErrorType::Application,
+            "invalid-value",
+            reason,
+            message,
+        )
+    }
+
+    /// 403 access-denied: the device's rule needs a verified identity it did not prove (not
+    /// 401: a challenge would invite devices to send a password, digest §4.5).
+    pub fn access_denied(message: impl Into<String>) -> RestconfError {
+        RestconfError::new(
+            403,
+            ErrorType::Protocol,
+            "access-denied",
+            RestconfReason::SerialNotVerified,
+            message,
+        )
+    }
+
     /// 415: the request body is not YANG JSON or XML.
     pub fn unsupported_media_type(message: impl Into<String>) -> RestconfError {
         RestconfError::new(
@@ -118,7 +142,7 @@ impl RestconfError {
     pub fn malformed(message: impl Into<String>) -> RestconfError {
         RestconfError::new(
             400,
-            ErrorType::Rpc,
+            ErrorType::Protocol,
             "malformed-message",
             RestconfReason::MalformedMessage,
             message,
@@ -269,7 +293,7 @@ mod tests {
         let xml = String::from_utf8(e.render(Encoding::Xml)).unwrap();
         assert_eq!(
             xml,
-            "<errors xmlns=\"urn:ietf:params:xml:ns:yang:ietf-restconf\"><error><error-type>rpc</error-type><error-tag>malformed-message</error-tag><error-message>bad &lt;input&gt; &amp; more</error-message></error></errors>"
+            "<errors xmlns=\"urn:ietf:params:xml:ns:yang:ietf-restconf\"><error><error-type>protocol</error-type><error-tag>malformed-message</error-tag><error-message>bad &lt;input&gt; &amp; more</error-message></error></errors>"
         );
     }
 }

@@ -15,7 +15,7 @@ use crate::config::{ConveyedEncoding, RedirectServer, ReportProgress, SerialFrom
 use crate::journal::{
     DeviceEvent, EventDetail, RestconfAnswer, RestconfEvent, RestconfReason, RestconfRpc,
 };
-use crate::policy::{ClientId, DeviceFacts, Source};
+use crate::policy::{ClientId, DeviceFacts, Serial, Source};
 use crate::runtime::Snapshot;
 use crate::sztp::conveyed::{unsigned_redirect, ContentFormat, RedirectEntry};
 use crate::sztp::uri::Host;
@@ -260,15 +260,28 @@ fn get_bootstrapping_data(
     facts.os_name = input.os_name;
     facts.os_version = input.os_version;
 
-    let decision = snapshot.policy.decide(facts).ok_or_else(|| {
-        RestconfError::not_found(
+    let Some(decision) = snapshot.policy.decide(facts) else {
+        // would a verified serial have matched? then say so (403), not "no rule" (404)
+        if let Some(s) = facts.serial.as_ref().filter(|s| !s.verified) {
+            let proven = DeviceFacts {
+                serial: Some(Serial::verified(s.value.clone())),
+                ..facts.clone()
+            };
+            if let Some(d) = snapshot.policy.decide(&proven) {
+                return Err(RestconfError::access_denied(format!(
+                    "rule {:?} needs a serial verified against client-ca",
+                    d.rule
+                )));
+            }
+        }
+        return Err(RestconfError::no_redirect(
             RestconfReason::NoRule,
             "no rule or known device matches this device",
-        )
-    })?;
+        ));
+    };
     event.rule = Some(decision.rule.clone());
     if decision.excluded() {
-        return Err(RestconfError::not_found(
+        return Err(RestconfError::no_redirect(
             RestconfReason::Excluded,
             format!("rule {:?} sends this device nowhere", decision.rule),
         ));
