@@ -358,6 +358,9 @@ async fn connection(stream: TcpStream, peer: SocketAddr, guard: Active, token: C
             }
         },
     };
+    // the protocol comes from ALPN, not from sniffing the first bytes: a client that sends
+    // nothing then meets the h1 header timeout instead of waiting in version detection
+    let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
     let client_certificate = {
         let (_, conn) = stream.get_ref();
         conn.peer_certificates()
@@ -387,6 +390,11 @@ async fn connection(stream: TcpStream, peer: SocketAddr, guard: Active, token: C
         .max_concurrent_streams(MAX_CONCURRENT_STREAMS)
         .keep_alive_interval(Some(timeout))
         .keep_alive_timeout(timeout);
+    let builder = if h2 {
+        builder.http2_only()
+    } else {
+        builder.http1_only()
+    };
     let conn = builder.serve_connection(TokioIo::new(stream), service);
     tokio::pin!(conn);
     let age = tokio::time::sleep(CONNECTION_MAX_AGE);
