@@ -143,20 +143,30 @@ impl Target {
 pub enum Answer {
     /// Unsigned redirect-information naming these servers.
     Redirect {
+        /// JSON (1.43) or XML (1.42) content.
         format: ContentFormat,
+        /// The `bootstrap-server` entries, in order.
         entries: Vec<RedirectEntry>,
     },
     /// Unsigned onboarding-information (a device accepts it only from a trusted server).
-    Onboarding { format: ContentFormat },
+    Onboarding {
+        /// JSON (1.43) or XML (1.42) content.
+        format: ContentFormat,
+    },
     /// Signed conveyed information (id-signedData); not verified by the probe.
     Signed {
+        /// The output carried `owner-certificate`.
         owner_certificate: bool,
+        /// The output carried `ownership-voucher`.
         ownership_voucher: bool,
     },
     /// A non-200 answer, with the RFC 8040 error-tag and message when there is one.
     Error {
+        /// HTTP status.
         status: u16,
+        /// `error-tag`.
         tag: Option<String>,
+        /// `error-message`.
         message: Option<String>,
     },
     /// No connection, TLS or HTTP exchange.
@@ -198,7 +208,9 @@ pub enum End {
 /// The RESTCONF part of a probe run.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RestconfReport {
+    /// Every server asked, in order.
     pub hops: Vec<Hop>,
+    /// How the walk ended.
     pub end: End,
 }
 

@@ -38,9 +38,11 @@ impl RateLimiter {
         RateLimiter::new(f64::from(per_second), per_second.saturating_mul(2))
     }
 
-    /// Whether `rate` and `burst` differ from this limiter's (a reload changed the key).
-    pub fn same_limits(&self, other: &RateLimiter) -> bool {
-        self.rate == other.rate && self.burst == other.burst
+    /// Whether this limiter is the one `rate-limit = per_second` describes (a reload may have
+    /// changed the key).
+    pub fn is_per_second(&self, per_second: u32) -> bool {
+        self.rate == f64::from(per_second)
+            && self.burst == f64::from(per_second.saturating_mul(2).max(1))
     }
 
     /// Takes one token for `source` at `now`; false when its bucket is empty.
@@ -101,6 +103,13 @@ mod tests {
         let later = t0 + Duration::from_secs(100);
         assert!((0..3).all(|_| l.allow(a, later)));
         assert!(!l.allow(a, later));
+    }
+
+    #[test]
+    fn knows_its_configuration() {
+        assert!(RateLimiter::per_second(20).is_per_second(20));
+        assert!(!RateLimiter::per_second(20).is_per_second(10));
+        assert!(RateLimiter::per_second(0).is_per_second(0));
     }
 
     #[test]

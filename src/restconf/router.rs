@@ -155,11 +155,10 @@ async fn rate_limit(State(st): State<AppState>, req: Request, next: Next) -> Res
             .redirect_server
             .as_ref()
             .map_or(0, |r| r.rate_limit);
-        let wanted = RateLimiter::per_second(rate);
         let mut limiter = st.limiter.load_full();
-        if !limiter.same_limits(&wanted) {
-            st.limiter.store(Arc::new(wanted));
-            limiter = st.limiter.load_full();
+        if !limiter.is_per_second(rate) {
+            limiter = Arc::new(RateLimiter::per_second(rate));
+            st.limiter.store(Arc::clone(&limiter));
         }
         let source = conn.peer.ip().to_canonical();
         if !limiter.allow(source, Instant::now()) {

@@ -43,8 +43,10 @@ pub struct GetBootstrappingDataInput {
     pub csr_offered: bool,
 }
 
-/// The 27 `progress-type` values of `report-progress` (RFC 8572 §7.2).
+/// The 27 `progress-type` values of `report-progress` (RFC 8572 §7.2); each variant is the
+/// YANG enum of the same name in kebab-case ([`ProgressType::as_str`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[allow(missing_docs)]
 pub enum ProgressType {
     BootstrapInitiated,
     ParsingInitiated,

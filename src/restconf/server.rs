@@ -230,16 +230,7 @@ impl Shared {
         }
         let next = match &snap.config.redirect_server {
             None => None,
-            Some(rs) => match TlsMaterial::load(rs, &self.state_dir).and_then(|m| {
-                let c = m
-                    .server_config(rs.min_tls_version)
-                    .map_err(|e| super::tls::TlsError {
-                        what: "tls-certificate",
-                        path: PathBuf::new(),
-                        message: e.to_string(),
-                    })?;
-                Ok((m, c))
-            }) {
+            Some(rs) => match TlsMaterial::load_with_config(rs, &self.state_dir) {
                 Ok(mc) => Some(mc),
                 Err(e) => {
                     error!("redirect-server: keeping the previous TLS certificates: {e}");

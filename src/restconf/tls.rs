@@ -99,6 +99,22 @@ impl TlsMaterial {
         Ok(TlsMaterial { keys, client_ca })
     }
 
+    /// [`load`](Self::load) and [`server_config`](Self::server_config) in one step.
+    pub fn load_with_config(
+        server: &RedirectServer,
+        state_dir: &Path,
+    ) -> Result<(TlsMaterial, Arc<ServerConfig>), TlsError> {
+        let m = TlsMaterial::load(server, state_dir)?;
+        let c = m
+            .server_config(server.min_tls_version)
+            .map_err(|e| TlsError {
+                what: "min-tls-version",
+                path: PathBuf::new(),
+                message: e.to_string(),
+            })?;
+        Ok((m, c))
+    }
+
     /// The rustls configuration: versions from `min`, ALPN h2 and http/1.1, the per-handshake
     /// certificate choice, client certificates requested but optional.
     pub fn server_config(&self, min: TlsVersion) -> Result<Arc<ServerConfig>, rustls::Error> {
