@@ -151,15 +151,21 @@ pub fn bind_listeners(addrs: &[SocketAddr]) -> io::Result<Vec<StdTcpListener>> {
 }
 
 /// Serves until `token` is cancelled, then drains. Configuration is read per request from
-/// `ctx.published`; a new generation reloads the TLS files at the next connection.
+/// `ctx.published`; a new generation reloads the TLS files at the next connection. `leases`
+/// answers what DHCP learnt about a source address.
+///
+/// # Errors
+/// None so far: a listener that fails is logged and the others keep serving; the `Result`
+/// is the service shape the daemon's supervisor expects.
 pub async fn serve(
     bound: BoundRestconf,
     ctx: ServiceContext,
     leases: Arc<dyn LeaseLookup>,
     token: CancellationToken,
-) {
+) -> io::Result<()> {
     let state = AppState::new(ctx.published.clone(), ctx.events.clone(), leases);
     serve_state(bound, state, ctx.state_dir, token).await;
+    Ok(())
 }
 
 /// [`serve`] with a caller-made [`AppState`] (tests read its counters).
