@@ -1,23 +1,39 @@
-//! `run`: bind the sockets the file names, serve, reload on SIGHUP, stop on SIGTERM/SIGINT
+//! `run`: bind every socket, drop privileges once, serve every service, reload on SIGHUP, drain
+//! on SIGTERM/SIGINT
+//!
+//! Start-up has three steps (ARCHITECTURE.md, "Runtime"): [`bind`] opens every socket of every
+//! enabled service while the process is still privileged and single-threaded; privileges are
+//! dropped once (`appliance.user`, keeping [`crate::sys::RUNTIME_CAPABILITIES`]); then a
+//! [`Supervisor`] runs every service's `serve` as one task in one `JoinSet`, each under a child
+//! of one `CancellationToken`. SIGHUP: validate the file, bind what is new, publish the new
+//! [`Snapshot`], then stop what is gone (or rebound) and await it, then start what is new. A bad
+//! file or a failed bind keeps the running snapshot and services. SIGTERM/SIGINT cancel the
+//! token and wait up to [`DRAIN_TIMEOUT`] for every service to drain.
 
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::signal::unix::{signal, SignalKind};
-use tokio::sync::watch;
-use tokio::task::JoinHandle;
+use tokio::task::{Id, JoinSet};
+use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
-use crate::config::{self, Config, Dhcp4, LogFormat};
-use crate::dhcp::lease_store::{should_compact, LeaseStore, LeaseWriter};
-use crate::dhcp::leases::LeaseTable;
-use crate::dhcp::v4::server::{self, unix_now, Shared};
+use crate::config::{self, Config, LogFormat};
+use crate::dhcp::v4::server as dhcp4;
 use crate::journal::DeviceJournal;
+use crate::runtime::{Events, Published, ServiceContext, Snapshot};
 use crate::EXIT_CONFIG;
 
-/// Expired leases are remembered this long, so a returning device gets its old address.
-const KEEP_EXPIRED_SECS: u64 = 86_400;
+/// How long SIGTERM/SIGINT waits for the services to drain before giving up (exit code 1).
+pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The lock file in state-dir held (flock, exclusive) while a daemon runs on it.
+pub const LOCK_FILE: &str = "lock";
 
 /// Install the tracing subscriber: text or JSON lines on stderr, `RUST_LOG` to filter.
 pub fn init_logging(format: LogFormat) {
@@ -33,6 +49,393 @@ pub fn init_logging(format: LogFormat) {
     };
 }
 
+// ---------------------------------------------------------------------------------------------
+// The services. ADD A SERVICE: a field in `Bound`, a line in `bind`, a `ServiceName` variant
+// with its binding key, and an arm in `Supervisor::spawn`.
+
+/// Every socket of every enabled service, bound before privileges are dropped. `None`: the
+/// service is off in the file.
+#[derive(Default)]
+pub struct Bound {
+    /// `[dhcp4]`: one UDP socket per interface (and raw senders).
+    pub dhcp4: Option<dhcp4::Bound4>,
+    // ADD A SERVICE (1/4): its bound sockets, e.g.
+    //   pub dhcp6: Option<crate::dhcp::v6::server::Bound6>,
+    //   pub dns: Option<crate::dns::BoundDns>,          (unicast; mdns likewise)
+    //   pub restconf: Option<crate::restconf::BoundRestconf>,
+    //   pub status: Option<crate::status::BoundStatus>,
+}
+
+/// Binds every socket the file enables, in file order of the services; logs one `listening for
+/// …` line per socket.
+///
+/// # Errors
+/// The first socket that cannot be bound, prefixed with the service (`dhcp4: cannot listen on
+/// interface eth9: no such interface "eth9"`); nothing stays bound then.
+pub fn bind(cfg: &Config) -> anyhow::Result<Bound> {
+    let mut b = Bound::default();
+    for name in ServiceName::ALL {
+        b.bind_one(name, cfg)?;
+    }
+    Ok(b)
+}
+
+/// A service the daemon runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum ServiceName {
+    /// DHCPv4 server (RFC 2131) with option 143.
+    Dhcp4,
+    // ADD A SERVICE (2/4): a variant, and its lines in ALL, as_str and binding_key.
+}
+
+impl ServiceName {
+    /// Every service, in start order.
+    pub const ALL: [ServiceName; 1] = [ServiceName::Dhcp4];
+
+    /// The name used in logs (`dhcp4`, …).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ServiceName::Dhcp4 => "dhcp4",
+        }
+    }
+
+    /// What, when a reload changes it, needs new sockets (and so a new instance of the
+    /// service); `None` when the service is off. Everything else in the file reaches a running
+    /// service through the published snapshot.
+    pub fn binding_key(self, cfg: &Config) -> Option<String> {
+        match self {
+            ServiceName::Dhcp4 => cfg
+                .dhcp4
+                .as_ref()
+                .map(|d| format!("{:?} port {}", d.interfaces, d.port)),
+        }
+    }
+}
+
+impl Bound {
+    fn bind_one(&mut self, name: ServiceName, cfg: &Config) -> anyhow::Result<()> {
+        let prefix = |e: io::Error| anyhow::anyhow!("{}: {e}", name.as_str());
+        match name {
+            ServiceName::Dhcp4 => {
+                self.dhcp4 = cfg
+                    .dhcp4
+                    .as_ref()
+                    .map(dhcp4::bind)
+                    .transpose()
+                    .map_err(prefix)?
+            } // ADD A SERVICE (3/4): bind it, e.g.
+              //   ServiceName::Dhcp6 => self.dhcp6 = cfg.dhcp6.as_ref().map(v6::bind).transpose().map_err(prefix)?,
+        }
+        Ok(())
+    }
+
+    /// The bound services and their local socket addresses, in start order.
+    pub fn listening(&self) -> Vec<(ServiceName, Vec<SocketAddr>)> {
+        let mut v = Vec::new();
+        if let Some(b) = &self.dhcp4 {
+            let addrs = b
+                .interfaces
+                .iter()
+                .filter_map(|i| i.socket.local_addr().ok());
+            v.push((ServiceName::Dhcp4, addrs.collect()));
+        }
+        // ADD A SERVICE: listed here when bound.
+        v
+    }
+
+    fn names(&self) -> Vec<ServiceName> {
+        self.listening().into_iter().map(|(n, _)| n).collect()
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+
+/// A service task's result, tagged so the supervisor knows whose it is.
+type TaskResult = (ServiceName, io::Result<()>);
+
+struct Running {
+    token: CancellationToken,
+    id: Id,
+    key: String,
+    addrs: Vec<SocketAddr>,
+}
+
+/// Runs the services of a [`Bound`] in one `JoinSet`, each under a child of one token, and
+/// swaps them on reload.
+pub struct Supervisor {
+    ctx: ServiceContext,
+    token: CancellationToken,
+    tasks: JoinSet<TaskResult>,
+    running: BTreeMap<ServiceName, Running>,
+    /// Services that ended by themselves while the supervisor was awaiting another one.
+    ended: Vec<TaskResult>,
+}
+
+impl Supervisor {
+    /// Spawns every service of `bound`. Must be called inside a tokio runtime.
+    pub fn start(bound: Bound, ctx: ServiceContext, token: CancellationToken) -> Supervisor {
+        let mut s = Supervisor {
+            ctx,
+            token,
+            tasks: JoinSet::new(),
+            running: BTreeMap::new(),
+            ended: Vec::new(),
+        };
+        let cfg = s.ctx.published.load().config.clone();
+        s.spawn(bound, &cfg);
+        s
+    }
+
+    /// The services running now, in start order.
+    pub fn running(&self) -> Vec<ServiceName> {
+        self.running.keys().copied().collect()
+    }
+
+    /// The local addresses of a running service's sockets (empty when it is not running).
+    pub fn local_addrs(&self, name: ServiceName) -> Vec<SocketAddr> {
+        self.running
+            .get(&name)
+            .map(|r| r.addrs.clone())
+            .unwrap_or_default()
+    }
+
+    fn spawn(&mut self, mut bound: Bound, cfg: &Config) {
+        for (name, addrs) in bound.listening() {
+            let token = self.token.child_token();
+            let (ctx, t) = (self.ctx.clone(), token.clone());
+            let handle = match name {
+                ServiceName::Dhcp4 => {
+                    let b = bound.dhcp4.take().expect("listed as bound");
+                    self.tasks
+                        .spawn(async move { (name, dhcp4::serve(b, ctx, t).await) })
+                } // ADD A SERVICE (4/4): spawn its serve, e.g.
+                  //   ServiceName::Dhcp6 => { let b = bound.dhcp6.take().expect("listed as bound");
+                  //       self.tasks.spawn(async move { (name, v6::serve(b, ctx, t).await) }) }
+            };
+            let key = name.binding_key(cfg).unwrap_or_default();
+            self.running.insert(
+                name,
+                Running {
+                    token,
+                    id: handle.id(),
+                    key,
+                    addrs,
+                },
+            );
+        }
+    }
+
+    /// Applies a validated configuration: binds what is new, publishes the new snapshot (with
+    /// interface facts read now), stops what is gone or rebound and awaits it, then starts what
+    /// is new. A service whose binding key is unchanged keeps running and reads the new
+    /// snapshot from its next request on.
+    ///
+    /// # Errors
+    /// A new socket cannot be bound: nothing changed (the old snapshot and services stay).
+    pub async fn reload(&mut self, cfg: Config) -> anyhow::Result<()> {
+        let old = self.ctx.published.load();
+        for (what, changed) in [
+            (
+                "appliance.state-dir",
+                old.config.appliance.state_dir != cfg.appliance.state_dir,
+            ),
+            (
+                "appliance.log-format",
+                old.config.appliance.log_format != cfg.appliance.log_format,
+            ),
+            (
+                "appliance.user",
+                old.config.appliance.user != cfg.appliance.user,
+            ),
+        ] {
+            if changed {
+                warn!("{what} changed: takes effect at the next start");
+            }
+        }
+        let mut fresh = Bound::default();
+        let mut stop = Vec::new();
+        for name in ServiceName::ALL {
+            let want = name.binding_key(&cfg);
+            let have = self.running.get(&name).map(|r| r.key.clone());
+            if want == have {
+                continue;
+            }
+            if want.is_some() {
+                fresh.bind_one(name, &cfg)?;
+            }
+            if have.is_some() {
+                stop.push(name);
+            }
+        }
+        self.ctx
+            .published
+            .publish(Snapshot::read(cfg, old.generation + 1));
+        for name in stop {
+            info!(
+                service = name.as_str(),
+                "stopping for the new configuration"
+            );
+            self.stop(name).await;
+        }
+        let cfg = self.ctx.published.load().config.clone();
+        self.spawn(fresh, &cfg);
+        Ok(())
+    }
+
+    /// Cancels one service and waits until its task has ended.
+    async fn stop(&mut self, name: ServiceName) {
+        let Some(r) = self.running.remove(&name) else {
+            return;
+        };
+        r.token.cancel();
+        while let Some(res) = self.tasks.join_next_with_id().await {
+            match res {
+                Ok((id, out)) if id == r.id => {
+                    log_end(out);
+                    return;
+                }
+                Ok((id, out)) => {
+                    self.running.retain(|_, x| x.id != id);
+                    self.ended.push(out);
+                }
+                Err(e) if e.id() == r.id => {
+                    error!(service = name.as_str(), error = %e, "service task failed");
+                    return;
+                }
+                Err(e) => {
+                    self.running.retain(|_, x| x.id != e.id());
+                    self.ended
+                        .push((name, Err(io::Error::other(e.to_string()))));
+                }
+            }
+        }
+    }
+
+    /// Waits until a service ends without having been asked to (an error, or a bug), and
+    /// returns which and why. Pending forever when none does.
+    pub async fn next_exit(&mut self) -> TaskResult {
+        if let Some(r) = self.ended.pop() {
+            return r;
+        }
+        loop {
+            match self.tasks.join_next_with_id().await {
+                Some(Ok((id, out))) => {
+                    self.running.retain(|_, x| x.id != id);
+                    return out;
+                }
+                Some(Err(e)) => {
+                    let name = self
+                        .running
+                        .iter()
+                        .find(|(_, x)| x.id == e.id())
+                        .map(|(n, _)| *n);
+                    self.running.retain(|_, x| x.id != e.id());
+                    if let Some(name) = name {
+                        return (name, Err(io::Error::other(e.to_string())));
+                    }
+                }
+                None => std::future::pending::<()>().await,
+            }
+        }
+    }
+
+    /// Cancels every service and waits up to `timeout` for all of them to end.
+    ///
+    /// # Errors
+    /// A service returned an error, or some did not end in time (they are aborted).
+    pub async fn drain(mut self, timeout: Duration) -> anyhow::Result<()> {
+        self.token.cancel();
+        let mut failed = Vec::new();
+        for (name, out) in self.ended.drain(..) {
+            if let Err(e) = out {
+                failed.push(format!("{}: {e}", name.as_str()));
+            }
+        }
+        let all = async {
+            while let Some(res) = self.tasks.join_next().await {
+                match res {
+                    Ok((_, Ok(()))) => {}
+                    Ok((name, Err(e))) => failed.push(format!("{}: {e}", name.as_str())),
+                    Err(e) => failed.push(e.to_string()),
+                }
+            }
+        };
+        if tokio::time::timeout(timeout, all).await.is_err() {
+            let left: Vec<&str> = self.running.keys().map(|n| n.as_str()).collect();
+            self.tasks.abort_all();
+            anyhow::bail!(
+                "services did not stop within {}s: {}",
+                timeout.as_secs(),
+                left.join(", ")
+            );
+        }
+        if failed.is_empty() {
+            Ok(())
+        } else {
+            anyhow::bail!("{}", failed.join("; "))
+        }
+    }
+}
+
+fn log_end((name, out): TaskResult) {
+    match out {
+        Ok(()) => info!(service = name.as_str(), "service stopped"),
+        Err(e) => error!(service = name.as_str(), error = %e, "service stopped with an error"),
+    }
+}
+
+/// Runs every service of `bound` until `token` is cancelled, then drains them (at most
+/// [`DRAIN_TIMEOUT`]). No signals, no reload: the in-process form of `run` for tests.
+///
+/// # Errors
+/// A service ended by itself (then the others are drained too), or the drain failed.
+pub async fn serve(
+    bound: Bound,
+    ctx: ServiceContext,
+    token: CancellationToken,
+) -> anyhow::Result<()> {
+    let mut sup = Supervisor::start(bound, ctx, token.clone());
+    let early = tokio::select! {
+        _ = token.cancelled() => None,
+        (name, out) = sup.next_exit() => Some((name, out)),
+    };
+    let drained = sup.drain(DRAIN_TIMEOUT).await;
+    if let Some((name, out)) = early {
+        out.map_err(|e| anyhow::anyhow!("{}: {e}", name.as_str()))?;
+        anyhow::bail!("{} stopped by itself", name.as_str());
+    }
+    drained
+}
+
+/// Creates `state_dir` and takes its lock, so a second daemon on the same state-dir refuses to
+/// start (two servers would hand one address to two clients and lose each other's leases when
+/// one compacts the journal). The lock lasts as long as the returned file is open.
+///
+/// # Errors
+/// The directory or lock file cannot be made, or another process holds the lock: `state-dir
+/// DIR is in use by another sztp-redirector (lock DIR/lock held)`.
+pub fn lock_state_dir(state_dir: &Path) -> anyhow::Result<nix::fcntl::Flock<File>> {
+    std::fs::create_dir_all(state_dir)
+        .map_err(|e| anyhow::anyhow!("state-dir {}: {e}", state_dir.display()))?;
+    let path = state_dir.join(LOCK_FILE);
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock).map_err(
+        |(_, errno)| match errno {
+            nix::errno::Errno::EWOULDBLOCK => anyhow::anyhow!(
+                "state-dir {} is in use by another sztp-redirector (lock {} held)",
+                state_dir.display(),
+                path.display()
+            ),
+            e => anyhow::anyhow!("{}: {e}", path.display()),
+        },
+    )
+}
+
 /// `sztp-redirector run --config FILE`; returns the process exit code.
 pub fn run(path: &Path) -> i32 {
     let cfg = match config::load(path) {
@@ -43,18 +446,7 @@ pub fn run(path: &Path) -> i32 {
         }
     };
     init_logging(cfg.appliance.log_format);
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            error!(error = %e, "cannot start the runtime");
-            return 1;
-        }
-    };
-    match rt.block_on(serve(path.to_path_buf(), cfg)) {
+    match start(path, cfg) {
         Ok(()) => 0,
         Err(e) => {
             error!("{e:#}");
@@ -63,78 +455,39 @@ pub fn run(path: &Path) -> i32 {
     }
 }
 
-/// The running DHCPv4 service: its shared state and one task per bound interface.
-struct Dhcp4Service {
-    shared: Arc<Shared>,
-    bound: (Vec<String>, u16),
-    tasks: Vec<JoinHandle<()>>,
-    stop: watch::Sender<bool>,
-}
-
-fn bind_all(
-    shared: &Arc<Shared>,
-    d: &Dhcp4,
-) -> anyhow::Result<(Vec<JoinHandle<()>>, watch::Sender<bool>)> {
-    let (stop, stop_rx) = watch::channel(false);
-    let mut tasks = Vec::new();
-    let mut sockets = Vec::new();
-    for name in &d.interfaces {
-        let (egress, sock) = server::bind_interface(name, d.port)
-            .map_err(|e| anyhow::anyhow!("dhcp4: cannot listen on interface {name}: {e}"))?;
-        sockets.push((egress, sock));
-    }
-    for (egress, sock) in sockets {
-        let local = sock.local_addr()?;
-        info!("listening for dhcp4 on {} {local}", egress.info.name);
-        tasks.push(tokio::spawn(server::serve(
-            Arc::clone(shared),
-            egress,
-            sock,
-            stop_rx.clone(),
-        )));
-    }
-    Ok((tasks, stop))
-}
-
-async fn serve(path: PathBuf, cfg: Config) -> anyhow::Result<()> {
-    let mut hup = signal(SignalKind::hangup())?;
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
+fn start(path: &Path, cfg: Config) -> anyhow::Result<()> {
     let state_dir = cfg.appliance.state_dir.clone();
-    std::fs::create_dir_all(&state_dir)
-        .map_err(|e| anyhow::anyhow!("state-dir {}: {e}", state_dir.display()))?;
+    // before binding: a second daemon must not even bind (SO_REUSEADDR would let it share :67)
+    let _lock = lock_state_dir(&state_dir)?;
+    // still one thread: every socket, then the privilege drop, then threads inherit it
+    let bound = bind(&cfg)?;
+    if let Some(user) = &cfg.appliance.user {
+        drop_privileges(user, &state_dir)?;
+    }
     let journal = Arc::new(
         DeviceJournal::open(&state_dir, cfg.appliance.journal_max_bytes)
             .map_err(|e| anyhow::anyhow!("device journal in {}: {e}", state_dir.display()))?,
     );
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| anyhow::anyhow!("cannot start the runtime: {e}"))?;
+    let ctx = ServiceContext::new(
+        Published::new(Snapshot::read(cfg, 0)),
+        Events::new(Some(Arc::clone(&journal))),
+        state_dir,
+    );
+    let res = rt.block_on(supervise(path.to_path_buf(), bound, ctx));
+    journal.flush();
+    res
+}
 
-    let mut dhcp4: Option<Dhcp4Service> = None;
-    if let Some(d) = &cfg.dhcp4 {
-        let (store, records) = LeaseStore::open(&state_dir)?;
-        let table = LeaseTable::from_records(records);
-        info!(
-            leases = table.len(),
-            active = table.active(unix_now()),
-            "lease journal replayed"
-        );
-        let shared = Shared::new(
-            Arc::new(d.clone()),
-            Arc::new(cfg.policy()),
-            table,
-            LeaseWriter::spawn(store),
-            Some(Arc::clone(&journal)),
-        );
-        let (tasks, stop) = bind_all(&shared, d)?;
-        dhcp4 = Some(Dhcp4Service {
-            shared,
-            bound: (d.interfaces.clone(), d.port),
-            tasks,
-            stop,
-        });
-    }
-    if let Some(user) = &cfg.appliance.user {
-        drop_privileges(user, &state_dir)?;
-    }
+async fn supervise(path: PathBuf, bound: Bound, ctx: ServiceContext) -> anyhow::Result<()> {
+    let mut hup = signal(SignalKind::hangup())?;
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    let cfg = ctx.published.load().config.clone();
     for (on, what) in [
         (cfg.redirect_server.is_some(), "redirect-server"),
         (cfg.dhcp6.is_some(), "dhcp6"),
@@ -145,121 +498,46 @@ async fn serve(path: PathBuf, cfg: Config) -> anyhow::Result<()> {
             warn!("[{what}] is enabled but this version does not serve it yet");
         }
     }
-    if dhcp4.is_none() {
+    let names: Vec<&str> = bound.names().iter().map(|n| n.as_str()).collect();
+    if names.is_empty() {
         warn!(
             "no service is enabled in {}: nothing to serve",
             path.display()
         );
     }
-
-    let mut tick = tokio::time::interval(Duration::from_secs(30));
-    let mut cfg = cfg;
+    let token = CancellationToken::new();
+    let mut sup = Supervisor::start(bound, ctx, token);
+    info!(services = %names.join(","), "ready");
+    let mut early = None;
     loop {
         tokio::select! {
-            _ = hup.recv() => {
-                match config::load(&path) {
-                    Err(e) => {
-                        for line in e.to_string().lines() {
-                            error!("reload refused, keeping the running configuration: {line}");
-                        }
+            _ = hup.recv() => match config::load(&path) {
+                Err(e) => {
+                    for line in e.to_string().lines() {
+                        error!("reload refused, keeping the running configuration: {line}");
                     }
-                    Ok(new) => match apply_reload(&mut dhcp4, &cfg, &new) {
-                        Ok(()) => {
-                            cfg = new;
-                            info!("configuration reloaded from {}", path.display());
-                        }
-                        Err(e) => error!("{e:#}"),
-                    },
                 }
-            }
+                Ok(new) => match sup.reload(new).await {
+                    Ok(()) => info!("configuration reloaded from {}", path.display()),
+                    Err(e) => error!("reload refused, keeping the running configuration: {e:#}"),
+                },
+            },
             _ = term.recv() => { info!("SIGTERM: stopping"); break; }
             _ = int.recv() => { info!("SIGINT: stopping"); break; }
-            _ = tick.tick() => {
-                if let Some(s) = &dhcp4 {
-                    housekeeping(&s.shared);
-                }
+            (name, out) = sup.next_exit() => {
+                early = Some(match out {
+                    Ok(()) => anyhow::anyhow!("{} stopped by itself", name.as_str()),
+                    Err(e) => anyhow::anyhow!("{}: {e}", name.as_str()),
+                });
+                break;
             }
         }
     }
-    if let Some(s) = dhcp4 {
-        let _ = s.stop.send(true);
-        for t in s.tasks {
-            let _ = t.await;
-        }
-        let syncs = s.shared.writer.syncs();
-        s.shared.writer.clone().shutdown();
-        let st = &s.shared.stats;
-        let n = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
-        info!(
-            received = n(&st.received),
-            malformed = n(&st.malformed),
-            ignored = n(&st.ignored),
-            replies = n(&st.replies),
-            send_errors = n(&st.send_errors),
-            commits_failed = n(&st.commits_failed),
-            lease_syncs = syncs,
-            "dhcp4 stopped"
-        );
+    let drained = sup.drain(DRAIN_TIMEOUT).await;
+    match early {
+        Some(e) => Err(e),
+        None => drained,
     }
-    journal.flush();
-    Ok(())
-}
-
-/// Sweep stale offers and long-expired leases; compact the journal when it has grown.
-fn housekeeping(shared: &Arc<Shared>) {
-    let now = unix_now();
-    let live = {
-        let mut st = shared.state();
-        st.table.sweep(now, KEEP_EXPIRED_SECS);
-        let live = st.table.records();
-        if should_compact(shared.writer.records_since_compact(), live.len()) {
-            Some(live)
-        } else {
-            None
-        }
-    };
-    if let Some(live) = live {
-        info!(records = live.len(), "compacting the lease journal");
-        shared.writer.compact(live);
-    }
-}
-
-fn apply_reload(
-    dhcp4: &mut Option<Dhcp4Service>,
-    old: &Config,
-    new: &Config,
-) -> anyhow::Result<()> {
-    if old.appliance.state_dir != new.appliance.state_dir {
-        warn!("appliance.state-dir changed: takes effect at the next start");
-    }
-    if old.appliance.log_format != new.appliance.log_format {
-        warn!("appliance.log-format changed: takes effect at the next start");
-    }
-    match (dhcp4.as_mut(), &new.dhcp4) {
-        (Some(s), Some(d)) => {
-            if s.bound != (d.interfaces.clone(), d.port) {
-                // bind the new sockets first: if that fails, the old ones keep serving
-                let (tasks, stop) = bind_all(&s.shared, d).map_err(|e| {
-                    anyhow::anyhow!("reload refused, keeping the running configuration: {e:#}")
-                })?;
-                let _ = s.stop.send(true);
-                s.tasks = tasks;
-                s.stop = stop;
-                s.bound = (d.interfaces.clone(), d.port);
-            }
-            s.shared.reload(Arc::new(d.clone()), Arc::new(new.policy()));
-        }
-        (Some(s), None) => {
-            info!("dhcp4 disabled by reload");
-            let _ = s.stop.send(true);
-            *dhcp4 = None;
-        }
-        (None, Some(_)) => {
-            warn!("dhcp4 enabled by reload: takes effect at the next start");
-        }
-        (None, None) => {}
-    }
-    Ok(())
 }
 
 /// After binding: become `user`, giving it the state directory.
@@ -275,7 +553,13 @@ fn drop_privileges(user: &str, state_dir: &Path) -> anyhow::Result<()> {
     let (uid, gid) = sys::lookup(user).map_err(|e| anyhow::anyhow!("appliance.user: {e}"))?;
     sys::chown_state_dir(state_dir, uid, gid)
         .map_err(|e| anyhow::anyhow!("state-dir {}: chown to {user}: {e}", state_dir.display()))?;
-    sys::drop_to(uid, gid).map_err(|e| anyhow::anyhow!("cannot drop privileges to {user}: {e}"))?;
-    info!("running as {user} (uid {uid}, gid {gid})");
+    let kept = sys::drop_to(uid, gid, &sys::RUNTIME_CAPABILITIES)
+        .map_err(|e| anyhow::anyhow!("cannot drop privileges to {user}: {e}"))?;
+    let mut kept: Vec<String> = kept.iter().map(|c| c.to_string()).collect();
+    kept.sort();
+    info!(
+        capabilities = %kept.join(","),
+        "running as {user} (uid {uid}, gid {gid})"
+    );
     Ok(())
 }

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
-use crate::policy::MacAddr;
+use crate::policy::{MacAddr, UriEncoding};
 
 /// File name of the current device journal in state-dir.
 pub const DEVICE_JOURNAL_FILE: &str = "devices.jsonl";
@@ -35,15 +35,7 @@ const COALESCE: Duration = Duration::from_millis(10);
 
 /// `unix_secs` as an RFC 3339 / ISO 8601 UTC timestamp: `2026-11-27T20:15:00Z`.
 pub fn rfc3339(unix_secs: u64) -> String {
-    let days = unix_secs / 86_400;
-    let sod = unix_secs % 86_400;
-    let (y, m, d) = civil_from_days(days);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        sod / 3600,
-        sod / 60 % 60,
-        sod % 60
-    )
+    humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(unix_secs)).to_string()
 }
 
 /// The current wall-clock time as [`rfc3339`]; for I/O code only (handlers get `now` passed in).
@@ -56,24 +48,6 @@ pub fn unix_now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
-}
-
-/// Days since 1970-01-01 → (year, month 1..=12, day 1..=31), proleptic Gregorian.
-///
-/// Howard Hinnant's `civil_from_days`, restricted to non-negative days: shift the epoch to
-/// 0000-03-01 so the leap day is the last day of the (March-based) year, then split into
-/// 400-year eras of 146097 days.
-fn civil_from_days(days: u64) -> (u64, u32, u32) {
-    let z = days + 719_468;
-    let era = z / 146_097;
-    let doe = z % 146_097; // [0, 146096]
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365; // [0, 399]
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100); // [0, 365]
-    let mp = (5 * doy + 2) / 153; // [0, 11], March-based
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let y = yoe + era * 400 + u64::from(m <= 2);
-    (y, m, d)
 }
 
 /// One step of one device, as the device journal records it (one JSON line, snake_case keys)
@@ -268,6 +242,41 @@ impl std::fmt::Display for Dhcp4Kind {
     }
 }
 
+/// Why a DHCPv4 step was refused or an address given back (RFC 2131 §4.3).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Dhcp4Reason {
+    /// NAK: the requested address is not on the client's network (§4.3.2).
+    NotOnNetwork,
+    /// NAK: the client has a reservation for another address.
+    ReservedElsewhere,
+    /// NAK: the address is held by another client, quarantined or outside the pools.
+    NotAvailable,
+    /// NAK: a REQUEST in SELECTING state for an address this server did not offer.
+    NotOffered,
+    /// NAK: a REQUEST in SELECTING state without a requested address.
+    NoRequestedAddress,
+    /// DECLINE: the client found the address in use (quarantined for `decline-time`).
+    AddressInUse,
+    /// No address: every pool of the subnet is in use.
+    PoolExhausted,
+}
+
+impl Dhcp4Reason {
+    /// The kebab-case name used in the journal and logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Dhcp4Reason::NotOnNetwork => "not-on-network",
+            Dhcp4Reason::ReservedElsewhere => "reserved-elsewhere",
+            Dhcp4Reason::NotAvailable => "not-available",
+            Dhcp4Reason::NotOffered => "not-offered",
+            Dhcp4Reason::NoRequestedAddress => "no-requested-address",
+            Dhcp4Reason::AddressInUse => "address-in-use",
+            Dhcp4Reason::PoolExhausted => "pool-exhausted",
+        }
+    }
+}
+
 /// The DHCPv4 part of a [`DeviceEvent`].
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Dhcp4Event {
@@ -286,17 +295,21 @@ pub struct Dhcp4Event {
     /// Interface the request came in on.
     pub interface: Option<String>,
     /// The relay agent (giaddr), if relayed.
-    pub relay: Option<String>,
+    pub relay: Option<Ipv4Addr>,
     /// Address offered, acknowledged, declined or released.
     pub address: Option<Ipv4Addr>,
     /// Whether the device asked for option 143 (SZTP redirect) in its parameter request list.
     pub requested_143: bool,
-    /// URIs left out to fit the option size limit.
+    /// URIs left out to fit the option size limit (or the one-URI `text` encoding).
     pub uris_dropped: Vec<String>,
-    /// How the URIs were encoded: `"rfc8572"` or `"text"`.
-    pub encoding: Option<String>,
-    /// Why, for a NAK or a drop.
-    pub reason: Option<String>,
+    /// How the URIs were encoded (`"rfc8572"` or `"text"`), when the rule was rendered.
+    pub encoding: Option<UriEncoding>,
+    /// Why, for a NAK, a DECLINE or no address.
+    pub reason: Option<Dhcp4Reason>,
+    /// The text sent in option 56 of a NAK (RFC 2132 §9.9), e.g. `selecting: 192.0.2.7 was
+    /// not offered to this client`.
+    #[serde(default)]
+    pub message: Option<String>,
 }
 
 impl DeviceEvent {
@@ -322,6 +335,7 @@ impl DeviceEvent {
                 uris_dropped: Vec::new(),
                 encoding: None,
                 reason: None,
+                message: None,
             }),
         }
     }
@@ -338,11 +352,11 @@ impl DeviceEvent {
 mod ts_rfc3339 {
     use serde::{Deserialize, Deserializer, Serializer};
 
-    pub fn serialize<S: Serializer>(ts: &u64, s: S) -> Result<S::Ok, S::Error> {
+    pub(crate) fn serialize<S: Serializer>(ts: &u64, s: S) -> Result<S::Ok, S::Error> {
         s.collect_str(&super::rfc3339(*ts))
     }
 
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
         let s = String::deserialize(d)?;
         super::parse_rfc3339(&s).ok_or_else(|| serde::de::Error::custom("bad RFC 3339 time"))
     }
@@ -351,44 +365,33 @@ mod ts_rfc3339 {
 mod xid_hex {
     use serde::{Deserialize, Deserializer, Serializer};
 
-    pub fn serialize<S: Serializer>(xid: &u32, s: S) -> Result<S::Ok, S::Error> {
+    pub(crate) fn serialize<S: Serializer>(xid: &u32, s: S) -> Result<S::Ok, S::Error> {
         s.collect_str(&format_args!("{xid:#010x}"))
     }
 
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
         let s = String::deserialize(d)?;
         u32::from_str_radix(s.trim_start_matches("0x"), 16).map_err(serde::de::Error::custom)
     }
 }
 
-mod hex_opt {
+/// Serde for `Option<Vec<u8>>` as lowercase hex without separators (`"01aabb"`).
+pub(crate) mod hex_opt {
     use serde::{Deserialize, Deserializer, Serializer};
 
-    pub fn serialize<S: Serializer>(v: &Option<Vec<u8>>, s: S) -> Result<S::Ok, S::Error> {
+    pub(crate) fn serialize<S: Serializer>(v: &Option<Vec<u8>>, s: S) -> Result<S::Ok, S::Error> {
         match v {
-            Some(b) => s.collect_str(&super::HexBytes(b)),
+            Some(b) => s.serialize_str(&hex::encode(b)),
             None => s.serialize_none(),
         }
     }
 
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<u8>>, D::Error> {
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<Vec<u8>>, D::Error> {
         let s: Option<String> = Option::deserialize(d)?;
-        s.map(|s| {
-            (0..s.len() / 2)
-                .map(|i| u8::from_str_radix(s.get(2 * i..2 * i + 2).unwrap_or("x"), 16))
-                .collect::<Result<Vec<u8>, _>>()
-                .map_err(serde::de::Error::custom)
-        })
-        .transpose()
-    }
-}
-
-/// Lowercase hex without separators, formatted lazily.
-struct HexBytes<'a>(&'a [u8]);
-
-impl std::fmt::Display for HexBytes<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        self.0.iter().try_for_each(|x| write!(f, "{x:02x}"))
+        s.map(|s| hex::decode(s).map_err(serde::de::Error::custom))
+            .transpose()
     }
 }
 
@@ -640,29 +643,6 @@ mod tests {
         assert_eq!(rfc3339(253_402_300_799), "9999-12-31T23:59:59Z");
     }
 
-    /// Every day for 1000 years: consecutive days are consecutive dates.
-    #[test]
-    fn civil_dates_are_contiguous() {
-        let mut prev = civil_from_days(0);
-        assert_eq!(prev, (1970, 1, 1));
-        for day in 1..366_000u64 {
-            let cur = civil_from_days(day);
-            let (py, pm, pd) = prev;
-            let next_day = cur == (py, pm, pd + 1);
-            let next_month = cur == (py, pm + 1, 1) && pd >= 28;
-            let next_year = cur == (py + 1, 1, 1) && (pm, pd) == (12, 31);
-            assert!(next_day || next_month || next_year, "{prev:?} -> {cur:?}");
-            if cur.1 == 2 && cur.2 == 29 {
-                let y = cur.0;
-                assert!(
-                    y.is_multiple_of(4) && (!y.is_multiple_of(100) || y.is_multiple_of(400)),
-                    "{y}-02-29"
-                );
-            }
-            prev = cur;
-        }
-    }
-
     fn sample(i: u32) -> DeviceEvent {
         let mut ev = DeviceEvent::dhcp4(
             1_795_810_500,
@@ -724,6 +704,7 @@ mod tests {
                 "uris_dropped": [],
                 "encoding": null,
                 "reason": null,
+                "message": null,
             })
         );
         assert_eq!(got[1]["xid"], "0x00000007");

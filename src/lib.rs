@@ -15,20 +15,25 @@
 //!   (`v4::server` with `v4::sockets` and `v4::frame`, the only DHCP code that touches
 //!   sockets; `v4::frame` builds the Ethernet/IPv4/UDP frames sent straight to a client MAC);
 //! - [`journal`]: the device journal (one JSON line per DHCP step);
-//! - [`runtime`]: what services share: the published snapshot (Config + Policy), the event
-//!   sink, the service shape (`bind` then `serve(bound, ctx, token)`);
-//! - [`daemon`]: binds sockets, spawns services, SIGHUP reload, SIGTERM/SIGINT shutdown;
-//! - [`sys`]: the only unsafe code: dropping root to `appliance.user` once sockets are bound,
-//!   and SO_RCVBUFFORCE;
+//! - [`runtime`]: what services share: the published snapshot (Config + Policy + interface
+//!   facts), the event sink, the clock, the service shape (`bind` then `serve(bound, ctx,
+//!   token)`);
+//! - [`daemon`]: `bind` every service's sockets, drop privileges once, run every service in one
+//!   `JoinSet` under one cancellation token (`Supervisor`), SIGHUP reload, SIGTERM/SIGINT drain,
+//!   the state-dir lock;
+//! - [`netif`]: interface facts (index, MAC, IPv4/IPv6 networks) read from the system;
+//! - [`sys`]: dropping root to `appliance.user` keeping only the capabilities a reload needs,
+//!   and SO_RCVBUFFORCE, through nix and caps (no `unsafe` anywhere in the crate);
 //! - [`probe`]: the client side, an SZTP device on a segment (operator's doctor and test client);
 //! - [`cli`]: subcommands `run`, `check-config`, `leases`, `probe`.
-#![deny(unsafe_code)]
+#![forbid(unsafe_code)]
 
 pub mod cli;
 pub mod config;
 pub mod daemon;
 pub mod dhcp;
 pub mod journal;
+pub mod netif;
 pub mod policy;
 pub mod probe;
 pub mod restconf;

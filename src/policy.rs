@@ -40,6 +40,7 @@ impl FromStr for MacAddr {
 }
 
 impl MacAddr {
+    /// The first 6 octets of `b`; `None` when shorter.
     pub fn from_slice(b: &[u8]) -> Option<MacAddr> {
         <[u8; 6]>::try_from(b.get(..6)?).ok().map(MacAddr)
     }
@@ -48,7 +49,9 @@ impl MacAddr {
 /// A MAC match: `aa:bb:cc:00:00:00/24` (prefix) or an exact address.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct MacPattern {
+    /// The address whose first `prefix_len` bits must match.
     pub addr: MacAddr,
+    /// Bits that must match, 0..=48 (48: the exact address).
     pub prefix_len: u8,
 }
 
@@ -73,6 +76,7 @@ impl FromStr for MacPattern {
 }
 
 impl MacPattern {
+    /// Whether `mac` starts with this pattern's prefix.
     pub fn matches(&self, mac: &MacAddr) -> bool {
         let a = u64::from_be_bytes([
             0,
@@ -97,6 +101,7 @@ impl MacPattern {
 pub struct Glob(pub String);
 
 impl Glob {
+    /// Whether `text` matches the whole pattern.
     pub fn matches(&self, text: &str) -> bool {
         glob_match(self.0.as_bytes(), text.as_bytes())
     }
@@ -251,7 +256,10 @@ pub enum Via {
     Direct,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+/// How option 143/136 carries the URIs (`dhcp-uri-encoding`); `"rfc8572"` / `"text"` in the
+/// device journal.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum UriEncoding {
     /// RFC 8572 §8.3 `uri-length ‖ URI` list.
     #[default]
@@ -260,6 +268,7 @@ pub enum UriEncoding {
     Text,
 }
 
+/// Which URI a DHCP option carries for a target (`dhcp-uri-form`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum UriForm {
     /// `https://host[:port]` (RFC 8572, IOS-XE).
@@ -272,21 +281,32 @@ pub enum UriForm {
 /// A named owner bootstrap server.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BootstrapServer {
+    /// `name`, what rules and devices refer to.
     pub name: String,
+    /// `uri`: `https://host[:port]` (RFC 8572 §8.3).
     pub uri: SztpUri,
 }
 
 /// Match keys of a rule; every non-empty key must match (any of its patterns).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Match {
+    /// `match.mac`: MAC addresses or prefixes.
     pub mac: Vec<MacPattern>,
+    /// `match.vendor-class`: DHCPv4 option 60 / DHCPv6 option 16.
     pub vendor_class: Vec<Glob>,
+    /// `match.user-class`: DHCPv4 option 77 / DHCPv6 option 15 (any instance).
     pub user_class: Vec<Glob>,
+    /// `match.client-id`: option 61 or DUID, as text or colon hex.
     pub client_id: Vec<Glob>,
+    /// `match.circuit-id`: option 82.1 / DHCPv6 interface-id.
     pub circuit_id: Vec<Glob>,
+    /// `match.remote-id`: option 82.2 / DHCPv6 remote-id.
     pub remote_id: Vec<Glob>,
+    /// `match.interface`: the appliance interface the request came in on.
     pub interface: Vec<Glob>,
+    /// `match.serial`: the device serial number.
     pub serial: Vec<Glob>,
+    /// `match.hw-model`: the RESTCONF `hw-model` input.
     pub hw_model: Vec<Glob>,
     /// `match.serial-verified`: `Some(true)` matches only a device whose serial comes from a
     /// client certificate verified against `client-ca` ([`Serial::verified`]); `Some(false)`
@@ -299,6 +319,7 @@ fn any_glob(globs: &[Glob], value: Option<&str>) -> bool {
 }
 
 impl Match {
+    /// Whether every non-empty key matches `f`.
     pub fn matches(&self, f: &DeviceFacts) -> bool {
         (self.mac.is_empty()
             || f.mac
@@ -335,20 +356,28 @@ impl Match {
 /// A `[[rule]]`, with names already resolved to bootstrap servers.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Rule {
+    /// `name`.
     pub name: String,
+    /// `match`: every key must match; empty matches every device.
     pub matches: Match,
+    /// `redirect-to`, most preferred first; empty: the device is excluded from SZTP.
     pub redirect_to: Vec<BootstrapServer>,
     /// `None`: redirect-server when the redirect server is enabled, direct otherwise.
     pub via: Option<Via>,
+    /// `dhcp-uri-encoding`.
     pub encoding: UriEncoding,
+    /// `dhcp-uri-form`.
     pub form: UriForm,
+    /// `dhcp-always-send`.
     pub always_send: bool,
 }
 
 /// A `[[device]]`: a known device, by serial and/or MAC.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct KnownDevice {
+    /// `serial`.
     pub serial: Option<String>,
+    /// `mac`.
     pub mac: Option<MacAddr>,
     /// Empty: the matching rule's targets.
     pub redirect_to: Vec<BootstrapServer>,
@@ -407,7 +436,9 @@ pub struct Rendering {
 /// Rules, known devices and the redirect server's advertised URI: everything that decides.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Policy {
+    /// `[[rule]]`, first match wins.
     pub rules: Vec<Rule>,
+    /// `[[device]]`, first match wins.
     pub devices: Vec<KnownDevice>,
     /// `Some` when `[redirect-server]` is enabled.
     pub advertise: Option<SztpUri>,

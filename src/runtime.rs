@@ -4,21 +4,38 @@
 //! hickory-dns's `register_socket` and mini-redis's `run(listener, shutdown)`:
 //!
 //! - `bind(&Config) -> io::Result<Bound…>`: opens every socket the file enables for that
-//!   service (std sockets, already bound, so tests can hand in `127.0.0.1:0`). The daemon calls
-//!   every service's `bind` first, then drops privileges once, then serves.
-//! - `serve(bound, ctx: ServiceContext, token: CancellationToken)`: runs in the daemon's one
-//!   `JoinSet` until `token` is cancelled, then drains (in-flight lease commits finish) and
-//!   returns. It reads configuration only through [`Published::load`] (never another
-//!   service's lock) and reports every device step through [`Events::emit`].
+//!   service (std sockets, already bound, so tests can hand in `127.0.0.1:0`), and logs one
+//!   `listening for <service> on <where> <addr>` line per socket. Synchronous: the daemon calls
+//!   every service's `bind` before any thread exists, then drops privileges once, then serves.
+//!   Durable state (a lease journal) is opened by `serve`, not `bind`: on a reload that rebinds
+//!   a service, the new instance starts only after the old one has closed its journal.
+//! - `serve(bound, ctx: ServiceContext, token: CancellationToken) -> io::Result<()>`: runs as
+//!   one task in the daemon's one `JoinSet` until `token` is cancelled, then drains (in-flight
+//!   lease commits finish, replies leave) and returns `Ok`. An `Err` means the service could
+//!   not go on (the daemon then stops with exit code 1). It reads configuration only through
+//!   [`Published::load`] (never another service's lock), once per request, and reports every
+//!   device step through [`Events::emit`].
+//!
+//! DHCP services also register a read-only view of their leases in the context's
+//! [`LeaseRegistry`], through which the redirect server learns what DHCP knows about the
+//! source address of a request ([`LeaseFacts`]).
+//!
+//! Adding a service to the daemon (`src/daemon.rs`) is three edits, each marked there with
+//! `ADD A SERVICE`: a field in `daemon::Bound`, a [`ServiceName`] variant with its binding key
+//! (what, when changed by a reload, needs new sockets), and one arm that spawns its `serve`.
 
+use std::net::IpAddr;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwap;
 
 use crate::config::Config;
 use crate::journal::{DeviceEvent, DeviceJournal};
-use crate::policy::Policy;
+use crate::netif::Interfaces;
+use crate::policy::{ClientId, MacAddr, Policy};
 
 /// A validated configuration and everything derived from it, published as one unit: a
 /// service that loads it sees a Config and a Policy from the same file.
@@ -30,17 +47,34 @@ pub struct Snapshot {
     pub policy: Arc<Policy>,
     /// 0 for the file read at start, +1 per successful reload.
     pub generation: u64,
+    /// Facts (addresses, MAC, index) of every interface the file names, read from the system
+    /// when this snapshot was made: at start and on every SIGHUP. Empty in [`Snapshot::new`].
+    pub interfaces: Arc<Interfaces>,
 }
 
 impl Snapshot {
-    /// The snapshot of `config`, with its Policy.
+    /// The snapshot of `config`, with its Policy and no interface facts.
     pub fn new(config: Config, generation: u64) -> Snapshot {
         let policy = Arc::new(config.policy());
         Snapshot {
             config: Arc::new(config),
             policy,
             generation,
+            interfaces: Arc::new(Interfaces::new()),
         }
+    }
+
+    /// The same snapshot with `interfaces` as its interface facts.
+    pub fn with_interfaces(mut self, interfaces: Interfaces) -> Snapshot {
+        self.interfaces = Arc::new(interfaces);
+        self
+    }
+
+    /// The snapshot of `config` with the current facts of every interface it names
+    /// ([`Config::interface_names`]), read from the system now.
+    pub fn read(config: Config, generation: u64) -> Snapshot {
+        let interfaces = crate::netif::read_interfaces(config.interface_names());
+        Snapshot::new(config, generation).with_interfaces(interfaces)
     }
 }
 
@@ -101,4 +135,179 @@ pub struct ServiceContext {
     pub events: Events,
     /// `appliance.state-dir` as it was at start (a change needs a restart).
     pub state_dir: PathBuf,
+    /// The DHCP services' lease views, one registry shared by every service of the daemon.
+    pub leases: LeaseRegistry,
+}
+
+impl ServiceContext {
+    /// A context with an empty [`LeaseRegistry`].
+    pub fn new(published: Published, events: Events, state_dir: PathBuf) -> ServiceContext {
+        ServiceContext {
+            published,
+            events,
+            state_dir,
+            leases: LeaseRegistry::default(),
+        }
+    }
+}
+
+/// What a DHCP service learnt about the device holding an address, so that rules written for
+/// DHCP (`match.mac`, `match.vendor-class`, …) apply to that device's RESTCONF requests too
+/// (which carry only a TCP source address).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LeaseFacts {
+    /// The lease's hardware address (DHCPv4 chaddr, or the MAC behind a DHCPv6 DUID).
+    pub mac: Option<MacAddr>,
+    /// DHCPv4 option 61 or the DHCPv6 DUID of the lease.
+    pub client_id: Option<ClientId>,
+    /// DHCPv4 option 60 / the first DHCPv6 option 16 vendor-class-data the device last sent.
+    pub vendor_class: Option<String>,
+    /// The IANA enterprise number of DHCPv6 option 16.
+    pub enterprise_number: Option<u32>,
+    /// DHCPv4 option 77 / DHCPv6 option 15 entries the device last sent.
+    pub user_class: Vec<String>,
+    /// Relay circuit-id (DHCPv4 option 82.1) / DHCPv6 interface-id seen with its last request.
+    pub circuit_id: Option<Vec<u8>>,
+    /// Relay remote-id (DHCPv4 option 82.2 / DHCPv6 option 37) seen with its last request.
+    pub remote_id: Option<Vec<u8>>,
+    /// The appliance interface the lease was served on.
+    pub interface: Option<String>,
+}
+
+/// A read-only view of one DHCP service's lease state: the active lease (bound, not expired)
+/// on an address.
+///
+/// Called once per RESTCONF request, from any thread: it must be cheap (a hash lookup under
+/// the service's own lock, no I/O, no await) and must not hold that lock after returning.
+pub trait LeaseLookup: Send + Sync + 'static {
+    /// The facts of the active lease on `addr`, `None` when no lease is active there.
+    fn lease_facts(&self, addr: IpAddr) -> Option<LeaseFacts>;
+}
+
+/// No DHCP service: nothing is known about any address.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct NoLeases;
+
+impl LeaseLookup for NoLeases {
+    fn lease_facts(&self, _addr: IpAddr) -> Option<LeaseFacts> {
+        None
+    }
+}
+
+/// A fixed table (tests).
+impl LeaseLookup for std::collections::HashMap<IpAddr, LeaseFacts> {
+    fn lease_facts(&self, addr: IpAddr) -> Option<LeaseFacts> {
+        self.get(&addr).cloned()
+    }
+}
+
+type Views = Vec<(u64, &'static str, Arc<dyn LeaseLookup>)>;
+
+/// The lease views of the DHCP services running now (address → [`LeaseFacts`]).
+///
+/// A DHCP service registers one view when it starts serving and keeps the returned
+/// [`LeaseRegistration`] for as long as it serves: dropping it (the service stopped, or was
+/// stopped by a reload) removes the view, so a service turned off and on again registers its
+/// new instance. Lookups are lock-free (the list is behind an `ArcSwap`) and ask each view in
+/// registration order; the first that knows the address answers (DHCPv4 and DHCPv6 leases
+/// never share an address). Cloning shares the registry.
+#[derive(Clone, Default)]
+pub struct LeaseRegistry {
+    views: Arc<ArcSwap<Views>>,
+    next_id: Arc<AtomicU64>,
+}
+
+impl std::fmt::Debug for LeaseRegistry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names: Vec<&str> = self.views.load().iter().map(|(_, n, _)| *n).collect();
+        f.debug_struct("LeaseRegistry")
+            .field("views", &names)
+            .finish()
+    }
+}
+
+impl LeaseRegistry {
+    /// Adds `view` under `service` (`"dhcp4"`, `"dhcp6"`, for logs); it stays until the
+    /// returned registration is dropped.
+    pub fn register(&self, service: &'static str, view: Arc<dyn LeaseLookup>) -> LeaseRegistration {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        self.views.rcu(|v| {
+            let mut v = Views::clone(v);
+            v.push((id, service, Arc::clone(&view)));
+            v
+        });
+        LeaseRegistration {
+            registry: self.clone(),
+            id,
+        }
+    }
+
+    /// The services with a view registered now, in registration order.
+    pub fn services(&self) -> Vec<&'static str> {
+        self.views.load().iter().map(|(_, n, _)| *n).collect()
+    }
+}
+
+impl LeaseLookup for LeaseRegistry {
+    fn lease_facts(&self, addr: IpAddr) -> Option<LeaseFacts> {
+        self.views
+            .load()
+            .iter()
+            .find_map(|(_, _, view)| view.lease_facts(addr))
+    }
+}
+
+/// Keeps a view in its [`LeaseRegistry`]; dropping it removes the view.
+#[must_use = "the view is removed when the registration is dropped"]
+pub struct LeaseRegistration {
+    registry: LeaseRegistry,
+    id: u64,
+}
+
+impl Drop for LeaseRegistration {
+    fn drop(&mut self) {
+        let id = self.id;
+        self.registry.views.rcu(|v| {
+            v.iter()
+                .filter(|(i, _, _)| *i != id)
+                .cloned()
+                .collect::<Views>()
+        });
+    }
+}
+
+/// Where a service's `now` (Unix seconds) comes from: the wall clock, or tokio's clock so a
+/// test with `tokio::time::pause` can make leases expire and timers fire without waiting.
+#[derive(Clone, Copy, Debug, Default)]
+pub enum Clock {
+    /// `SystemTime::now()`.
+    #[default]
+    System,
+    /// `unix` at tokio instant `at`, moving with tokio's (pausable) clock.
+    Tokio {
+        /// Unix seconds at `at`.
+        unix: u64,
+        /// The tokio instant the clock was anchored.
+        at: tokio::time::Instant,
+    },
+}
+
+impl Clock {
+    /// A clock that reads `unix` now and then moves with tokio's clock. Needs a runtime.
+    pub fn tokio_at(unix: u64) -> Clock {
+        Clock::Tokio {
+            unix,
+            at: tokio::time::Instant::now(),
+        }
+    }
+
+    /// Unix seconds now (0 if the wall clock is before 1970).
+    pub fn now(&self) -> u64 {
+        match self {
+            Clock::System => SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs()),
+            Clock::Tokio { unix, at } => unix + at.elapsed().as_secs(),
+        }
+    }
 }

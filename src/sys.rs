@@ -1,48 +1,47 @@
-//! The one module with unsafe code: dropping root after the sockets are bound
-//! (`appliance.user`) and one socket option socket2 does not offer
+//! Privileges and the one socket option socket2 lacks, through safe wrappers (nix, caps)
 //!
-//! libc is the only way to look a user up, change credentials or force a receive buffer; each
-//! call is a plain FFI call with checked arguments and results. Bound sockets, raw channels and open journal
-//! files stay usable after the drop; only new privileged binds (a reload that changes the
-//! DHCP interfaces) are refused, and the old sockets keep serving.
-#![allow(unsafe_code)]
+//! Dropping root happens once, after every service has bound its sockets and before any thread
+//! is started, so every thread inherits the reduced credentials (Linux capabilities are per
+//! thread). The capabilities in [`RUNTIME_CAPABILITIES`] are kept when the process had them:
+//! a SIGHUP that moves a service to a new port below 1024 or a new interface must still be able
+//! to bind and open raw frames. Bound sockets, raw channels and open files stay usable.
 
-use std::ffi::{CStr, CString};
 use std::io;
 use std::path::Path;
 
-/// uid and gid of a user name (getpwnam_r).
-pub fn lookup(user: &str) -> io::Result<(u32, u32)> {
-    let name = CString::new(user)
-        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "user name contains NUL"))?;
-    let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
-    let mut buf = vec![0 as libc::c_char; 16 * 1024];
-    let mut result: *mut libc::passwd = std::ptr::null_mut();
-    // SAFETY: every pointer refers to live, correctly sized storage owned by this frame.
-    let rc = unsafe {
-        libc::getpwnam_r(
-            name.as_ptr(),
-            &mut pwd,
-            buf.as_mut_ptr(),
-            buf.len(),
-            &mut result,
-        )
-    };
-    if rc != 0 {
-        return Err(io::Error::from_raw_os_error(rc));
-    }
-    if result.is_null() {
-        return Err(io::Error::new(
-            io::ErrorKind::NotFound,
-            format!("no such user {user:?}"),
-        ));
-    }
-    Ok((pwd.pw_uid, pwd.pw_gid))
+use caps::{CapSet, Capability, CapsHashSet};
+use nix::unistd::{Gid, Uid, User};
+
+/// Capabilities kept after dropping root (when the process had them): binding ports below
+/// 1024 on reload, and raw frames to a client MAC (RFC 2131 §4.1) on a newly served interface.
+pub const RUNTIME_CAPABILITIES: [Capability; 2] =
+    [Capability::CAP_NET_BIND_SERVICE, Capability::CAP_NET_RAW];
+
+fn errno(e: nix::errno::Errno) -> io::Error {
+    io::Error::from(e)
 }
 
+fn caps_err(e: caps::errors::CapsError) -> io::Error {
+    io::Error::other(e.to_string())
+}
+
+/// uid and gid of a user name (getpwnam_r).
+///
+/// # Errors
+/// `NotFound` with `no such user "name"`; the OS error when the lookup itself fails.
+pub fn lookup(user: &str) -> io::Result<(u32, u32)> {
+    match User::from_name(user).map_err(errno)? {
+        Some(u) => Ok((u.uid.as_raw(), u.gid.as_raw())),
+        None => Err(io::Error::new(
+            io::ErrorKind::NotFound,
+            format!("no such user {user:?}"),
+        )),
+    }
+}
+
+/// Whether the effective uid is 0.
 pub fn is_root() -> bool {
-    // SAFETY: geteuid has no arguments and cannot fail.
-    unsafe { libc::geteuid() == 0 }
+    Uid::effective().is_root()
 }
 
 /// Give `dir` and the files directly in it to uid:gid, so the dropped process can keep
@@ -58,60 +57,44 @@ pub fn chown_state_dir(dir: &Path, uid: u32, gid: u32) -> io::Result<()> {
     Ok(())
 }
 
-/// Drop supplementary groups, then gid, then uid; irreversible.
-pub fn drop_to(uid: u32, gid: u32) -> io::Result<()> {
-    // SAFETY: plain credential syscalls; an empty group list is a null pointer with length 0.
-    unsafe {
-        if libc::setgroups(0, std::ptr::null()) != 0 {
-            return Err(io::Error::last_os_error());
-        }
-        if libc::setgid(gid) != 0 {
-            return Err(io::Error::last_os_error());
-        }
-        if libc::setuid(uid) != 0 {
-            return Err(io::Error::last_os_error());
-        }
-    }
+/// Drop supplementary groups, then gid, then uid, keeping those of `keep` the process has in
+/// its permitted set (effective and permitted, nothing inheritable); irreversible. Call it
+/// while the process has one thread: capabilities are per thread.
+///
+/// Returns the capabilities kept.
+pub fn drop_to(uid: u32, gid: u32, keep: &[Capability]) -> io::Result<CapsHashSet> {
+    let had = caps::read(None, CapSet::Permitted).map_err(caps_err)?;
+    let kept: CapsHashSet = keep.iter().copied().filter(|c| had.contains(c)).collect();
+    // without keep-caps, setuid from 0 clears the permitted set
+    caps::securebits::set_keepcaps(true).map_err(caps_err)?;
+    nix::unistd::setgroups(&[]).map_err(errno)?;
+    nix::unistd::setgid(Gid::from_raw(gid)).map_err(errno)?;
+    nix::unistd::setuid(Uid::from_raw(uid)).map_err(errno)?;
+    caps::securebits::set_keepcaps(false).map_err(caps_err)?;
+    caps::set(None, CapSet::Inheritable, &CapsHashSet::new()).map_err(caps_err)?;
+    caps::set(None, CapSet::Permitted, &kept).map_err(caps_err)?;
+    caps::set(None, CapSet::Effective, &kept).map_err(caps_err)?;
     // setuid(2) must not be reversible: check that root cannot be regained
-    // SAFETY: as above.
-    if uid != 0 && unsafe { libc::setuid(0) } == 0 {
+    if uid != 0 && nix::unistd::setuid(Uid::from_raw(0)).is_ok() {
         return Err(io::Error::other(
             "could regain root after dropping privileges",
         ));
     }
-    Ok(())
+    Ok(kept)
 }
 
 /// SO_RCVBUFFORCE: a receive buffer above net.core.rmem_max (needs CAP_NET_ADMIN), so bursts
-/// of DHCP requests queue instead of being dropped by the kernel.
-pub fn force_recv_buffer(fd: std::os::fd::BorrowedFd<'_>, bytes: usize) -> io::Result<()> {
-    use std::os::fd::AsRawFd;
-    let v = libc::c_int::try_from(bytes).unwrap_or(libc::c_int::MAX);
-    // SAFETY: a valid fd, a pointer to a live c_int and its size.
-    let rc = unsafe {
-        libc::setsockopt(
-            fd.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_RCVBUFFORCE,
-            (&v as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    if rc != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
+/// of DHCP requests queue instead of being dropped by the kernel. `bytes` in octets.
+pub fn force_recv_buffer(fd: &impl std::os::fd::AsFd, bytes: usize) -> io::Result<()> {
+    nix::sys::socket::setsockopt(fd, nix::sys::socket::sockopt::RcvBufForce, &bytes).map_err(errno)
 }
 
-/// The user name of the current effective uid, for logs.
+/// The user name of the current effective uid (the number when it has no name), for logs.
 pub fn current_user() -> String {
-    // SAFETY: getpwuid returns null or a pointer to static storage read at once.
-    unsafe {
-        let p = libc::getpwuid(libc::geteuid());
-        if p.is_null() {
-            return libc::geteuid().to_string();
-        }
-        CStr::from_ptr((*p).pw_name).to_string_lossy().into_owned()
+    let uid = Uid::effective();
+    match User::from_uid(uid) {
+        Ok(Some(u)) => u.name,
+        _ => uid.to_string(),
     }
 }
 
@@ -124,5 +107,22 @@ mod tests {
         assert_eq!(lookup("root").unwrap(), (0, 0));
         let e = lookup("no-such-user-sztp").unwrap_err();
         assert_eq!(e.to_string(), "no such user \"no-such-user-sztp\"");
+    }
+
+    #[test]
+    fn forced_receive_buffer_needs_cap_net_admin() {
+        let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let r = force_recv_buffer(&s, 1 << 20);
+        if is_root() {
+            r.unwrap();
+            let granted = socket2::SockRef::from(&s).recv_buffer_size().unwrap();
+            // the kernel doubles the value it stores (socket(7))
+            assert!(granted >= 1 << 20, "{granted}");
+        } else {
+            assert_eq!(
+                r.unwrap_err().raw_os_error(),
+                Some(nix::errno::Errno::EPERM as i32)
+            );
+        }
     }
 }

@@ -1,10 +1,7 @@
 //! Helpers shared by unit tests
 
 /// Bytes from hex, ignoring white space (test vectors are written in spaced octets).
-pub fn hex(s: &str) -> Vec<u8> {
+pub(crate) fn hex(s: &str) -> Vec<u8> {
     let s: String = s.split_whitespace().collect();
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
-        .collect()
+    hex::decode(s).expect("test vector is hex")
 }

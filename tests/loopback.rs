@@ -5,14 +5,14 @@ mod common;
 
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader};
-use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
+use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use dhcproto::v4::{DhcpOption, Message, MessageType, Opcode, OptionCode};
-use dhcproto::{Decodable, Decoder, Encodable};
+use common::relay::{mac, uris_143, Relay};
+use dhcproto::v4::MessageType;
 
 const BIN: &str = env!("CARGO_BIN_EXE_sztp-redirector");
 
@@ -132,120 +132,6 @@ impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-    }
-}
-
-/// A relay agent on 127.0.0.1 that asks for subnet 192.0.2.0/24 by link selection (RFC 3527)
-/// and gets replies on its own port (RFC 8357).
-struct Relay {
-    sock: UdpSocket,
-    server: SocketAddr,
-}
-
-struct Exchange {
-    offer: Message,
-    ack: Message,
-}
-
-fn mac(n: u32) -> [u8; 6] {
-    let b = n.to_be_bytes();
-    [2, 0, b[0], b[1], b[2], b[3]]
-}
-
-impl Relay {
-    fn new(port: u16) -> Relay {
-        let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
-        sock.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
-        Relay {
-            sock,
-            server: SocketAddr::from(([127, 0, 0, 1], port)),
-        }
-    }
-
-    fn message(&self, t: MessageType, chaddr: [u8; 6], xid: u32, ask_143: bool) -> Vec<u8> {
-        let mut m = Message::new_with_id(
-            xid,
-            Ipv4Addr::UNSPECIFIED,
-            Ipv4Addr::UNSPECIFIED,
-            Ipv4Addr::UNSPECIFIED,
-            Ipv4Addr::LOCALHOST,
-            &chaddr,
-        );
-        m.set_hops(1);
-        m.opts_mut().insert(DhcpOption::MessageType(t));
-        let mut prl = vec![OptionCode::SubnetMask, OptionCode::Router];
-        if ask_143 {
-            prl.push(OptionCode::from(143u8));
-        }
-        m.opts_mut().insert(DhcpOption::ParameterRequestList(prl));
-        let mut bytes = m.to_vec().unwrap();
-        // option 82 by hand: link-selection 192.0.2.1 and relay-port
-        let rai = [5, 4, 192, 0, 2, 1, 19, 0];
-        let end = bytes.len() - 1;
-        bytes.splice(end..end, [&[82u8, rai.len() as u8][..], &rai[..]].concat());
-        bytes
-    }
-
-    fn recv(&self, xid: u32) -> Option<Message> {
-        let mut buf = [0u8; 1500];
-        loop {
-            let (n, _) = self.sock.recv_from(&mut buf).ok()?;
-            let m = Message::decode(&mut Decoder::new(&buf[..n])).expect("reply decodes");
-            assert_eq!(m.opcode(), Opcode::BootReply);
-            if m.xid() == xid {
-                return Some(m);
-            }
-        }
-    }
-
-    fn exchange(&self, chaddr: [u8; 6], xid: u32, ask_143: bool) -> Option<Exchange> {
-        self.sock
-            .send_to(
-                &self.message(MessageType::Discover, chaddr, xid, ask_143),
-                self.server,
-            )
-            .unwrap();
-        let offer = self.recv(xid)?;
-        assert_eq!(offer.opts().msg_type(), Some(MessageType::Offer));
-        let sid = match offer.opts().get(OptionCode::ServerIdentifier) {
-            Some(DhcpOption::ServerIdentifier(s)) => *s,
-            o => panic!("no server id: {o:?}"),
-        };
-        let mut req = Message::decode(&mut Decoder::new(&self.message(
-            MessageType::Request,
-            chaddr,
-            xid + 1,
-            ask_143,
-        )))
-        .unwrap();
-        req.opts_mut()
-            .insert(DhcpOption::RequestedIpAddress(offer.yiaddr()));
-        req.opts_mut().insert(DhcpOption::ServerIdentifier(sid));
-        // re-add 82 (dhcproto re-encodes decoded options; append ours by hand again)
-        req.opts_mut().remove(OptionCode::RelayAgentInformation);
-        let mut bytes = req.to_vec().unwrap();
-        let rai = [5, 4, 192, 0, 2, 1, 19, 0];
-        let end = bytes.len() - 1;
-        bytes.splice(end..end, [&[82u8, rai.len() as u8][..], &rai[..]].concat());
-        self.sock.send_to(&bytes, self.server).unwrap();
-        let ack = self.recv(xid + 1)?;
-        Some(Exchange { offer, ack })
-    }
-}
-
-fn uris_143(m: &Message) -> Option<Vec<String>> {
-    match m.opts().get(OptionCode::from(143u8)) {
-        Some(DhcpOption::Unknown(u)) => {
-            let mut d = u.data();
-            let mut out = vec![];
-            while d.len() >= 2 {
-                let l = u16::from_be_bytes([d[0], d[1]]) as usize;
-                out.push(String::from_utf8(d[2..2 + l].to_vec()).unwrap());
-                d = &d[2 + l..];
-            }
-            Some(out)
-        }
-        _ => None,
     }
 }
 
@@ -482,6 +368,15 @@ fn drops_root_to_appliance_user_after_binding() {
         uid_line.split_whitespace().skip(1).all(|u| u == "65534"),
         "{uid_line}"
     );
+    // only the capabilities a reload may still need: CAP_NET_BIND_SERVICE (10), CAP_NET_RAW (13)
+    for set in ["CapPrm:", "CapEff:"] {
+        let line = status.lines().find(|l| l.starts_with(set)).unwrap();
+        assert_eq!(
+            u64::from_str_radix(line.split_whitespace().nth(1).unwrap(), 16).unwrap(),
+            (1 << 10) | (1 << 13),
+            "{line}"
+        );
+    }
     // still serving, and ACKs are still journaled after the drop
     let r = Relay::new(s.port);
     let a = r
@@ -526,4 +421,30 @@ fn run_reports_a_missing_interface_when_it_binds() {
         err.contains("cannot listen on interface sztp-nope0: no such interface \"sztp-nope0\""),
         "{err}"
     );
+}
+
+#[test]
+fn a_second_daemon_on_the_same_state_dir_refuses_to_start_and_the_first_serves_on() {
+    let (_d, state, cfg) = setup();
+    let s = Server::start(&cfg);
+    assert!(s.wait_log("ready"));
+    let out = Command::new(BIN)
+        .args(["run", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!(
+            "state-dir {} is in use by another sztp-redirector (lock {} held)",
+            state.display(),
+            state.join("lock").display()
+        )),
+        "{err}"
+    );
+    assert!(!err.contains("listening for"), "it must not bind: {err}");
+    let x = Relay::new(s.port).exchange(mac(11), 0x110, true);
+    assert!(x.is_some(), "the first daemon keeps serving");
+    assert!(s.stop().0.success());
 }

@@ -15,8 +15,9 @@ use sztp_redirector::config::load_str;
 use sztp_redirector::journal::DeviceJournal;
 use sztp_redirector::policy::{ClientId, MacAddr};
 use sztp_redirector::restconf::identity::{CertificateSubject, ClientCertificate};
-use sztp_redirector::restconf::{router, AppState, ConnInfo, LeaseFacts, LeaseLookup};
+use sztp_redirector::restconf::{router, AppState, ConnInfo};
 use sztp_redirector::runtime::{Events, Published, Snapshot};
+use sztp_redirector::runtime::{LeaseFacts, LeaseLookup};
 use sztp_redirector::sztp::conveyed::{
     decode_content_info, parse_redirect_json, parse_redirect_xml, ContentFormat,
 };

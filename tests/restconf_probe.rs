@@ -176,7 +176,7 @@ async fn probe_detects_a_loop_between_two_redirect_servers() {
     let a = Redirector::start(&config("https://192.0.2.99", basic)).await;
     let b = Redirector::start(&config(&a.base(), basic)).await;
     // now point a at b: a → b → a (a reload publishes the next configuration)
-    a.reload(&config(&b.base(), basic));
+    assert!(a.reload(&config(&b.base(), basic)));
     let out = probe(&["--restconf", &a.base(), "--serial", "LAB2"]).await;
     assert_eq!(out.code, Some(2), "{out:?}");
     let text = &out.stdout;

@@ -487,16 +487,16 @@ async fn configured_certificates_are_reloaded_with_the_configuration() {
         .await
         .unwrap()
         .contains("first-rsa"));
-    // new files, then a reload (SIGHUP publishes the next generation)
+    // new files, then a reload (what SIGHUP does)
     sh(&format!(
         "cd '{d}' && openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 30 -keyout ec.key -out ec.crt -subj /CN=second-ec 2>&1",
         d = dir.display()
     ));
-    r.reload(&config(&extra));
+    assert!(r.reload(&config(&extra)));
     assert!(subject(&["-tls1_3"]).await.unwrap().contains("second-ec"));
-    // a broken file at the next reload keeps the certificates in force
+    // a broken file at the next reload refuses it and keeps the certificates in force
     std::fs::write(dir.join("ec.crt"), "not a certificate").unwrap();
-    r.reload(&config(&extra));
+    assert!(!r.reload(&config(&extra)));
     assert!(subject(&["-tls1_3"]).await.unwrap().contains("second-ec"));
     r.stop().await;
 }

@@ -6,16 +6,20 @@ use std::path::{Path, PathBuf};
 /// One error, located in the file.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ConfigError {
+    /// The configuration file.
     pub file: PathBuf,
     /// 1-based line and column; 0 when the error has no position (I/O).
     pub line: usize,
+    /// Column, 1-based (0 when the error is about the whole file).
     pub col: usize,
     /// Dotted key path with indexes, e.g. `dhcp4.subnet[0].pools[1]`; empty when unknown.
     pub key: String,
+    /// What is wrong.
     pub message: String,
 }
 
 impl ConfigError {
+    /// The file could not be read.
     pub fn io(path: &Path, e: &std::io::Error) -> ConfigError {
         ConfigError {
             file: path.to_path_buf(),
@@ -46,7 +50,7 @@ impl ConfigError {
 }
 
 /// 1-based line and column (in characters) of byte `offset`.
-pub fn line_col(text: &str, offset: usize) -> (usize, usize) {
+pub(crate) fn line_col(text: &str, offset: usize) -> (usize, usize) {
     let mut offset = offset.min(text.len());
     while !text.is_char_boundary(offset) {
         offset -= 1;
@@ -75,6 +79,7 @@ impl fmt::Display for ConfigError {
 pub struct ConfigErrors(pub Vec<ConfigError>);
 
 impl ConfigErrors {
+    /// A list of one error.
     pub fn single(e: ConfigError) -> ConfigErrors {
         ConfigErrors(vec![e])
     }

@@ -12,71 +12,71 @@ use toml::Spanned;
 use super::error::{ConfigError, ConfigErrors};
 
 /// A string with its position in the file.
-pub type Str = Spanned<String>;
+pub(crate) type Str = Spanned<String>;
 /// A list of strings, each element with its position, the list with its own.
-pub type StrList = Spanned<Vec<Str>>;
+pub(crate) type StrList = Spanned<Vec<Str>>;
 
 /// The file as written.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
-pub struct RawConfig {
-    pub appliance: Option<Spanned<RawAppliance>>,
+pub(crate) struct RawConfig {
+    pub(crate) appliance: Option<Spanned<RawAppliance>>,
     #[serde(default)]
-    pub bootstrap_server: Vec<Spanned<RawBootstrapServer>>,
-    pub redirect_server: Option<Spanned<RawRedirectServer>>,
+    pub(crate) bootstrap_server: Vec<Spanned<RawBootstrapServer>>,
+    pub(crate) redirect_server: Option<Spanned<RawRedirectServer>>,
     #[serde(default)]
-    pub rule: Vec<Spanned<RawRule>>,
+    pub(crate) rule: Vec<Spanned<RawRule>>,
     #[serde(default)]
-    pub device: Vec<Spanned<RawDevice>>,
-    pub dhcp4: Option<Spanned<RawDhcp4>>,
-    pub dhcp6: Option<Spanned<RawDhcp6>>,
-    pub dns: Option<Spanned<RawDns>>,
-    pub status: Option<Spanned<RawStatus>>,
+    pub(crate) device: Vec<Spanned<RawDevice>>,
+    pub(crate) dhcp4: Option<Spanned<RawDhcp4>>,
+    pub(crate) dhcp6: Option<Spanned<RawDhcp6>>,
+    pub(crate) dns: Option<Spanned<RawDns>>,
+    pub(crate) status: Option<Spanned<RawStatus>>,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
-pub struct RawAppliance {
-    pub state_dir: Option<Str>,
-    pub log_format: Option<RawLogFormat>,
-    pub user: Option<Str>,
-    pub journal_max_size: Option<Str>,
+pub(crate) struct RawAppliance {
+    pub(crate) state_dir: Option<Str>,
+    pub(crate) log_format: Option<RawLogFormat>,
+    pub(crate) user: Option<Str>,
+    pub(crate) journal_max_size: Option<Str>,
 }
 
 #[derive(Clone, Copy, Debug, Deserialize)]
 #[serde(rename_all = "kebab-case")]
-pub enum RawLogFormat {
+pub(crate) enum RawLogFormat {
     Text,
     Json,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
-pub struct RawBootstrapServer {
-    pub name: Str,
-    pub uri: Str,
+pub(crate) struct RawBootstrapServer {
+    pub(crate) name: Str,
+    pub(crate) uri: Str,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
-pub struct RawRedirectServer {
-    pub enabled: Option<bool>,
-    pub listen: Option<StrList>,
-    pub advertise: Option<Str>,
-    pub tls_certificate: Option<Spanned<OneOrMany>>,
-    pub tls_key: Option<Spanned<OneOrMany>>,
-    pub client_ca: Option<Str>,
-    pub serial_from: Option<RawSerialFrom>,
-    pub report_progress: Option<RawReportProgress>,
-    pub min_tls_version: Option<Spanned<RawTlsVersion>>,
-    pub max_connections: Option<Spanned<i64>>,
-    pub rate_limit: Option<Spanned<i64>>,
-    pub client_timeout: Option<Str>,
-    pub conveyed_encoding: Option<RawConveyedEncoding>,
+pub(crate) struct RawRedirectServer {
+    pub(crate) enabled: Option<bool>,
+    pub(crate) listen: Option<StrList>,
+    pub(crate) advertise: Option<Str>,
+    pub(crate) tls_certificate: Option<Spanned<OneOrMany>>,
+    pub(crate) tls_key: Option<Spanned<OneOrMany>>,
+    pub(crate) client_ca: Option<Str>,
+    pub(crate) serial_from: Option<RawSerialFrom>,
+    pub(crate) report_progress: Option<RawReportProgress>,
+    pub(crate) min_tls_version: Option<Spanned<RawTlsVersion>>,
+    pub(crate) max_connections: Option<Spanned<i64>>,
+    pub(crate) rate_limit: Option<Spanned<i64>>,
+    pub(crate) client_timeout: Option<Str>,
+    pub(crate) conveyed_encoding: Option<RawConveyedEncoding>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
-pub enum RawTlsVersion {
+pub(crate) enum RawTlsVersion {
     #[serde(rename = "1.2")]
     Tls12,
     #[serde(rename = "1.3")]
@@ -85,7 +85,7 @@ pub enum RawTlsVersion {
 
 #[derive(Clone, Copy, Debug, Deserialize)]
 #[serde(rename_all = "kebab-case")]
-pub enum RawConveyedEncoding {
+pub(crate) enum RawConveyedEncoding {
     AsResponse,
     Json,
     Xml,
@@ -93,7 +93,7 @@ pub enum RawConveyedEncoding {
 
 #[derive(Clone, Copy, Debug, Deserialize)]
 #[serde(rename_all = "kebab-case")]
-pub enum RawSerialFrom {
+pub(crate) enum RawSerialFrom {
     SubjectSerialNumber,
     SubjectCn,
     BasicUsername,
@@ -101,172 +101,172 @@ pub enum RawSerialFrom {
 
 #[derive(Clone, Copy, Debug, Deserialize)]
 #[serde(rename_all = "kebab-case")]
-pub enum RawReportProgress {
+pub(crate) enum RawReportProgress {
     Accept,
     Reject,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
-pub struct RawRule {
-    pub name: Str,
+pub(crate) struct RawRule {
+    pub(crate) name: Str,
     #[serde(rename = "match")]
-    pub matches: Option<RawMatch>,
-    pub redirect_to: StrList,
-    pub via: Option<Spanned<RawVia>>,
-    pub dhcp_uri_encoding: Option<RawUriEncoding>,
-    pub dhcp_uri_form: Option<RawUriForm>,
-    pub dhcp_always_send: Option<bool>,
+    pub(crate) matches: Option<RawMatch>,
+    pub(crate) redirect_to: StrList,
+    pub(crate) via: Option<Spanned<RawVia>>,
+    pub(crate) dhcp_uri_encoding: Option<RawUriEncoding>,
+    pub(crate) dhcp_uri_form: Option<RawUriForm>,
+    pub(crate) dhcp_always_send: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
-pub struct RawMatch {
-    pub mac: Option<Spanned<OneOrMany>>,
-    pub vendor_class: Option<Spanned<OneOrMany>>,
-    pub user_class: Option<Spanned<OneOrMany>>,
-    pub client_id: Option<Spanned<OneOrMany>>,
-    pub circuit_id: Option<Spanned<OneOrMany>>,
-    pub remote_id: Option<Spanned<OneOrMany>>,
-    pub interface: Option<Spanned<OneOrMany>>,
-    pub serial: Option<Spanned<OneOrMany>>,
-    pub hw_model: Option<Spanned<OneOrMany>>,
-    pub serial_verified: Option<bool>,
+pub(crate) struct RawMatch {
+    pub(crate) mac: Option<Spanned<OneOrMany>>,
+    pub(crate) vendor_class: Option<Spanned<OneOrMany>>,
+    pub(crate) user_class: Option<Spanned<OneOrMany>>,
+    pub(crate) client_id: Option<Spanned<OneOrMany>>,
+    pub(crate) circuit_id: Option<Spanned<OneOrMany>>,
+    pub(crate) remote_id: Option<Spanned<OneOrMany>>,
+    pub(crate) interface: Option<Spanned<OneOrMany>>,
+    pub(crate) serial: Option<Spanned<OneOrMany>>,
+    pub(crate) hw_model: Option<Spanned<OneOrMany>>,
+    pub(crate) serial_verified: Option<bool>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "kebab-case")]
-pub enum RawVia {
+pub(crate) enum RawVia {
     RedirectServer,
     Direct,
 }
 
 #[derive(Clone, Copy, Debug, Deserialize)]
 #[serde(rename_all = "kebab-case")]
-pub enum RawUriEncoding {
+pub(crate) enum RawUriEncoding {
     Rfc8572,
     Text,
 }
 
 #[derive(Clone, Copy, Debug, Deserialize)]
 #[serde(rename_all = "kebab-case")]
-pub enum RawUriForm {
+pub(crate) enum RawUriForm {
     Authority,
     OperationUrl,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
-pub struct RawDevice {
-    pub serial: Option<Str>,
-    pub mac: Option<Str>,
-    pub redirect_to: Option<StrList>,
+pub(crate) struct RawDevice {
+    pub(crate) serial: Option<Str>,
+    pub(crate) mac: Option<Str>,
+    pub(crate) redirect_to: Option<StrList>,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
-pub struct RawDhcp4 {
-    pub enabled: Option<bool>,
-    pub interfaces: Option<StrList>,
-    pub port: Option<u16>,
-    pub client_port: Option<u16>,
-    pub server_id: Option<Str>,
-    pub offer_time: Option<Str>,
-    pub decline_time: Option<Str>,
+pub(crate) struct RawDhcp4 {
+    pub(crate) enabled: Option<bool>,
+    pub(crate) interfaces: Option<StrList>,
+    pub(crate) port: Option<u16>,
+    pub(crate) client_port: Option<u16>,
+    pub(crate) server_id: Option<Str>,
+    pub(crate) offer_time: Option<Str>,
+    pub(crate) decline_time: Option<Str>,
     #[serde(default)]
-    pub subnet: Vec<Spanned<RawSubnet4>>,
+    pub(crate) subnet: Vec<Spanned<RawSubnet4>>,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
-pub struct RawSubnet4 {
-    pub subnet: Str,
+pub(crate) struct RawSubnet4 {
+    pub(crate) subnet: Str,
     #[serde(default)]
-    pub pools: Vec<Str>,
+    pub(crate) pools: Vec<Str>,
     #[serde(default)]
-    pub routers: Vec<Str>,
+    pub(crate) routers: Vec<Str>,
     #[serde(default)]
-    pub dns_servers: Vec<Str>,
-    pub domain_name: Option<Str>,
-    pub domain_search: Option<Vec<Str>>,
-    pub lease_time: Option<Str>,
-    pub renewal_time: Option<Str>,
-    pub rebinding_time: Option<Str>,
+    pub(crate) dns_servers: Vec<Str>,
+    pub(crate) domain_name: Option<Str>,
+    pub(crate) domain_search: Option<Vec<Str>>,
+    pub(crate) lease_time: Option<Str>,
+    pub(crate) renewal_time: Option<Str>,
+    pub(crate) rebinding_time: Option<Str>,
     #[serde(default)]
-    pub reservation: Vec<Spanned<RawReservation4>>,
+    pub(crate) reservation: Vec<Spanned<RawReservation4>>,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
-pub struct RawReservation4 {
-    pub mac: Str,
-    pub address: Str,
-    pub hostname: Option<Str>,
+pub(crate) struct RawReservation4 {
+    pub(crate) mac: Str,
+    pub(crate) address: Str,
+    pub(crate) hostname: Option<Str>,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
-pub struct RawDhcp6 {
-    pub enabled: Option<bool>,
-    pub interfaces: Option<StrList>,
-    pub port: Option<u16>,
+pub(crate) struct RawDhcp6 {
+    pub(crate) enabled: Option<bool>,
+    pub(crate) interfaces: Option<StrList>,
+    pub(crate) port: Option<u16>,
     #[serde(default)]
-    pub subnet: Vec<Spanned<RawSubnet6>>,
+    pub(crate) subnet: Vec<Spanned<RawSubnet6>>,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
-pub struct RawSubnet6 {
-    pub prefix: Str,
+pub(crate) struct RawSubnet6 {
+    pub(crate) prefix: Str,
     #[serde(default)]
-    pub pools: Vec<Str>,
+    pub(crate) pools: Vec<Str>,
     #[serde(default)]
-    pub dns_servers: Vec<Str>,
+    pub(crate) dns_servers: Vec<Str>,
     #[serde(default)]
-    pub domain_search: Vec<Str>,
-    pub preferred_lifetime: Option<Str>,
-    pub valid_lifetime: Option<Str>,
+    pub(crate) domain_search: Vec<Str>,
+    pub(crate) preferred_lifetime: Option<Str>,
+    pub(crate) valid_lifetime: Option<Str>,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
-pub struct RawDns {
-    pub enabled: Option<bool>,
-    pub listen: Option<StrList>,
+pub(crate) struct RawDns {
+    pub(crate) enabled: Option<bool>,
+    pub(crate) listen: Option<StrList>,
     #[serde(default)]
-    pub zones: Vec<Str>,
-    pub ttl: Option<Str>,
+    pub(crate) zones: Vec<Str>,
+    pub(crate) ttl: Option<Str>,
     #[serde(default)]
-    pub forwarders: Vec<Str>,
+    pub(crate) forwarders: Vec<Str>,
     #[serde(default)]
-    pub hosts: Hosts,
-    pub mdns: Option<Spanned<RawMdns>>,
+    pub(crate) hosts: Hosts,
+    pub(crate) mdns: Option<Spanned<RawMdns>>,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
-pub struct RawMdns {
-    pub enabled: Option<bool>,
-    pub interfaces: Option<StrList>,
+pub(crate) struct RawMdns {
+    pub(crate) enabled: Option<bool>,
+    pub(crate) interfaces: Option<StrList>,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
-pub struct RawStatus {
-    pub enabled: Option<bool>,
-    pub listen: Option<StrList>,
+pub(crate) struct RawStatus {
+    pub(crate) enabled: Option<bool>,
+    pub(crate) listen: Option<StrList>,
 }
 
 /// A string or a list of strings (`match.vendor-class = "Arista*"` or `= ["Arista*", ...]`).
 #[derive(Debug)]
-pub enum OneOrMany {
+pub(crate) enum OneOrMany {
     One(String),
     Many(Vec<Str>),
 }
 
 impl OneOrMany {
     /// The elements with their spans; a single string takes the span of the whole value.
-    pub fn items(value: &Spanned<OneOrMany>) -> Vec<Str> {
+    pub(crate) fn items(value: &Spanned<OneOrMany>) -> Vec<Str> {
         match value.get_ref() {
             OneOrMany::One(s) => vec![Spanned::new(value.span(), s.clone())],
             OneOrMany::Many(v) => v.clone(),
@@ -299,7 +299,7 @@ impl<'de> Deserialize<'de> for OneOrMany {
 
 /// `dns.hosts`: a free-form map of name → addresses, kept in file order.
 #[derive(Debug, Default)]
-pub struct Hosts(pub Vec<(Str, Spanned<OneOrMany>)>);
+pub(crate) struct Hosts(pub(crate) Vec<(Str, Spanned<OneOrMany>)>);
 
 impl<'de> Deserialize<'de> for Hosts {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -323,7 +323,7 @@ impl<'de> Deserialize<'de> for Hosts {
 }
 
 /// Parse `text`; a syntax, unknown-key or type error becomes one located error.
-pub fn parse(path: &Path, text: &str) -> Result<RawConfig, ConfigErrors> {
+pub(crate) fn parse(path: &Path, text: &str) -> Result<RawConfig, ConfigErrors> {
     let (tree, syntax) = DeTable::parse_recoverable(text);
     let err = match syntax.into_iter().next() {
         Some(e) => e,
@@ -385,7 +385,7 @@ fn covers(span: &Range<usize>, offset: usize) -> bool {
 }
 
 /// The dotted key path (`dhcp4.subnet[0].pools[1]`) of the deepest key or value at `offset`.
-pub fn key_path_at(table: &DeTable<'_>, offset: usize) -> Option<String> {
+pub(crate) fn key_path_at(table: &DeTable<'_>, offset: usize) -> Option<String> {
     find_in_table(table, "", offset)
 }
 

@@ -1,9 +1,9 @@
 //! Configuration: the TOML file (`file`), its checks (`validate`), errors with spans (`error`)
 //! and the checked model every service is built from (this module)
 
-pub mod error;
-pub mod file;
-pub mod validate;
+mod error;
+pub(crate) mod file;
+pub(crate) mod validate;
 
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -32,16 +32,25 @@ pub fn load_str(path: &Path, text: &str) -> Result<Config, ConfigErrors> {
 /// The checked configuration.
 #[derive(Clone, Debug)]
 pub struct Config {
+    /// The file it was read from (error messages, reload).
     pub source: PathBuf,
+    /// `[appliance]`.
     pub appliance: Appliance,
+    /// `[[bootstrap-server]]`, in file order.
     pub bootstrap_servers: Vec<BootstrapServer>,
     /// `None` when absent or `enabled = false`.
     pub redirect_server: Option<RedirectServer>,
+    /// `[[rule]]`, in file order (first match wins).
     pub rules: Vec<Rule>,
+    /// `[[device]]`, in file order.
     pub devices: Vec<KnownDevice>,
+    /// `[dhcp4]`; `None` when absent or `enabled = false`.
     pub dhcp4: Option<Dhcp4>,
+    /// `[dhcp6]`; `None` when absent or `enabled = false`.
     pub dhcp6: Option<Dhcp6>,
+    /// `[dns]`; `None` when absent or `enabled = false`.
     pub dns: Option<Dns>,
+    /// `[status]`; `None` when absent or `enabled = false`.
     pub status: Option<Status>,
 }
 
@@ -54,34 +63,69 @@ impl Config {
             advertise: self.redirect_server.as_ref().map(|r| r.advertise.clone()),
         }
     }
+
+    /// Every interface an enabled service names (`[dhcp4]`, `[dhcp6]`, `[dns.mdns]`), each
+    /// once, sorted.
+    pub fn interface_names(&self) -> Vec<&str> {
+        let mut v: Vec<&str> = self
+            .dhcp4
+            .iter()
+            .flat_map(|d| &d.interfaces)
+            .chain(self.dhcp6.iter().flat_map(|d| &d.interfaces))
+            .chain(
+                self.dns
+                    .iter()
+                    .filter_map(|d| d.mdns.as_ref())
+                    .flat_map(|m| &m.interfaces),
+            )
+            .map(String::as_str)
+            .collect();
+        v.sort_unstable();
+        v.dedup();
+        v
+    }
 }
 
+/// `appliance.log-format`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum LogFormat {
+    /// Human-readable lines.
     #[default]
     Text,
+    /// One JSON object per line.
     Json,
 }
 
+/// `[appliance]`.
 #[derive(Clone, Debug)]
 pub struct Appliance {
+    /// `state-dir`: leases, device journal, lock, generated TLS material.
     pub state_dir: PathBuf,
+    /// `log-format`.
     pub log_format: LogFormat,
+    /// `user`: the account to drop to once sockets are bound.
     pub user: Option<String>,
     /// Rotate the device journal past this size (`journal-max-size`, default 16 MiB).
     pub journal_max_bytes: u64,
 }
 
+/// `redirect-server.serial-from`: where the device's serial number is read.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SerialFrom {
+    /// The client certificate's subject serialNumber attribute.
     SubjectSerialNumber,
+    /// The client certificate's subject common name.
     SubjectCn,
+    /// The user name of HTTP Basic authentication (RFC 7617).
     BasicUsername,
 }
 
+/// `redirect-server.report-progress`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ReportProgress {
+    /// Journal the progress report, answer 204.
     Accept,
+    /// Answer 404.
     Reject,
 }
 
@@ -120,13 +164,18 @@ pub struct TlsFiles {
 /// `[redirect-server]`: the RESTCONF redirect server (RFC 8572 §7).
 #[derive(Clone, Debug)]
 pub struct RedirectServer {
+    /// `listen`: the socket addresses to bind.
     pub listen: Vec<SocketAddr>,
+    /// `advertise`: the URI DHCP and DNS hand out for this server.
     pub advertise: SztpUri,
     /// Configured certificate/key pairs (`tls-certificate`/`tls-key`, paired by position);
     /// empty: an RSA and an ECDSA certificate are generated into state-dir.
     pub tls: Vec<TlsFiles>,
+    /// `client-ca`: verify device certificates against it.
     pub client_ca: Option<PathBuf>,
+    /// `serial-from`.
     pub serial_from: SerialFrom,
+    /// `report-progress`.
     pub report_progress: ReportProgress,
     /// `min-tls-version`, default 1.2.
     pub min_tls_version: TlsVersion,
@@ -142,6 +191,7 @@ pub struct RedirectServer {
     pub conveyed_encoding: ConveyedEncoding,
 }
 
+/// `[dhcp4]`: the DHCPv4 server (RFC 2131).
 #[derive(Clone, Debug)]
 pub struct Dhcp4 {
     /// Interface names; never checked against the live system at validation time.
@@ -156,88 +206,130 @@ pub struct Dhcp4 {
     pub offer_time: Duration,
     /// How long a DECLINEd address is quarantined (`decline-time`, default 1h).
     pub decline_time: Duration,
+    /// `[[dhcp4.subnet]]`, in file order.
     pub subnets: Vec<Subnet4>,
 }
 
+/// One `[[dhcp4.subnet]]`.
 #[derive(Clone, Debug)]
 pub struct Subnet4 {
+    /// `subnet`: the network (host bits clear).
     pub subnet: Ipv4Net,
+    /// `pools`: address ranges handed out, inside the subnet.
     pub pools: Vec<Pool4>,
+    /// `routers`: option 3.
     pub routers: Vec<Ipv4Addr>,
+    /// `dns-servers`: option 6.
     pub dns_servers: Vec<Ipv4Addr>,
+    /// `domain-name`: option 15.
     pub domain_name: Option<String>,
     /// Option 119; defaults to `[domain-name]` when that is set.
     pub domain_search: Vec<String>,
+    /// `lease-time`: option 51 (default 1h).
     pub lease_time: Duration,
     /// Option 58; default half the lease time.
     pub renewal_time: Option<Duration>,
     /// Option 59; default 7/8 of the lease time.
     pub rebinding_time: Option<Duration>,
+    /// `[[dhcp4.subnet.reservation]]`, in file order.
     pub reservations: Vec<Reservation4>,
 }
 
+/// A pool range, both ends included.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Pool4 {
+    /// First address.
     pub start: Ipv4Addr,
+    /// Last address.
     pub end: Ipv4Addr,
 }
 
 impl Pool4 {
+    /// Whether `a` is in the range.
     pub fn contains(&self, a: Ipv4Addr) -> bool {
         self.start <= a && a <= self.end
     }
+    /// Number of addresses in the range.
     pub fn size(&self) -> u64 {
         u64::from(u32::from(self.end)) - u64::from(u32::from(self.start)) + 1
     }
 }
 
+/// A `[[dhcp4.subnet.reservation]]`: a fixed address for one MAC.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Reservation4 {
+    /// The client's hardware address (chaddr).
     pub mac: MacAddr,
+    /// The address it always gets.
     pub address: Ipv4Addr,
+    /// `hostname`, informational.
     pub hostname: Option<String>,
 }
 
+/// `[dhcp6]`: the DHCPv6 server (RFC 8415).
 #[derive(Clone, Debug)]
 pub struct Dhcp6 {
+    /// Interface names.
     pub interfaces: Vec<String>,
+    /// Server port (default 547).
     pub port: u16,
+    /// `[[dhcp6.subnet]]`, in file order.
     pub subnets: Vec<Subnet6>,
 }
 
+/// One `[[dhcp6.subnet]]`.
 #[derive(Clone, Debug)]
 pub struct Subnet6 {
+    /// `prefix`: the link's prefix (host bits clear).
     pub prefix: Ipv6Net,
+    /// `pools`: address ranges handed out, inside the prefix.
     pub pools: Vec<Pool6>,
+    /// `dns-servers`: option 23.
     pub dns_servers: Vec<Ipv6Addr>,
+    /// `domain-search`: option 24.
     pub domain_search: Vec<String>,
+    /// `preferred-lifetime` (default 30m).
     pub preferred_lifetime: Duration,
+    /// `valid-lifetime` (default 1h).
     pub valid_lifetime: Duration,
 }
 
+/// A DHCPv6 pool range, both ends included.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Pool6 {
+    /// First address.
     pub start: Ipv6Addr,
+    /// Last address.
     pub end: Ipv6Addr,
 }
 
+/// `[dns]`: unicast DNS for the SZTP names (RFC 8572 §4.2).
 #[derive(Clone, Debug)]
 pub struct Dns {
+    /// `listen`: the socket addresses to bind.
     pub listen: Vec<SocketAddr>,
+    /// `zones`: `_sztp._tcp.<zone>` SRV and `<serial>._sztp.<zone>` TXT are served in each.
     pub zones: Vec<String>,
+    /// `ttl` of the answers.
     pub ttl: Duration,
+    /// `forwarders` for other names.
     pub forwarders: Vec<SocketAddr>,
     /// name → addresses, in file order.
     pub hosts: Vec<(String, Vec<std::net::IpAddr>)>,
+    /// `[dns.mdns]`; `None` when absent or disabled.
     pub mdns: Option<Mdns>,
 }
 
+/// `[dns.mdns]`: the same names under `.local` over mDNS (RFC 6762).
 #[derive(Clone, Debug)]
 pub struct Mdns {
+    /// Interface names.
     pub interfaces: Vec<String>,
 }
 
+/// `[status]`: the operator's status server.
 #[derive(Clone, Debug)]
 pub struct Status {
+    /// `listen`: the socket addresses to bind.
     pub listen: Vec<SocketAddr>,
 }

@@ -24,15 +24,15 @@ use crate::policy::{
 };
 use crate::sztp::SztpUri;
 
-pub const DEFAULT_STATE_DIR: &str = "/var/lib/sztp-redirector";
-pub const DEFAULT_JOURNAL_MAX_BYTES: u64 = 16 * 1024 * 1024;
-pub const DEFAULT_STATUS_LISTEN: &str = "127.0.0.1:9143";
+pub(crate) const DEFAULT_STATE_DIR: &str = "/var/lib/sztp-redirector";
+pub(crate) const DEFAULT_JOURNAL_MAX_BYTES: u64 = 16 * 1024 * 1024;
+pub(crate) const DEFAULT_STATUS_LISTEN: &str = "127.0.0.1:9143";
 /// `redirect-server.max-connections` default.
-pub const DEFAULT_MAX_CONNECTIONS: i64 = 1024;
+pub(crate) const DEFAULT_MAX_CONNECTIONS: i64 = 1024;
 /// `redirect-server.rate-limit` default: requests per second per source address.
-pub const DEFAULT_RATE_LIMIT: i64 = 20;
+pub(crate) const DEFAULT_RATE_LIMIT: i64 = 20;
 /// `redirect-server.client-timeout` default.
-pub const DEFAULT_CLIENT_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const DEFAULT_CLIENT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Collects errors with their byte offsets so they come out in file order.
 struct Ctx<'a> {
@@ -140,7 +140,7 @@ impl Ctx<'_> {
 }
 
 /// Check everything and build the configuration, or return every error in file order.
-pub fn validate(path: &Path, text: &str, raw: RawConfig) -> Result<Config, ConfigErrors> {
+pub(crate) fn validate(path: &Path, text: &str, raw: RawConfig) -> Result<Config, ConfigErrors> {
     let mut cx = Ctx {
         path,
         text,
@@ -696,6 +696,175 @@ fn devices(cx: &mut Ctx<'_>, raw: &RawConfig, servers: &[BootstrapServer]) -> Ve
     out
 }
 
+/// What differs between `[dhcp4]` and `[dhcp6]` for the checks they share (one routine,
+/// generic over the address family, validates their subnets' network, pools and DNS servers).
+trait Family {
+    /// `Ipv4Addr` or `Ipv6Addr`.
+    type Addr: Copy + Ord + std::fmt::Display + std::str::FromStr;
+    /// `Ipv4Net` or `Ipv6Net`.
+    type Net: Copy + std::fmt::Display;
+    /// `dhcp4` or `dhcp6`.
+    const SECTION: &'static str;
+    /// The key naming a subnet's network: `subnet` or `prefix`.
+    const NET_KEY: &'static str;
+    /// How an address is spelt out in errors.
+    const ADDR_WHAT: &'static str;
+    fn parse_net(s: &str) -> Result<Self::Net, String>;
+    fn ip_net(n: Self::Net) -> IpNet;
+    fn contains(n: &Self::Net, a: &Self::Addr) -> bool;
+    /// Addresses of `n` no pool or reservation may use, with their name (IPv4: the network and
+    /// broadcast addresses of a subnet of /30 or wider; IPv6: none).
+    fn unusable(n: &Self::Net) -> Vec<(Self::Addr, &'static str)>;
+}
+
+struct V4;
+struct V6;
+
+impl Family for V4 {
+    type Addr = Ipv4Addr;
+    type Net = Ipv4Net;
+    const SECTION: &'static str = "dhcp4";
+    const NET_KEY: &'static str = "subnet";
+    const ADDR_WHAT: &'static str = "an IPv4 address";
+    fn parse_net(s: &str) -> Result<Ipv4Net, String> {
+        parse_net4(s)
+    }
+    fn ip_net(n: Ipv4Net) -> IpNet {
+        IpNet::V4(n)
+    }
+    fn contains(n: &Ipv4Net, a: &Ipv4Addr) -> bool {
+        n.contains(a)
+    }
+    fn unusable(n: &Ipv4Net) -> Vec<(Ipv4Addr, &'static str)> {
+        if n.prefix_len() <= 30 {
+            vec![(n.network(), "network"), (n.broadcast(), "broadcast")]
+        } else {
+            Vec::new()
+        }
+    }
+}
+
+impl Family for V6 {
+    type Addr = Ipv6Addr;
+    type Net = Ipv6Net;
+    const SECTION: &'static str = "dhcp6";
+    const NET_KEY: &'static str = "prefix";
+    const ADDR_WHAT: &'static str = "an IPv6 address";
+    fn parse_net(s: &str) -> Result<Ipv6Net, String> {
+        parse_net6(s)
+    }
+    fn ip_net(n: Ipv6Net) -> IpNet {
+        IpNet::V6(n)
+    }
+    fn contains(n: &Ipv6Net, a: &Ipv6Addr) -> bool {
+        n.contains(a)
+    }
+    fn unusable(_: &Ipv6Net) -> Vec<(Ipv6Addr, &'static str)> {
+        Vec::new()
+    }
+}
+
+/// The part of a `[[dhcp4.subnet]]` or `[[dhcp6.subnet]]` both families share.
+struct SubnetCommon<F: Family> {
+    /// `None` when it did not parse (the error is recorded).
+    net: Option<F::Net>,
+    /// Checked pools, `(start, end)` inclusive.
+    pools: Vec<(F::Addr, F::Addr)>,
+    dns_servers: Vec<F::Addr>,
+}
+
+/// Checks subnet `i` of section `F::SECTION`: its network (no overlap with the ones in
+/// `nets`, to which it is added), its pools (a range, inside the network, clear of unusable
+/// addresses, no overlap) and its DNS servers.
+fn subnet_common<F: Family>(
+    cx: &mut Ctx<'_>,
+    i: usize,
+    net_raw: &Str,
+    pools_raw: &[Str],
+    dns_raw: &[Str],
+    nets: &mut Vec<(usize, IpNet)>,
+) -> SubnetCommon<F> {
+    let key = format!("{}.subnet[{i}]", F::SECTION);
+    let net = cx.parse(net_raw, &format!("{key}.{}", F::NET_KEY), F::parse_net);
+    if let Some(n) = net {
+        no_overlap(
+            cx,
+            nets,
+            i,
+            F::ip_net(n),
+            net_raw.span(),
+            &key,
+            F::NET_KEY,
+            F::SECTION,
+        );
+    }
+    let mut pools: Vec<(F::Addr, F::Addr)> = Vec::new();
+    for (j, p) in pools_raw.iter().enumerate() {
+        let pkey = format!("{key}.pools[{j}]");
+        let Some((start, end)) = cx.parse(p, &pkey, parse_range::<F::Addr>) else {
+            continue;
+        };
+        if let Some(m) = check_pool::<F>(net.as_ref(), start, end).err() {
+            cx.err(p.span(), &pkey, m);
+            continue;
+        }
+        if pool_overlaps(
+            cx,
+            pools.iter().copied(),
+            (start, end),
+            p.span(),
+            &key,
+            &pkey,
+        ) {
+            continue;
+        }
+        pools.push((start, end));
+    }
+    let dns_servers = cx.each(dns_raw, &format!("{key}.dns-servers"), |s| {
+        parse_ip::<F::Addr>(s, F::ADDR_WHAT)
+    });
+    SubnetCommon {
+        net,
+        pools,
+        dns_servers,
+    }
+}
+
+/// A pool must be a range that sits inside its network and leaves out its unusable addresses.
+fn check_pool<F: Family>(net: Option<&F::Net>, start: F::Addr, end: F::Addr) -> Result<(), String> {
+    if start > end {
+        return Err(format!("range {start}-{end} ends before it starts"));
+    }
+    let Some(n) = net else {
+        return Ok(());
+    };
+    if !F::contains(n, &start) || !F::contains(n, &end) {
+        return Err(format!(
+            "pool {start}-{end} is not inside {} {n}",
+            F::NET_KEY
+        ));
+    }
+    for (a, what) in F::unusable(n) {
+        if start <= a && a <= end {
+            return Err(format!(
+                "pool {start}-{end} includes the {what} address {a}"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// A reserved address must be inside its network and not one of its unusable addresses.
+fn check_host<F: Family>(n: &F::Net, a: F::Addr) -> Result<(), String> {
+    if !F::contains(n, &a) {
+        return Err(format!("{a} is not inside {} {n}", F::NET_KEY));
+    }
+    if F::unusable(n).iter().any(|(u, _)| *u == a) {
+        return Err(format!("{a} is the network or broadcast address of {n}"));
+    }
+    Ok(())
+}
+
 fn dhcp4(cx: &mut Ctx<'_>, raw: &RawConfig) -> Option<Dhcp4> {
     let s = raw.dhcp4.as_ref()?;
     let span = s.span();
@@ -725,46 +894,15 @@ fn dhcp4(cx: &mut Ctx<'_>, raw: &RawConfig) -> Option<Dhcp4> {
     for (i, sn) in d.subnet.iter().enumerate() {
         let sn = sn.get_ref();
         let key = format!("dhcp4.subnet[{i}]");
-        let net = cx.parse(&sn.subnet, &format!("{key}.subnet"), parse_net4);
-        if let Some(net) = net {
-            no_overlap(
-                cx,
-                &mut nets,
-                i,
-                IpNet::V4(net),
-                sn.subnet.span(),
-                &key,
-                "subnet",
-                "dhcp4",
-            );
-        }
-        let mut pools: Vec<Pool4> = Vec::new();
-        for (j, p) in sn.pools.iter().enumerate() {
-            let pkey = format!("{key}.pools[{j}]");
-            let Some((start, end)) = cx.parse(p, &pkey, parse_range::<Ipv4Addr>) else {
-                continue;
-            };
-            let pool = Pool4 { start, end };
-            if let Some(m) = net.and_then(|n| check_pool4(&n, &pool).err()) {
-                cx.err(p.span(), &pkey, m);
-                continue;
-            }
-            if pool_overlaps(
-                cx,
-                pools.iter().map(|o| (o.start, o.end)),
-                (start, end),
-                p.span(),
-                &key,
-                &pkey,
-            ) {
-                continue;
-            }
-            pools.push(pool);
-        }
+        let common = subnet_common::<V4>(cx, i, &sn.subnet, &sn.pools, &sn.dns_servers, &mut nets);
+        let net = common.net;
+        let pools: Vec<Pool4> = common
+            .pools
+            .iter()
+            .map(|&(start, end)| Pool4 { start, end })
+            .collect();
+        let dns_servers = common.dns_servers;
         let routers = cx.each(&sn.routers, &format!("{key}.routers"), |s| {
-            parse_ip::<Ipv4Addr>(s, "an IPv4 address")
-        });
-        let dns_servers = cx.each(&sn.dns_servers, &format!("{key}.dns-servers"), |s| {
             parse_ip::<Ipv4Addr>(s, "an IPv4 address")
         });
         let domain_name = sn
@@ -860,7 +998,7 @@ fn dhcp4(cx: &mut Ctx<'_>, raw: &RawConfig) -> Option<Dhcp4> {
                     res_addrs.insert(a, r.address.span());
                 }
                 if let Some(n) = net {
-                    if let Err(m) = check_host4(&n, a) {
+                    if let Err(m) = check_host::<V4>(&n, a) {
                         cx.err(r.address.span(), format!("{rkey}.address"), m);
                     }
                 }
@@ -903,48 +1041,6 @@ fn dhcp4(cx: &mut Ctx<'_>, raw: &RawConfig) -> Option<Dhcp4> {
     })
 }
 
-/// A pool must sit inside its subnet and leave out the network and broadcast addresses.
-fn check_pool4(net: &Ipv4Net, p: &Pool4) -> Result<(), String> {
-    if p.start > p.end {
-        return Err(format!("range {}-{} ends before it starts", p.start, p.end));
-    }
-    if !net.contains(&p.start) || !net.contains(&p.end) {
-        return Err(format!(
-            "pool {}-{} is not inside subnet {net}",
-            p.start, p.end
-        ));
-    }
-    if net.prefix_len() <= 30 {
-        if p.contains(net.network()) {
-            return Err(format!(
-                "pool {}-{} includes the network address {}",
-                p.start,
-                p.end,
-                net.network()
-            ));
-        }
-        if p.contains(net.broadcast()) {
-            return Err(format!(
-                "pool {}-{} includes the broadcast address {}",
-                p.start,
-                p.end,
-                net.broadcast()
-            ));
-        }
-    }
-    Ok(())
-}
-
-fn check_host4(net: &Ipv4Net, a: Ipv4Addr) -> Result<(), String> {
-    if !net.contains(&a) {
-        return Err(format!("{a} is not inside subnet {net}"));
-    }
-    if net.prefix_len() <= 30 && (a == net.network() || a == net.broadcast()) {
-        return Err(format!("{a} is the network or broadcast address of {net}"));
-    }
-    Ok(())
-}
-
 fn dhcp6(cx: &mut Ctx<'_>, raw: &RawConfig) -> Option<Dhcp6> {
     let s = raw.dhcp6.as_ref()?;
     let span = s.span();
@@ -961,58 +1057,14 @@ fn dhcp6(cx: &mut Ctx<'_>, raw: &RawConfig) -> Option<Dhcp6> {
     for (i, sn) in d.subnet.iter().enumerate() {
         let sn = sn.get_ref();
         let key = format!("dhcp6.subnet[{i}]");
-        let prefix = cx.parse(&sn.prefix, &format!("{key}.prefix"), parse_net6);
-        if let Some(net) = prefix {
-            no_overlap(
-                cx,
-                &mut nets,
-                i,
-                IpNet::V6(net),
-                sn.prefix.span(),
-                &key,
-                "prefix",
-                "dhcp6",
-            );
-        }
-        let mut pools: Vec<Pool6> = Vec::new();
-        for (j, p) in sn.pools.iter().enumerate() {
-            let pkey = format!("{key}.pools[{j}]");
-            let Some((start, end)) = cx.parse(p, &pkey, parse_range::<Ipv6Addr>) else {
-                continue;
-            };
-            if start > end {
-                cx.err(
-                    p.span(),
-                    &pkey,
-                    format!("range {start}-{end} ends before it starts"),
-                );
-                continue;
-            }
-            if let Some(n) = prefix {
-                if !n.contains(&start) || !n.contains(&end) {
-                    cx.err(
-                        p.span(),
-                        &pkey,
-                        format!("pool {start}-{end} is not inside prefix {n}"),
-                    );
-                    continue;
-                }
-            }
-            if pool_overlaps(
-                cx,
-                pools.iter().map(|o| (o.start, o.end)),
-                (start, end),
-                p.span(),
-                &key,
-                &pkey,
-            ) {
-                continue;
-            }
-            pools.push(Pool6 { start, end });
-        }
-        let dns_servers = cx.each(&sn.dns_servers, &format!("{key}.dns-servers"), |s| {
-            parse_ip::<Ipv6Addr>(s, "an IPv6 address")
-        });
+        let common = subnet_common::<V6>(cx, i, &sn.prefix, &sn.pools, &sn.dns_servers, &mut nets);
+        let prefix = common.net;
+        let pools: Vec<Pool6> = common
+            .pools
+            .iter()
+            .map(|&(start, end)| Pool6 { start, end })
+            .collect();
+        let dns_servers = common.dns_servers;
         let domain_search = cx.dns_names(&sn.domain_search, &format!("{key}.domain-search"));
         let preferred = cx.duration(
             &sn.preferred_lifetime,
@@ -1138,7 +1190,7 @@ fn show(d: Duration) -> String {
 }
 
 /// `"90s"`, `"30m"`, `"1h"`, `"7d"`: a whole number and one unit, nothing else.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
+pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
     let bad = || format!("{s:?} is not a duration (like \"90s\", \"30m\", \"1h\", \"7d\")");
     let unit_at = s.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
     let (n, unit) = s.split_at(unit_at);
@@ -1157,7 +1209,7 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 }
 
 /// `"16MiB"`, `"512KiB"`, `"1GiB"`, `"100MB"`, `"4096B"`: a whole number and a unit.
-pub fn parse_size(s: &str) -> Result<u64, String> {
+pub(crate) fn parse_size(s: &str) -> Result<u64, String> {
     let bad = || format!("{s:?} is not a size (like \"512KiB\", \"16MiB\", \"1GiB\")");
     let unit_at = s.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
     let (n, unit) = s.split_at(unit_at);
@@ -1183,7 +1235,9 @@ fn parse_ip<T: std::str::FromStr>(s: &str, what: &str) -> Result<T, String> {
 }
 
 /// `"start-end"`, both ends included.
-pub fn parse_range<T: std::str::FromStr + std::fmt::Display>(s: &str) -> Result<(T, T), String> {
+pub(crate) fn parse_range<T: std::str::FromStr + std::fmt::Display>(
+    s: &str,
+) -> Result<(T, T), String> {
     let bad = || format!("{s:?} is not an address range (like \"192.0.2.100-192.0.2.199\")");
     let (a, b) = s.split_once('-').ok_or_else(bad)?;
     let a = a.trim().parse().map_err(|_| bad())?;
@@ -1249,7 +1303,7 @@ fn parse_interface(s: &str) -> Result<String, String> {
 }
 
 /// A DNS name: dot-separated labels of letters, digits, `-` and `_`, 1–63 characters each.
-pub fn parse_dns_name(s: &str) -> Result<String, String> {
+pub(crate) fn parse_dns_name(s: &str) -> Result<String, String> {
     let bad = |why: &str| format!("{s:?} is not a DNS name: {why}");
     let name = s.strip_suffix('.').unwrap_or(s);
     if name.is_empty() {
@@ -1280,6 +1334,11 @@ pub fn parse_dns_name(s: &str) -> Result<String, String> {
 
 #[cfg(test)]
 mod tests {
+    /// The IPv4 pool check as the tests knew it.
+    fn check_pool4(net: &Ipv4Net, p: &Pool4) -> Result<(), String> {
+        check_pool::<V4>(Some(net), p.start, p.end)
+    }
+
     use super::*;
 
     #[test]

@@ -1,33 +1,37 @@
-//! The lease journal in state-dir: append-only, fsync'd in groups, replayed at start, compacted
+//! Durable journals in state-dir, generic over their record type: append-only, fsync'd in
+//! groups, replayed at start, compacted. DHCPv4 leases ([`Lease4`], `leases4.journal`) are one
+//! record type; another (DHCPv6 leases) implements [`JournalRecord`] and gets the same
+//! framing, torn-tail rule, compaction and group commit.
 //!
-//! File `leases4.journal`, one record per lease change, each one line:
+//! One record per change, each one line (here a `Lease4`):
 //!
 //! ```text
 //! 1c2d3e4f {"addr":"192.0.2.10","mac":"00:11:22:33:44:55","expires":1795810500,"state":"bound"}
 //! ```
 //!
 //! The 8 hex digits are the CRC-32C (Castagnoli) of the JSON bytes. Replay keeps the last record
-//! per address. Only the last line may be damaged (a write torn by a crash, which was never
+//! per key ([`JournalRecord::key`], the address for leases). Only the last line may be damaged (a write torn by a crash, which was never
 //! fsync'd and so never acknowledged): it is dropped and the file truncated to the last good
 //! record. Damage anywhere else is an error naming `FILE:LINE`; a lease database that silently
 //! forgets leases hands out addresses that are in use.
 //!
-//! Compaction writes the live set to `leases4.journal.tmp`, fsyncs it and renames it over the
+//! Compaction writes the live set to `<file>.tmp`, fsyncs it and renames it over the
 //! journal; the rename is the commit point, so a leftover temp file is an unfinished compaction
 //! and is removed at open.
 //!
-//! [`LeaseWriter`] is the group commit: one thread owns the store, and everything queued while
-//! it was busy goes out in one write and one `fdatasync`.
+//! [`JournalWriter`] is the group commit: one thread owns the [`Journal`], and everything queued
+//! while it was busy goes out in one write and one `fdatasync`; only then do the callbacks (the
+//! replies) run.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
-use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 
+use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::dhcp::leases::{Lease4, LeaseState};
@@ -35,19 +39,53 @@ use crate::journal::rfc3339;
 
 /// The DHCPv4 lease journal's file name in state-dir.
 pub const JOURNAL_FILE: &str = "leases4.journal";
-/// Where compaction writes the new journal before renaming it over [`JOURNAL_FILE`].
+/// Where compaction writes the new DHCPv4 journal before renaming it over [`JOURNAL_FILE`].
 pub const COMPACT_TMP_FILE: &str = "leases4.journal.tmp";
+
+/// A record type a [`Journal`] stores: serialized as one JSON object per line; at replay the
+/// last record per [`key`](JournalRecord::key) wins.
+pub trait JournalRecord: Serialize + DeserializeOwned + Send + 'static {
+    /// What a record describes (an address): replay keeps the last record per key and returns
+    /// them sorted by key.
+    type Key: Ord;
+    /// The journal's file name in state-dir, e.g. `leases4.journal`; compaction uses
+    /// `<FILE_NAME>.tmp` beside it.
+    const FILE_NAME: &'static str;
+    /// This record's key.
+    fn key(&self) -> Self::Key;
+}
+
+impl JournalRecord for Lease4 {
+    type Key = std::net::Ipv4Addr;
+    const FILE_NAME: &'static str = JOURNAL_FILE;
+    fn key(&self) -> std::net::Ipv4Addr {
+        self.addr
+    }
+}
+
+fn tmp_name<R: JournalRecord>() -> String {
+    format!("{}.tmp", R::FILE_NAME)
+}
 
 /// A lease journal that cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
+    /// The journal or its directory cannot be read or written.
     #[error("{}: {source}", path.display())]
-    Io { path: PathBuf, source: io::Error },
+    Io {
+        /// The file or directory.
+        path: PathBuf,
+        /// What the OS said.
+        source: io::Error,
+    },
     /// A damaged record that is not the last one.
     #[error("{}:{line}: corrupt lease record ({reason})", path.display())]
     Corrupt {
+        /// The journal file.
         path: PathBuf,
+        /// 1-based line number.
         line: usize,
+        /// What is wrong with it.
         reason: String,
     },
     /// Writing the printed leases failed.
@@ -62,35 +100,13 @@ fn io_err(path: &Path) -> impl FnOnce(io::Error) -> StoreError + '_ {
     }
 }
 
-/// CRC-32C (Castagnoli, reflected polynomial 0x82F63B78), table-driven.
+/// CRC-32C (Castagnoli, the iSCSI polynomial 0x1EDC6F41; RFC 3720 §B.4) of `data`.
 pub fn crc32c(data: &[u8]) -> u32 {
-    const TABLE: [u32; 256] = {
-        let mut t = [0u32; 256];
-        let mut i = 0;
-        while i < 256 {
-            let mut c = i as u32;
-            let mut k = 0;
-            while k < 8 {
-                c = if c & 1 != 0 {
-                    (c >> 1) ^ 0x82F6_3B78
-                } else {
-                    c >> 1
-                };
-                k += 1;
-            }
-            t[i] = c;
-            i += 1;
-        }
-        t
-    };
-    let mut c = !0u32;
-    for &b in data {
-        c = TABLE[((c ^ u32::from(b)) & 0xff) as usize] ^ (c >> 8);
-    }
-    !c
+    const CRC32C: crc::Crc<u32> = crc::Crc::<u32>::new(&crc::CRC_32_ISCSI);
+    CRC32C.checksum(data)
 }
 
-fn encode_record(rec: &Lease4, buf: &mut Vec<u8>) -> io::Result<()> {
+fn encode_record<R: JournalRecord>(rec: &R, buf: &mut Vec<u8>) -> io::Result<()> {
     // serde_json escapes control characters inside strings, so the JSON never holds a newline.
     let json = serde_json::to_vec(rec).map_err(io::Error::other)?;
     write!(buf, "{:08x} ", crc32c(&json))?;
@@ -99,7 +115,7 @@ fn encode_record(rec: &Lease4, buf: &mut Vec<u8>) -> io::Result<()> {
     Ok(())
 }
 
-fn decode_record(line: &[u8]) -> Result<Lease4, String> {
+fn decode_record<R: JournalRecord>(line: &[u8]) -> Result<R, String> {
     if line.len() < 10 || line[8] != b' ' {
         return Err("expected 8 hex digits of checksum, a space and JSON".into());
     }
@@ -115,9 +131,9 @@ fn decode_record(line: &[u8]) -> Result<Lease4, String> {
 }
 
 /// What a replay found.
-struct Replay {
-    /// Latest record per address, sorted by address.
-    leases: Vec<Lease4>,
+struct Replay<R> {
+    /// Latest record per key, sorted by key.
+    leases: Vec<R>,
     /// Good records in the file.
     records: u64,
     /// Bytes up to the end of the last good record.
@@ -126,8 +142,8 @@ struct Replay {
     torn: Option<(usize, String)>,
 }
 
-fn replay(path: &Path, data: &[u8]) -> Result<Replay, StoreError> {
-    let mut latest: HashMap<Ipv4Addr, Lease4> = HashMap::new();
+fn replay<R: JournalRecord>(path: &Path, data: &[u8]) -> Result<Replay<R>, StoreError> {
+    let mut latest: BTreeMap<R::Key, R> = BTreeMap::new();
     let mut records = 0u64;
     let mut pos = 0usize;
     let mut line_no = 0usize;
@@ -140,9 +156,9 @@ fn replay(path: &Path, data: &[u8]) -> Result<Replay, StoreError> {
             break;
         };
         let next = pos + n + 1;
-        match decode_record(&rest[..n]) {
+        match decode_record::<R>(&rest[..n]) {
             Ok(rec) => {
-                latest.insert(rec.addr, rec);
+                latest.insert(rec.key(), rec);
                 records += 1;
                 pos = next;
             }
@@ -159,8 +175,7 @@ fn replay(path: &Path, data: &[u8]) -> Result<Replay, StoreError> {
             }
         }
     }
-    let mut leases: Vec<Lease4> = latest.into_values().collect();
-    leases.sort_by_key(|l| l.addr);
+    let leases: Vec<R> = latest.into_values().collect();
     Ok(Replay {
         leases,
         records,
@@ -180,9 +195,10 @@ fn remove_if_exists(path: &Path) -> io::Result<()> {
     }
 }
 
-/// The open lease journal. Not shared: one owner (normally the [`LeaseWriter`] thread) appends.
+/// An open journal of `R` records. Not shared: one owner (normally the [`JournalWriter`]
+/// thread) appends.
 #[derive(Debug)]
-pub struct LeaseStore {
+pub struct Journal<R> {
     dir: PathBuf,
     path: PathBuf,
     file: File,
@@ -192,22 +208,26 @@ pub struct LeaseStore {
     /// Set when a failed append could not be cut back: appending after the leftover bytes
     /// would turn them into mid-file corruption that stops the next start.
     poisoned: Option<String>,
+    records_type: std::marker::PhantomData<fn(R)>,
 }
 
-impl LeaseStore {
-    /// Opens `dir/leases4.journal` (creating `dir` and the file if missing) and replays it:
-    /// the latest record per address, in all states, sorted by address. Expiry is the caller's.
+/// The DHCPv4 lease journal.
+pub type LeaseStore = Journal<Lease4>;
+
+impl<R: JournalRecord> Journal<R> {
+    /// Opens `dir/<R::FILE_NAME>` (creating `dir` and the file if missing) and replays it:
+    /// the latest record per key, sorted by key. For leases: all states; expiry is the caller's.
     ///
     /// A damaged last record is dropped with a warning and cut off the file; any other damaged
     /// record is a [`StoreError::Corrupt`].
-    pub fn open(dir: &Path) -> Result<(LeaseStore, Vec<Lease4>), StoreError> {
+    pub fn open(dir: &Path) -> Result<(Journal<R>, Vec<R>), StoreError> {
         fs::create_dir_all(dir).map_err(io_err(dir))?;
-        let tmp = dir.join(COMPACT_TMP_FILE);
+        let tmp = dir.join(tmp_name::<R>());
         if tmp.exists() {
             tracing::warn!(file = %tmp.display(), "removing the temp file of an unfinished compaction");
             remove_if_exists(&tmp).map_err(io_err(&tmp))?;
         }
-        let path = dir.join(JOURNAL_FILE);
+        let path = dir.join(R::FILE_NAME);
         let existed = path.exists();
         let mut file = OpenOptions::new()
             .read(true)
@@ -220,7 +240,7 @@ impl LeaseStore {
         }
         let mut data = Vec::new();
         io::Read::read_to_end(&mut file, &mut data).map_err(io_err(&path))?;
-        let r = replay(&path, &data)?;
+        let r = replay::<R>(&path, &data)?;
         if let Some((line, reason)) = &r.torn {
             tracing::warn!(
                 file = %path.display(),
@@ -234,19 +254,20 @@ impl LeaseStore {
                 .and_then(|()| file.sync_all())
                 .map_err(io_err(&path))?;
         }
-        let store = LeaseStore {
+        let store = Journal {
             dir: dir.to_owned(),
             path,
             file,
             good_len: r.good_len,
             records: r.records,
             poisoned: None,
+            records_type: std::marker::PhantomData,
         };
         Ok((store, r.leases))
     }
 
     /// Appends `recs` with one write and one `fdatasync`; `Ok` means they are on disk.
-    pub fn append(&mut self, recs: &[Lease4]) -> io::Result<()> {
+    pub fn append(&mut self, recs: &[R]) -> io::Result<()> {
         if let Some(why) = &self.poisoned {
             return Err(io::Error::other(format!(
                 "{}: not appending after an earlier failure: {why}",
@@ -298,12 +319,12 @@ impl LeaseStore {
     ///
     /// On an error before the rename the old journal stays in use; compaction is also the way
     /// out of a store that refuses appends after a failure.
-    pub fn compact(&mut self, live: &[Lease4]) -> io::Result<()> {
+    pub fn compact(&mut self, live: &[R]) -> io::Result<()> {
         let mut buf = Vec::with_capacity(live.len() * 128);
         for r in live {
             encode_record(r, &mut buf)?;
         }
-        let tmp = self.dir.join(COMPACT_TMP_FILE);
+        let tmp = self.dir.join(tmp_name::<R>());
         let written = remove_if_exists(&tmp).and_then(|()| {
             let mut f = OpenOptions::new()
                 .append(true)
@@ -341,16 +362,21 @@ impl LeaseStore {
     }
 }
 
-/// Replays `dir/leases4.journal` without changing anything: a torn last record is skipped but
-/// not cut off, and nothing is created. A missing journal in an existing `dir` is no leases.
+/// Replays `dir/leases4.journal` without changing anything: [`read_records`] for [`Lease4`].
 pub fn read_leases(dir: &Path) -> Result<Vec<Lease4>, StoreError> {
-    let path = dir.join(JOURNAL_FILE);
+    read_records::<Lease4>(dir)
+}
+
+/// Replays `dir/<R::FILE_NAME>` without changing anything: a torn last record is skipped but
+/// not cut off, and nothing is created. A missing journal in an existing `dir` is no records.
+pub fn read_records<R: JournalRecord>(dir: &Path) -> Result<Vec<R>, StoreError> {
+    let path = dir.join(R::FILE_NAME);
     let data = match fs::read(&path) {
         Ok(d) => d,
         Err(e) if e.kind() == io::ErrorKind::NotFound && dir.is_dir() => return Ok(Vec::new()),
         Err(e) => return Err(io_err(&path)(e)),
     };
-    let r = replay(&path, &data)?;
+    let r = replay::<R>(&path, &data)?;
     if let Some((line, reason)) = &r.torn {
         tracing::warn!(
             file = %path.display(),
@@ -405,10 +431,7 @@ impl LeaseRow {
             state: state_word(l.state),
             expires: rfc3339(l.expires),
             remaining: remaining(l.expires, now),
-            client_id: l
-                .client_id
-                .as_ref()
-                .map(|b| b.iter().map(|x| format!("{x:02x}")).collect()),
+            client_id: l.client_id.as_ref().map(hex::encode),
             hostname: l.hostname.clone(),
             expires_unix: l.expires,
         }
@@ -502,37 +525,37 @@ pub fn should_compact(records: u64, live: usize) -> bool {
     records > 10_000 && records > 4 * live as u64
 }
 
-/// Called on the writer thread once the records of a [`LeaseWriter::commit`] are on disk (or
+/// Called on the writer thread once the records of a [`JournalWriter::commit`] are on disk (or
 /// not: then the caller must not send its ACK).
 pub type CommitDone = Box<dyn FnOnce(io::Result<()>) + Send>;
 
-enum Op {
-    Commit(Vec<Lease4>, CommitDone),
-    Compact(Vec<Lease4>),
+enum Op<R> {
+    Commit(Vec<R>, CommitDone),
+    Compact(Vec<R>),
 }
 
-struct Queue {
-    ops: Vec<Op>,
+struct Queue<R> {
+    ops: Vec<Op<R>>,
     shutdown: bool,
     /// The writer sleeps on the condvar: only then does a commit need to wake it (a notify is
     /// a futex syscall even with no waiter).
     writer_waiting: bool,
 }
 
-struct Shared {
-    queue: Mutex<Queue>,
+struct Shared<R> {
+    queue: Mutex<Queue<R>>,
     wake: Condvar,
     records: AtomicU64,
     syncs: AtomicU64,
 }
 
-/// Joins the thread when the last [`LeaseWriter`] clone goes away.
-struct Owner {
-    shared: Arc<Shared>,
+/// Joins the thread when the last [`JournalWriter`] clone goes away.
+struct Owner<R> {
+    shared: Arc<Shared<R>>,
     thread: Mutex<Option<JoinHandle<()>>>,
 }
 
-impl Owner {
+impl<R> Owner<R> {
     fn stop(&self) {
         self.shared
             .queue
@@ -551,26 +574,37 @@ impl Owner {
     }
 }
 
-impl Drop for Owner {
+impl<R> Drop for Owner<R> {
     fn drop(&mut self) {
         self.stop();
     }
 }
 
-/// Group commit for a [`LeaseStore`]: a thread owns the store; each time it wakes it takes
+/// Group commit for a [`Journal`]: a thread owns the journal; each time it wakes it takes
 /// everything queued, writes all commits with one append (one `fdatasync`), then runs their
 /// callbacks in order. Compactions run on the same thread, in queue order with commits.
 ///
 /// Compaction is the caller's decision (it knows the live set): compare
 /// [`records_since_compact`](Self::records_since_compact) with the live count through
 /// [`should_compact`].
-#[derive(Clone)]
-pub struct LeaseWriter {
-    owner: Arc<Owner>,
+pub struct JournalWriter<R> {
+    owner: Arc<Owner<R>>,
 }
 
-impl LeaseWriter {
-    pub fn spawn(store: LeaseStore) -> LeaseWriter {
+impl<R> Clone for JournalWriter<R> {
+    fn clone(&self) -> Self {
+        JournalWriter {
+            owner: Arc::clone(&self.owner),
+        }
+    }
+}
+
+/// Group commit of the DHCPv4 lease journal.
+pub type LeaseWriter = JournalWriter<Lease4>;
+
+impl<R: JournalRecord> JournalWriter<R> {
+    /// Starts the writer thread (`<FILE_NAME>-writer`), which owns `store` from now on.
+    pub fn spawn(store: Journal<R>) -> JournalWriter<R> {
         let shared = Arc::new(Shared {
             queue: Mutex::new(Queue {
                 ops: Vec::new(),
@@ -583,10 +617,10 @@ impl LeaseWriter {
         });
         let thread_shared = Arc::clone(&shared);
         let thread = std::thread::Builder::new()
-            .name("lease-writer".into())
+            .name("journal-writer".into())
             .spawn(move || writer_thread(store, &thread_shared))
             .expect("spawning the lease writer thread");
-        LeaseWriter {
+        JournalWriter {
             owner: Arc::new(Owner {
                 shared,
                 thread: Mutex::new(Some(thread)),
@@ -596,7 +630,7 @@ impl LeaseWriter {
 
     /// Queues `recs`; `done` runs on the writer thread after they were fsync'd, with the
     /// outcome. After [`shutdown`](Self::shutdown), `done` gets an error at once.
-    pub fn commit(&self, recs: Vec<Lease4>, done: CommitDone) {
+    pub fn commit(&self, recs: Vec<R>, done: CommitDone) {
         let shared = &self.owner.shared;
         let mut q = shared.queue.lock().unwrap_or_else(|p| p.into_inner());
         if q.shutdown {
@@ -613,7 +647,7 @@ impl LeaseWriter {
     }
 
     /// Queues a compaction to exactly `live`, after the commits queued before it.
-    pub fn compact(&self, live: Vec<Lease4>) {
+    pub fn compact(&self, live: Vec<R>) {
         let shared = &self.owner.shared;
         let mut q = shared.queue.lock().unwrap_or_else(|p| p.into_inner());
         if q.shutdown {
@@ -649,7 +683,7 @@ const BUSY_WINDOW: std::time::Duration = std::time::Duration::from_millis(5);
 /// A group this large is written at once.
 const FULL_GROUP: usize = 64;
 
-fn writer_thread(mut store: LeaseStore, shared: &Shared) {
+fn writer_thread<R: JournalRecord>(mut store: Journal<R>, shared: &Shared<R>) {
     let mut last_group: Option<std::time::Instant> = None;
     loop {
         let (ops, shutdown) = {
@@ -698,10 +732,10 @@ fn writer_thread(mut store: LeaseStore, shared: &Shared) {
     }
 }
 
-fn flush_group(
-    store: &mut LeaseStore,
-    shared: &Shared,
-    recs: &mut Vec<Lease4>,
+fn flush_group<R: JournalRecord>(
+    store: &mut Journal<R>,
+    shared: &Shared<R>,
+    recs: &mut Vec<R>,
     dones: &mut Vec<CommitDone>,
 ) {
     if dones.is_empty() {
@@ -729,6 +763,7 @@ fn flush_group(
 
 #[cfg(test)]
 mod tests {
+    use std::net::Ipv4Addr;
     use std::sync::mpsc;
 
     use super::*;
@@ -749,6 +784,58 @@ mod tests {
 
     fn journal(dir: &Path) -> PathBuf {
         dir.join(JOURNAL_FILE)
+    }
+
+    /// A second record type, as DHCPv6 leases are: same framing, same writer.
+    #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+    struct Other {
+        id: u32,
+        note: String,
+    }
+
+    impl JournalRecord for Other {
+        type Key = u32;
+        const FILE_NAME: &'static str = "other.journal";
+        fn key(&self) -> u32 {
+            self.id
+        }
+    }
+
+    #[test]
+    fn a_second_record_type_has_its_own_file_and_the_same_rules() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, none) = Journal::<Other>::open(dir.path()).unwrap();
+        assert!(none.is_empty());
+        let w = JournalWriter::spawn(store);
+        let (tx, rx) = mpsc::channel();
+        for (id, note) in [(2, "b"), (1, "a"), (2, "b2")] {
+            let tx = tx.clone();
+            w.commit(
+                vec![Other {
+                    id,
+                    note: note.into(),
+                }],
+                Box::new(move |r| tx.send(r.is_ok()).unwrap()),
+            );
+        }
+        assert!((0..3).all(|_| rx.recv().unwrap()));
+        w.shutdown();
+        let text = fs::read_to_string(dir.path().join("other.journal")).unwrap();
+        assert_eq!(text.lines().count(), 3);
+        // a torn tail is cut off, the last record per key wins, sorted by key
+        fs::write(
+            dir.path().join("other.journal"),
+            format!("{text}0badc0de {{\"id\":"),
+        )
+        .unwrap();
+        let (_, got) = Journal::<Other>::open(dir.path()).unwrap();
+        let want = |id: u32, note: &str| Other {
+            id,
+            note: note.into(),
+        };
+        assert_eq!(got, [want(1, "a"), want(2, "b2")]);
+        assert_eq!(read_records::<Other>(dir.path()).unwrap(), got);
+        assert!(!dir.path().join(JOURNAL_FILE).exists(), "leases untouched");
     }
 
     #[test]

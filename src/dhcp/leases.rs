@@ -1,11 +1,13 @@
 //! Lease records: what the journal stores and the in-memory table the handler allocates from
 
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::Ipv4Addr;
 
 use serde::{Deserialize, Serialize};
 
 use crate::policy::MacAddr;
 
+/// Where a stored lease stands (RFC 2131 §4.3).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum LeaseState {
@@ -20,15 +22,23 @@ pub enum LeaseState {
 /// One DHCPv4 lease, as stored in the journal (one record per change).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Lease4 {
+    /// The leased address (the record's key in the journal).
     pub addr: Ipv4Addr,
+    /// The client's hardware address (chaddr).
     pub mac: MacAddr,
     /// Option 61, hex-encoded in the journal.
-    #[serde(default, skip_serializing_if = "Option::is_none", with = "hex_opt")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "crate::journal::hex_opt"
+    )]
     pub client_id: Option<Vec<u8>>,
+    /// Option 12 as the client sent it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hostname: Option<String>,
     /// Unix time (seconds) the lease or quarantine ends.
     pub expires: u64,
+    /// Bound, declined or released.
     pub state: LeaseState,
 }
 
@@ -45,43 +55,17 @@ impl<'de> Deserialize<'de> for MacAddr {
     }
 }
 
-mod hex_opt {
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub fn serialize<S: Serializer>(v: &Option<Vec<u8>>, s: S) -> Result<S::Ok, S::Error> {
-        match v {
-            Some(b) => s.collect_str(&b.iter().map(|x| format!("{x:02x}")).collect::<String>()),
-            None => s.serialize_none(),
-        }
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<u8>>, D::Error> {
-        let s: Option<String> = Option::deserialize(d)?;
-        match s {
-            None => Ok(None),
-            Some(s) => {
-                if s.len() % 2 != 0 {
-                    return Err(serde::de::Error::custom("odd hex length"));
-                }
-                (0..s.len())
-                    .step_by(2)
-                    .map(|i| u8::from_str_radix(&s[i..i + 2], 16))
-                    .collect::<Result<Vec<u8>, _>>()
-                    .map(Some)
-                    .map_err(serde::de::Error::custom)
-            }
-        }
-    }
-}
-
 /// A client's identity for lease lookups: option 61 when sent, else the MAC (RFC 2131 §4.2).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum ClientKey {
+    /// Option 61, octets as sent.
     Id(Vec<u8>),
+    /// chaddr, when the client sent no option 61.
     Mac(MacAddr),
 }
 
 impl ClientKey {
+    /// Option 61 when sent and not empty, else the MAC.
     pub fn new(client_id: Option<&[u8]>, mac: MacAddr) -> ClientKey {
         match client_id {
             Some(id) if !id.is_empty() => ClientKey::Id(id.to_vec()),
@@ -97,11 +81,14 @@ impl ClientKey {
 /// In-memory state of one address. Offers live only here; everything else is journaled.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Slot {
+    /// An OFFER's hold on the address (memory only, never journaled).
     Offered(Lease4),
+    /// A journaled lease: bound, declined or released.
     Stored(Lease4),
 }
 
 impl Slot {
+    /// The lease either way.
     pub fn lease(&self) -> &Lease4 {
         match self {
             Slot::Offered(l) | Slot::Stored(l) => l,
@@ -110,12 +97,23 @@ impl Slot {
 }
 
 /// The address table the DHCPv4 handler allocates from.
+///
+/// Free-address selection never walks a pool: `occupied` keeps the addresses present in the
+/// table as maximal runs, so the first never-used address of a pool is one range lookup;
+/// `reusable` holds the present addresses anyone may take (released, or expired and
+/// reclaimed), so the first of those in a pool is another; `expiring` orders the others by
+/// the time they become reusable. Every operation is O(log n) in the table's size (plus, per
+/// DISCOVER, one check per reserved address met on the way).
 #[derive(Debug, Default)]
 pub struct LeaseTable {
-    by_addr: std::collections::HashMap<Ipv4Addr, Slot>,
-    by_client: std::collections::HashMap<ClientKey, Ipv4Addr>,
-    /// Next address to try per pool (keyed by pool start), so allocation is amortised O(1).
-    cursors: std::collections::HashMap<Ipv4Addr, u32>,
+    by_addr: HashMap<Ipv4Addr, Slot>,
+    by_client: HashMap<ClientKey, Ipv4Addr>,
+    /// Addresses in `by_addr`, as disjoint, non-adjacent runs `start → end` (inclusive).
+    occupied: BTreeMap<u32, u32>,
+    /// Addresses in `by_addr` available to any client: released, or expired (reclaimed).
+    reusable: BTreeSet<u32>,
+    /// The other addresses in `by_addr`, by the Unix time they expire: `(expires, address)`.
+    expiring: BTreeSet<(u64, u32)>,
 }
 
 impl LeaseTable {
@@ -128,14 +126,17 @@ impl LeaseTable {
         t
     }
 
+    /// Addresses in the table (offers included).
     pub fn len(&self) -> usize {
         self.by_addr.len()
     }
 
+    /// Whether the table holds no address.
     pub fn is_empty(&self) -> bool {
         self.by_addr.is_empty()
     }
 
+    /// The slot of `addr`, if any.
     pub fn get(&self, addr: Ipv4Addr) -> Option<&Slot> {
         self.by_addr.get(&addr)
     }
@@ -161,7 +162,7 @@ impl LeaseTable {
         }
     }
 
-    /// Store a slot, keeping the client index right.
+    /// Store a slot, keeping the client index and the free-address indexes right.
     pub fn put(&mut self, slot: Slot) {
         let l = slot.lease();
         let addr = l.addr;
@@ -174,28 +175,125 @@ impl LeaseTable {
             {
                 self.by_client.remove(&old_key);
             }
+            let expires = old.lease().expires;
+            self.unindex(addr, expires);
+        } else {
+            self.occupy(u32::from(addr));
+        }
+        match &slot {
+            Slot::Stored(l) if l.state == LeaseState::Released => {
+                self.reusable.insert(u32::from(addr));
+            }
+            s => {
+                self.expiring.insert((s.lease().expires, u32::from(addr)));
+            }
         }
         self.by_addr.insert(addr, slot);
     }
 
+    fn unindex(&mut self, addr: Ipv4Addr, expires: u64) {
+        let a = u32::from(addr);
+        if !self.reusable.remove(&a) {
+            self.expiring.remove(&(expires, a));
+        }
+    }
+
+    /// Removes `addr` from the table entirely: it becomes never-used again.
+    fn remove(&mut self, addr: Ipv4Addr) -> Option<Slot> {
+        let slot = self.by_addr.remove(&addr)?;
+        self.unindex(addr, slot.lease().expires);
+        self.vacate(u32::from(addr));
+        let key = ClientKey::of(slot.lease());
+        if self.by_client.get(&key) == Some(&addr) {
+            self.by_client.remove(&key);
+        }
+        Some(slot)
+    }
+
     /// Forget an offer that was not taken up.
     pub fn drop_offer(&mut self, addr: Ipv4Addr) {
-        if let Some(Slot::Offered(l)) = self.by_addr.get(&addr) {
-            let key = ClientKey::of(l);
-            self.by_addr.remove(&addr);
-            if self.by_client.get(&key) == Some(&addr) {
-                self.by_client.remove(&key);
+        if let Some(Slot::Offered(_)) = self.by_addr.get(&addr) {
+            self.remove(addr);
+        }
+    }
+
+    /// Moves every address whose slot expired at or before `now` to the reusable set.
+    fn reclaim(&mut self, now: u64) {
+        while let Some(&(expires, a)) = self.expiring.first() {
+            if expires > now {
+                break;
+            }
+            self.expiring.pop_first();
+            self.reusable.insert(a);
+        }
+    }
+
+    fn occupy(&mut self, a: u32) {
+        if let Some((_, &e)) = self.occupied.range(..=a).next_back() {
+            if e >= a {
+                return;
+            }
+        }
+        let left = self
+            .occupied
+            .range(..a)
+            .next_back()
+            .filter(|(_, &e)| e.checked_add(1) == Some(a))
+            .map(|(&s, _)| s);
+        let right = a
+            .checked_add(1)
+            .and_then(|n| self.occupied.remove(&n).map(|e| (n, e)));
+        match (left, right) {
+            (Some(s), Some((_, e))) => {
+                self.occupied.insert(s, e);
+            }
+            (Some(s), None) => {
+                self.occupied.insert(s, a);
+            }
+            (None, Some((_, e))) => {
+                self.occupied.insert(a, e);
+            }
+            (None, None) => {
+                self.occupied.insert(a, a);
             }
         }
     }
 
-    /// First address of `start..=end` available to `key`: never-used addresses first (from a
-    /// moving cursor), then expired or released ones.
+    fn vacate(&mut self, a: u32) {
+        let Some((&s, &e)) = self.occupied.range(..=a).next_back() else {
+            return;
+        };
+        if e < a {
+            return;
+        }
+        self.occupied.remove(&s);
+        if s < a {
+            self.occupied.insert(s, a - 1);
+        }
+        if a < e {
+            self.occupied.insert(a + 1, e);
+        }
+    }
+
+    /// The first address `>= from` and `<= end` not in the table.
+    fn first_never_used(&self, from: u32, end: u32) -> Option<u32> {
+        let mut x = from;
+        if let Some((_, &e)) = self.occupied.range(..=x).next_back() {
+            if e >= x {
+                x = e.checked_add(1)?;
+            }
+        }
+        (x <= end).then_some(x)
+    }
+
+    /// An address of `start..=end` anyone may take now, for which `usable` holds (the caller
+    /// excludes reserved addresses): never-used addresses first, lowest first, then released
+    /// or expired ones, lowest first. Never walks the range: each step is a lookup in the
+    /// indexes, and only addresses `usable` refuses are stepped over.
     pub fn find_free(
         &mut self,
         start: Ipv4Addr,
         end: Ipv4Addr,
-        key: &ClientKey,
         now: u64,
         usable: impl Fn(Ipv4Addr) -> bool,
     ) -> Option<Ipv4Addr> {
@@ -203,27 +301,26 @@ impl LeaseTable {
         if s > e {
             return None;
         }
-        let size = u64::from(e - s) + 1;
-        let cursor = self.cursors.get(&start).copied().unwrap_or(s).clamp(s, e);
-        let mut fallback = None;
-        let mut a = cursor;
-        for _ in 0..size {
-            let addr = Ipv4Addr::from(a);
-            if usable(addr) {
-                match self.by_addr.get(&addr) {
-                    None => {
-                        self.cursors.insert(start, if a == e { s } else { a + 1 });
-                        return Some(addr);
-                    }
-                    Some(_) if fallback.is_none() && self.available_to(addr, key, now) => {
-                        fallback = Some(addr)
-                    }
-                    _ => {}
-                }
+        self.reclaim(now);
+        let mut from = s;
+        while let Some(a) = self.first_never_used(from, e) {
+            if usable(Ipv4Addr::from(a)) {
+                return Some(Ipv4Addr::from(a));
             }
-            a = if a == e { s } else { a + 1 };
+            from = a.checked_add(1)?;
         }
-        fallback
+        // the check of the slot only matters when the clock stepped back since the reclaim
+        self.reusable
+            .range(s..=e)
+            .map(|&a| Ipv4Addr::from(a))
+            .find(|&a| usable(a) && self.free_for_anyone(a, now))
+    }
+
+    fn free_for_anyone(&self, addr: Ipv4Addr, now: u64) -> bool {
+        self.by_addr.get(&addr).is_none_or(|slot| match slot {
+            Slot::Stored(l) if l.state == LeaseState::Released => true,
+            s => s.lease().expires <= now,
+        })
     }
 
     /// Journaled leases (offers excluded), for compaction and listing.
@@ -235,6 +332,15 @@ impl LeaseTable {
                 Slot::Offered(_) => None,
             })
             .collect()
+    }
+
+    /// How many journaled leases (offers excluded) the table holds: [`records`](Self::records)
+    /// without the copies.
+    pub fn stored_len(&self) -> usize {
+        self.by_addr
+            .values()
+            .filter(|s| matches!(s, Slot::Stored(_)))
+            .count()
     }
 
     /// Bound, unexpired leases.
@@ -250,20 +356,19 @@ impl LeaseTable {
     /// Remove offers past their time and records long expired (kept `keep_secs` after expiry
     /// so a returning client still gets its old address).
     pub fn sweep(&mut self, now: u64, keep_secs: u64) {
-        let dead: Vec<(Ipv4Addr, ClientKey)> = self
+        // reclaim here too, so a DISCOVER rarely pays for a mass expiry
+        self.reclaim(now);
+        let dead: Vec<Ipv4Addr> = self
             .by_addr
             .iter()
             .filter(|(_, s)| match s {
                 Slot::Offered(l) => l.expires <= now,
                 Slot::Stored(l) => l.expires.saturating_add(keep_secs) <= now,
             })
-            .map(|(a, s)| (*a, ClientKey::of(s.lease())))
+            .map(|(a, _)| *a)
             .collect();
-        for (addr, key) in dead {
-            self.by_addr.remove(&addr);
-            if self.by_client.get(&key) == Some(&addr) {
-                self.by_client.remove(&key);
-            }
+        for addr in dead {
+            self.remove(addr);
         }
     }
 }
@@ -289,19 +394,85 @@ mod tests {
             lease([192, 0, 2, 10], 1, LeaseState::Bound, 100),
             lease([192, 0, 2, 11], 2, LeaseState::Bound, 10),
         ]);
-        let k3 = ClientKey::Mac(MacAddr([2, 0, 0, 0, 0, 3]));
         let s = Ipv4Addr::new(192, 0, 2, 10);
         let e = Ipv4Addr::new(192, 0, 2, 11);
         // both used; .11 expired at 10
-        assert_eq!(t.find_free(s, e, &k3, 50, |_| true), Some(e));
+        assert_eq!(t.find_free(s, e, 50, |_| true), Some(e));
         // nothing expired yet
-        assert_eq!(t.find_free(s, e, &k3, 5, |_| true), None);
+        assert_eq!(t.find_free(s, e, 5, |_| true), None);
         let e2 = Ipv4Addr::new(192, 0, 2, 12);
-        assert_eq!(t.find_free(s, e2, &k3, 5, |_| true), Some(e2));
+        assert_eq!(t.find_free(s, e2, 5, |_| true), Some(e2));
         assert_eq!(
             t.client_addr(&ClientKey::Mac(MacAddr([2, 0, 0, 0, 0, 1]))),
             Some(s)
         );
+    }
+
+    /// The indexes give what walking the pool would: the lowest never-used address, else the
+    /// lowest one available to anybody; checked after every step of a pseudo-random mix of
+    /// offers, bindings, releases, declines, dropped offers and sweeps.
+    #[test]
+    fn find_free_matches_a_walk_of_the_pool() {
+        let (s, e) = (
+            u32::from(Ipv4Addr::new(192, 0, 2, 0)),
+            u32::from(Ipv4Addr::new(192, 0, 2, 63)),
+        );
+        let walk = |t: &LeaseTable, now: u64, usable: &dyn Fn(u32) -> bool| {
+            let stranger = ClientKey::Mac(MacAddr([0xfe; 6]));
+            (s..=e)
+                .filter(|&a| usable(a))
+                .find(|&a| t.get(Ipv4Addr::from(a)).is_none())
+                .or_else(|| {
+                    (s..=e)
+                        .filter(|&a| usable(a))
+                        .find(|&a| t.available_to(Ipv4Addr::from(a), &stranger, now))
+                })
+                .map(Ipv4Addr::from)
+        };
+        let mut t = LeaseTable::default();
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut now = 1000;
+        for step in 0..20_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let a = Ipv4Addr::from(s + (x % 64) as u32);
+            let m = ((x >> 8) % 200) as u8;
+            now += (x >> 16) % 3;
+            let exp = now + (x >> 20) % 40;
+            match (x >> 32) % 9 {
+                0 | 1 => t.put(Slot::Offered(lease(a.octets(), m, LeaseState::Bound, exp))),
+                2 | 3 => t.put(Slot::Stored(lease(a.octets(), m, LeaseState::Bound, exp))),
+                4 => t.put(Slot::Stored(lease(
+                    a.octets(),
+                    m,
+                    LeaseState::Released,
+                    now,
+                ))),
+                5 => t.put(Slot::Stored(lease(
+                    a.octets(),
+                    m,
+                    LeaseState::Declined,
+                    exp,
+                ))),
+                6 => t.drop_offer(a),
+                7 => t.sweep(now, 5),
+                _ => {}
+            }
+            let reserved = |a: u32| a % 7 == 3;
+            let want = walk(&t, now, &|a| !reserved(a));
+            let got = t.find_free(Ipv4Addr::from(s), Ipv4Addr::from(e), now, |a| {
+                !reserved(u32::from(a))
+            });
+            assert_eq!(got, want, "step {step}");
+            let sub = (Ipv4Addr::from(s + 10), Ipv4Addr::from(s + 20));
+            let want_sub = walk(&t, now, &|a| (s + 10..=s + 20).contains(&a));
+            assert_eq!(
+                t.find_free(sub.0, sub.1, now, |_| true),
+                want_sub,
+                "step {step}"
+            );
+        }
     }
 
     #[test]

@@ -13,36 +13,35 @@ use serde_json::{json, Value};
 use crate::policy::MacAddr;
 use crate::sztp::decode_list;
 
-pub const OPT_SZTP_REDIRECT: u8 = 143;
-/// RFC 8357 relay-port sub-option of option 82.
-pub const RAI_RELAY_PORT: u8 = 19;
-const MAGIC_COOKIE: [u8; 4] = [0x63, 0x82, 0x53, 0x63];
+pub(crate) use crate::dhcp::v4::wire::{
+    concat_option, raw_options, OPT_SZTP_REDIRECT, RAI_RELAY_PORT,
+};
 
 /// What the probe says about itself as a device (and, in relay mode, as its own relay agent).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ProbeParams {
-    pub xid: u32,
-    pub chaddr: MacAddr,
-    pub request_143: bool,
-    pub vendor_class: Option<String>,
-    pub user_class: Vec<String>,
-    pub client_id: Option<Vec<u8>>,
-    pub hostname: Option<String>,
-    pub max_size: Option<u16>,
-    pub relay: Option<RelayAgent>,
+pub(crate) struct ProbeParams {
+    pub(crate) xid: u32,
+    pub(crate) chaddr: MacAddr,
+    pub(crate) request_143: bool,
+    pub(crate) vendor_class: Option<String>,
+    pub(crate) user_class: Vec<String>,
+    pub(crate) client_id: Option<Vec<u8>>,
+    pub(crate) hostname: Option<String>,
+    pub(crate) max_size: Option<u16>,
+    pub(crate) relay: Option<RelayAgent>,
 }
 
 /// The relay agent the probe plays in relay mode (RFC 3046, RFC 3527, RFC 8357).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RelayAgent {
-    pub giaddr: Ipv4Addr,
-    pub link_selection: Option<Ipv4Addr>,
-    pub circuit_id: Option<Vec<u8>>,
-    pub remote_id: Option<Vec<u8>>,
+pub(crate) struct RelayAgent {
+    pub(crate) giaddr: Ipv4Addr,
+    pub(crate) link_selection: Option<Ipv4Addr>,
+    pub(crate) circuit_id: Option<Vec<u8>>,
+    pub(crate) remote_id: Option<Vec<u8>>,
 }
 
 impl ProbeParams {
-    pub fn new(xid: u32, chaddr: MacAddr) -> ProbeParams {
+    pub(crate) fn new(xid: u32, chaddr: MacAddr) -> ProbeParams {
         ProbeParams {
             xid,
             chaddr,
@@ -57,7 +56,7 @@ impl ProbeParams {
     }
 
     /// Option 55: the usual network options, then 143 (RFC 8572 §8.1) unless turned off.
-    pub fn parameter_request_list(&self) -> Vec<u8> {
+    pub(crate) fn parameter_request_list(&self) -> Vec<u8> {
         let mut prl = vec![1, 3, 6, 15, 119];
         if self.request_143 {
             prl.push(OPT_SZTP_REDIRECT);
@@ -71,7 +70,7 @@ fn unknown(code: u8, data: Vec<u8>) -> DhcpOption {
 }
 
 /// RFC 3004 user class: each instance is `len ‖ data`.
-pub fn user_class_data(instances: &[String]) -> Vec<u8> {
+pub(crate) fn user_class_data(instances: &[String]) -> Vec<u8> {
     let mut out = Vec::new();
     for i in instances {
         let b = &i.as_bytes()[..i.len().min(255)];
@@ -83,7 +82,7 @@ pub fn user_class_data(instances: &[String]) -> Vec<u8> {
 
 /// Option 82 as the probe's relay agent sends it. Sub-option 19 has length 0: RFC 8357 §5.1
 /// says the server takes the port from the UDP source port of the relayed message.
-pub fn relay_agent_information(r: &RelayAgent) -> RelayAgentInformation {
+pub(crate) fn relay_agent_information(r: &RelayAgent) -> RelayAgentInformation {
     let mut info = RelayAgentInformation::default();
     if let Some(c) = &r.circuit_id {
         info.insert(RelayInfo::AgentCircuitId(c.clone()));
@@ -132,7 +131,10 @@ fn base(p: &ProbeParams, msg_type: MessageType) -> Message {
             o.insert(DhcpOption::ClassIdentifier(v.as_bytes().to_vec()));
         }
         if !p.user_class.is_empty() {
-            o.insert(unknown(77, user_class_data(&p.user_class)));
+            o.insert(unknown(
+                crate::dhcp::v4::wire::OPT_USER_CLASS,
+                user_class_data(&p.user_class),
+            ));
         }
         if let Some(h) = &p.hostname {
             o.insert(DhcpOption::Hostname(h.clone()));
@@ -159,12 +161,12 @@ fn encode(m: &Message) -> Vec<u8> {
     out
 }
 
-pub fn build_discover(p: &ProbeParams) -> Vec<u8> {
+pub(crate) fn build_discover(p: &ProbeParams) -> Vec<u8> {
     encode(&base(p, MessageType::Discover))
 }
 
 /// REQUEST in SELECTING state (RFC 2131 §4.3.2): 50 the offered address, 54 the chosen server.
-pub fn build_request(p: &ProbeParams, offer: &Reply) -> Vec<u8> {
+pub(crate) fn build_request(p: &ProbeParams, offer: &Reply) -> Vec<u8> {
     let mut m = base(p, MessageType::Request);
     m.opts_mut()
         .insert(DhcpOption::RequestedIpAddress(offer.yiaddr));
@@ -175,7 +177,7 @@ pub fn build_request(p: &ProbeParams, offer: &Reply) -> Vec<u8> {
 }
 
 /// RELEASE of an acknowledged lease (ciaddr = the address, 54 = the server).
-pub fn build_release(p: &ProbeParams, ack: &Reply) -> Vec<u8> {
+pub(crate) fn build_release(p: &ProbeParams, ack: &Reply) -> Vec<u8> {
     let mut m = base(p, MessageType::Release);
     m.set_ciaddr(ack.yiaddr);
     if let Some(s) = ack.server_id {
@@ -184,79 +186,23 @@ pub fn build_release(p: &ProbeParams, ack: &Reply) -> Vec<u8> {
     encode(&m)
 }
 
-/// All option TLVs of a BOOTP message in wire order, with RFC 2131 overload (option 52) into
-/// `file` then `sname`. `None` without the magic cookie. A truncated TLV ends the scan.
-pub fn raw_options(msg: &[u8]) -> Option<Vec<(u8, &[u8])>> {
-    if msg.len() < 240 || msg[236..240] != MAGIC_COOKIE {
-        return None;
-    }
-    let mut out = Vec::new();
-    scan_area(&msg[240..], &mut out);
-    let overload = out
-        .iter()
-        .find(|(c, d)| *c == 52 && d.len() == 1)
-        .map(|(_, d)| d[0]);
-    if let Some(o) = overload {
-        if o & 1 != 0 {
-            scan_area(&msg[108..236], &mut out);
-        }
-        if o & 2 != 0 {
-            scan_area(&msg[44..108], &mut out);
-        }
-    }
-    Some(out)
-}
-
-fn scan_area<'a>(mut area: &'a [u8], out: &mut Vec<(u8, &'a [u8])>) {
-    while let Some((&code, rest)) = area.split_first() {
-        match code {
-            0 => area = rest,
-            255 => return,
-            _ => {
-                let Some((&len, rest)) = rest.split_first() else {
-                    return;
-                };
-                let len = usize::from(len);
-                if rest.len() < len {
-                    return;
-                }
-                out.push((code, &rest[..len]));
-                area = &rest[len..];
-            }
-        }
-    }
-}
-
-/// RFC 3396: the data of every instance of `code`, concatenated in order.
-pub fn concat_option(opts: &[(u8, &[u8])], code: u8) -> Option<Vec<u8>> {
-    let mut found = false;
-    let mut out = Vec::new();
-    for (c, d) in opts {
-        if *c == code {
-            found = true;
-            out.extend_from_slice(d);
-        }
-    }
-    found.then_some(out)
-}
-
 /// A server reply, as far as the probe cares.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Reply {
-    pub msg_type: Option<MessageType>,
-    pub xid: u32,
-    pub yiaddr: Ipv4Addr,
-    pub server_id: Option<Ipv4Addr>,
-    pub lease_time: Option<u32>,
-    pub subnet_mask: Option<Ipv4Addr>,
-    pub routers: Vec<Ipv4Addr>,
-    pub dns: Vec<Ipv4Addr>,
-    pub domain: Option<String>,
-    pub message: Option<String>,
+pub(crate) struct Reply {
+    pub(crate) msg_type: Option<MessageType>,
+    pub(crate) xid: u32,
+    pub(crate) yiaddr: Ipv4Addr,
+    pub(crate) server_id: Option<Ipv4Addr>,
+    pub(crate) lease_time: Option<u32>,
+    pub(crate) subnet_mask: Option<Ipv4Addr>,
+    pub(crate) routers: Vec<Ipv4Addr>,
+    pub(crate) dns: Vec<Ipv4Addr>,
+    pub(crate) domain: Option<String>,
+    pub(crate) message: Option<String>,
     /// Option 143, all instances joined (RFC 3396).
-    pub sztp_redirect: Option<Vec<u8>>,
+    pub(crate) sztp_redirect: Option<Vec<u8>>,
     /// Option codes in wire order, repeated instances once.
-    pub options_seen: Vec<u8>,
+    pub(crate) options_seen: Vec<u8>,
 }
 
 fn addrs(d: Option<Vec<u8>>) -> Vec<Ipv4Addr> {
@@ -269,7 +215,7 @@ fn addrs(d: Option<Vec<u8>>) -> Vec<Ipv4Addr> {
 }
 
 /// Read a BOOTREPLY addressed to our transaction; `Err` says why it is not ours or not valid.
-pub fn parse_reply(bytes: &[u8], xid: u32, chaddr: MacAddr) -> Result<Reply, String> {
+pub(crate) fn parse_reply(bytes: &[u8], xid: u32, chaddr: MacAddr) -> Result<Reply, String> {
     // dhcproto checks the fixed header; options are read from the raw TLVs because dhcproto
     // keeps only the last of non-adjacent instances (143 must be joined across all of them)
     let m = Message::decode(&mut Decoder::new(bytes)).map_err(|e| format!("undecodable: {e}"))?;
@@ -283,6 +229,10 @@ pub fn parse_reply(bytes: &[u8], xid: u32, chaddr: MacAddr) -> Result<Reply, Str
         return Err("chaddr is not ours".into());
     }
     let opts = raw_options(bytes).ok_or("no magic cookie")?;
+    use crate::dhcp::v4::wire::{
+        OPT_DNS, OPT_DOMAIN_NAME, OPT_LEASE_TIME, OPT_MESSAGE, OPT_MESSAGE_TYPE, OPT_ROUTER,
+        OPT_SERVER_ID, OPT_SUBNET_MASK,
+    };
     let get = |code| concat_option(&opts, code);
     let one = |code| get(code).and_then(|d| addrs(Some(d)).first().copied());
     let mut seen: Vec<u8> = Vec::new();
@@ -292,22 +242,22 @@ pub fn parse_reply(bytes: &[u8], xid: u32, chaddr: MacAddr) -> Result<Reply, Str
         }
     }
     Ok(Reply {
-        msg_type: get(53).and_then(|d| d.first().map(|&t| MessageType::from(t))),
+        msg_type: get(OPT_MESSAGE_TYPE).and_then(|d| d.first().map(|&t| MessageType::from(t))),
         xid,
         yiaddr: m.yiaddr(),
-        server_id: one(54),
-        lease_time: get(51)
+        server_id: one(OPT_SERVER_ID),
+        lease_time: get(OPT_LEASE_TIME)
             .and_then(|d| <[u8; 4]>::try_from(d.as_slice()).ok())
             .map(u32::from_be_bytes),
-        subnet_mask: one(1),
-        routers: addrs(get(3)),
-        dns: addrs(get(6)),
-        domain: get(15).map(|d| {
+        subnet_mask: one(OPT_SUBNET_MASK),
+        routers: addrs(get(OPT_ROUTER)),
+        dns: addrs(get(OPT_DNS)),
+        domain: get(OPT_DOMAIN_NAME).map(|d| {
             String::from_utf8_lossy(&d)
                 .trim_end_matches('\0')
                 .to_string()
         }),
-        message: get(56).map(|d| String::from_utf8_lossy(&d).into_owned()),
+        message: get(OPT_MESSAGE).map(|d| String::from_utf8_lossy(&d).into_owned()),
         sztp_redirect: get(OPT_SZTP_REDIRECT),
         options_seen: seen,
     })
@@ -315,7 +265,7 @@ pub fn parse_reply(bytes: &[u8], xid: u32, chaddr: MacAddr) -> Result<Reply, Str
 
 /// How option 143 was encoded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Encoding {
+pub(crate) enum Encoding {
     /// `(u16 len, URI)*` (RFC 8572 §8.3).
     Rfc8572,
     /// The bare URI string of ISC `code 143 = text` configurations.
@@ -323,7 +273,7 @@ pub enum Encoding {
 }
 
 impl Encoding {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Encoding::Rfc8572 => "rfc8572",
             Encoding::Text => "text",
@@ -333,15 +283,15 @@ impl Encoding {
 
 /// Option 143 as a device reads it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SztpRedirect {
-    pub encoding: Encoding,
-    pub uris: Vec<String>,
-    pub ignored: Vec<String>,
-    pub truncated: bool,
-    pub len: usize,
+pub(crate) struct SztpRedirect {
+    pub(crate) encoding: Encoding,
+    pub(crate) uris: Vec<String>,
+    pub(crate) ignored: Vec<String>,
+    pub(crate) truncated: bool,
+    pub(crate) len: usize,
 }
 
-pub fn decode_redirect(payload: &[u8]) -> SztpRedirect {
+pub(crate) fn decode_redirect(payload: &[u8]) -> SztpRedirect {
     let d = decode_list(payload);
     if !d.is_usable() && payload.starts_with(b"https://") {
         return SztpRedirect {
@@ -363,35 +313,35 @@ pub fn decode_redirect(payload: &[u8]) -> SztpRedirect {
 
 /// Where a reply came from on the wire.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Source {
-    pub ip: Ipv4Addr,
+pub(crate) struct Source {
+    pub(crate) ip: Ipv4Addr,
     /// Known in device mode (raw frames), not through a relay socket.
-    pub mac: Option<MacAddr>,
+    pub(crate) mac: Option<MacAddr>,
 }
 
 /// One server that answered the DISCOVER.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Offer {
-    pub source: Source,
-    pub reply: Reply,
+pub(crate) struct Offer {
+    pub(crate) source: Source,
+    pub(crate) reply: Reply,
 }
 
 impl Offer {
     /// The server's identity: option 54, else the source address.
-    pub fn server(&self) -> Ipv4Addr {
+    pub(crate) fn server(&self) -> Ipv4Addr {
         self.reply.server_id.unwrap_or(self.source.ip)
     }
 }
 
 /// Record an OFFER unless the same server already offered (a retransmission).
-pub fn add_offer(offers: &mut Vec<Offer>, offer: Offer) {
+pub(crate) fn add_offer(offers: &mut Vec<Offer>, offer: Offer) {
     if !offers.iter().any(|o| o.server() == offer.server()) {
         offers.push(offer);
     }
 }
 
 /// The offer to take: the one from `server` if asked, else the first.
-pub fn choose(offers: &[Offer], server: Option<Ipv4Addr>) -> Option<&Offer> {
+pub(crate) fn choose(offers: &[Offer], server: Option<Ipv4Addr>) -> Option<&Offer> {
     match server {
         Some(s) => offers.iter().find(|o| o.server() == s || o.source.ip == s),
         None => offers.first(),
@@ -400,7 +350,7 @@ pub fn choose(offers: &[Offer], server: Option<Ipv4Addr>) -> Option<&Offer> {
 
 /// How the exchange ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Outcome {
+pub(crate) enum Outcome {
     NoServer,
     /// Offers came but not from the server asked for with `--server`.
     ServerNotAnswering(Ipv4Addr),
@@ -414,20 +364,20 @@ pub enum Outcome {
 
 /// Everything the probe learned.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ProbeReport {
+pub(crate) struct ProbeReport {
     /// First line: interface and transport.
-    pub heading: String,
+    pub(crate) heading: String,
     /// The interface, for the two-servers warning.
-    pub interface: String,
-    pub offers: Vec<Offer>,
-    pub chosen: Option<Ipv4Addr>,
-    pub outcome: Outcome,
-    pub released: bool,
+    pub(crate) interface: String,
+    pub(crate) offers: Vec<Offer>,
+    pub(crate) chosen: Option<Ipv4Addr>,
+    pub(crate) outcome: Outcome,
+    pub(crate) released: bool,
 }
 
 impl ProbeReport {
     /// 0 ACK, 2 NAK or no ACK, 3 no server answered.
-    pub fn exit_code(&self) -> i32 {
+    pub(crate) fn exit_code(&self) -> i32 {
         match self.outcome {
             Outcome::Ack(_) => 0,
             Outcome::NoServer => 3,
@@ -435,7 +385,7 @@ impl ProbeReport {
         }
     }
 
-    pub fn warnings(&self) -> Vec<String> {
+    pub(crate) fn warnings(&self) -> Vec<String> {
         let mut w = Vec::new();
         if self.offers.len() > 1 {
             w.push(format!(
@@ -455,7 +405,7 @@ impl ProbeReport {
     }
 
     /// Option 143 of the ACK, else of the chosen offer.
-    pub fn redirect(&self) -> Option<SztpRedirect> {
+    pub(crate) fn redirect(&self) -> Option<SztpRedirect> {
         let from_offer = || {
             self.offers
                 .iter()
@@ -469,7 +419,7 @@ impl ProbeReport {
     }
 
     /// Human output; warnings are returned by [`ProbeReport::warnings`] for stderr.
-    pub fn render_text(&self) -> String {
+    pub(crate) fn render_text(&self) -> String {
         let mut s = String::new();
         let _ = writeln!(s, "{}", self.heading);
         for o in &self.offers {
@@ -568,7 +518,7 @@ impl ProbeReport {
         s
     }
 
-    pub fn to_json(&self) -> Value {
+    pub(crate) fn to_json(&self) -> Value {
         let servers: Vec<Value> = self
             .offers
             .iter()
@@ -626,7 +576,7 @@ fn join(a: &[Ipv4Addr]) -> String {
 }
 
 /// 3600 → "1h", 600 → "10m", 90 → "90s".
-pub fn human_duration(secs: u32) -> String {
+pub(crate) fn human_duration(secs: u32) -> String {
     match secs {
         0 => "0s".into(),
         u32::MAX => "infinite".into(),
@@ -659,7 +609,7 @@ mod tests {
         b[4..8].copy_from_slice(&XID.to_be_bytes());
         b[16..20].copy_from_slice(&[198, 51, 100, 100]);
         b[28..34].copy_from_slice(&CHADDR.0);
-        b[236..240].copy_from_slice(&MAGIC_COOKIE);
+        b[236..240].copy_from_slice(&crate::dhcp::v4::wire::MAGIC_COOKIE);
         b.extend_from_slice(msg);
         b.push(255);
         b

@@ -18,7 +18,7 @@ use crate::policy::MacAddr;
 
 /// Where a message goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Dest {
+pub(crate) enum Dest {
     /// DISCOVER and REQUEST: to all servers on the link (or the relay target).
     Servers,
     /// RELEASE: to the server that granted the lease.
@@ -26,7 +26,7 @@ pub enum Dest {
 }
 
 /// Moves DHCP messages; the exchange above it knows nothing of sockets.
-pub trait Transport {
+pub(crate) trait Transport {
     fn send(&mut self, msg: &[u8], dest: Dest) -> io::Result<()>;
     /// The next datagram for the client port, or `None` once `deadline` passes.
     fn recv(&mut self, deadline: Instant) -> io::Result<Option<(Source, Vec<u8>)>>;
@@ -34,16 +34,16 @@ pub trait Transport {
 
 /// Device mode: raw Ethernet frames, so the probe needs no address and sees every reply
 /// whether broadcast or unicast to its MAC.
-pub struct RawTransport {
+pub(crate) struct RawTransport {
     mac: MacAddr,
     tx: Box<dyn DataLinkSender>,
     rx: Box<dyn DataLinkReceiver>,
     /// Our address once acknowledged, the source of a RELEASE.
-    pub ciaddr: Ipv4Addr,
+    pub(crate) ciaddr: Ipv4Addr,
 }
 
 impl RawTransport {
-    pub fn open(iface: &str, mac: MacAddr) -> io::Result<RawTransport> {
+    pub(crate) fn open(iface: &str, mac: MacAddr) -> io::Result<RawTransport> {
         // promiscuous: replies to a --mac other than the interface's must still be seen
         let (tx, rx) = ethernet_channel(iface, Some(Duration::from_millis(100)), true)?;
         Ok(RawTransport {
@@ -104,18 +104,18 @@ impl Transport for RawTransport {
 
 /// Relay mode: one UDP socket that sends to the server and gets the replies (RFC 8357 makes
 /// the server answer our source port instead of 67).
-pub struct RelayTransport {
+pub(crate) struct RelayTransport {
     socket: UdpSocket,
     server: SocketAddr,
 }
 
 impl RelayTransport {
-    pub fn open(bind: SocketAddr, server: SocketAddr) -> io::Result<RelayTransport> {
+    pub(crate) fn open(bind: SocketAddr, server: SocketAddr) -> io::Result<RelayTransport> {
         let socket = UdpSocket::bind(bind)?;
         Ok(RelayTransport { socket, server })
     }
 
-    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+    pub(crate) fn local_addr(&self) -> io::Result<SocketAddr> {
         self.socket.local_addr()
     }
 }
@@ -157,11 +157,11 @@ impl Transport for RelayTransport {
 
 /// Timing of the exchange.
 #[derive(Debug, Clone, Copy)]
-pub struct Timing {
+pub(crate) struct Timing {
     /// How long each DISCOVER collects OFFERs, and each REQUEST waits.
-    pub wait: Duration,
+    pub(crate) wait: Duration,
     /// Sends of each message before giving up.
-    pub attempts: u32,
+    pub(crate) attempts: u32,
 }
 
 fn ours(p: &ProbeParams, bytes: &[u8]) -> Option<Reply> {
@@ -175,7 +175,7 @@ fn ours(p: &ProbeParams, bytes: &[u8]) -> Option<Reply> {
 }
 
 /// DISCOVER until someone offers, REQUEST the chosen offer until ACK or NAK, optionally RELEASE.
-pub fn run<T: Transport>(
+pub(crate) fn run<T: Transport>(
     t: &mut T,
     p: &ProbeParams,
     timing: Timing,

@@ -4,8 +4,8 @@
 //! the link) and `--relay` (a UDP socket acting as a relay agent, no privileges). Exit codes: 0
 //! an ACK (with or without option 143), 2 a NAK or no ACK, 3 no server answered, 1 local error.
 
-pub mod dhcp4;
-pub mod exchange;
+pub(crate) mod dhcp4;
+pub(crate) mod exchange;
 pub mod restconf;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -18,6 +18,7 @@ use crate::policy::MacAddr;
 use dhcp4::{ProbeParams, ProbeReport, RelayAgent};
 use exchange::{RawTransport, RelayTransport, Timing};
 
+/// `probe` options.
 #[derive(Args, Debug, Clone)]
 #[command(group(clap::ArgGroup::new("via").required(true).args(["interface", "relay", "restconf"])))]
 pub struct ProbeArgs {
@@ -55,8 +56,8 @@ pub struct ProbeArgs {
     #[arg(long)]
     pub user_class: Vec<String>,
     /// Option 61 client identifier: text, or hex after `0x` (e.g. 0x01020000000002)
-    #[arg(long)]
-    pub client_id: Option<String>,
+    #[arg(long, value_parser = client_id_arg)]
+    pub client_id: Option<ClientIdArg>,
     /// Option 12 host name
     #[arg(long)]
     pub hostname: Option<String>,
@@ -134,14 +135,20 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs_f64(secs))
 }
 
+/// The octets of an option 61 given on the command line.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClientIdArg(pub Vec<u8>);
+
+fn client_id_arg(s: &str) -> Result<ClientIdArg, String> {
+    parse_client_id(s).map(ClientIdArg)
+}
+
+/// Text as its UTF-8 octets, or hex after `0x`.
 fn parse_client_id(s: &str) -> Result<Vec<u8>, String> {
     match s.strip_prefix("0x") {
-        Some(h) if h.len() % 2 == 0 => (0..h.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(&h[i..i + 2], 16))
-            .collect::<Result<_, _>>()
-            .map_err(|_| format!("--client-id {s:?}: bad hex")),
-        Some(_) => Err(format!("--client-id {s:?}: odd number of hex digits")),
+        Some(h) => {
+            hex::decode(h).map_err(|_| format!("{s:?}: after 0x give hex digits, two per octet"))
+        }
         None => Ok(s.as_bytes().to_vec()),
     }
 }
@@ -180,7 +187,7 @@ fn params(args: &ProbeArgs, chaddr: MacAddr) -> Result<ProbeParams, String> {
     p.request_143 = !args.no_request_143;
     p.vendor_class = args.vendor_class.clone();
     p.user_class = args.user_class.clone();
-    p.client_id = args.client_id.as_deref().map(parse_client_id).transpose()?;
+    p.client_id = args.client_id.as_ref().map(|c| c.0.clone());
     p.hostname = args.hostname.clone();
     p.max_size = args.max_size;
     Ok(p)

@@ -74,7 +74,7 @@ impl Default for RestconfParams {
 /// host-meta) or an operation URL (`https://host:port/…:get-bootstrapping-data`, posted to as
 /// it is, as the OPI agent does).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Target {
+pub(crate) struct Target {
     /// Host as written (IPv6 without brackets).
     pub host: String,
     /// TCP port.
@@ -85,7 +85,7 @@ pub struct Target {
 
 impl Target {
     /// Parses `https://host[:port][/path]`.
-    pub fn parse(s: &str) -> Result<Target, String> {
+    pub(crate) fn parse(s: &str) -> Result<Target, String> {
         let (authority, path) = match s
             .get(8..)
             .map(|r| (r, s[..8].eq_ignore_ascii_case("https://")))
@@ -110,7 +110,7 @@ impl Target {
     }
 
     /// The target a redirect entry names (RFC 8572 §5.5: host and port; root discovered).
-    pub fn from_entry(e: &RedirectEntry) -> Target {
+    pub(crate) fn from_entry(e: &RedirectEntry) -> Target {
         Target {
             host: e.address.clone(),
             port: e.port,
@@ -119,7 +119,7 @@ impl Target {
     }
 
     /// `https://host:port` (brackets for IPv6), plus the path when there is one.
-    pub fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         let host = if self.host.contains(':') {
             format!("[{}]", self.host)
         } else {
@@ -177,7 +177,7 @@ pub enum Answer {
 
 /// One server visited.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Hop {
+pub(crate) struct Hop {
     /// Where the probe went.
     pub target: Target,
     /// The RESTCONF root host-meta named (None: not asked, or no answer).
@@ -194,7 +194,7 @@ pub struct Hop {
 
 /// How the walk ended.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum End {
+pub(crate) enum End {
     /// A server gave bootstrapping data a device would act on (onboarding or signed data).
     Reached(Target),
     /// Every remaining path led back to a server already visited.
@@ -207,7 +207,7 @@ pub enum End {
 
 /// The RESTCONF part of a probe run.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct RestconfReport {
+pub(crate) struct RestconfReport {
     /// Every server asked, in order.
     pub hops: Vec<Hop>,
     /// How the walk ended.
@@ -217,7 +217,7 @@ pub struct RestconfReport {
 impl RestconfReport {
     /// 0 bootstrapping data reached, 3 no server answered at all, 2 otherwise (errors, loop,
     /// hop limit).
-    pub fn exit_code(&self) -> i32 {
+    pub(crate) fn exit_code(&self) -> i32 {
         match self.end {
             End::Reached(_) => 0,
             _ if self
@@ -232,7 +232,7 @@ impl RestconfReport {
     }
 
     /// Text as the operator reads it, one block per hop.
-    pub fn render_text(&self) -> String {
+    pub(crate) fn render_text(&self) -> String {
         let mut out = String::new();
         for (i, h) in self.hops.iter().enumerate() {
             let _ = writeln!(out, "RESTCONF hop {}: {}", i + 1, h.target.url());
@@ -314,7 +314,7 @@ impl RestconfReport {
     }
 
     /// One JSON object for scripts.
-    pub fn to_json(&self) -> Value {
+    pub(crate) fn to_json(&self) -> Value {
         let hops: Vec<Value> = self
             .hops
             .iter()
@@ -379,7 +379,7 @@ fn format_name(f: ContentFormat) -> &'static str {
 /// yields bootstrapping data; a redirect's list is walked before the rest of the list that
 /// led to it. A server already visited is a loop and is not asked again; more than
 /// `max_hops` redirects stop the walk.
-pub fn walk(
+pub(crate) fn walk(
     start: &[Target],
     max_hops: usize,
     fetch: &mut dyn FnMut(&Target) -> Hop,
@@ -480,7 +480,7 @@ pub fn request_body(p: &RestconfParams) -> String {
 }
 
 /// The RESTCONF root a host-meta XRD names (`<Link rel="restconf" href="…"/>`).
-pub fn host_meta_root(xrd: &[u8]) -> Option<String> {
+pub(crate) fn host_meta_root(xrd: &[u8]) -> Option<String> {
     use quick_xml::events::Event;
     let mut r = quick_xml::Reader::from_reader(xrd);
     loop {
@@ -697,7 +697,7 @@ impl ServerCertVerifier for Blind {
 }
 
 /// The probe's TLS client: blind server trust, http/1.1, the client certificate if given.
-pub fn client_config(p: &RestconfParams) -> Result<Arc<ClientConfig>, String> {
+pub(crate) fn client_config(p: &RestconfParams) -> Result<Arc<ClientConfig>, String> {
     let provider = crate::restconf::tls::provider();
     let algorithms = provider.signature_verification_algorithms;
     let builder = ClientConfig::builder_with_provider(provider)
@@ -816,7 +816,7 @@ fn describe_certificate(der: &CertificateDer<'_>) -> String {
 }
 
 /// Visits one server: host-meta (unless the target has a path), then get-bootstrapping-data.
-pub async fn fetch(target: &Target, p: &RestconfParams, tls: &Arc<ClientConfig>) -> Hop {
+pub(crate) async fn fetch(target: &Target, p: &RestconfParams, tls: &Arc<ClientConfig>) -> Hop {
     let mut hop = Hop {
         target: target.clone(),
         root: None,
@@ -933,7 +933,7 @@ fn error_fields(body: &[u8]) -> (Option<String>, Option<String>) {
 }
 
 /// Runs the whole walk from `start` on a runtime of its own.
-pub fn run(start: &[Target], p: &RestconfParams) -> Result<RestconfReport, String> {
+pub(crate) fn run(start: &[Target], p: &RestconfParams) -> Result<RestconfReport, String> {
     let tls = client_config(p)?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -10,12 +10,12 @@ use super::error::RestconfError;
 use super::identity::{device_serial, ClientCertificate};
 use super::media::{negotiate, request_encoding, Encoding};
 use super::rpc::{parse_get_bootstrapping_data, parse_report_progress, BootstrapOutput};
-use super::LeaseFacts;
 use crate::config::{ConveyedEncoding, RedirectServer, ReportProgress, SerialFrom};
 use crate::journal::{
     DeviceEvent, EventDetail, RestconfAnswer, RestconfEvent, RestconfReason, RestconfRpc,
 };
 use crate::policy::{ClientId, DeviceFacts, Serial, Source};
+use crate::runtime::LeaseFacts;
 use crate::runtime::Snapshot;
 use crate::sztp::conveyed::{unsigned_redirect, ContentFormat, RedirectEntry};
 use crate::sztp::uri::Host;

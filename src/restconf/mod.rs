@@ -10,8 +10,9 @@
 //!   timeouts, client certificates, drain on cancel), with [`tls`] for certificates (configured
 //!   or generated, RSA or ECDSA chosen per handshake).
 //!
-//! What DHCP learnt about a device reaches the Policy through [`LeaseLookup`]: the source
-//! address of a request → its lease's MAC, client-id/DUID, vendor class.
+//! What DHCP learnt about a device reaches the Policy through the daemon's
+//! [`LeaseRegistry`](crate::runtime::LeaseRegistry): the source address of a request → its
+//! lease's MAC, client-id/DUID, vendor class (see [`crate::runtime::LeaseFacts`]).
 
 pub mod error;
 pub mod handler;
@@ -23,13 +24,8 @@ pub mod rpc;
 pub mod server;
 pub mod tls;
 
-use std::collections::HashMap;
-use std::net::IpAddr;
-
-use crate::policy::{ClientId, MacAddr};
-
 pub use router::{router, AppState, ConnInfo};
-pub use server::{bind, serve, BoundRestconf, Stats};
+pub use server::{bind, serve, BoundRestconf, PreparedTls, Stats, TlsHandle};
 
 /// RESTCONF root resource path (RFC 8040 §3.1), what host-meta names.
 pub const RESTCONF_ROOT: &str = "/restconf";
@@ -43,48 +39,3 @@ pub const REPORT_PROGRESS_PATH: &str =
 pub const HOST_META_PATH: &str = "/.well-known/host-meta";
 /// The JRD form of host-meta (RFC 6415 §6).
 pub const HOST_META_JSON_PATH: &str = "/.well-known/host-meta.json";
-
-/// What the DHCP server learnt about the device holding an address, for rules written for
-/// DHCP to apply to its RESTCONF requests too.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct LeaseFacts {
-    /// The lease's hardware address (DHCPv4 chaddr, or the MAC behind a DHCPv6 DUID).
-    pub mac: Option<MacAddr>,
-    /// DHCPv4 option 61 or the DHCPv6 DUID of the lease.
-    pub client_id: Option<ClientId>,
-    /// DHCPv4 option 60 / DHCPv6 option 16 the device last sent.
-    pub vendor_class: Option<String>,
-    /// DHCPv4 option 77 / DHCPv6 option 15 entries the device last sent.
-    pub user_class: Vec<String>,
-    /// Relay circuit-id / interface-id seen with its last request.
-    pub circuit_id: Option<Vec<u8>>,
-    /// Relay remote-id seen with its last request.
-    pub remote_id: Option<Vec<u8>>,
-    /// The appliance interface the lease was served on.
-    pub interface: Option<String>,
-}
-
-/// Read-only lookup of the DHCP lease currently bound to an address (v4 or v6). Implemented by
-/// the DHCP services; called once per RESTCONF request, so it must be cheap and never block
-/// on I/O.
-pub trait LeaseLookup: Send + Sync + 'static {
-    /// The facts of the active lease on `addr`, if any.
-    fn lease_facts(&self, addr: IpAddr) -> Option<LeaseFacts>;
-}
-
-/// No DHCP service: nothing is known about any address.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct NoLeases;
-
-impl LeaseLookup for NoLeases {
-    fn lease_facts(&self, _addr: IpAddr) -> Option<LeaseFacts> {
-        None
-    }
-}
-
-/// A fixed table (tests, and a static map an operator might load).
-impl LeaseLookup for HashMap<IpAddr, LeaseFacts> {
-    fn lease_facts(&self, addr: IpAddr) -> Option<LeaseFacts> {
-        self.get(&addr).cloned()
-    }
-}

@@ -27,12 +27,12 @@ use super::media::{negotiate, wants_jrd, Encoding};
 use super::ratelimit::RateLimiter;
 use super::server::Stats;
 use super::{
-    LeaseLookup, GET_BOOTSTRAPPING_DATA_PATH, HOST_META_JSON_PATH, HOST_META_PATH,
-    REPORT_PROGRESS_PATH, RESTCONF_ROOT,
+    GET_BOOTSTRAPPING_DATA_PATH, HOST_META_JSON_PATH, HOST_META_PATH, REPORT_PROGRESS_PATH,
+    RESTCONF_ROOT,
 };
 use crate::config::validate::DEFAULT_CLIENT_TIMEOUT;
 use crate::journal::{unix_now, EventDetail, RestconfAnswer, RestconfReason, RestconfRpc};
-use crate::runtime::{Events, Published};
+use crate::runtime::{Events, LeaseLookup, Published};
 
 /// The host-meta XRD document of digest TV9 (107 octets with its trailing newline).
 pub const HOST_META_XRD: &str = "<XRD xmlns='http://docs.oasis-open.org/ns/xri/xrd-1.0'>\n    <Link rel='restconf' href='/restconf'/>\n</XRD>\n";

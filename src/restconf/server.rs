@@ -9,9 +9,9 @@
 
 use std::io;
 use std::net::{SocketAddr, TcpListener as StdTcpListener};
-use std::path::PathBuf;
+use std::path::Path;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
@@ -29,11 +29,10 @@ use tracing::{debug, error, info, warn};
 
 use super::identity::{certificate_subject, ClientCertificate};
 use super::router::{router, AppState, ConnInfo};
-use super::tls::TlsMaterial;
-use super::LeaseLookup;
+use super::tls::{TlsError, TlsMaterial};
 use crate::config::validate::DEFAULT_CLIENT_TIMEOUT;
-use crate::config::Config;
-use crate::runtime::{Published, ServiceContext};
+use crate::config::{Config, RedirectServer};
+use crate::runtime::ServiceContext;
 
 /// A connection is asked to close (after its current request) when it is this old.
 pub const CONNECTION_MAX_AGE: Duration = Duration::from_secs(300);
@@ -69,28 +68,68 @@ pub struct Stats {
     pub host_meta: AtomicU64,
 }
 
-/// The TLS set-up in force and the configuration generation it was built from.
+/// The TLS set-up in force: the certificates and the rustls configuration built from them.
 struct TlsState {
-    generation: u64,
     material: TlsMaterial,
     config: Arc<ServerConfig>,
+}
+
+/// TLS material loaded and checked by [`TlsHandle::prepare`], not yet in force.
+pub struct PreparedTls(TlsState);
+
+/// Replaces the TLS set-up of a bound or running redirect server; new connections use the new
+/// certificates, open ones keep theirs. The daemon keeps one per running service and reloads
+/// it on every SIGHUP (renewed certificate files are read again even when the file did not
+/// change). Cloning shares the set-up.
+#[derive(Clone)]
+pub struct TlsHandle(Arc<ArcSwap<TlsState>>);
+
+impl TlsHandle {
+    /// Loads the certificates and `client-ca` that `server` names (or the generated ones in
+    /// `state_dir`) and builds the rustls configuration, without putting it in force.
+    ///
+    /// # Errors
+    /// A file cannot be read or parsed, a key does not match its certificate, or no TLS
+    /// version is left: the set-up in force is unchanged.
+    pub fn prepare(server: &RedirectServer, state_dir: &Path) -> Result<PreparedTls, TlsError> {
+        let (material, config) = TlsMaterial::load_with_config(server, state_dir)?;
+        Ok(PreparedTls(TlsState { material, config }))
+    }
+
+    /// Puts `prepared` in force for the connections accepted from now on.
+    pub fn install(&self, prepared: PreparedTls) {
+        self.0.store(Arc::new(prepared.0));
+    }
+
+    /// [`prepare`](Self::prepare) then [`install`](Self::install).
+    ///
+    /// # Errors
+    /// As `prepare`; the set-up in force is then unchanged.
+    pub fn reload(&self, server: &RedirectServer, state_dir: &Path) -> Result<(), TlsError> {
+        self.install(Self::prepare(server, state_dir)?);
+        Ok(())
+    }
+
+    fn current(&self) -> Arc<TlsState> {
+        self.0.load_full()
+    }
 }
 
 /// The redirect server's sockets and TLS material, made before privileges are dropped.
 pub struct BoundRestconf {
     listeners: Vec<StdTcpListener>,
-    material: TlsMaterial,
-    config: Arc<ServerConfig>,
-    generation: u64,
+    tls: TlsHandle,
 }
 
 impl BoundRestconf {
     /// Wraps listeners bound by the caller (tests bind `127.0.0.1:0`) with TLS material.
+    ///
+    /// # Errors
+    /// `min` leaves no TLS version rustls supports, or a listener cannot be made non-blocking.
     pub fn new(
         listeners: Vec<StdTcpListener>,
         material: TlsMaterial,
         min: crate::config::TlsVersion,
-        generation: u64,
     ) -> io::Result<BoundRestconf> {
         let config = material.server_config(min).map_err(io::Error::other)?;
         for l in &listeners {
@@ -98,9 +137,10 @@ impl BoundRestconf {
         }
         Ok(BoundRestconf {
             listeners,
-            material,
-            config,
-            generation,
+            tls: TlsHandle(Arc::new(ArcSwap::from_pointee(TlsState {
+                material,
+                config,
+            }))),
         })
     }
 
@@ -110,6 +150,11 @@ impl BoundRestconf {
             .iter()
             .filter_map(|l| l.local_addr().ok())
             .collect()
+    }
+
+    /// The handle that reloads this server's certificates, before or while it serves.
+    pub fn tls_handle(&self) -> TlsHandle {
+        self.tls.clone()
     }
 }
 
@@ -122,7 +167,7 @@ pub fn bind(config: &Config) -> io::Result<Option<BoundRestconf>> {
     let material = TlsMaterial::load(rs, &config.appliance.state_dir)
         .map_err(|e| io::Error::other(format!("redirect-server: {e}")))?;
     let listeners = bind_listeners(&rs.listen)?;
-    let bound = BoundRestconf::new(listeners, material, rs.min_tls_version, 0)?;
+    let bound = BoundRestconf::new(listeners, material, rs.min_tls_version)?;
     for a in bound.local_addrs() {
         info!("listening for restconf on {a}");
     }
@@ -151,8 +196,8 @@ pub fn bind_listeners(addrs: &[SocketAddr]) -> io::Result<Vec<StdTcpListener>> {
 }
 
 /// Serves until `token` is cancelled, then drains. Configuration is read per request from
-/// `ctx.published`; a new generation reloads the TLS files at the next connection. `leases`
-/// answers what DHCP learnt about a source address.
+/// `ctx.published`, what DHCP learnt about a source address from `ctx.leases`; certificates
+/// change only through the [`TlsHandle`] (the daemon reloads it on SIGHUP).
 ///
 /// # Errors
 /// None so far: a listener that fails is logged and the others keep serving; the `Result`
@@ -160,31 +205,23 @@ pub fn bind_listeners(addrs: &[SocketAddr]) -> io::Result<Vec<StdTcpListener>> {
 pub async fn serve(
     bound: BoundRestconf,
     ctx: ServiceContext,
-    leases: Arc<dyn LeaseLookup>,
     token: CancellationToken,
 ) -> io::Result<()> {
-    let state = AppState::new(ctx.published.clone(), ctx.events.clone(), leases);
-    serve_state(bound, state, ctx.state_dir, token).await;
+    let state = AppState::new(
+        ctx.published.clone(),
+        ctx.events.clone(),
+        Arc::new(ctx.leases.clone()),
+    );
+    serve_state(bound, state, token).await;
     Ok(())
 }
 
 /// [`serve`] with a caller-made [`AppState`] (tests read its counters).
-pub async fn serve_state(
-    bound: BoundRestconf,
-    state: AppState,
-    state_dir: PathBuf,
-    token: CancellationToken,
-) {
+pub async fn serve_state(bound: BoundRestconf, state: AppState, token: CancellationToken) {
     let shared = Arc::new(Shared {
         app: router(state.clone()),
         state,
-        state_dir,
-        tls: ArcSwap::from_pointee(TlsState {
-            generation: bound.generation,
-            material: bound.material,
-            config: bound.config,
-        }),
-        reload: Mutex::new(()),
+        tls: bound.tls,
     });
     let mut loops = JoinSet::new();
     for l in bound.listeners {
@@ -215,56 +252,7 @@ pub async fn serve_state(
 struct Shared {
     app: axum::Router,
     state: AppState,
-    state_dir: PathBuf,
-    tls: ArcSwap<TlsState>,
-    reload: Mutex<()>,
-}
-
-impl Shared {
-    /// The TLS set-up for a new connection, rebuilt first if a reload published a new
-    /// configuration (a bad file keeps the old set-up, with an error logged).
-    fn tls(&self, published: &Published) -> Arc<TlsState> {
-        let snap = published.load();
-        let cur = self.tls.load_full();
-        if cur.generation == snap.generation {
-            return cur;
-        }
-        let _one = self.reload.lock().unwrap_or_else(|e| e.into_inner());
-        let cur = self.tls.load_full();
-        if cur.generation == snap.generation {
-            return cur;
-        }
-        let next = match &snap.config.redirect_server {
-            None => None,
-            Some(rs) => match TlsMaterial::load_with_config(rs, &self.state_dir) {
-                Ok(mc) => Some(mc),
-                Err(e) => {
-                    error!("redirect-server: keeping the previous TLS certificates: {e}");
-                    None
-                }
-            },
-        };
-        let state = match next {
-            Some((material, config)) => {
-                info!(
-                    generation = snap.generation,
-                    "redirect-server: TLS set-up reloaded"
-                );
-                TlsState {
-                    generation: snap.generation,
-                    material,
-                    config,
-                }
-            }
-            None => TlsState {
-                generation: snap.generation,
-                material: cur.material.clone(),
-                config: Arc::clone(&cur.config),
-            },
-        };
-        self.tls.store(Arc::new(state));
-        self.tls.load_full()
-    }
+    tls: TlsHandle,
 }
 
 async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, token: CancellationToken) {
@@ -336,7 +324,7 @@ async fn connection(stream: TcpStream, peer: SocketAddr, guard: Active, token: C
         .redirect_server
         .as_ref()
         .map_or(DEFAULT_CLIENT_TIMEOUT, |r| r.client_timeout);
-    let tls = shared.tls(&shared.state.published);
+    let tls = shared.tls.current();
     let acceptor = TlsAcceptor::from(Arc::clone(&tls.config));
     let stats = &shared.state.stats;
     let stream = tokio::select! {

@@ -26,6 +26,7 @@ pub fn encode_text<S: AsRef<str>>(uris: &[S]) -> Vec<u8> {
 /// What a client makes of a received list: the valid URIs and the entries it must ignore.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct DecodedList {
+    /// Valid entries, in order.
     pub uris: Vec<String>,
     /// Entries that were not `https://host[:port]` (ignored, per §8.1/§8.2).
     pub ignored: Vec<String>,

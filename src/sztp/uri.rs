@@ -10,8 +10,11 @@ pub const OPERATION_PATH: &str =
 /// The host part of an SZTP URI.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Host {
+    /// A DNS name (ASCII).
     Name(String),
+    /// An IPv4 literal.
     V4(Ipv4Addr),
+    /// An IPv6 literal (bracketed in the URI).
     V6(Ipv6Addr),
 }
 
@@ -28,25 +31,34 @@ impl fmt::Display for Host {
 /// A validated `https://host[:port]` URI. `Display` gives back the authority form.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct SztpUri {
+    /// The host.
     pub host: Host,
     /// The port as written; `None` means the https default, 443.
     pub port: Option<u16>,
 }
 
+/// Why a string is not an RFC 8572 §8.3 bootstrap server URI.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum UriError {
+    /// The scheme is not `https`.
     #[error("scheme must be https")]
     Scheme,
+    /// No host.
     #[error("no host")]
     NoHost,
+    /// A path, query or fragment.
     #[error("a path, query or fragment is not allowed (RFC 8572 §8.3: https://host[:port] only)")]
     Path,
+    /// User information before the host.
     #[error("userinfo is not allowed")]
     UserInfo,
+    /// A port that is not 1..=65535.
     #[error("bad port {0:?}")]
     Port(String),
+    /// A malformed IPv6 literal.
     #[error("bad IPv6 literal {0:?}")]
     V6(String),
+    /// A host name that is not a valid DNS name.
     #[error("bad host name {0:?}")]
     HostName(String),
 }

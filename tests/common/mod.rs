@@ -6,6 +6,8 @@
 //! these namespaces and uses documentation / benchmarking addresses only.
 #![allow(dead_code)]
 
+pub(crate) mod relay;
+
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -15,28 +17,28 @@ use std::sync::{Arc, Mutex, Once};
 use std::time::{Duration, Instant};
 
 /// Path of the binary under test.
-pub const BIN: &str = env!("CARGO_BIN_EXE_sztp-redirector");
+pub(crate) const BIN: &str = env!("CARGO_BIN_EXE_sztp-redirector");
 
 /// Prefix of every namespace this harness creates: `sztpt-<pid>-<counter>-<tag>-<role>`.
-pub const NS_PREFIX: &str = "sztpt-";
+pub(crate) const NS_PREFIX: &str = "sztpt-";
 
 /// Set to 1 (CI does) to turn "skipped, not root" into a failure.
-pub const REQUIRE_ENV: &str = "SZTP_REQUIRE_PRIVILEGED_TESTS";
+pub(crate) const REQUIRE_ENV: &str = "SZTP_REQUIRE_PRIVILEGED_TESTS";
 
 /// Default upper bound for any one external command.
-pub const CMD_TIMEOUT: Duration = Duration::from_secs(30);
+pub(crate) const CMD_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The two bootstrap servers of peers-and-crates §7 and their option-143 payload (Kea's bytes).
-pub const URI1: &str = "https://sztp1.example.test:8443";
-pub const URI2: &str = "https://[2001:db8::1]:8443";
-pub const KEA_PAYLOAD_HEX: &str = "001f68747470733a2f2f737a7470312e6578616d706c652e746573743a38343433001a68747470733a2f2f5b323030313a6462383a3a315d3a38343433";
+pub(crate) const URI1: &str = "https://sztp1.example.test:8443";
+pub(crate) const URI2: &str = "https://[2001:db8::1]:8443";
+pub(crate) const KEA_PAYLOAD_HEX: &str = "001f68747470733a2f2f737a7470312e6578616d706c652e746573743a38343433001a68747470733a2f2f5b323030313a6462383a3a315d3a38343433";
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 static SWEEP: Once = Once::new();
 
 /// True when the test may run. Not root: prints a SKIP line and returns false, or panics
 /// when `SZTP_REQUIRE_PRIVILEGED_TESTS=1` (CI must not pass by skipping).
-pub fn require_root_or_skip(test_name: &str) -> bool {
+pub(crate) fn require_root_or_skip(test_name: &str) -> bool {
     if is_root() {
         return true;
     }
@@ -62,24 +64,24 @@ fn is_root() -> bool {
 
 /// Output of a finished command.
 #[derive(Debug)]
-pub struct Output {
-    pub status: ExitStatus,
-    pub stdout: String,
-    pub stderr: String,
+pub(crate) struct Output {
+    pub(crate) status: ExitStatus,
+    pub(crate) stdout: String,
+    pub(crate) stderr: String,
 }
 
 impl Output {
-    pub fn success(&self) -> bool {
+    pub(crate) fn success(&self) -> bool {
         self.status.success()
     }
     /// `timeout(1)` exit code when the bound was hit.
-    pub fn timed_out(&self) -> bool {
+    pub(crate) fn timed_out(&self) -> bool {
         matches!(self.status.code(), Some(124) | Some(137))
     }
 }
 
 /// Runs `args` under `timeout`, capturing output. Panics only if it cannot be started.
-pub fn run_cmd(args: &[&str], limit: Duration) -> Output {
+pub(crate) fn run_cmd(args: &[&str], limit: Duration) -> Output {
     let secs = limit.as_secs().max(1).to_string();
     let out = Command::new("timeout")
         .args(["-k", "3", &secs])
@@ -95,7 +97,7 @@ pub fn run_cmd(args: &[&str], limit: Duration) -> Output {
 }
 
 /// Like [`run_cmd`] but panics with both streams when the command fails.
-pub fn run_ok(args: &[&str]) -> Output {
+pub(crate) fn run_ok(args: &[&str]) -> Output {
     let out = run_cmd(args, CMD_TIMEOUT);
     assert!(
         out.success(),
@@ -126,12 +128,12 @@ fn sweep_stale_namespaces() {
 
 /// One network namespace; deleted on drop (also while unwinding from a failed assertion).
 #[derive(Debug)]
-pub struct Netns {
-    pub name: String,
+pub(crate) struct Netns {
+    pub(crate) name: String,
 }
 
 impl Netns {
-    pub fn new(name: String) -> Netns {
+    pub(crate) fn new(name: String) -> Netns {
         run_ok(&["ip", "netns", "add", &name]);
         let ns = Netns { name };
         ns.ip(&["link", "set", "lo", "up"]);
@@ -139,7 +141,7 @@ impl Netns {
     }
 
     /// `ip -n NS ARGS…`, must succeed.
-    pub fn ip(&self, args: &[&str]) -> Output {
+    pub(crate) fn ip(&self, args: &[&str]) -> Output {
         let mut v = vec!["ip", "-n", self.name.as_str()];
         v.extend_from_slice(args);
         run_ok(&v)
@@ -152,22 +154,38 @@ impl Netns {
     }
 
     /// Runs a command inside the namespace, bounded by `limit`.
-    pub fn run(&self, args: &[&str], limit: Duration) -> Output {
+    pub(crate) fn run(&self, args: &[&str], limit: Duration) -> Output {
         run_cmd(&self.exec_args(args), limit)
     }
 
     /// Starts a command inside the namespace in the background, bounded by `limit`.
     /// Its stdout and stderr are collected line by line (see [`Child::lines`]).
-    pub fn spawn(&self, args: &[&str], limit: Duration) -> Child {
+    pub(crate) fn spawn(&self, args: &[&str], limit: Duration) -> Child {
         Child::spawn(&self.exec_args(args), limit)
     }
 
     /// Sets an interface's MAC address.
-    pub fn set_mac(&self, iface: &str, mac: &str) {
+    pub(crate) fn set_mac(&self, iface: &str, mac: &str) {
         self.ip(&["link", "set", "dev", iface, "address", mac]);
     }
 
-    pub fn add_addr(&self, iface: &str, cidr: &str) {
+    /// Waits (bounded) until `iface` is operationally up with its queueing discipline attached:
+    /// until the kernel's link watcher has run, the device has the `noop` qdisc, which drops
+    /// every frame sent (the first DISCOVERs of a test could vanish when many namespaces are
+    /// being made at once).
+    pub(crate) fn wait_link_up(&self, iface: &str) {
+        let until = Instant::now() + Duration::from_secs(10);
+        loop {
+            let out = self.ip(&["-o", "link", "show", "dev", iface]).stdout;
+            if out.contains("LOWER_UP") && out.contains("state UP") && !out.contains("qdisc noop") {
+                return;
+            }
+            assert!(Instant::now() < until, "{iface} not up after 10 s: {out}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub(crate) fn add_addr(&self, iface: &str, cidr: &str) {
         self.ip(&["addr", "add", cidr, "dev", iface]);
     }
 }
@@ -204,27 +222,29 @@ fn veth(a: &Netns, a_if: &str, b: &Netns, b_if: &str) {
     ]);
     a.ip(&["link", "set", a_if, "up"]);
     b.ip(&["link", "set", b_if, "up"]);
+    a.wait_link_up(a_if);
+    b.wait_link_up(b_if);
 }
 
 /// Server and client namespaces joined by a veth pair. The server end has
 /// [`NetnsPair::SERVER_ADDR`]; the client end has no address unless given one.
-pub struct NetnsPair {
-    pub server: Netns,
-    pub client: Netns,
-    pub server_if: String,
-    pub client_if: String,
+pub(crate) struct NetnsPair {
+    pub(crate) server: Netns,
+    pub(crate) client: Netns,
+    pub(crate) server_if: String,
+    pub(crate) client_if: String,
 }
 
 impl NetnsPair {
-    pub const SERVER_ADDR: &'static str = "198.51.100.1";
-    pub const SERVER_CIDR: &'static str = "198.51.100.1/24";
+    pub(crate) const SERVER_ADDR: &'static str = "198.51.100.1";
+    pub(crate) const SERVER_CIDR: &'static str = "198.51.100.1/24";
 
-    pub fn new(tag: &str) -> NetnsPair {
+    pub(crate) fn new(tag: &str) -> NetnsPair {
         Self::with_client_addr(tag, None)
     }
 
     /// `client_cidr`: e.g. `Some("198.51.100.2/24")` for perfdhcp, which acts as a relay.
-    pub fn with_client_addr(tag: &str, client_cidr: Option<&str>) -> NetnsPair {
+    pub(crate) fn with_client_addr(tag: &str, client_cidr: Option<&str>) -> NetnsPair {
         let (ns, ifbase) = unique(tag);
         let server = Netns::new(format!("{ns}-s"));
         let client = Netns::new(format!("{ns}-c"));
@@ -247,20 +267,20 @@ impl NetnsPair {
 /// client — relay — server. The relay has 192.0.2.1/24 toward the client and
 /// 198.51.100.2/24 toward the server; the server (198.51.100.1/24) routes 192.0.2.0/24
 /// back through the relay.
-pub struct RelayTopology {
-    pub server: Netns,
-    pub relay: Netns,
-    pub client: Netns,
-    pub server_if: String,
-    pub relay_up_if: String,
-    pub relay_down_if: String,
-    pub client_if: String,
+pub(crate) struct RelayTopology {
+    pub(crate) server: Netns,
+    pub(crate) relay: Netns,
+    pub(crate) client: Netns,
+    pub(crate) server_if: String,
+    pub(crate) relay_up_if: String,
+    pub(crate) relay_down_if: String,
+    pub(crate) client_if: String,
 }
 
 impl RelayTopology {
-    pub const RELAY_DOWN_ADDR: &'static str = "192.0.2.1";
+    pub(crate) const RELAY_DOWN_ADDR: &'static str = "192.0.2.1";
 
-    pub fn new(tag: &str) -> RelayTopology {
+    pub(crate) fn new(tag: &str) -> RelayTopology {
         let (ns, ifbase) = unique(tag);
         let server = Netns::new(format!("{ns}-s"));
         let relay = Netns::new(format!("{ns}-r"));
@@ -288,7 +308,7 @@ impl RelayTopology {
 }
 
 /// A background process. Dropping it kills its whole process group (SIGKILL) and reaps it.
-pub struct Child {
+pub(crate) struct Child {
     child: Option<std::process::Child>,
     lines: Arc<Mutex<Vec<String>>>,
     readers: Vec<std::thread::JoinHandle<()>>,
@@ -298,7 +318,7 @@ pub struct Child {
 impl Child {
     /// Spawns `args` under `timeout` in a new process group (timeout makes one), collecting
     /// stdout and stderr lines.
-    pub fn spawn(args: &[&str], limit: Duration) -> Child {
+    pub(crate) fn spawn(args: &[&str], limit: Duration) -> Child {
         let secs = limit.as_secs().max(1).to_string();
         let mut child = Command::new("timeout")
             .args(["-k", "3", &secs])
@@ -337,12 +357,12 @@ impl Child {
     }
 
     /// Pid of the `timeout` wrapper (also the process group id).
-    pub fn wrapper_pid(&self) -> u32 {
+    pub(crate) fn wrapper_pid(&self) -> u32 {
         self.child.as_ref().map(|c| c.id()).unwrap_or(0)
     }
 
     /// Pid of the real program: the child of the `timeout` wrapper (`ip netns exec` execs).
-    pub fn pid(&self) -> Option<u32> {
+    pub(crate) fn pid(&self) -> Option<u32> {
         let parent = self.wrapper_pid();
         // Bounded poll: the fork inside timeout may not have happened yet.
         let until = Instant::now() + Duration::from_secs(5);
@@ -358,13 +378,13 @@ impl Child {
     }
 
     /// Sends a signal (name as in kill(1): TERM, HUP, KILL, INT) to the real program.
-    pub fn signal(&self, sig: &str) {
+    pub(crate) fn signal(&self, sig: &str) {
         if let Some(pid) = self.pid() {
             let _ = run_cmd(&["kill", "-s", sig, &pid.to_string()], CMD_TIMEOUT);
         }
     }
 
-    pub fn is_running(&self) -> bool {
+    pub(crate) fn is_running(&self) -> bool {
         // try_wait needs &mut; peek through /proc instead (a zombie counts as gone).
         let pid = self.wrapper_pid();
         std::fs::read_to_string(format!("/proc/{pid}/stat"))
@@ -376,17 +396,17 @@ impl Child {
     }
 
     /// Snapshot of every stdout/stderr line so far.
-    pub fn lines(&self) -> Vec<String> {
+    pub(crate) fn lines(&self) -> Vec<String> {
         self.lines.lock().unwrap().clone()
     }
 
-    pub fn output_text(&self) -> String {
+    pub(crate) fn output_text(&self) -> String {
         self.lines().join("\n")
     }
 
     /// Polls (bounded by `max`) until `count` lines contain `needle`. Returns false if the
     /// process ended or the bound passed first; the caller decides what that means.
-    pub fn wait_for_lines(&self, needle: &str, count: usize, max: Duration) -> bool {
+    pub(crate) fn wait_for_lines(&self, needle: &str, count: usize, max: Duration) -> bool {
         let until = Instant::now() + max;
         loop {
             let n = self
@@ -416,7 +436,7 @@ impl Child {
     }
 
     /// Waits (bounded) for the process to exit by itself; None if still running after `max`.
-    pub fn wait_exit(&mut self, max: Duration) -> Option<ExitStatus> {
+    pub(crate) fn wait_exit(&mut self, max: Duration) -> Option<ExitStatus> {
         let until = Instant::now() + max;
         let child = self.child.as_mut()?;
         loop {
@@ -432,7 +452,7 @@ impl Child {
     }
 
     /// Graceful stop: `sig` to the real program, then up to `max` to exit, then SIGKILL.
-    pub fn stop(&mut self, sig: &str, max: Duration) -> Option<ExitStatus> {
+    pub(crate) fn stop(&mut self, sig: &str, max: Duration) -> Option<ExitStatus> {
         self.signal(sig);
         let st = self.wait_exit(max);
         if st.is_none() {
@@ -442,7 +462,7 @@ impl Child {
     }
 
     /// SIGKILL to the whole process group, then reap.
-    pub fn kill(&mut self) {
+    pub(crate) fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
             let pgid = child.id();
             let _ = Command::new("kill")
@@ -462,7 +482,7 @@ impl Child {
         }
     }
 
-    pub fn describe(&self) -> &str {
+    pub(crate) fn describe(&self) -> &str {
         &self.what
     }
 }
@@ -474,7 +494,7 @@ impl Drop for Child {
 }
 
 /// Pids whose parent is `parent` (from /proc/*/stat).
-pub fn children_of(parent: u32) -> Vec<u32> {
+pub(crate) fn children_of(parent: u32) -> Vec<u32> {
     let mut v = Vec::new();
     let Ok(dir) = std::fs::read_dir("/proc") else {
         return v;
@@ -501,31 +521,31 @@ pub fn children_of(parent: u32) -> Vec<u32> {
 }
 
 /// Placeholder in config texts handed to [`spawn_server`]: replaced by the state directory.
-pub const STATE_DIR: &str = "{STATE_DIR}";
+pub(crate) const STATE_DIR: &str = "{STATE_DIR}";
 
 /// The running `sztp-redirector run`, its config and state directory.
-pub struct ServerGuard {
-    pub child: Child,
+pub(crate) struct ServerGuard {
+    pub(crate) child: Child,
     dir: Option<tempfile::TempDir>,
-    pub config_path: PathBuf,
+    pub(crate) config_path: PathBuf,
 }
 
 impl ServerGuard {
-    pub fn dir(&self) -> &Path {
+    pub(crate) fn dir(&self) -> &Path {
         self.dir.as_ref().unwrap().path()
     }
-    pub fn state_dir(&self) -> PathBuf {
+    pub(crate) fn state_dir(&self) -> PathBuf {
         self.dir().join("state")
     }
-    pub fn leases_journal(&self) -> PathBuf {
+    pub(crate) fn leases_journal(&self) -> PathBuf {
         self.state_dir().join("leases4.journal")
     }
-    pub fn devices_journal(&self) -> PathBuf {
+    pub(crate) fn devices_journal(&self) -> PathBuf {
         self.state_dir().join("devices.jsonl")
     }
 
     /// SIGTERM, wait (bounded) for a clean exit, and hand back the directory for a restart.
-    pub fn terminate(mut self) -> tempfile::TempDir {
+    pub(crate) fn terminate(mut self) -> tempfile::TempDir {
         let st = self.child.stop("TERM", Duration::from_secs(10));
         assert!(
             st.is_some(),
@@ -536,21 +556,21 @@ impl ServerGuard {
     }
 
     /// `kill -9` of the server process itself (not the wrapper), then reap.
-    pub fn kill9(mut self) -> tempfile::TempDir {
+    pub(crate) fn kill9(mut self) -> tempfile::TempDir {
         self.child.signal("KILL");
         let _ = self.child.wait_exit(Duration::from_secs(10));
         self.child.kill();
         self.dir.take().unwrap()
     }
 
-    pub fn sighup(&self) {
+    pub(crate) fn sighup(&self) {
         self.child.signal("HUP");
     }
 }
 
 /// Writes `config` (with [`STATE_DIR`] replaced) into a new temporary directory and starts
 /// the server in `ns`; returns once it has logged one `listening for dhcp4` line.
-pub fn spawn_server(ns: &Netns, config: &str) -> ServerGuard {
+pub(crate) fn spawn_server(ns: &Netns, config: &str) -> ServerGuard {
     let dir = tempfile::Builder::new()
         .prefix("sztpt-")
         .tempdir()
@@ -560,7 +580,7 @@ pub fn spawn_server(ns: &Netns, config: &str) -> ServerGuard {
 
 /// Same as [`spawn_server`] in an existing directory (restart with the same state-dir),
 /// waiting for `sockets` listening lines.
-pub fn spawn_server_in(
+pub(crate) fn spawn_server_in(
     ns: &Netns,
     config: &str,
     dir: tempfile::TempDir,
@@ -570,7 +590,7 @@ pub fn spawn_server_in(
 }
 
 /// [`spawn_server_in`] with the server started through `wrapper` (e.g. `setpriv …`).
-pub fn spawn_server_wrapped(
+pub(crate) fn spawn_server_wrapped(
     ns: &Netns,
     config: &str,
     dir: tempfile::TempDir,
@@ -601,7 +621,7 @@ pub fn spawn_server_wrapped(
 }
 
 /// `sztp-redirector leases --state-dir DIR --json`, parsed.
-pub fn leases_json(state_dir: &Path) -> Vec<serde_json::Value> {
+pub(crate) fn leases_json(state_dir: &Path) -> Vec<serde_json::Value> {
     let out = run_ok(&[
         BIN,
         "leases",
@@ -617,17 +637,17 @@ pub fn leases_json(state_dir: &Path) -> Vec<serde_json::Value> {
 }
 
 /// A lease's address in `leases --json` (the field is `address`, as in the table header).
-pub fn lease_addr(lease: &serde_json::Value) -> Option<&str> {
+pub(crate) fn lease_addr(lease: &serde_json::Value) -> Option<&str> {
     lease["address"].as_str()
 }
 
 /// Lowercase hex of bytes.
-pub fn hex(bytes: &[u8]) -> String {
+pub(crate) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Bytes of a plain hex string (udhcpc's `opt143=` form).
-pub fn unhex(s: &str) -> Vec<u8> {
+pub(crate) fn unhex(s: &str) -> Vec<u8> {
     let s = s.trim();
     assert!(s.len().is_multiple_of(2), "odd-length hex: {s:?}");
     (0..s.len())
@@ -638,7 +658,7 @@ pub fn unhex(s: &str) -> Vec<u8> {
 
 /// Bytes of dhclient's colon hex for a `string` option: `0:1f:68:…`, no zero padding.
 /// Returns None when the value is not colon hex (dhclient prints printable strings as is).
-pub fn dhclient_colon_hex(s: &str) -> Option<Vec<u8>> {
+pub(crate) fn dhclient_colon_hex(s: &str) -> Option<Vec<u8>> {
     let s = s.trim().trim_matches('\'').trim_matches('"');
     if !s.contains(':') {
         return None;
@@ -655,7 +675,7 @@ pub fn dhclient_colon_hex(s: &str) -> Option<Vec<u8>> {
 }
 
 /// The RFC 8572 bootstrap-server list: (u16 length, URI)*.
-pub fn rfc8572_list(uris: &[&str]) -> Vec<u8> {
+pub(crate) fn rfc8572_list(uris: &[&str]) -> Vec<u8> {
     let mut v = Vec::new();
     for u in uris {
         v.extend_from_slice(&(u.len() as u16).to_be_bytes());
@@ -666,20 +686,41 @@ pub fn rfc8572_list(uris: &[&str]) -> Vec<u8> {
 
 /// Env dumps written by our client scripts: blocks starting with `### <event>` followed by
 /// `KEY=VALUE` lines. Returns (event, env) in order.
-pub fn parse_env_dump(text: &str) -> Vec<(String, HashMap<String, String>)> {
+pub(crate) fn parse_env_dump(text: &str) -> Vec<(String, HashMap<String, String>)> {
+    parse_env_blocks(text, false)
+}
+
+/// [`parse_env_dump`] of a log that may still be being written: a block counts only once its
+/// `### end` line is there (our dump scripts end every block with it), so a reader polling
+/// the file never sees half an event.
+pub(crate) fn parse_complete_env_dump(text: &str) -> Vec<(String, HashMap<String, String>)> {
+    parse_env_blocks(text, true)
+}
+
+fn parse_env_blocks(text: &str, complete_only: bool) -> Vec<(String, HashMap<String, String>)> {
     let mut out: Vec<(String, HashMap<String, String>)> = Vec::new();
+    let mut open = false;
     for line in text.lines() {
-        if let Some(ev) = line.strip_prefix("### ") {
+        if line == "### end" {
+            open = false;
+        } else if let Some(ev) = line.strip_prefix("### ") {
+            if open && complete_only {
+                out.pop();
+            }
+            open = true;
             out.push((ev.trim().to_string(), HashMap::new()));
         } else if let (Some((k, v)), Some(last)) = (line.split_once('='), out.last_mut()) {
             last.1.insert(k.to_string(), v.to_string());
         }
     }
+    if open && complete_only {
+        out.pop();
+    }
     out
 }
 
 /// The last block whose event is one of `events` (udhcpc: "bound"; dhclient: "BOUND").
-pub fn last_event(
+pub(crate) fn last_event(
     dump: &[(String, HashMap<String, String>)],
     events: &[&str],
 ) -> Option<HashMap<String, String>> {
@@ -691,10 +732,10 @@ pub fn last_event(
 
 /// Writes an executable script that appends `### $1` (udhcpc) or `### $reason` (dhclient)
 /// plus the environment to `log`. It configures nothing.
-pub fn write_dump_script(dir: &Path, log: &Path) -> PathBuf {
+pub(crate) fn write_dump_script(dir: &Path, log: &Path) -> PathBuf {
     let path = dir.join("dump.sh");
     let body = format!(
-        "#!/bin/sh\n{{ echo \"### ${{1:-$reason}}\"; env; }} >> '{}'\nexit 0\n",
+        "#!/bin/sh\n{{ echo \"### ${{1:-$reason}}\"; env; echo \"### end\"; }} >> '{}'\nexit 0\n",
         log.display()
     );
     std::fs::write(&path, body).unwrap();
@@ -702,19 +743,19 @@ pub fn write_dump_script(dir: &Path, log: &Path) -> PathBuf {
     path
 }
 
-pub fn set_exec(path: &Path) {
+pub(crate) fn set_exec(path: &Path) {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
 }
 
 /// Result of one udhcpc run.
-pub struct Udhcpc {
-    pub out: Output,
-    pub events: Vec<(String, HashMap<String, String>)>,
+pub(crate) struct Udhcpc {
+    pub(crate) out: Output,
+    pub(crate) events: Vec<(String, HashMap<String, String>)>,
 }
 
 impl Udhcpc {
-    pub fn bound(&self) -> HashMap<String, String> {
+    pub(crate) fn bound(&self) -> HashMap<String, String> {
         last_event(&self.events, &["bound", "renew"]).unwrap_or_else(|| {
             panic!(
                 "udhcpc got no lease\nstdout:\n{}\nstderr:\n{}",
@@ -722,16 +763,16 @@ impl Udhcpc {
             )
         })
     }
-    pub fn ip(&self) -> std::net::Ipv4Addr {
+    pub(crate) fn ip(&self) -> std::net::Ipv4Addr {
         self.bound()["ip"].parse().expect("ip= is an IPv4 address")
     }
-    pub fn opt143(&self) -> Option<Vec<u8>> {
+    pub(crate) fn opt143(&self) -> Option<Vec<u8>> {
         self.bound().get("opt143").map(|h| unhex(h))
     }
 }
 
 /// `udhcpc -i IF -f -q -n -t 3 -T 2 [extra…] -s dump.sh` in `ns` (peers-and-crates §6.2).
-pub fn run_udhcpc(ns: &Netns, iface: &str, extra: &[&str]) -> Udhcpc {
+pub(crate) fn run_udhcpc(ns: &Netns, iface: &str, extra: &[&str]) -> Udhcpc {
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("env.log");
     let script = write_dump_script(dir.path(), &log);
@@ -749,27 +790,27 @@ pub fn run_udhcpc(ns: &Netns, iface: &str, extra: &[&str]) -> Udhcpc {
 }
 
 /// dhclient.conf text: the SZTP option as `string`, requested with mask and routers.
-pub const DHCLIENT_CONF: &str = "option sztp-redirect code 143 = string;\n\
+pub(crate) const DHCLIENT_CONF: &str = "option sztp-redirect code 143 = string;\n\
 send dhcp-max-message-size 1500;\n\
 request subnet-mask, routers, sztp-redirect;\n";
 
 /// dhclient run artefacts: its directory (lease file `lease4`, env log `env.log`).
-pub struct Dhclient {
-    pub dir: tempfile::TempDir,
-    pub child: Child,
+pub(crate) struct Dhclient {
+    pub(crate) dir: tempfile::TempDir,
+    pub(crate) child: Child,
 }
 
 impl Dhclient {
-    pub fn lease_file(&self) -> PathBuf {
+    pub(crate) fn lease_file(&self) -> PathBuf {
         self.dir.path().join("lease4")
     }
-    pub fn events(&self) -> Vec<(String, HashMap<String, String>)> {
-        parse_env_dump(
+    pub(crate) fn events(&self) -> Vec<(String, HashMap<String, String>)> {
+        parse_complete_env_dump(
             &std::fs::read_to_string(self.dir.path().join("env.log")).unwrap_or_default(),
         )
     }
     /// Polls (bounded) for a BOUND/REBOOT event; dhclient -d stays in the foreground after it.
-    pub fn wait_bound(&self, max: Duration) -> HashMap<String, String> {
+    pub(crate) fn wait_bound(&self, max: Duration) -> HashMap<String, String> {
         let until = Instant::now() + max;
         loop {
             if let Some(m) = last_event(&self.events(), &["BOUND", "REBOOT"]) {
@@ -792,7 +833,7 @@ impl Dhclient {
 
 /// Starts `dhclient -d -v -1 -cf … -sf dump.sh -lf lease4 -pf pid IF` (peers-and-crates §6.1).
 /// `lease_file_text`: an optional lease file to start from (INIT-REBOOT).
-pub fn start_dhclient(ns: &Netns, iface: &str, lease_file_text: Option<&str>) -> Dhclient {
+pub(crate) fn start_dhclient(ns: &Netns, iface: &str, lease_file_text: Option<&str>) -> Dhclient {
     let dir = tempfile::tempdir().unwrap();
     let conf = dir.path().join("dhclient.conf");
     std::fs::write(&conf, DHCLIENT_CONF).unwrap();
@@ -823,14 +864,14 @@ pub fn start_dhclient(ns: &Netns, iface: &str, lease_file_text: Option<&str>) ->
 }
 
 /// tcpdump writing a pcap in `ns`; ready once tcpdump says it is listening.
-pub struct Capture {
-    pub child: Child,
-    pub file: PathBuf,
+pub(crate) struct Capture {
+    pub(crate) child: Child,
+    pub(crate) file: PathBuf,
     _dir: tempfile::TempDir,
 }
 
 impl Capture {
-    pub fn start(ns: &Netns, iface: &str, filter: &str) -> Capture {
+    pub(crate) fn start(ns: &Netns, iface: &str, filter: &str) -> Capture {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("cap.pcap");
         let child = ns.spawn(
@@ -861,19 +902,23 @@ impl Capture {
     }
 
     /// Stops tcpdump (SIGINT flushes the file) and returns the pcap path.
-    pub fn finish(&mut self) -> PathBuf {
+    pub(crate) fn finish(&mut self) -> PathBuf {
         std::thread::sleep(Duration::from_millis(500));
         self.child.stop("INT", Duration::from_secs(10));
         self.file.clone()
     }
 
     /// `tshark -r FILE [-Y filter] -T fields -e …`: one Vec per packet, one String per field.
-    pub fn fields(&self, display_filter: &str, fields: &[&str]) -> Vec<Vec<String>> {
+    pub(crate) fn fields(&self, display_filter: &str, fields: &[&str]) -> Vec<Vec<String>> {
         tshark_fields(&self.file, display_filter, fields)
     }
 }
 
-pub fn tshark_fields(file: &Path, display_filter: &str, fields: &[&str]) -> Vec<Vec<String>> {
+pub(crate) fn tshark_fields(
+    file: &Path,
+    display_filter: &str,
+    fields: &[&str],
+) -> Vec<Vec<String>> {
     let mut args = vec!["tshark", "-n", "-r", file.to_str().unwrap()];
     if !display_filter.is_empty() {
         args.extend_from_slice(&["-Y", display_filter]);
@@ -892,7 +937,7 @@ pub fn tshark_fields(file: &Path, display_filter: &str, fields: &[&str]) -> Vec<
 }
 
 /// perfdhcp's per-exchange counters, e.g. "DISCOVER-OFFER" → (sent, received, drops).
-pub fn parse_perfdhcp(text: &str) -> HashMap<String, (u64, u64, u64)> {
+pub(crate) fn parse_perfdhcp(text: &str) -> HashMap<String, (u64, u64, u64)> {
     let mut out = HashMap::new();
     let mut current: Option<String> = None;
     let mut cur = (0, 0, 0);

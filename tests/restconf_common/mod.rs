@@ -11,42 +11,42 @@ use std::time::Duration;
 use sztp_redirector::config::load_str;
 use sztp_redirector::journal::DeviceJournal;
 use sztp_redirector::restconf::server::serve_state;
-use sztp_redirector::restconf::{bind, AppState, LeaseLookup, NoLeases};
-use sztp_redirector::runtime::{Events, Published, Snapshot};
+use sztp_redirector::restconf::{bind, AppState, TlsHandle};
+use sztp_redirector::runtime::{Events, LeaseLookup, NoLeases, Published, Snapshot};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 /// The system Python (with only the standard library needed): the pyenv `python3` on PATH
 /// may be another build.
-pub const PYTHON: &str = "/usr/bin/python3";
+pub(crate) const PYTHON: &str = "/usr/bin/python3";
 
 /// Placeholder in configuration texts: replaced by the server's state directory.
-pub const STATE_DIR: &str = "{STATE_DIR}";
+pub(crate) const STATE_DIR: &str = "{STATE_DIR}";
 
 /// Output of a finished command.
 #[derive(Debug)]
-pub struct Out {
-    pub code: Option<i32>,
-    pub stdout: String,
-    pub stderr: String,
+pub(crate) struct Out {
+    pub(crate) code: Option<i32>,
+    pub(crate) stdout: String,
+    pub(crate) stderr: String,
 }
 
 impl Out {
-    pub fn ok(&self) -> bool {
+    pub(crate) fn ok(&self) -> bool {
         self.code == Some(0)
     }
 }
 
 /// Runs `args` under `timeout -k 3 SECS` (a hung peer cannot hang the test), off the async
 /// runtime.
-pub async fn run(args: Vec<String>, limit: Duration) -> Out {
+pub(crate) async fn run(args: Vec<String>, limit: Duration) -> Out {
     tokio::task::spawn_blocking(move || run_blocking(&args, limit, None))
         .await
         .unwrap()
 }
 
 /// [`run`] from blocking code, with optional stdin text.
-pub fn run_blocking(args: &[String], limit: Duration, stdin: Option<&str>) -> Out {
+pub(crate) fn run_blocking(args: &[String], limit: Duration, stdin: Option<&str>) -> Out {
     use std::io::Write;
     let mut child = Command::new("timeout")
         .args(["-k", "3", &limit.as_secs().max(1).to_string()])
@@ -71,12 +71,12 @@ pub fn run_blocking(args: &[String], limit: Duration, stdin: Option<&str>) -> Ou
     }
 }
 
-pub fn s(v: &[&str]) -> Vec<String> {
+pub(crate) fn s(v: &[&str]) -> Vec<String> {
     v.iter().map(|x| x.to_string()).collect()
 }
 
 /// Runs a shell snippet (openssl pipelines), panicking with its output on failure.
-pub fn sh(script: &str) -> String {
+pub(crate) fn sh(script: &str) -> String {
     let out = run_blocking(
         &s(&["bash", "-euo", "pipefail", "-c", script]),
         Duration::from_secs(60),
@@ -93,7 +93,7 @@ pub fn sh(script: &str) -> String {
 
 /// A self-signed P-256 certificate and key made by openssl, subject `subj`
 /// (e.g. `/serialNumber=PID:X SN:LAB42/CN=dev`). Returns (cert, key) paths in `dir`.
-pub fn openssl_self_signed(dir: &Path, name: &str, subj: &str) -> (PathBuf, PathBuf) {
+pub(crate) fn openssl_self_signed(dir: &Path, name: &str, subj: &str) -> (PathBuf, PathBuf) {
     let cert = dir.join(format!("{name}.crt"));
     let key = dir.join(format!("{name}.key"));
     sh(&format!(
@@ -106,7 +106,7 @@ pub fn openssl_self_signed(dir: &Path, name: &str, subj: &str) -> (PathBuf, Path
 }
 
 /// A test CA (openssl) in `dir`: (ca.crt, ca.key).
-pub fn openssl_ca(dir: &Path) -> (PathBuf, PathBuf) {
+pub(crate) fn openssl_ca(dir: &Path) -> (PathBuf, PathBuf) {
     let cert = dir.join("ca.crt");
     let key = dir.join("ca.key");
     sh(&format!(
@@ -120,7 +120,7 @@ pub fn openssl_ca(dir: &Path) -> (PathBuf, PathBuf) {
 }
 
 /// A device certificate signed by the CA at `ca` (openssl), subject `subj`, clientAuth.
-pub fn openssl_signed(
+pub(crate) fn openssl_signed(
     dir: &Path,
     ca: &(PathBuf, PathBuf),
     name: &str,
@@ -149,12 +149,13 @@ pub fn openssl_signed(
 }
 
 /// The redirect server running in this process (the test's tokio runtime) on 127.0.0.1:0.
-pub struct Redirector {
-    pub addr: SocketAddr,
-    pub state: AppState,
-    pub published: Published,
-    pub journal: Arc<DeviceJournal>,
-    pub dir: tempfile::TempDir,
+pub(crate) struct Redirector {
+    pub(crate) addr: SocketAddr,
+    pub(crate) state: AppState,
+    pub(crate) published: Published,
+    pub(crate) journal: Arc<DeviceJournal>,
+    pub(crate) dir: tempfile::TempDir,
+    tls: TlsHandle,
     token: CancellationToken,
     task: Option<JoinHandle<()>>,
 }
@@ -162,11 +163,11 @@ pub struct Redirector {
 impl Redirector {
     /// Binds and serves `config` (its `{STATE_DIR}` replaced; listen should be
     /// `127.0.0.1:0`).
-    pub async fn start(config: &str) -> Redirector {
+    pub(crate) async fn start(config: &str) -> Redirector {
         Self::start_with(config, Arc::new(NoLeases)).await
     }
 
-    pub async fn start_with(config: &str, leases: Arc<dyn LeaseLookup>) -> Redirector {
+    pub(crate) async fn start_with(config: &str, leases: Arc<dyn LeaseLookup>) -> Redirector {
         let dir = tempfile::Builder::new()
             .prefix("sztpt-rc-")
             .tempdir()
@@ -183,6 +184,7 @@ impl Redirector {
         .unwrap()
         .expect("redirect-server enabled");
         let addr = bound.local_addrs()[0];
+        let tls = bound.tls_handle();
         let journal = Arc::new(DeviceJournal::open(&state_dir, 1 << 20).unwrap());
         let published = Published::new(Snapshot::new(cfg, 0));
         let state = AppState::new(
@@ -191,28 +193,29 @@ impl Redirector {
             leases,
         );
         let token = CancellationToken::new();
-        let task = tokio::spawn(serve_state(bound, state.clone(), state_dir, token.clone()));
+        let task = tokio::spawn(serve_state(bound, state.clone(), token.clone()));
         Redirector {
             addr,
             state,
             published,
             journal,
             dir,
+            tls,
             token,
             task: Some(task),
         }
     }
 
-    pub fn base(&self) -> String {
+    pub(crate) fn base(&self) -> String {
         format!("https://{}", self.addr)
     }
 
-    pub fn state_dir(&self) -> PathBuf {
+    pub(crate) fn state_dir(&self) -> PathBuf {
         self.dir.path().join("state")
     }
 
     /// The device journal's events so far.
-    pub fn events(&self) -> Vec<serde_json::Value> {
+    pub(crate) fn events(&self) -> Vec<serde_json::Value> {
         self.journal.flush();
         std::fs::read_to_string(self.state_dir().join("devices.jsonl"))
             .unwrap_or_default()
@@ -221,17 +224,28 @@ impl Redirector {
             .collect()
     }
 
-    /// Publishes `config` as the next generation (what SIGHUP does).
-    pub fn reload(&self, config: &str) {
+    /// What the daemon's SIGHUP does for a redirect server that keeps its sockets: reload the
+    /// certificates `config` names, and publish it as the next generation only if they load
+    /// (a bad file refuses the reload and keeps everything in force).
+    pub(crate) fn reload(&self, config: &str) -> bool {
         let text = config.replace(STATE_DIR, &self.state_dir().display().to_string());
         let cfg =
             load_str(&self.dir.path().join("t.toml"), &text).unwrap_or_else(|e| panic!("{e}"));
+        let rs = cfg
+            .redirect_server
+            .as_ref()
+            .expect("redirect-server enabled");
+        let Ok(tls) = TlsHandle::prepare(rs, &cfg.appliance.state_dir) else {
+            return false;
+        };
         let next = self.published.load().generation + 1;
         self.published.publish(Snapshot::new(cfg, next));
+        self.tls.install(tls);
+        true
     }
 
     /// Cancels and waits (bounded) for every task of the service to end.
-    pub async fn stop(mut self) {
+    pub(crate) async fn stop(mut self) {
         self.token.cancel();
         let task = self.task.take().unwrap();
         tokio::time::timeout(Duration::from_secs(20), task)
@@ -248,16 +262,16 @@ impl Drop for Redirector {
 }
 
 /// `curl -sS -k` (a device trusts the untrusted server blindly) with `args`.
-pub async fn curl(args: &[&str]) -> Out {
+pub(crate) async fn curl(args: &[&str]) -> Out {
     let mut v = s(&["curl", "-sS", "-k", "--max-time", "20"]);
     v.extend(s(args));
     run(v, Duration::from_secs(30)).await
 }
 
 /// The Python owner bootstrap-server double, running until dropped.
-pub struct OwnerDouble {
-    pub addr: SocketAddr,
-    pub record: PathBuf,
+pub(crate) struct OwnerDouble {
+    pub(crate) addr: SocketAddr,
+    pub(crate) record: PathBuf,
     child: std::process::Child,
     _dir: tempfile::TempDir,
 }
@@ -265,7 +279,7 @@ pub struct OwnerDouble {
 impl OwnerDouble {
     /// Starts the double on 127.0.0.1:0 with a certificate made by openssl; `redirect` makes
     /// it answer redirect-information naming those `host:port`s instead of onboarding.
-    pub fn start(redirect: &[String]) -> OwnerDouble {
+    pub(crate) fn start(redirect: &[String]) -> OwnerDouble {
         use std::io::BufRead;
         let dir = tempfile::Builder::new()
             .prefix("sztpt-owner-")
@@ -310,7 +324,7 @@ impl OwnerDouble {
     }
 
     /// Every request it received, oldest first.
-    pub fn arrivals(&self) -> Vec<serde_json::Value> {
+    pub(crate) fn arrivals(&self) -> Vec<serde_json::Value> {
         std::fs::read_to_string(&self.record)
             .unwrap_or_default()
             .lines()

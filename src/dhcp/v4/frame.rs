@@ -15,16 +15,16 @@ const UDP_LEN: usize = 8;
 
 /// A UDP datagram in an Ethernet II frame, borrowed from the frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct UdpFrame<'a> {
-    pub src_mac: MacAddr,
-    pub dst_mac: MacAddr,
-    pub src: SocketAddrV4,
-    pub dst: SocketAddrV4,
-    pub payload: &'a [u8],
+pub(crate) struct UdpFrame<'a> {
+    pub(crate) src_mac: MacAddr,
+    pub(crate) dst_mac: MacAddr,
+    pub(crate) src: SocketAddrV4,
+    pub(crate) dst: SocketAddrV4,
+    pub(crate) payload: &'a [u8],
 }
 
 /// Ethernet II + IPv4 (no options, TTL 64, DF clear, id 0) + UDP, both checksums filled in.
-pub fn build_udp_frame(
+pub(crate) fn build_udp_frame(
     src_mac: MacAddr,
     dst_mac: MacAddr,
     src: SocketAddrV4,
@@ -74,7 +74,7 @@ pub(crate) fn to_pnet(m: MacAddr) -> pnet::util::MacAddr {
 /// Parse an Ethernet II frame carrying an unfragmented IPv4/UDP datagram. `None` for anything
 /// else, including a bad IPv4 header checksum. The UDP checksum is not checked: frames read
 /// on the sending host may carry a partial (offloaded) one.
-pub fn parse_udp_frame(frame: &[u8]) -> Option<UdpFrame<'_>> {
+pub(crate) fn parse_udp_frame(frame: &[u8]) -> Option<UdpFrame<'_>> {
     let eth = EthernetPacket::new(frame)?;
     if eth.get_ethertype() != EtherTypes::Ipv4 {
         return None;

@@ -1,4 +1,9 @@
 //! The DHCPv4 handler: request + state + now → outcome. No sockets, clock or randomness here
+//!
+//! [`handle`] builds the device's [`DeviceFacts`] once, then answers per RFC 2131 §4.3 and
+//! returns a typed [`Outcome`]: the reply as a value with its destination (the server loop
+//! encodes and sends it once the lease change is durable), the lease records to commit, the
+//! [`DeviceEvent`] for the journal and device table, or why nothing is sent.
 
 use std::net::{Ipv4Addr, SocketAddrV4};
 
@@ -9,16 +14,18 @@ use super::reply::{self, ReplyHeader, ReplyOptions};
 use super::wire::*;
 use crate::config::{Dhcp4, Subnet4};
 use crate::dhcp::leases::{ClientKey, Lease4, LeaseState, LeaseTable, Slot};
-use crate::journal::Dhcp4Kind;
+use crate::journal::{DeviceEvent, Dhcp4Event, Dhcp4Kind, Dhcp4Reason, EventDetail};
 use crate::policy::{ClientId, DeviceFacts, MacAddr, Policy, Source, UriEncoding};
 use crate::sztp::redirect_list::{encode_list, encode_text, rfc3396_wire_len};
 
 /// Where a request came from.
 #[derive(Clone, Debug)]
 pub struct RequestMeta {
+    /// The interface it arrived on.
     pub interface: String,
-    /// The receiving interface's IPv4 addresses.
+    /// The receiving interface's IPv4 networks (from the published snapshot).
     pub iface_addrs: Vec<Ipv4Net>,
+    /// IP source address and UDP port.
     pub src: SocketAddrV4,
 }
 
@@ -29,53 +36,111 @@ pub enum Destination {
     Relay(SocketAddrV4),
     /// Ordinary UDP unicast to a client that has an address (ciaddr).
     Unicast(SocketAddrV4),
-    /// Limited broadcast on the receiving interface.
+    /// Limited broadcast on the receiving interface, to this UDP port.
     Broadcast(u16),
     /// Straight to the client's MAC and offered address, without ARP (raw frame); broadcast
     /// when raw frames are not available.
-    Link { mac: MacAddr, to: SocketAddrV4 },
+    Link {
+        /// The client's hardware address (chaddr).
+        mac: MacAddr,
+        /// yiaddr and the client port.
+        to: SocketAddrV4,
+    },
 }
 
-#[derive(Clone, Debug)]
+/// A DHCPv4 reply as a value: [`Reply::encode`] gives the UDP payload.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Reply {
+    /// OFFER, ACK or NAK (option 53).
     pub msg_type: MessageType,
-    pub bytes: Vec<u8>,
+    /// The fixed BOOTP fields.
+    pub header: ReplyHeader,
+    /// Options after 53, in wire order.
+    pub options: ReplyOptions,
+    /// The request's option 82, echoed last (RFC 3046 §2.2).
+    pub relay_agent_info: Option<Vec<u8>>,
+    /// Where it goes.
     pub to: Destination,
 }
 
-/// One device-journal event.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Event {
-    pub kind: Dhcp4Kind,
-    pub xid: u32,
-    pub mac: Option<MacAddr>,
-    pub client_id: Option<Vec<u8>>,
-    pub vendor_class: Option<String>,
-    pub user_class: Vec<String>,
-    pub interface: String,
-    pub relay: Option<Ipv4Addr>,
-    pub address: Option<Ipv4Addr>,
-    pub requested_143: bool,
-    pub rule: Option<String>,
-    pub uris: Vec<String>,
-    pub uris_dropped: Vec<String>,
-    pub encoding: Option<&'static str>,
-    pub reason: Option<String>,
+impl Reply {
+    /// The UDP payload: a BOOTREPLY of at least 300 octets, long options split (RFC 3396).
+    pub fn encode(&self) -> Vec<u8> {
+        reply::encode(
+            self.msg_type,
+            &self.header,
+            &self.options,
+            self.relay_agent_info.as_deref(),
+        )
+    }
+
+    /// The whole value of option `code` (53 excepted), if the reply carries it.
+    pub fn option(&self, code: u8) -> Option<&[u8]> {
+        if code == OPT_RELAY_AGENT {
+            return self.relay_agent_info.as_deref();
+        }
+        self.options.get(code)
+    }
+}
+
+/// Why a request got no reply (counted, logged at debug).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Ignored {
+    /// chaddr is not a 6-octet Ethernet address.
+    NoEthernetChaddr,
+    /// No configured subnet for the link (link selection, giaddr or interface address).
+    NoSubnet,
+    /// The receiving interface has no address to use as server identifier.
+    NoServerAddress,
+    /// A DISCOVER found every pool in use.
+    PoolExhausted,
+    /// A REQUEST, DECLINE or RELEASE naming another server (option 54).
+    ForOtherServer,
+    /// A REQUEST with neither server id, requested address nor ciaddr.
+    RequestWithoutAddress,
+    /// A DECLINE without option 50.
+    DeclineWithoutAddress,
+    /// A DECLINE for an address this client does not hold.
+    DeclineForUnknownLease,
+    /// A RELEASE for an address this client does not hold.
+    ReleaseForUnknownLease,
+    /// A BOOTREQUEST whose option 53 is not one a server answers.
+    UnexpectedMessageType,
+}
+
+impl Ignored {
+    /// The kebab-case name used in logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Ignored::NoEthernetChaddr => "no-ethernet-chaddr",
+            Ignored::NoSubnet => "no-subnet",
+            Ignored::NoServerAddress => "no-server-address",
+            Ignored::PoolExhausted => "pool-exhausted",
+            Ignored::ForOtherServer => "for-other-server",
+            Ignored::RequestWithoutAddress => "request-without-address",
+            Ignored::DeclineWithoutAddress => "decline-without-address",
+            Ignored::DeclineForUnknownLease => "decline-for-unknown-lease",
+            Ignored::ReleaseForUnknownLease => "release-for-unknown-lease",
+            Ignored::UnexpectedMessageType => "unexpected-message-type",
+        }
+    }
 }
 
 /// What the server loop must do for one request.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Outcome {
+    /// The reply, sent only after `commit` is durable.
     pub reply: Option<Reply>,
-    /// Records to make durable BEFORE the reply leaves.
+    /// Lease records to make durable BEFORE the reply leaves.
     pub commit: Vec<Lease4>,
-    pub event: Option<Event>,
-    /// Why nothing is sent (counted and logged at debug).
-    pub ignored: Option<&'static str>,
+    /// The device event of this step.
+    pub event: Option<DeviceEvent>,
+    /// Why nothing is sent.
+    pub ignored: Option<Ignored>,
 }
 
 impl Outcome {
-    fn ignore(why: &'static str) -> Outcome {
+    fn ignore(why: Ignored) -> Outcome {
         Outcome {
             ignored: Some(why),
             ..Outcome::default()
@@ -83,9 +148,12 @@ impl Outcome {
     }
 }
 
-/// Everything the handler reads: the `[dhcp4]` section and the one Policy.
+/// Everything the handler reads: the `[dhcp4]` section and the one Policy (both from the
+/// published snapshot).
 pub struct Context<'a> {
+    /// `[dhcp4]`.
     pub dhcp4: &'a Dhcp4,
+    /// The Policy.
     pub policy: &'a Policy,
 }
 
@@ -118,7 +186,8 @@ impl Context<'_> {
     }
 }
 
-fn facts(req: &Request, meta: &RequestMeta) -> DeviceFacts {
+/// What a DHCPv4 request says about the device, built once per request.
+pub fn device_facts(req: &Request, meta: &RequestMeta) -> DeviceFacts {
     DeviceFacts {
         source: Source::Dhcp4,
         mac: req.chaddr_mac(),
@@ -133,7 +202,56 @@ fn facts(req: &Request, meta: &RequestMeta) -> DeviceFacts {
     }
 }
 
-/// Handle one decoded request.
+/// The event being built for one request: the DHCPv4 detail plus the shared fields.
+struct EventDraft {
+    detail: Dhcp4Event,
+    rule: Option<String>,
+    uris: Vec<String>,
+}
+
+impl EventDraft {
+    fn new(req: &Request, facts: &DeviceFacts) -> EventDraft {
+        EventDraft {
+            detail: Dhcp4Event {
+                event: Dhcp4Kind::Offer,
+                xid: req.msg.xid(),
+                client_id: facts.client_id.as_ref().map(|c| c.as_bytes().to_vec()),
+                vendor_class: facts.vendor_class.clone(),
+                user_class: facts.user_class.clone(),
+                interface: facts.interface.clone(),
+                relay: Some(req.msg.giaddr()).filter(|g| !g.is_unspecified()),
+                address: None,
+                requested_143: req.requests(OPT_SZTP_REDIRECT),
+                uris_dropped: Vec::new(),
+                encoding: None,
+                reason: None,
+                message: None,
+            },
+            rule: None,
+            uris: Vec::new(),
+        }
+    }
+
+    fn done(&mut self, kind: Dhcp4Kind, address: Option<Ipv4Addr>) -> &mut Self {
+        self.detail.event = kind;
+        self.detail.address = address;
+        self
+    }
+
+    fn event(&self, now: u64, mac: MacAddr) -> DeviceEvent {
+        DeviceEvent {
+            ts: now,
+            mac: Some(mac),
+            duid: None,
+            serial: None,
+            rule: self.rule.clone(),
+            uris: self.uris.clone(),
+            detail: EventDetail::Dhcp4(self.detail.clone()),
+        }
+    }
+}
+
+/// Handle one decoded request at `now` (Unix seconds): RFC 2131 §4.3 server behaviour.
 pub fn handle(
     ctx: &Context<'_>,
     leases: &mut LeaseTable,
@@ -141,31 +259,23 @@ pub fn handle(
     meta: &RequestMeta,
     now: u64,
 ) -> Outcome {
-    let Some(mac) = req.chaddr_mac() else {
-        return Outcome::ignore("no-ethernet-chaddr");
+    let facts = device_facts(req, meta);
+    let Some(mac) = facts.mac else {
+        return Outcome::ignore(Ignored::NoEthernetChaddr);
     };
     let Some(subnet) = ctx.subnet_for(req, meta) else {
-        return Outcome::ignore("no-subnet");
+        return Outcome::ignore(Ignored::NoSubnet);
     };
     let Some(server_id) = ctx.server_id(subnet, meta) else {
-        return Outcome::ignore("no-server-address");
+        return Outcome::ignore(Ignored::NoServerAddress);
     };
     let key = ClientKey::new(req.client_id(), mac);
-    let mut ev = Event {
-        xid: req.msg.xid(),
-        mac: Some(mac),
-        client_id: req.client_id().map(<[u8]>::to_vec),
-        vendor_class: req.vendor_class(),
-        user_class: req.user_classes(),
-        interface: meta.interface.clone(),
-        relay: Some(req.msg.giaddr()).filter(|g| !g.is_unspecified()),
-        requested_143: req.requests(OPT_SZTP_REDIRECT),
-        ..Event::default()
-    };
+    let mut ev = EventDraft::new(req, &facts);
     let x = Exchange {
         ctx,
         req,
         meta,
+        facts: &facts,
         subnet,
         server_id,
         mac,
@@ -178,7 +288,25 @@ pub fn handle(
         MessageType::Decline => x.decline(leases, &mut ev),
         MessageType::Release => x.release(leases, &mut ev),
         MessageType::Inform => x.inform(&mut ev),
-        _ => Outcome::ignore("unexpected-message-type"),
+        _ => Outcome::ignore(Ignored::UnexpectedMessageType),
+    }
+}
+
+/// The client's state as a REQUEST shows it (RFC 2131 §4.3.2).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum RequestState {
+    Selecting,
+    InitReboot,
+    Renewing,
+}
+
+impl RequestState {
+    fn as_str(self) -> &'static str {
+        match self {
+            RequestState::Selecting => "selecting",
+            RequestState::InitReboot => "init-reboot",
+            RequestState::Renewing => "renewing",
+        }
     }
 }
 
@@ -186,6 +314,7 @@ struct Exchange<'a> {
     ctx: &'a Context<'a>,
     req: &'a Request,
     meta: &'a RequestMeta,
+    facts: &'a DeviceFacts,
     subnet: &'a Subnet4,
     server_id: Ipv4Addr,
     mac: MacAddr,
@@ -238,8 +367,7 @@ impl Exchange<'_> {
         let subnet = self.subnet;
         let reserved = |a: Ipv4Addr| subnet.reservations.iter().any(|r| r.address == a);
         for p in &self.subnet.pools {
-            if let Some(a) = leases.find_free(p.start, p.end, &self.key, self.now, |a| !reserved(a))
-            {
+            if let Some(a) = leases.find_free(p.start, p.end, self.now, |a| !reserved(a)) {
                 return Some(a);
             }
         }
@@ -261,14 +389,25 @@ impl Exchange<'_> {
         secs(self.subnet.lease_time)
     }
 
-    fn discover(&self, leases: &mut LeaseTable, ev: &mut Event) -> Outcome {
+    fn outcome(
+        &self,
+        ev: &EventDraft,
+        reply: Option<Reply>,
+        commit: Vec<Lease4>,
+        ignored: Option<Ignored>,
+    ) -> Outcome {
+        Outcome {
+            reply,
+            commit,
+            event: Some(ev.event(self.now, self.mac)),
+            ignored,
+        }
+    }
+
+    fn discover(&self, leases: &mut LeaseTable, ev: &mut EventDraft) -> Outcome {
         let Some(addr) = self.choose(leases) else {
-            ev.kind = Dhcp4Kind::NoAddress;
-            return Outcome {
-                ignored: Some("pool-exhausted"),
-                event: Some(ev.clone()),
-                ..Outcome::default()
-            };
+            ev.done(Dhcp4Kind::NoAddress, None).detail.reason = Some(Dhcp4Reason::PoolExhausted);
+            return self.outcome(ev, None, Vec::new(), Some(Ignored::PoolExhausted));
         };
         // a bound client that discovers again keeps its stored lease: an offer must never
         // shorten or hide a binding that is on disk
@@ -284,54 +423,63 @@ impl Exchange<'_> {
                 offer_until,
             )));
         }
-        ev.kind = Dhcp4Kind::Offer;
-        ev.address = Some(addr);
+        ev.done(Dhcp4Kind::Offer, Some(addr));
         let reply = self.reply(MessageType::Offer, addr, true, ev);
-        Outcome {
-            reply: Some(reply),
-            event: Some(ev.clone()),
-            ..Outcome::default()
-        }
+        self.outcome(ev, Some(reply), Vec::new(), None)
     }
 
-    fn request(&self, leases: &mut LeaseTable, ev: &mut Event) -> Outcome {
+    fn request(&self, leases: &mut LeaseTable, ev: &mut EventDraft) -> Outcome {
+        use RequestState::*;
         let ciaddr = self.req.msg.ciaddr();
         let (addr, state) = match (self.req.server_id(), self.req.requested_addr()) {
-            // SELECTING
             (Some(sid), requested) => {
                 if sid != self.server_id {
                     // the client took another server's offer: free ours
                     if let Some(a) = leases.client_addr(&self.key) {
                         leases.drop_offer(a);
                     }
-                    return Outcome::ignore("for-other-server");
+                    return Outcome::ignore(Ignored::ForOtherServer);
                 }
                 match requested.or(Some(ciaddr).filter(|a| !a.is_unspecified())) {
-                    Some(a) => (a, "selecting"),
-                    None => return self.nak(ev, "request without requested address"),
+                    Some(a) => (a, Selecting),
+                    None => {
+                        return self.nak(
+                            ev,
+                            Dhcp4Reason::NoRequestedAddress,
+                            "request without requested address".into(),
+                        )
+                    }
                 }
             }
-            // INIT-REBOOT
-            (None, Some(a)) => (a, "init-reboot"),
-            // RENEWING / REBINDING
-            (None, None) if !ciaddr.is_unspecified() => (ciaddr, "renewing"),
-            (None, None) => return Outcome::ignore("request-without-address"),
+            (None, Some(a)) => (a, InitReboot),
+            (None, None) if !ciaddr.is_unspecified() => (ciaddr, Renewing),
+            (None, None) => return Outcome::ignore(Ignored::RequestWithoutAddress),
         };
+        let st = state.as_str();
         if !self.subnet.subnet.contains(&addr) {
-            return self.nak(ev, &format!("{state}: {addr} is not on this network"));
+            return self.nak(
+                ev,
+                Dhcp4Reason::NotOnNetwork,
+                format!("{st}: {addr} is not on this network"),
+            );
         }
         if let Some(r) = self.reservation() {
             if r != addr {
-                return self.nak(ev, &format!("{state}: reserved address is {r}, not {addr}"));
+                return self.nak(
+                    ev,
+                    Dhcp4Reason::ReservedElsewhere,
+                    format!("{st}: reserved address is {r}, not {addr}"),
+                );
             }
         }
         if !self.assignable(leases, addr) {
             return self.nak(
                 ev,
-                &format!("{state}: {addr} is not available to this client"),
+                Dhcp4Reason::NotAvailable,
+                format!("{st}: {addr} is not available to this client"),
             );
         }
-        if state == "selecting" {
+        if state == Selecting {
             // only what we offered (or what the client already holds) is ACKed
             let held = leases.get(addr).is_some_and(|s| {
                 ClientKey::new(s.lease().client_id.as_deref(), s.lease().mac) == self.key
@@ -339,7 +487,8 @@ impl Exchange<'_> {
             if !held {
                 return self.nak(
                     ev,
-                    &format!("selecting: {addr} was not offered to this client"),
+                    Dhcp4Reason::NotOffered,
+                    format!("selecting: {addr} was not offered to this client"),
                 );
             }
         }
@@ -361,49 +510,34 @@ impl Exchange<'_> {
         let lease = self.lease(addr, LeaseState::Bound, expires);
         leases.put(Slot::Stored(lease.clone()));
         commit.push(lease);
-        ev.kind = Dhcp4Kind::Ack;
-        ev.address = Some(addr);
+        ev.done(Dhcp4Kind::Ack, Some(addr));
         let reply = self.reply(MessageType::Ack, addr, true, ev);
-        Outcome {
-            reply: Some(reply),
-            commit,
-            event: Some(ev.clone()),
-            ignored: None,
-        }
+        self.outcome(ev, Some(reply), commit, None)
     }
 
-    fn decline(&self, leases: &mut LeaseTable, ev: &mut Event) -> Outcome {
+    fn decline(&self, leases: &mut LeaseTable, ev: &mut EventDraft) -> Outcome {
         if self.req.server_id().is_some_and(|s| s != self.server_id) {
-            return Outcome::ignore("for-other-server");
+            return Outcome::ignore(Ignored::ForOtherServer);
         }
         let Some(addr) = self.req.requested_addr() else {
-            return Outcome::ignore("decline-without-address");
+            return Outcome::ignore(Ignored::DeclineWithoutAddress);
         };
         let holder = leases
             .get(addr)
             .map(|s| ClientKey::new(s.lease().client_id.as_deref(), s.lease().mac));
         if holder.as_ref() != Some(&self.key) {
-            return Outcome::ignore("decline-for-unknown-lease");
+            return Outcome::ignore(Ignored::DeclineForUnknownLease);
         }
         let until = self.now + self.ctx.dhcp4.decline_time.as_secs();
         let l = self.lease(addr, LeaseState::Declined, until);
         leases.put(Slot::Stored(l.clone()));
-        ev.kind = Dhcp4Kind::Decline;
-        ev.address = Some(addr);
-        ev.reason = Some(format!(
-            "address in use: quarantined for {}s",
-            self.ctx.dhcp4.decline_time.as_secs()
-        ));
-        Outcome {
-            commit: vec![l],
-            event: Some(ev.clone()),
-            ..Outcome::default()
-        }
+        ev.done(Dhcp4Kind::Decline, Some(addr)).detail.reason = Some(Dhcp4Reason::AddressInUse);
+        self.outcome(ev, None, vec![l], None)
     }
 
-    fn release(&self, leases: &mut LeaseTable, ev: &mut Event) -> Outcome {
+    fn release(&self, leases: &mut LeaseTable, ev: &mut EventDraft) -> Outcome {
         if self.req.server_id().is_some_and(|s| s != self.server_id) {
-            return Outcome::ignore("for-other-server");
+            return Outcome::ignore(Ignored::ForOtherServer);
         }
         let addr = self.req.msg.ciaddr();
         match leases.get(addr) {
@@ -415,63 +549,43 @@ impl Exchange<'_> {
                 r.state = LeaseState::Released;
                 r.expires = self.now;
                 leases.put(Slot::Stored(r.clone()));
-                ev.kind = Dhcp4Kind::Release;
-                ev.address = Some(addr);
-                Outcome {
-                    commit: vec![r],
-                    event: Some(ev.clone()),
-                    ..Outcome::default()
-                }
+                ev.done(Dhcp4Kind::Release, Some(addr));
+                self.outcome(ev, None, vec![r], None)
             }
-            _ => Outcome::ignore("release-for-unknown-lease"),
+            _ => Outcome::ignore(Ignored::ReleaseForUnknownLease),
         }
     }
 
-    fn inform(&self, ev: &mut Event) -> Outcome {
-        ev.kind = Dhcp4Kind::Inform;
-        ev.address = Some(self.req.msg.ciaddr()).filter(|a| !a.is_unspecified());
+    fn inform(&self, ev: &mut EventDraft) -> Outcome {
+        let ciaddr = Some(self.req.msg.ciaddr()).filter(|a| !a.is_unspecified());
+        ev.done(Dhcp4Kind::Inform, ciaddr);
         let reply = self.reply(MessageType::Ack, Ipv4Addr::UNSPECIFIED, false, ev);
-        Outcome {
-            reply: Some(reply),
-            event: Some(ev.clone()),
-            ..Outcome::default()
-        }
+        self.outcome(ev, Some(reply), Vec::new(), None)
     }
 
-    fn nak(&self, ev: &mut Event, reason: &str) -> Outcome {
-        ev.kind = Dhcp4Kind::Nak;
-        ev.reason = Some(reason.to_string());
-        let mut opts = ReplyOptions::default();
-        opts.push(OPT_SERVER_ID, self.server_id.octets().to_vec());
-        opts.push(OPT_MESSAGE, reason.as_bytes().to_vec());
+    fn nak(&self, ev: &mut EventDraft, reason: Dhcp4Reason, message: String) -> Outcome {
+        let mut options = ReplyOptions::default();
+        options.push(OPT_SERVER_ID, self.server_id.octets().to_vec());
+        options.push(OPT_MESSAGE, message.as_bytes().to_vec());
+        ev.done(Dhcp4Kind::Nak, None);
+        ev.detail.reason = Some(reason);
+        ev.detail.message = Some(message);
         let relayed = !self.req.msg.giaddr().is_unspecified();
-        let hdr = ReplyHeader {
-            yiaddr: Ipv4Addr::UNSPECIFIED,
-            siaddr: Ipv4Addr::UNSPECIFIED,
-            // RFC 2131 §4.3.2: a relayed NAK asks the relay to broadcast it
-            broadcast: relayed || self.req.msg.flags().broadcast(),
-        };
-        let bytes = reply::encode(
-            self.req,
-            MessageType::Nak,
-            hdr,
-            &opts,
-            self.req.relay_agent_info(),
-        );
+        // RFC 2131 §4.3.2: a relayed NAK asks the relay to broadcast it
+        let broadcast = relayed || self.req.msg.flags().broadcast();
         let to = if relayed {
             self.relay_destination()
         } else {
             Destination::Broadcast(self.ctx.dhcp4.client_port)
         };
-        Outcome {
-            reply: Some(Reply {
-                msg_type: MessageType::Nak,
-                bytes,
-                to,
-            }),
-            event: Some(ev.clone()),
-            ..Outcome::default()
-        }
+        let reply = Reply {
+            msg_type: MessageType::Nak,
+            header: ReplyHeader::to(self.req, MessageType::Nak, Ipv4Addr::UNSPECIFIED, broadcast),
+            options,
+            relay_agent_info: self.req.relay_agent_info().map(<[u8]>::to_vec),
+            to,
+        };
+        self.outcome(ev, Some(reply), Vec::new(), None)
     }
 
     fn relay_destination(&self) -> Destination {
@@ -502,7 +616,13 @@ impl Exchange<'_> {
     }
 
     /// OFFER or ACK with the configured options and, per the Policy, option 143.
-    fn reply(&self, t: MessageType, yiaddr: Ipv4Addr, with_lease: bool, ev: &mut Event) -> Reply {
+    fn reply(
+        &self,
+        t: MessageType,
+        yiaddr: Ipv4Addr,
+        with_lease: bool,
+        ev: &mut EventDraft,
+    ) -> Reply {
         let s = self.subnet;
         let mut opts = ReplyOptions::default();
         opts.push(OPT_SERVER_ID, self.server_id.octets().to_vec());
@@ -537,28 +657,24 @@ impl Exchange<'_> {
             opts.push(OPT_DOMAIN_SEARCH, encode_domain_search(&s.domain_search));
         }
         self.add_sztp(&mut opts, ev);
-        let hdr = ReplyHeader {
-            yiaddr,
-            siaddr: Ipv4Addr::UNSPECIFIED,
-            broadcast: self.req.msg.flags().broadcast(),
-        };
-        let bytes = reply::encode(self.req, t, hdr, &opts, self.req.relay_agent_info());
         Reply {
             msg_type: t,
-            bytes,
+            header: ReplyHeader::to(self.req, t, yiaddr, self.req.msg.flags().broadcast()),
+            options: opts,
+            relay_agent_info: self.req.relay_agent_info().map(<[u8]>::to_vec),
             to: self.destination(yiaddr),
         }
     }
 
     /// Option 143 per the device's Decision, sized so the reply fits option 57 or 576 octets:
     /// lowest-preference URIs are dropped whole.
-    fn add_sztp(&self, opts: &mut ReplyOptions, ev: &mut Event) {
-        let Some(decision) = self.ctx.policy.decide(&facts(self.req, self.meta)) else {
+    fn add_sztp(&self, opts: &mut ReplyOptions, ev: &mut EventDraft) {
+        let Some(decision) = self.ctx.policy.decide(self.facts) else {
             return;
         };
         ev.rule = Some(decision.rule.clone());
         let render = self.ctx.policy.rendering(&decision);
-        if !ev.requested_143 && !render.always_send {
+        if !ev.detail.requested_143 && !render.always_send {
             return;
         }
         let mut uris = decision.uris(render.form);
@@ -570,16 +686,14 @@ impl Exchange<'_> {
             UriEncoding::Rfc8572 => encode_list(u),
             UriEncoding::Text => encode_text(u),
         };
+        let dropped = &mut ev.detail.uris_dropped;
         if render.encoding == UriEncoding::Text && uris.len() > 1 {
-            ev.uris_dropped.extend(uris.drain(1..));
+            dropped.extend(uris.drain(1..));
         }
         while !uris.is_empty() && used + rfc3396_wire_len(encode(&uris).len()) > budget {
-            ev.uris_dropped.insert(0, uris.pop().expect("not empty"));
+            dropped.insert(0, uris.pop().expect("not empty"));
         }
-        ev.encoding = Some(match render.encoding {
-            UriEncoding::Rfc8572 => "rfc8572",
-            UriEncoding::Text => "text",
-        });
+        ev.detail.encoding = Some(render.encoding);
         if uris.is_empty() {
             return;
         }
@@ -731,32 +845,25 @@ pub(crate) mod tests {
         Request::decode(&bytes).unwrap()
     }
 
-    /// Reply options as (code, data) in wire order, instances not joined.
-    fn tlvs(bytes: &[u8]) -> Vec<(u8, Vec<u8>)> {
-        let mut out = vec![];
-        let mut b = &bytes[240..];
-        while let Some((&c, rest)) = b.split_first() {
-            if c == 255 {
-                break;
-            }
-            if c == 0 {
-                b = rest;
-                continue;
-            }
-            let l = rest[0] as usize;
-            out.push((c, rest[1..1 + l].to_vec()));
-            b = &rest[1 + l..];
-        }
-        out
+    /// Options of the encoded reply as (code, data) in wire order, instances not joined.
+    fn tlvs(r: &Reply) -> Vec<(u8, Vec<u8>)> {
+        raw_options(&r.encode())
+            .unwrap()
+            .into_iter()
+            .map(|(c, d)| (c, d.to_vec()))
+            .collect()
     }
 
-    fn opt143(bytes: &[u8]) -> Option<Vec<u8>> {
-        let parts: Vec<Vec<u8>> = tlvs(bytes)
-            .into_iter()
-            .filter(|(c, _)| *c == 143)
-            .map(|(_, d)| d)
-            .collect();
-        (!parts.is_empty()).then(|| parts.concat())
+    fn opt143(r: &Reply) -> Option<Vec<u8>> {
+        r.option(OPT_SZTP_REDIRECT).map(<[u8]>::to_vec)
+    }
+
+    fn d4(ev: &DeviceEvent) -> &Dhcp4Event {
+        match &ev.detail {
+            EventDetail::Dhcp4(d) => d,
+            #[allow(unreachable_patterns)]
+            _ => panic!("not a DHCPv4 event: {ev:?}"),
+        }
     }
 
     #[test]
@@ -773,16 +880,12 @@ pub(crate) mod tests {
         assert_eq!(r.msg_type, MessageType::Offer);
         assert!(o.commit.is_empty(), "an offer is not journaled");
         let kea = "001f68747470733a2f2f737a7470312e6578616d706c652e746573743a38343433001a68747470733a2f2f5b323030313a6462383a3a315d3a38343433";
-        let got: String = opt143(&r.bytes)
-            .unwrap()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
+        let got = hex::encode(opt143(&r).unwrap());
         assert_eq!(got, kea);
-        let codes: Vec<u8> = tlvs(&r.bytes).iter().map(|(c, _)| *c).collect();
+        let codes: Vec<u8> = tlvs(&r).iter().map(|(c, _)| *c).collect();
         assert_eq!(codes, [53, 54, 51, 58, 59, 1, 3, 6, 15, 143]);
-        assert_eq!(&r.bytes[16..20], &[198, 51, 100, 100]);
-        assert!(r.bytes.len() >= 300);
+        assert_eq!(r.header.yiaddr, Ipv4Addr::new(198, 51, 100, 100));
+        assert!(r.encode().len() >= 300);
         assert_eq!(
             r.to,
             Destination::Link {
@@ -791,9 +894,89 @@ pub(crate) mod tests {
             }
         );
         let ev = o.event.unwrap();
-        assert!(ev.requested_143);
+        assert!(d4(&ev).requested_143);
         assert_eq!(ev.uris, KEA_URIS);
         assert_eq!(ev.rule.as_deref(), Some("default"));
+    }
+
+    /// The whole outcome of a SELECTING REQUEST, as one value: reply header, options,
+    /// destination, the record to commit and the device event.
+    #[test]
+    fn ack_outcome_as_a_value() {
+        let (d, p) = (dhcp4(), policy(&KEA_URIS));
+        let mut t = LeaseTable::default();
+        run(&d, &p, &mut t, &msg(MessageType::Discover, CLIENT, &[143]));
+        let a = Ipv4Addr::new(198, 51, 100, 100);
+        let sid = Ipv4Addr::new(198, 51, 100, 1);
+        let o = run(&d, &p, &mut t, &request_selecting(a, sid));
+        let lease = Lease4 {
+            addr: a,
+            mac: MacAddr(CLIENT),
+            client_id: None,
+            hostname: None,
+            expires: NOW + 3600,
+            state: LeaseState::Bound,
+        };
+        let mut options = ReplyOptions::default();
+        options.push(OPT_SERVER_ID, sid.octets().to_vec());
+        options.push(OPT_LEASE_TIME, 3600u32.to_be_bytes().to_vec());
+        options.push(OPT_RENEWAL, 1800u32.to_be_bytes().to_vec());
+        options.push(OPT_REBINDING, 3150u32.to_be_bytes().to_vec());
+        options.push(OPT_SUBNET_MASK, vec![255, 255, 255, 0]);
+        options.push(OPT_ROUTER, sid.octets().to_vec());
+        options.push(OPT_DNS, sid.octets().to_vec());
+        options.push(OPT_DOMAIN_NAME, b"staging.example.com".to_vec());
+        options.push(OPT_SZTP_REDIRECT, encode_list(&KEA_URIS));
+        let mut chaddr = [0; 16];
+        chaddr[..6].copy_from_slice(&CLIENT);
+        let want = Outcome {
+            reply: Some(Reply {
+                msg_type: MessageType::Ack,
+                header: ReplyHeader {
+                    htype: 1,
+                    hlen: 6,
+                    xid: 0x1234,
+                    broadcast: false,
+                    ciaddr: Ipv4Addr::UNSPECIFIED,
+                    yiaddr: a,
+                    siaddr: Ipv4Addr::UNSPECIFIED,
+                    giaddr: Ipv4Addr::UNSPECIFIED,
+                    chaddr,
+                },
+                options,
+                relay_agent_info: None,
+                to: Destination::Link {
+                    mac: MacAddr(CLIENT),
+                    to: SocketAddrV4::new(a, 68),
+                },
+            }),
+            commit: vec![lease],
+            event: Some(DeviceEvent {
+                ts: NOW,
+                mac: Some(MacAddr(CLIENT)),
+                duid: None,
+                serial: None,
+                rule: Some("default".into()),
+                uris: KEA_URIS.map(String::from).to_vec(),
+                detail: EventDetail::Dhcp4(Dhcp4Event {
+                    event: Dhcp4Kind::Ack,
+                    xid: 0x1234,
+                    client_id: None,
+                    vendor_class: None,
+                    user_class: vec![],
+                    interface: Some("eth1".into()),
+                    relay: None,
+                    address: Some(a),
+                    requested_143: true,
+                    uris_dropped: vec![],
+                    encoding: Some(UriEncoding::Rfc8572),
+                    reason: None,
+                    message: None,
+                }),
+            }),
+            ignored: None,
+        };
+        assert_eq!(o, want);
     }
 
     #[test]
@@ -802,11 +985,11 @@ pub(crate) mod tests {
         let mut p = policy(&KEA_URIS);
         let mut t = LeaseTable::default();
         let o = run(&d, &p, &mut t, &msg(MessageType::Discover, CLIENT, &[1, 3]));
-        assert_eq!(opt143(&o.reply.unwrap().bytes), None);
+        assert_eq!(opt143(&o.reply.unwrap()), None);
         p.rules[0].always_send = true;
         let o = run(&d, &p, &mut t, &msg(MessageType::Discover, CLIENT, &[1, 3]));
-        assert!(opt143(&o.reply.unwrap().bytes).is_some());
-        assert!(!o.event.unwrap().requested_143);
+        assert!(opt143(&o.reply.unwrap()).is_some());
+        assert!(!d4(&o.event.unwrap()).requested_143);
     }
 
     #[test]
@@ -817,11 +1000,11 @@ pub(crate) mod tests {
         let mut t = LeaseTable::default();
         let o = run(&d, &p, &mut t, &msg(MessageType::Discover, CLIENT, &[143]));
         assert_eq!(
-            opt143(&o.reply.unwrap().bytes).unwrap(),
+            opt143(&o.reply.unwrap()).unwrap(),
             b"https://sztp1.example.test:8443"
         );
         assert_eq!(
-            o.event.unwrap().uris_dropped,
+            d4(&o.event.unwrap()).uris_dropped,
             ["https://[2001:db8::1]:8443"]
         );
     }
@@ -842,13 +1025,13 @@ pub(crate) mod tests {
         let mut m = msg(MessageType::Discover, CLIENT, &[143]);
         m.opts_mut().insert(DhcpOption::MaxMessageSize(1500));
         let r = run(&d, &p, &mut t, &m).reply.unwrap();
-        let parts: Vec<usize> = tlvs(&r.bytes)
+        let parts: Vec<usize> = tlvs(&r)
             .iter()
             .filter(|(c, _)| *c == 143)
             .map(|(_, v)| v.len())
             .collect();
         assert_eq!(parts, [255, 45]);
-        assert_eq!(decode_list(&opt143(&r.bytes).unwrap()).uris, uris);
+        assert_eq!(decode_list(&opt143(&r).unwrap()).uris, uris);
     }
 
     #[test]
@@ -860,14 +1043,15 @@ pub(crate) mod tests {
         let mut t = LeaseTable::default();
         let o = run(&d, &p, &mut t, &msg(MessageType::Discover, CLIENT, &[143]));
         let r = o.reply.unwrap();
-        assert!(r.bytes.len() <= 548, "reply is {} octets", r.bytes.len());
-        let got = decode_list(&opt143(&r.bytes).unwrap());
+        let len = r.encode().len();
+        assert!(len <= 548, "reply is {len} octets");
+        let got = decode_list(&opt143(&r).unwrap());
         assert!(!got.truncated && got.ignored.is_empty());
         let ev = o.event.unwrap();
-        assert!(!ev.uris_dropped.is_empty());
-        assert_eq!(got.uris.len() + ev.uris_dropped.len(), 6);
+        assert!(!d4(&ev).uris_dropped.is_empty());
+        assert_eq!(got.uris.len() + d4(&ev).uris_dropped.len(), 6);
         assert_eq!(got.uris, uris[..got.uris.len()]);
-        assert_eq!(ev.uris_dropped, uris[got.uris.len()..]);
+        assert_eq!(d4(&ev).uris_dropped, uris[got.uris.len()..]);
     }
 
     fn request_selecting(addr: Ipv4Addr, sid: Ipv4Addr) -> Message {
@@ -895,10 +1079,10 @@ pub(crate) mod tests {
         assert_eq!(o.commit[0].addr, a);
         assert_eq!(o.commit[0].state, LeaseState::Bound);
         assert_eq!(o.commit[0].expires, NOW + 3600);
-        assert!(opt143(&r.bytes).is_some());
+        assert!(opt143(&r).is_some());
         // the same client asks again: same address
         let o = run(&d, &p, &mut t, &msg(MessageType::Discover, CLIENT, &[]));
-        assert_eq!(&o.reply.unwrap().bytes[16..20], &a.octets());
+        assert_eq!(o.reply.unwrap().header.yiaddr, a);
     }
 
     #[test]
@@ -914,7 +1098,7 @@ pub(crate) mod tests {
             &request_selecting(a, "198.51.100.1".parse().unwrap()),
         );
         let o = run(&d, &p, &mut t, &msg(MessageType::Discover, CLIENT, &[]));
-        assert_eq!(&o.reply.unwrap().bytes[16..20], &a.octets());
+        assert_eq!(o.reply.unwrap().header.yiaddr, a);
         let stored = t.records();
         assert_eq!(stored.len(), 1, "the binding is still a journaled record");
         assert_eq!(stored[0].expires, NOW + 3600);
@@ -938,7 +1122,7 @@ pub(crate) mod tests {
             ),
         );
         assert!(o.reply.is_none());
-        assert_eq!(o.ignored, Some("for-other-server"));
+        assert_eq!(o.ignored, Some(Ignored::ForOtherServer));
         assert!(t.is_empty());
     }
 
@@ -955,12 +1139,16 @@ pub(crate) mod tests {
         assert_eq!(r.msg_type, MessageType::Nak);
         assert_eq!(r.to, Destination::Broadcast(68));
         assert!(o.commit.is_empty());
-        assert!(o
-            .event
-            .unwrap()
-            .reason
-            .unwrap()
-            .contains("not on this network"));
+        let ev = o.event.unwrap();
+        assert_eq!(d4(&ev).reason, Some(Dhcp4Reason::NotOnNetwork));
+        assert_eq!(
+            d4(&ev).message.as_deref(),
+            Some("init-reboot: 192.0.2.7 is not on this network")
+        );
+        assert_eq!(
+            r.option(OPT_MESSAGE),
+            d4(&ev).message.as_deref().map(str::as_bytes)
+        );
         // INIT-REBOOT outside the pools
         let mut m = msg(MessageType::Request, CLIENT, &[]);
         m.opts_mut().insert(DhcpOption::RequestedIpAddress(
@@ -1020,7 +1208,7 @@ pub(crate) mod tests {
         assert_eq!(r.msg_type, MessageType::Ack);
         assert_eq!(r.to, Destination::Unicast(SocketAddrV4::new(a, 68)));
         assert_eq!(o.commit[0].expires, NOW + 1800 + 3600);
-        assert_eq!(&r.bytes[12..16], &a.octets(), "ciaddr echoed in ACK");
+        assert_eq!(r.header.ciaddr, a, "ciaddr echoed in ACK");
     }
 
     #[test]
@@ -1041,11 +1229,11 @@ pub(crate) mod tests {
             .reply
             .unwrap_or_else(|| panic!("ignored: {:?}", o.ignored));
         assert_eq!(r.to, Destination::Relay("192.0.2.1:6767".parse().unwrap()));
-        let opts = tlvs(&r.bytes);
+        let opts = tlvs(&r);
         assert_eq!(opts.last().unwrap(), &(82u8, rai));
         // link selection picked the subnet: the address is from 198.51.100.0/24
-        assert_eq!(&r.bytes[16..19], &[198, 51, 100]);
-        assert_eq!(&r.bytes[24..28], &[192, 0, 2, 1], "giaddr kept");
+        assert_eq!(r.header.yiaddr.octets()[..3], [198, 51, 100]);
+        assert_eq!(r.header.giaddr, Ipv4Addr::new(192, 0, 2, 1), "giaddr kept");
         // without relay-port: port 67
         let mut m = msg(MessageType::Discover, CLIENT, &[]);
         m.set_giaddr(Ipv4Addr::new(198, 51, 100, 2));
@@ -1056,7 +1244,7 @@ pub(crate) mod tests {
         // a giaddr in no subnet: ignored
         let mut m = msg(MessageType::Discover, CLIENT, &[]);
         m.set_giaddr(Ipv4Addr::new(203, 0, 113, 1));
-        assert_eq!(run(&d, &p, &mut t, &m).ignored, Some("no-subnet"));
+        assert_eq!(run(&d, &p, &mut t, &m).ignored, Some(Ignored::NoSubnet));
     }
 
     // fuzz finding F1: a long option 82 must not push the client's reply over its budget
@@ -1069,10 +1257,10 @@ pub(crate) mod tests {
         let rai = [vec![1, 253], vec![0x63; 253]].concat();
         let o = run_at(&d, &p, &mut t, &with_rai(&m, &rai), &meta(), NOW);
         let r = o.reply.unwrap();
-        assert_eq!(decode_list(&opt143(&r.bytes).unwrap()).uris, KEA_URIS);
+        assert_eq!(decode_list(&opt143(&r).unwrap()).uris, KEA_URIS);
         // what the client gets once the relay has removed option 82 fits 576 octets
-        assert!(r.bytes.len() - (rai.len() + 2) <= 548);
-        assert_eq!(tlvs(&r.bytes).last().unwrap(), &(82u8, rai));
+        assert!(r.encode().len() - (rai.len() + 2) <= 548);
+        assert_eq!(tlvs(&r).last().unwrap(), &(82u8, rai));
     }
 
     #[test]
@@ -1083,7 +1271,7 @@ pub(crate) mod tests {
         m.set_flags(Flags::default().set_broadcast());
         let r = run(&d, &p, &mut t, &m).reply.unwrap();
         assert_eq!(r.to, Destination::Broadcast(68));
-        assert_eq!(&r.bytes[10..12], &[0x80, 0]);
+        assert!(r.header.broadcast);
     }
 
     #[test]
@@ -1096,15 +1284,18 @@ pub(crate) mod tests {
             &mut t,
             &msg(MessageType::Discover, [2, 0, 0, 0, 0, 0x42], &[]),
         );
-        assert_eq!(&o.reply.unwrap().bytes[16..20], &[198, 51, 100, 50]);
+        assert_eq!(
+            o.reply.unwrap().header.yiaddr,
+            Ipv4Addr::new(198, 51, 100, 50)
+        );
         // nobody else gets it, even by asking
         let mut m = msg(MessageType::Discover, CLIENT, &[]);
         m.opts_mut().insert(DhcpOption::RequestedIpAddress(
             "198.51.100.50".parse().unwrap(),
         ));
         assert_eq!(
-            &run(&d, &p, &mut t, &m).reply.unwrap().bytes[16..20],
-            &[198, 51, 100, 100]
+            run(&d, &p, &mut t, &m).reply.unwrap().header.yiaddr,
+            Ipv4Addr::new(198, 51, 100, 100)
         );
     }
 
@@ -1125,7 +1316,7 @@ pub(crate) mod tests {
         assert_eq!(o.commit[0].expires, NOW + 3600);
         // the next DISCOVER gets another address
         let o = run(&d, &p, &mut t, &msg(MessageType::Discover, CLIENT, &[]));
-        let b = Ipv4Addr::from(<[u8; 4]>::try_from(&o.reply.unwrap().bytes[16..20]).unwrap());
+        let b = o.reply.unwrap().header.yiaddr;
         assert_ne!(b, a);
         run(&d, &p, &mut t, &request_selecting(b, sid));
         let mut m = msg(MessageType::Release, CLIENT, &[]);
@@ -1145,9 +1336,9 @@ pub(crate) mod tests {
         let o = run(&d, &p, &mut t, &m);
         let r = o.reply.unwrap();
         assert_eq!(r.msg_type, MessageType::Ack);
-        assert_eq!(&r.bytes[16..20], &[0, 0, 0, 0]);
-        assert!(tlvs(&r.bytes).iter().all(|(c, _)| *c != 51));
-        assert!(opt143(&r.bytes).is_some());
+        assert_eq!(r.header.yiaddr, Ipv4Addr::UNSPECIFIED);
+        assert!(tlvs(&r).iter().all(|(c, _)| *c != 51));
+        assert!(opt143(&r).is_some());
         assert!(o.commit.is_empty());
         assert_eq!(
             r.to,
@@ -1175,6 +1366,6 @@ pub(crate) mod tests {
             &mut t,
             &msg(MessageType::Discover, [2, 0, 0, 0, 1, 9], &[]),
         );
-        assert_eq!(o.ignored, Some("pool-exhausted"));
+        assert_eq!(o.ignored, Some(Ignored::PoolExhausted));
     }
 }

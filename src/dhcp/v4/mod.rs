@@ -1,6 +1,6 @@
 //! DHCPv4: wire helpers, the handler (pure), raw frames and sockets, and the server loop
 
-pub mod frame;
+pub(crate) mod frame;
 pub mod handler;
 pub mod reply;
 pub mod server;

@@ -2,7 +2,8 @@
 //! long options split per RFC 3396, padded to the 300-octet BOOTP minimum, sized to fit
 //!
 //! dhcproto's encoder orders options by code, which puts 82 before 119 and 143; the reply is
-//! therefore written here, over the request's dhcproto header fields.
+//! therefore written here, from a [`ReplyHeader`] value (the request's fields it echoes and
+//! the ones the server sets) and [`ReplyOptions`] in wire order.
 
 use std::net::Ipv4Addr;
 
@@ -15,27 +16,71 @@ use crate::sztp::redirect_list::{rfc3396_wire_len, split_rfc3396};
 
 /// Smallest datagram every client must accept (RFC 2131 §2), IP and UDP headers included.
 pub const MIN_DATAGRAM: usize = 576;
+/// IPv4 (20) and UDP (8) header octets around a DHCP message.
 pub const IP_UDP_HEADERS: usize = 28;
 /// The largest datagram we send whatever option 57 says: one Ethernet frame, no fragments.
 pub const MAX_DATAGRAM: usize = 1500;
 /// Old BOOTP relays and clients expect at least this many octets.
 pub const BOOTP_MIN_LEN: usize = 300;
 
-/// The fields of a reply header that differ from the request.
-#[derive(Clone, Copy, Debug)]
+/// The fixed BOOTP fields of a reply (RFC 2131 §2, table 3).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ReplyHeader {
-    pub yiaddr: Ipv4Addr,
-    pub siaddr: Ipv4Addr,
+    /// Hardware type, echoed (1: Ethernet).
+    pub htype: u8,
+    /// Hardware address length, echoed.
+    pub hlen: u8,
+    /// Transaction id, echoed.
+    pub xid: u32,
+    /// The broadcast flag (bit 15 of `flags`).
     pub broadcast: bool,
+    /// Client address: the request's in an ACK, else 0.0.0.0.
+    pub ciaddr: Ipv4Addr,
+    /// "Your" address: the address offered or acknowledged.
+    pub yiaddr: Ipv4Addr,
+    /// Next server address (always 0.0.0.0 here: no boot file service).
+    pub siaddr: Ipv4Addr,
+    /// Relay agent address, echoed.
+    pub giaddr: Ipv4Addr,
+    /// Client hardware address, echoed (16 octets).
+    pub chaddr: [u8; 16],
 }
 
-/// Options in the order they go on the wire.
-#[derive(Clone, Debug, Default)]
+impl ReplyHeader {
+    /// The header of a `msg_type` reply to `req` handing out `yiaddr`.
+    pub fn to(req: &Request, msg_type: MessageType, yiaddr: Ipv4Addr, broadcast: bool) -> Self {
+        let m = &req.msg;
+        let mut chaddr = [0u8; 16];
+        let c = m.chaddr();
+        chaddr[..c.len().min(16)].copy_from_slice(&c[..c.len().min(16)]);
+        ReplyHeader {
+            htype: m.htype().into(),
+            hlen: m.hlen(),
+            xid: m.xid(),
+            broadcast,
+            // RFC 2131 table 3: ciaddr is echoed in an ACK only
+            ciaddr: if msg_type == MessageType::Ack {
+                m.ciaddr()
+            } else {
+                Ipv4Addr::UNSPECIFIED
+            },
+            yiaddr,
+            siaddr: Ipv4Addr::UNSPECIFIED,
+            giaddr: m.giaddr(),
+            chaddr,
+        }
+    }
+}
+
+/// Options in the order they go on the wire, each value whole (split on encoding when longer
+/// than 255 octets, RFC 3396).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ReplyOptions {
     opts: Vec<(u8, Vec<u8>)>,
 }
 
 impl ReplyOptions {
+    /// Appends option `code` with `value`.
     pub fn push(&mut self, code: u8, value: Vec<u8>) {
         self.opts.push((code, value));
     }
@@ -48,6 +93,12 @@ impl ReplyOptions {
             .sum()
     }
 
+    /// The options in wire order, as `(code, value)`.
+    pub fn iter(&self) -> impl Iterator<Item = (u8, &[u8])> {
+        self.opts.iter().map(|(c, v)| (*c, v.as_slice()))
+    }
+
+    /// The value of option `code`, if present.
     pub fn get(&self, code: u8) -> Option<&[u8]> {
         self.opts
             .iter()
@@ -75,38 +126,28 @@ pub fn reply_len(opts: &ReplyOptions, relay_agent_info: Option<&[u8]>) -> usize 
         + 1 // End
 }
 
-/// Encode a BOOTREPLY to `req`.
+/// Encode a BOOTREPLY: header, magic cookie, option 53, `opts` in order, `relay_agent_info`
+/// (option 82, echoed last), End, padded to [`BOOTP_MIN_LEN`].
 pub fn encode(
-    req: &Request,
     msg_type: MessageType,
-    hdr: ReplyHeader,
+    hdr: &ReplyHeader,
     opts: &ReplyOptions,
     relay_agent_info: Option<&[u8]>,
 ) -> Vec<u8> {
-    let m = &req.msg;
     let mut out = Vec::with_capacity(reply_len(opts, relay_agent_info).max(BOOTP_MIN_LEN));
     out.push(2); // BOOTREPLY
-    out.push(m.htype().into());
-    out.push(m.hlen());
+    out.push(hdr.htype);
+    out.push(hdr.hlen);
     out.push(0); // hops
-    out.extend_from_slice(&m.xid().to_be_bytes());
+    out.extend_from_slice(&hdr.xid.to_be_bytes());
     out.extend_from_slice(&[0, 0]); // secs
     let flags: u16 = if hdr.broadcast { 0x8000 } else { 0 };
     out.extend_from_slice(&flags.to_be_bytes());
-    // RFC 2131 table 3: ciaddr is echoed in an ACK only
-    let ciaddr = if msg_type == MessageType::Ack {
-        m.ciaddr()
-    } else {
-        Ipv4Addr::UNSPECIFIED
-    };
-    out.extend_from_slice(&ciaddr.octets());
+    out.extend_from_slice(&hdr.ciaddr.octets());
     out.extend_from_slice(&hdr.yiaddr.octets());
     out.extend_from_slice(&hdr.siaddr.octets());
-    out.extend_from_slice(&m.giaddr().octets());
-    let mut chaddr = [0u8; 16];
-    let c = m.chaddr();
-    chaddr[..c.len().min(16)].copy_from_slice(&c[..c.len().min(16)]);
-    out.extend_from_slice(&chaddr);
+    out.extend_from_slice(&hdr.giaddr.octets());
+    out.extend_from_slice(&hdr.chaddr);
     out.extend_from_slice(&[0u8; 64 + 128]); // sname, file
     out.extend_from_slice(&MAGIC_COOKIE);
     out.extend_from_slice(&[OPT_MESSAGE_TYPE, 1, u8::from(msg_type)]);

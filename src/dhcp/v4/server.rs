@@ -1,150 +1,120 @@
 //! The DHCPv4 server loop: the only DHCPv4 code that touches sockets
 //!
-//! One UDP socket per served interface (SO_BINDTODEVICE), a task per socket that decodes,
-//! calls the handler under the state lock and sends. Replies that hand out or extend a lease
-//! go through the lease writer, which fsyncs a whole group of records once and only then
-//! sends their replies: an ACK never leaves before its lease is on disk.
+//! `bind` opens one UDP socket per served interface (SO_BINDTODEVICE) and, with CAP_NET_RAW, a
+//! raw sender; `serve` opens the lease journal, then runs one receive task per socket plus the
+//! housekeeping timer until its token is cancelled. Each task decodes, calls the handler under
+//! the lease-state lock (configuration and Policy come from the published snapshot, read once
+//! per packet) and sends. Replies that hand out or extend a lease go through the lease writer,
+//! which fsyncs a whole group of records once and only then sends their replies: an ACK never
+//! leaves before its lease is on disk. On cancel the tasks stop receiving, the writer writes
+//! what is queued and sends those replies, and `serve` returns.
 
+use std::io;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket as StdUdpSocket};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-use tokio::sync::watch;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
 use tracing::{debug, debug_span, error, info, warn};
 
-use super::handler::{self, Context, Destination, Event, Outcome, Reply, RequestMeta};
-use super::sockets::{bind_udp4, iface_info, IfaceInfo, RawSender};
+use super::handler::{self, Context, Destination, Outcome, Reply, RequestMeta};
+use super::sockets::{bind_udp4, iface_info, RawSender};
 use super::wire::Request;
 use crate::config::Dhcp4;
-use crate::dhcp::lease_store::LeaseWriter;
+use crate::dhcp::lease_store::{should_compact, LeaseStore, LeaseWriter};
 use crate::dhcp::leases::LeaseTable;
-use crate::journal::{DeviceEvent, DeviceJournal, Dhcp4Kind, EventDetail};
-use crate::policy::Policy;
+use crate::journal::{DeviceEvent, Dhcp4Kind, EventDetail};
+
+use crate::runtime::{Clock, Events, Published, ServiceContext};
+
+/// Expired leases are remembered this long (seconds), so a returning device gets its old
+/// address.
+pub const KEEP_EXPIRED_SECS: u64 = 86_400;
+/// How often stale offers are swept and the journal is checked for compaction.
+pub const HOUSEKEEPING_INTERVAL: Duration = Duration::from_secs(30);
 
 /// Counters, exported by the status page and logged at shutdown.
 #[derive(Debug, Default)]
 pub struct Stats {
+    /// Datagrams received.
     pub received: AtomicU64,
+    /// Datagrams that did not decode as a BOOTREQUEST (dropped).
     pub malformed: AtomicU64,
+    /// Requests handled without a reply (another server's, unknown lease, no subnet, …).
     pub ignored: AtomicU64,
+    /// Replies sent.
     pub replies: AtomicU64,
+    /// Lease commits that failed: their ACKs were not sent.
     pub commits_failed: AtomicU64,
+    /// Replies the socket refused.
     pub send_errors: AtomicU64,
+    /// Packets whose decoding or handling panicked (dropped; the loop goes on).
     pub handler_panics: AtomicU64,
 }
 
-/// What the handler reads and writes, behind one lock.
-pub struct State {
-    pub dhcp4: Arc<Dhcp4>,
-    pub policy: Arc<Policy>,
-    pub table: LeaseTable,
+/// One served interface: its UDP socket, already bound, and a raw sender for replies straight
+/// to a client MAC when CAP_NET_RAW allowed opening one.
+pub struct BoundInterface {
+    /// The interface name, the key of its facts in [`crate::runtime::Snapshot::interfaces`].
+    pub name: String,
+    /// Bound (normally `0.0.0.0:67` with SO_BINDTODEVICE), non-blocking.
+    pub socket: StdUdpSocket,
+    /// `None`: replies to clients without an address are broadcast.
+    pub raw: Option<RawSender>,
 }
 
-/// Shared by every socket task of the DHCPv4 service.
-pub struct Shared {
-    state: Mutex<State>,
-    pub writer: LeaseWriter,
-    pub journal: Option<Arc<DeviceJournal>>,
-    pub stats: Stats,
-}
-
-impl Shared {
-    pub fn new(
-        dhcp4: Arc<Dhcp4>,
-        policy: Arc<Policy>,
-        table: LeaseTable,
-        writer: LeaseWriter,
-        journal: Option<Arc<DeviceJournal>>,
-    ) -> Arc<Shared> {
-        Arc::new(Shared {
-            state: Mutex::new(State {
-                dhcp4,
-                policy,
-                table,
-            }),
-            writer,
-            journal,
-            stats: Stats::default(),
+impl BoundInterface {
+    /// An interface served through `socket` alone (no raw frames), e.g. `127.0.0.1:0` on `lo`
+    /// in tests. The socket is made non-blocking.
+    pub fn new(name: impl Into<String>, socket: StdUdpSocket) -> io::Result<BoundInterface> {
+        socket.set_nonblocking(true)?;
+        Ok(BoundInterface {
+            name: name.into(),
+            socket,
+            raw: None,
         })
     }
-
-    /// The state, even after a panic elsewhere poisoned the lock: the handler leaves the
-    /// table consistent at every step, and a stalled server is worse than one odd lease.
-    pub fn state(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Swap in a reloaded configuration; leases stay.
-    pub fn reload(&self, dhcp4: Arc<Dhcp4>, policy: Arc<Policy>) {
-        let mut st = self.state();
-        st.dhcp4 = dhcp4;
-        st.policy = policy;
-    }
 }
 
-pub fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
+/// Everything the DHCPv4 service opened before privileges were dropped.
+pub struct Bound4 {
+    /// One entry per `[dhcp4] interfaces` name, in file order.
+    pub interfaces: Vec<BoundInterface>,
 }
 
-/// The sending side of one interface; shared with the lease writer's thread.
-pub struct Egress {
-    pub info: IfaceInfo,
-    pub socket: StdUdpSocket,
-    pub raw: Option<Mutex<RawSender>>,
-    pub port: u16,
-}
-
-impl Egress {
-    fn source_addr(&self) -> Ipv4Addr {
-        self.info
-            .ipv4
-            .first()
-            .map(|n| n.addr())
-            .unwrap_or(Ipv4Addr::UNSPECIFIED)
+/// Binds every interface of `[dhcp4]` on its port and logs `listening for dhcp4 on IF ADDR`
+/// for each, once all are bound.
+///
+/// # Errors
+/// The first interface that cannot be bound: `cannot listen on interface eth9: no such
+/// interface "eth9"` (or the socket error).
+pub fn bind(d: &Dhcp4) -> io::Result<Bound4> {
+    let mut interfaces = Vec::new();
+    for name in &d.interfaces {
+        let b = bind_interface(name, d.port).map_err(|e| {
+            io::Error::new(e.kind(), format!("cannot listen on interface {name}: {e}"))
+        })?;
+        interfaces.push(b);
     }
-
-    pub fn send(&self, reply: &Reply) -> std::io::Result<()> {
-        let broadcast = |port| {
-            self.socket
-                .send_to(&reply.bytes, SocketAddrV4::new(Ipv4Addr::BROADCAST, port))
-                .map(|_| ())
-        };
-        match reply.to {
-            Destination::Relay(to) | Destination::Unicast(to) => {
-                self.socket.send_to(&reply.bytes, to).map(|_| ())
-            }
-            Destination::Broadcast(port) => broadcast(port),
-            Destination::Link { mac, to } => match &self.raw {
-                Some(raw) => {
-                    let src = SocketAddrV4::new(self.source_addr(), self.port);
-                    raw.lock().unwrap_or_else(|e| e.into_inner()).send_udp(
-                        mac,
-                        src,
-                        to,
-                        &reply.bytes,
-                    )
-                }
-                None => broadcast(to.port()),
-            },
-        }
+    for b in &interfaces {
+        info!(
+            "listening for dhcp4 on {} {}",
+            b.name,
+            b.socket.local_addr()?
+        );
     }
+    Ok(Bound4 { interfaces })
 }
 
 /// Bind one interface: its UDP socket and, when CAP_NET_RAW allows, a raw sender.
-pub fn bind_interface(
-    name: &str,
-    port: u16,
-) -> std::io::Result<(Arc<Egress>, tokio::net::UdpSocket)> {
+pub fn bind_interface(name: &str, port: u16) -> io::Result<BoundInterface> {
     let info = iface_info(name)?;
-    let std_sock = bind_udp4(name, port)?;
-    let send_sock = std_sock.try_clone()?;
+    let socket = bind_udp4(name, port)?;
     let raw = match RawSender::open(&info) {
-        Ok(r) => Some(Mutex::new(r)),
+        Ok(r) => Some(r),
         Err(e) => {
             if info.mac.is_some() {
                 warn!(interface = name, error = %e, "raw frames unavailable: replies to clients without an address are broadcast");
@@ -152,81 +122,249 @@ pub fn bind_interface(
             None
         }
     };
-    let recv = tokio::net::UdpSocket::from_std(std_sock)?;
-    Ok((
-        Arc::new(Egress {
-            info,
-            socket: send_sock,
-            raw,
-            port,
-        }),
-        recv,
-    ))
+    Ok(BoundInterface {
+        name: name.to_owned(),
+        socket,
+        raw,
+    })
 }
 
-/// Receive on one interface until `shutdown` turns true.
-pub async fn serve(
-    shared: Arc<Shared>,
-    egress: Arc<Egress>,
-    socket: tokio::net::UdpSocket,
-    mut shutdown: watch::Receiver<bool>,
-) {
-    let mut buf = vec![0u8; 65536];
-    loop {
-        tokio::select! {
-            r = socket.recv_from(&mut buf) => match r {
-                Ok((n, src)) => process(&shared, &egress, &buf[..n], src, unix_now()),
-                Err(e) => {
-                    // ICMP errors from earlier sends surface here; never stop the loop for them
-                    debug!(interface = %egress.info.name, error = %e, "recv error");
+/// Shared by every task of one running DHCPv4 service.
+pub struct Shared {
+    /// The lease state, the only thing behind this service's lock.
+    table: Mutex<LeaseTable>,
+    /// Group commit to the lease journal.
+    pub writer: LeaseWriter,
+    /// Counters.
+    pub stats: Arc<Stats>,
+    published: Published,
+    events: Events,
+    clock: Clock,
+}
+
+impl Shared {
+    /// The lease table, even after a panic elsewhere poisoned the lock: the handler leaves the
+    /// table consistent at every step, and a stalled server is worse than one odd lease.
+    pub fn table(&self) -> MutexGuard<'_, LeaseTable> {
+        self.table.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// The sending side of one interface; shared with the lease writer's thread.
+pub struct Egress {
+    /// Interface name.
+    pub name: String,
+    /// A clone of the receiving socket.
+    pub socket: StdUdpSocket,
+    /// Raw frames to a client MAC, when available.
+    pub raw: Option<Mutex<RawSender>>,
+    /// The local UDP port (the source port of raw frames).
+    pub port: u16,
+}
+
+impl Egress {
+    /// Encodes `reply` and sends it where it goes; `source` is the IPv4 source of raw frames
+    /// (the served interface's address).
+    pub fn send(&self, reply: &Reply, source: Ipv4Addr) -> io::Result<()> {
+        let bytes = reply.encode();
+        let broadcast = |port| {
+            self.socket
+                .send_to(&bytes, SocketAddrV4::new(Ipv4Addr::BROADCAST, port))
+                .map(|_| ())
+        };
+        match reply.to {
+            Destination::Relay(to) | Destination::Unicast(to) => {
+                self.socket.send_to(&bytes, to).map(|_| ())
+            }
+            Destination::Broadcast(port) => broadcast(port),
+            Destination::Link { mac, to } => match &self.raw {
+                Some(raw) => {
+                    let src = SocketAddrV4::new(source, self.port);
+                    raw.lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .send_udp(mac, src, to, &bytes)
                 }
+                None => broadcast(to.port()),
             },
-            _ = shutdown.changed() => break,
         }
     }
 }
 
-/// Decode, handle and answer one datagram.
-pub fn process(
-    shared: &Arc<Shared>,
-    egress: &Arc<Egress>,
-    packet: &[u8],
-    src: SocketAddr,
-    now: u64,
+/// Runs the DHCPv4 service on `bound` until `token` is cancelled (see the module doc), with the
+/// wall clock.
+///
+/// # Errors
+/// The lease journal in `ctx.state_dir` cannot be opened or replayed (a corrupt record other
+/// than the last names `FILE:LINE`), or a socket cannot be handed to tokio.
+pub async fn serve(bound: Bound4, ctx: ServiceContext, token: CancellationToken) -> io::Result<()> {
+    serve_with_clock(bound, ctx, token, Clock::System).await
+}
+
+/// [`serve`] with `now` read from `clock` (tests pass [`Clock::tokio_at`]).
+pub async fn serve_with_clock(
+    bound: Bound4,
+    ctx: ServiceContext,
+    token: CancellationToken,
+    clock: Clock,
+) -> io::Result<()> {
+    let state_dir = ctx.state_dir.clone();
+    let (store, records) = tokio::task::spawn_blocking(move || LeaseStore::open(&state_dir))
+        .await
+        .map_err(io::Error::other)?
+        .map_err(io::Error::other)?;
+    let table = LeaseTable::from_records(records);
+    info!(
+        leases = table.len(),
+        active = table.active(clock.now()),
+        "lease journal replayed"
+    );
+    let shared = Arc::new(Shared {
+        table: Mutex::new(table),
+        writer: LeaseWriter::spawn(store),
+        stats: Arc::new(Stats::default()),
+        published: ctx.published.clone(),
+        events: ctx.events.clone(),
+        clock,
+    });
+    let mut tasks = JoinSet::new();
+    for b in bound.interfaces {
+        let port = b.socket.local_addr()?.port();
+        let egress = Arc::new(Egress {
+            name: b.name,
+            socket: b.socket.try_clone()?,
+            raw: b.raw.map(Mutex::new),
+            port,
+        });
+        let socket = tokio::net::UdpSocket::from_std(b.socket)?;
+        tasks.spawn(receive(Arc::clone(&shared), egress, socket, token.clone()));
+    }
+    tasks.spawn(housekeeping_loop(Arc::clone(&shared), token.clone()));
+    while let Some(r) = tasks.join_next().await {
+        if let Err(e) = r {
+            error!(error = %e, "dhcp4 task failed");
+        }
+    }
+    // Every task has stopped receiving: write what is queued, send those replies, stop.
+    let writer = shared.writer.clone();
+    let syncs = writer.syncs();
+    tokio::task::spawn_blocking(move || writer.shutdown())
+        .await
+        .map_err(io::Error::other)?;
+    let st = &shared.stats;
+    let n = |c: &AtomicU64| c.load(Ordering::Relaxed);
+    info!(
+        received = n(&st.received),
+        malformed = n(&st.malformed),
+        ignored = n(&st.ignored),
+        replies = n(&st.replies),
+        send_errors = n(&st.send_errors),
+        commits_failed = n(&st.commits_failed),
+        lease_syncs = syncs,
+        "dhcp4 stopped"
+    );
+    Ok(())
+}
+
+/// Receive on one interface until `token` is cancelled.
+async fn receive(
+    shared: Arc<Shared>,
+    egress: Arc<Egress>,
+    socket: tokio::net::UdpSocket,
+    token: CancellationToken,
 ) {
+    let mut buf = vec![0u8; 65536];
+    loop {
+        tokio::select! {
+            biased;
+            _ = token.cancelled() => break,
+            r = socket.recv_from(&mut buf) => match r {
+                Ok((n, src)) => process(&shared, &egress, &buf[..n], src),
+                Err(e) => {
+                    // ICMP errors from earlier sends surface here; never stop the loop for them
+                    debug!(interface = %egress.name, error = %e, "recv error");
+                }
+            },
+        }
+    }
+}
+
+async fn housekeeping_loop(shared: Arc<Shared>, token: CancellationToken) {
+    let mut tick = tokio::time::interval(HOUSEKEEPING_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = token.cancelled() => break,
+            _ = tick.tick() => housekeeping(&shared, shared.clock.now()),
+        }
+    }
+}
+
+/// Sweep stale offers and long-expired leases; compact the journal when it has grown.
+fn housekeeping(shared: &Shared, now: u64) {
+    let live = {
+        let mut t = shared.table();
+        t.sweep(now, KEEP_EXPIRED_SECS);
+        let live = t.records();
+        if should_compact(shared.writer.records_since_compact(), live.len()) {
+            Some(live)
+        } else {
+            None
+        }
+    };
+    if let Some(live) = live {
+        info!(records = live.len(), "compacting the lease journal");
+        shared.writer.compact(live);
+    }
+}
+
+/// Decode, handle and answer one datagram.
+fn process(shared: &Arc<Shared>, egress: &Arc<Egress>, packet: &[u8], src: SocketAddr) {
     let stats = &shared.stats;
     stats.received.fetch_add(1, Ordering::Relaxed);
     let req = match catch_unwind(|| Request::decode(packet)) {
         Ok(Ok(r)) => r,
         Err(_) => {
             stats.handler_panics.fetch_add(1, Ordering::Relaxed);
-            error!(interface = %egress.info.name, %src, "decoder panicked on a packet; dropped");
+            error!(interface = %egress.name, %src, "decoder panicked on a packet; dropped");
             return;
         }
         Ok(Err(why)) => {
             stats.malformed.fetch_add(1, Ordering::Relaxed);
-            debug!(interface = %egress.info.name, %src, reason = why.as_str(), len = packet.len(), "dropped malformed packet");
+            debug!(interface = %egress.name, %src, reason = why.as_str(), len = packet.len(), "dropped malformed packet");
             return;
         }
     };
     let span = debug_span!("dhcp4", xid = format_args!("{:#010x}", req.msg.xid()), chaddr = %req.chaddr_mac().unwrap_or_default());
     let _enter = span.enter();
     let SocketAddr::V4(src) = src else { return };
+    let snap = shared.published.load();
+    let Some(dhcp4) = snap.config.dhcp4.as_ref() else {
+        // disabled by a reload; this instance is being stopped
+        stats.ignored.fetch_add(1, Ordering::Relaxed);
+        return;
+    };
+    let iface_addrs = snap
+        .interfaces
+        .get(&egress.name)
+        .map(|i| i.ipv4.clone())
+        .unwrap_or_default();
+    let source = iface_addrs
+        .first()
+        .map_or(Ipv4Addr::UNSPECIFIED, |n| n.addr());
     let meta = RequestMeta {
-        interface: egress.info.name.clone(),
-        iface_addrs: egress.info.ipv4.clone(),
+        interface: egress.name.clone(),
+        iface_addrs,
         src,
     };
+    let now = shared.clock.now();
+    let ctx = Context {
+        dhcp4,
+        policy: &snap.policy,
+    };
     let outcome = {
-        let mut st = shared.state();
-        let st = &mut *st;
-        let ctx = Context {
-            dhcp4: &st.dhcp4,
-            policy: &st.policy,
-        };
-        let table = &mut st.table;
+        let mut table = shared.table();
         catch_unwind(AssertUnwindSafe(|| {
-            handler::handle(&ctx, table, &req, &meta, now)
+            handler::handle(&ctx, &mut table, &req, &meta, now)
         }))
     };
     let outcome = match outcome {
@@ -237,10 +375,12 @@ pub fn process(
             return;
         }
     };
-    finish(shared, egress, outcome, now);
+    finish(shared, egress, outcome, source);
 }
 
-fn finish(shared: &Arc<Shared>, egress: &Arc<Egress>, outcome: Outcome, now: u64) {
+/// Emits the event, then commits the lease change and only once it is durable encodes and
+/// sends the reply.
+fn finish(shared: &Arc<Shared>, egress: &Arc<Egress>, outcome: Outcome, source: Ipv4Addr) {
     let Outcome {
         reply,
         commit,
@@ -249,13 +389,11 @@ fn finish(shared: &Arc<Shared>, egress: &Arc<Egress>, outcome: Outcome, now: u64
     } = outcome;
     if let Some(why) = ignored {
         shared.stats.ignored.fetch_add(1, Ordering::Relaxed);
-        debug!(reason = why, "no reply");
+        debug!(reason = why.as_str(), "no reply");
     }
     if let Some(ev) = &event {
         log_event(ev);
-        if let Some(j) = &shared.journal {
-            j.record(&device_event(ev, now));
-        }
+        shared.events.emit(ev);
     }
     let Some(reply) = reply else {
         if !commit.is_empty() {
@@ -264,14 +402,14 @@ fn finish(shared: &Arc<Shared>, egress: &Arc<Egress>, outcome: Outcome, now: u64
         return;
     };
     if commit.is_empty() {
-        send(shared, egress, &reply);
+        send(shared, egress, &reply, source);
         return;
     }
     let (sh, eg) = (Arc::clone(shared), Arc::clone(egress));
     shared.writer.commit(
         commit,
         Box::new(move |res| match res {
-            Ok(()) => send(&sh, &eg, &reply),
+            Ok(()) => send(&sh, &eg, &reply, source),
             Err(e) => {
                 sh.stats.commits_failed.fetch_add(1, Ordering::Relaxed);
                 error!(error = %e, "lease journal write failed: ACK not sent");
@@ -280,14 +418,14 @@ fn finish(shared: &Arc<Shared>, egress: &Arc<Egress>, outcome: Outcome, now: u64
     );
 }
 
-fn send(shared: &Shared, egress: &Egress, reply: &Reply) {
-    match egress.send(reply) {
+fn send(shared: &Shared, egress: &Egress, reply: &Reply, source: Ipv4Addr) {
+    match egress.send(reply, source) {
         Ok(()) => {
             shared.stats.replies.fetch_add(1, Ordering::Relaxed);
         }
         Err(e) => {
             shared.stats.send_errors.fetch_add(1, Ordering::Relaxed);
-            warn!(interface = %egress.info.name, to = ?reply.to, error = %e, "send failed");
+            warn!(interface = %egress.name, to = ?reply.to, error = %e, "send failed");
         }
     }
 }
@@ -304,43 +442,30 @@ impl std::fmt::Display for OptAddr {
     }
 }
 
-fn log_event(ev: &Event) {
+fn log_event(ev: &DeviceEvent) {
+    #[allow(irrefutable_let_patterns)] // more protocols will share the event type
+    let EventDetail::Dhcp4(d) = &ev.detail
+    else {
+        return;
+    };
     // formatted lazily: offers are logged at debug and must cost nothing on the packet path
     let mac = ev.mac.unwrap_or_default();
-    let addr = OptAddr(ev.address);
+    let addr = OptAddr(d.address);
     let rule = ev.rule.as_deref().unwrap_or("-");
     // one info line per lease granted or refused; offers and the rest of the exchange are in
     // the device journal and at debug level
-    match ev.kind {
-        Dhcp4Kind::Nak => info!(%mac, reason = ev.reason.as_deref().unwrap_or(""), "nak"),
+    match d.event {
+        Dhcp4Kind::Nak => {
+            info!(%mac, reason = d.reason.map_or("", |r| r.as_str()), message = d.message.as_deref().unwrap_or(""), "nak")
+        }
         Dhcp4Kind::Ack | Dhcp4Kind::Decline | Dhcp4Kind::NoAddress => {
-            info!(%mac, address = %addr, requested_143 = ev.requested_143, rule, uris = ?ev.uris, "{}", ev.kind)
+            info!(%mac, address = %addr, requested_143 = d.requested_143, rule, uris = ?ev.uris, "{}", d.event)
         }
         _ => {
-            debug!(%mac, address = %addr, requested_143 = ev.requested_143, rule, uris = ?ev.uris, "{}", ev.kind)
+            debug!(%mac, address = %addr, requested_143 = d.requested_143, rule, uris = ?ev.uris, "{}", d.event)
         }
     }
-    if !ev.uris_dropped.is_empty() {
-        warn!(%mac, dropped = ?ev.uris_dropped, "option 143 trimmed to fit the reply size: lowest-preference URIs dropped");
+    if !d.uris_dropped.is_empty() {
+        warn!(%mac, dropped = ?d.uris_dropped, "option 143 trimmed to fit the reply size: lowest-preference URIs dropped");
     }
-}
-
-fn device_event(ev: &Event, now: u64) -> DeviceEvent {
-    let mut d = DeviceEvent::dhcp4(now, ev.kind, ev.xid, ev.mac.unwrap_or_default());
-    d.rule = ev.rule.clone();
-    d.uris = ev.uris.clone();
-    let EventDetail::Dhcp4(x) = &mut d.detail else {
-        return d;
-    };
-    x.client_id = ev.client_id.clone();
-    x.vendor_class = ev.vendor_class.clone();
-    x.user_class = ev.user_class.clone();
-    x.interface = Some(ev.interface.clone());
-    x.relay = ev.relay.map(|r| r.to_string());
-    x.address = ev.address;
-    x.requested_143 = ev.requested_143;
-    x.uris_dropped = ev.uris_dropped.clone();
-    x.encoding = ev.encoding.map(str::to_string);
-    x.reason = ev.reason.clone();
-    d
 }

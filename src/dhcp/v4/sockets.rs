@@ -1,62 +1,22 @@
 //! DHCPv4 sockets: one UDP socket per served interface (SO_BINDTODEVICE), interface facts, raw sender
 //!
-//! No unsafe code: interface facts come from `pnet::datalink::interfaces()` (which wraps
-//! getifaddrs) and socket options from socket2.
+//! No unsafe code: interface facts come from [`crate::netif`] (pnet's getifaddrs wrapper) and
+//! socket options from socket2 and nix.
 
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
 use std::time::Duration;
 
-use ipnet::Ipv4Net;
-use pnet::datalink::{self, Channel, DataLinkReceiver, DataLinkSender, NetworkInterface};
+use pnet::datalink::{self, Channel, DataLinkReceiver, DataLinkSender};
 use socket2::{Domain, Protocol, Socket, Type};
 
 use super::frame::build_udp_frame;
+use crate::netif::find_interface;
+pub use crate::netif::{iface_info, IfaceInfo};
 use crate::policy::MacAddr;
 
 /// Receive buffer asked for on each DHCP socket.
 pub const RECV_BUFFER: usize = 4 << 20;
-
-/// What the server and the probe need to know about one interface.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct IfaceInfo {
-    pub name: String,
-    pub index: u32,
-    pub mac: Option<MacAddr>,
-    pub ipv4: Vec<Ipv4Net>,
-}
-
-fn find_interface(name: &str) -> io::Result<NetworkInterface> {
-    datalink::interfaces()
-        .into_iter()
-        .find(|i| i.name == name)
-        .ok_or_else(|| {
-            io::Error::new(
-                io::ErrorKind::NotFound,
-                format!("no such interface {name:?}"),
-            )
-        })
-}
-
-/// Name, index, MAC and IPv4 networks of `name`; `NotFound` with `no such interface "eth9"`.
-pub fn iface_info(name: &str) -> io::Result<IfaceInfo> {
-    let i = find_interface(name)?;
-    let ipv4 = i
-        .ips
-        .iter()
-        .filter_map(|n| match n {
-            pnet::ipnetwork::IpNetwork::V4(v4) => Ipv4Net::new(v4.ip(), v4.prefix()).ok(),
-            pnet::ipnetwork::IpNetwork::V6(_) => None,
-        })
-        .collect();
-    Ok(IfaceInfo {
-        name: i.name.clone(),
-        index: i.index,
-        // loopback and tunnels report the all-zero address: that is no MAC
-        mac: i.mac.map(|m| MacAddr(m.octets())).filter(|m| m.0 != [0; 6]),
-        ipv4,
-    })
-}
 
 /// A UDP socket on `0.0.0.0:port` scoped to `iface` (SO_BINDTODEVICE), able to send to
 /// 255.255.255.255 (SO_BROADCAST), non-blocking so tokio can adopt it.
@@ -69,7 +29,7 @@ pub fn bind_udp4(iface: &str, port: u16) -> io::Result<UdpSocket> {
     s.bind(&SocketAddr::from(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, port)).into())?;
     // a deep queue absorbs bursts (a rack of devices powering up at once): ask for 4 MiB,
     // past net.core.rmem_max when allowed, else take what the kernel grants
-    if crate::sys::force_recv_buffer(std::os::fd::AsFd::as_fd(&s), RECV_BUFFER).is_err() {
+    if crate::sys::force_recv_buffer(&s, RECV_BUFFER).is_err() {
         let _ = s.set_recv_buffer_size(RECV_BUFFER);
     }
     s.set_nonblocking(true)?;
@@ -122,6 +82,7 @@ impl RawSender {
         Ok(RawSender { src_mac, tx })
     }
 
+    /// Sends `payload` from `src` to `dst` in a frame to `dst_mac`.
     pub fn send_udp(
         &mut self,
         dst_mac: MacAddr,
@@ -140,22 +101,6 @@ impl RawSender {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn missing_interface_message() {
-        let e = iface_info("eth9-nope").unwrap_err();
-        assert_eq!(e.kind(), io::ErrorKind::NotFound);
-        assert_eq!(e.to_string(), "no such interface \"eth9-nope\"");
-    }
-
-    #[test]
-    fn loopback_facts() {
-        let lo = iface_info("lo").unwrap();
-        assert_eq!(lo.name, "lo");
-        assert!(lo.index > 0);
-        assert_eq!(lo.mac, None);
-        assert!(lo.ipv4.iter().any(|n| n.addr() == Ipv4Addr::LOCALHOST));
-    }
 
     #[test]
     fn bind_on_loopback_is_nonblocking() {

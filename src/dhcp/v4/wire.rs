@@ -9,52 +9,88 @@ use dhcproto::{Decodable, Decoder};
 
 /// Fixed BOOTP header length, before the magic cookie.
 pub const BOOTP_HEADER_LEN: usize = 236;
+/// The DHCP magic cookie that starts the options field (RFC 2131 §3).
 pub const MAGIC_COOKIE: [u8; 4] = [99, 130, 83, 99];
 
+/// Pad (RFC 2132 §3.1).
 pub const OPT_PAD: u8 = 0;
+/// Subnet mask (RFC 2132 §3.3).
 pub const OPT_SUBNET_MASK: u8 = 1;
+/// Router (RFC 2132 §3.5).
 pub const OPT_ROUTER: u8 = 3;
+/// Domain name server (RFC 2132 §3.8).
 pub const OPT_DNS: u8 = 6;
+/// Host name (RFC 2132 §3.14).
 pub const OPT_HOSTNAME: u8 = 12;
+/// Domain name (RFC 2132 §3.17).
 pub const OPT_DOMAIN_NAME: u8 = 15;
+/// Requested IP address (RFC 2132 §9.1).
 pub const OPT_REQUESTED_ADDR: u8 = 50;
+/// IP address lease time, seconds (RFC 2132 §9.2).
 pub const OPT_LEASE_TIME: u8 = 51;
+/// Option overload: 1 `file`, 2 `sname`, 3 both (RFC 2132 §9.3).
 pub const OPT_OVERLOAD: u8 = 52;
+/// DHCP message type (RFC 2132 §9.6).
 pub const OPT_MESSAGE_TYPE: u8 = 53;
+/// Server identifier (RFC 2132 §9.7).
 pub const OPT_SERVER_ID: u8 = 54;
+/// Parameter request list (RFC 2132 §9.8).
 pub const OPT_PRL: u8 = 55;
+/// Message, text (RFC 2132 §9.9).
 pub const OPT_MESSAGE: u8 = 56;
+/// Maximum DHCP message size, octets (RFC 2132 §9.10).
 pub const OPT_MAX_SIZE: u8 = 57;
+/// Renewal (T1) time, seconds (RFC 2132 §9.11).
 pub const OPT_RENEWAL: u8 = 58;
+/// Rebinding (T2) time, seconds (RFC 2132 §9.12).
 pub const OPT_REBINDING: u8 = 59;
+/// Vendor class identifier (RFC 2132 §9.13).
 pub const OPT_VENDOR_CLASS: u8 = 60;
+/// Client identifier (RFC 2132 §9.14).
 pub const OPT_CLIENT_ID: u8 = 61;
+/// User class (RFC 3004).
 pub const OPT_USER_CLASS: u8 = 77;
+/// Relay agent information (RFC 3046).
 pub const OPT_RELAY_AGENT: u8 = 82;
+/// Subnet selection (RFC 3011).
 pub const OPT_SUBNET_SELECTION: u8 = 118;
+/// Domain search list (RFC 3397).
 pub const OPT_DOMAIN_SEARCH: u8 = 119;
+/// SZTP redirect: the bootstrap-server list (RFC 8572 §8.1).
 pub const OPT_SZTP_REDIRECT: u8 = 143;
+/// End (RFC 2132 §3.2).
 pub const OPT_END: u8 = 255;
 
 /// Relay agent sub-options we act on.
 pub const RAI_CIRCUIT_ID: u8 = 1;
+/// Remote-id sub-option of option 82 (RFC 3046 §3.2).
 pub const RAI_REMOTE_ID: u8 = 2;
+/// Link-selection sub-option of option 82 (RFC 3527).
 pub const RAI_LINK_SELECTION: u8 = 5;
+/// Relay-port sub-option of option 82 (RFC 8357).
 pub const RAI_RELAY_PORT: u8 = 19;
 
 /// Why a packet was dropped before it reached the handler.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Malformed {
+    /// Shorter than the BOOTP header and magic cookie.
     TooShort,
+    /// The magic cookie is wrong.
     BadCookie,
+    /// `op` is not BOOTREQUEST.
     NotBootRequest,
+    /// `hlen` is over 16.
     BadHardwareLength,
+    /// dhcproto refused the fixed header.
     Undecodable,
+    /// No valid option 53.
     NoMessageType,
+    /// An option runs past the end of its field.
     BadOptions,
 }
 
 impl Malformed {
+    /// The kebab-case name used in logs.
     pub fn as_str(&self) -> &'static str {
         match self {
             Malformed::TooShort => "too-short",
@@ -68,41 +104,86 @@ impl Malformed {
     }
 }
 
-/// Scan the options area: every option's instances joined in order (RFC 3396), including
-/// the `file` and `sname` fields when option 52 says so. Returns `None` when an option runs
-/// past the end of its field.
-pub fn scan_options(packet: &[u8]) -> Option<BTreeMap<u8, Vec<u8>>> {
-    let mut out: BTreeMap<u8, Vec<u8>> = BTreeMap::new();
-    let opts = packet.get(BOOTP_HEADER_LEN + 4..)?;
-    scan_field(opts, &mut out)?;
-    let overload = out
-        .get(&OPT_OVERLOAD)
+/// Option instances as `(code, data)` in wire order.
+pub type OptionInstances<'a> = Vec<(u8, &'a [u8])>;
+
+/// Every option instance of a BOOTP message in wire order (Pad and End left out): the options
+/// field, then `file` and `sname` when option 52 says so (RFC 2131 §4.1; RFC 3396 §5 order).
+/// `None` when the message is shorter than the fixed header and magic cookie, or the cookie is
+/// wrong. `complete` is false when an option ran past the end of its field: the scan of that
+/// field stopped there (a server drops such a request; the probe reads what it can).
+///
+/// The one DHCPv4 option scanner: the server, the probe, the tests and the fuzz oracle use it.
+pub fn option_instances(packet: &[u8]) -> Option<(OptionInstances<'_>, bool)> {
+    if packet.len() < BOOTP_HEADER_LEN + 4 || packet[BOOTP_HEADER_LEN..][..4] != MAGIC_COOKIE {
+        return None;
+    }
+    let mut out = Vec::new();
+    let mut complete = scan_field(&packet[BOOTP_HEADER_LEN + 4..], &mut out);
+    let overload = concat_option(&out, OPT_OVERLOAD)
         .and_then(|v| v.first().copied())
         .unwrap_or(0);
     if overload & 1 != 0 {
-        scan_field(&packet[108..236], &mut out)?;
+        complete &= scan_field(&packet[108..236], &mut out);
     }
     if overload & 2 != 0 {
-        scan_field(&packet[44..108], &mut out)?;
+        complete &= scan_field(&packet[44..108], &mut out);
+    }
+    Some((out, complete))
+}
+
+/// [`option_instances`] without the completeness flag (the probe's tolerant read).
+pub fn raw_options(packet: &[u8]) -> Option<Vec<(u8, &[u8])>> {
+    option_instances(packet).map(|(v, _)| v)
+}
+
+/// RFC 3396: the data of every instance of `code`, concatenated in order; `None` when absent.
+pub fn concat_option(opts: &[(u8, &[u8])], code: u8) -> Option<Vec<u8>> {
+    let mut found = false;
+    let mut out = Vec::new();
+    for (c, d) in opts {
+        if *c == code {
+            found = true;
+            out.extend_from_slice(d);
+        }
+    }
+    found.then_some(out)
+}
+
+/// Every option's instances joined in order (RFC 3396), by code. `None` when the packet has no
+/// magic cookie or an option runs past the end of its field.
+pub fn scan_options(packet: &[u8]) -> Option<BTreeMap<u8, Vec<u8>>> {
+    let (instances, complete) = option_instances(packet)?;
+    if !complete {
+        return None;
+    }
+    let mut out: BTreeMap<u8, Vec<u8>> = BTreeMap::new();
+    for (code, data) in instances {
+        out.entry(code).or_default().extend_from_slice(data);
     }
     Some(out)
 }
 
-fn scan_field(mut b: &[u8], out: &mut BTreeMap<u8, Vec<u8>>) -> Option<()> {
+/// Appends the instances of one field to `out`; false when an option overruns the field. A
+/// missing End option is tolerated, as most servers do.
+fn scan_field<'a>(mut b: &'a [u8], out: &mut Vec<(u8, &'a [u8])>) -> bool {
     while let Some((&code, rest)) = b.split_first() {
         match code {
             OPT_PAD => b = rest,
-            OPT_END => return Some(()),
+            OPT_END => return true,
             _ => {
-                let (&len, rest) = rest.split_first()?;
-                let data = rest.get(..len as usize)?;
-                out.entry(code).or_default().extend_from_slice(data);
-                b = &rest[len as usize..];
+                let Some((&len, rest)) = rest.split_first() else {
+                    return false;
+                };
+                let Some(data) = rest.get(..usize::from(len)) else {
+                    return false;
+                };
+                out.push((code, data));
+                b = &rest[usize::from(len)..];
             }
         }
     }
-    // a missing End option is tolerated, as most servers do
-    Some(())
+    true
 }
 
 /// Sub-options of a relay agent information option; the first instance of each code counts.
@@ -121,7 +202,9 @@ pub fn relay_suboptions(rai: &[u8]) -> BTreeMap<u8, Vec<u8>> {
 /// A decoded DHCPv4 request with the option values the server acts on.
 #[derive(Clone, Debug)]
 pub struct Request {
+    /// The fixed header as dhcproto decodes it (its options are not used).
     pub msg: Message,
+    /// Option 53.
     pub msg_type: MessageType,
     /// All options, instances joined (RFC 3396).
     pub options: BTreeMap<u8, Vec<u8>>,
@@ -133,6 +216,7 @@ fn ipv4(v: Option<&Vec<u8>>) -> Option<Ipv4Addr> {
 }
 
 impl Request {
+    /// Decodes a BOOTREQUEST; `Err` says why it is dropped.
     pub fn decode(packet: &[u8]) -> Result<Request, Malformed> {
         if packet.len() < BOOTP_HEADER_LEN + 4 {
             return Err(Malformed::TooShort);
@@ -169,14 +253,17 @@ impl Request {
         })
     }
 
+    /// The value of option `code`, instances joined.
     pub fn opt(&self, code: u8) -> Option<&[u8]> {
         self.options.get(&code).map(|v| v.as_slice())
     }
 
+    /// Option 50.
     pub fn requested_addr(&self) -> Option<Ipv4Addr> {
         ipv4(self.options.get(&OPT_REQUESTED_ADDR))
     }
 
+    /// Option 54.
     pub fn server_id(&self) -> Option<Ipv4Addr> {
         ipv4(self.options.get(&OPT_SERVER_ID))
     }
@@ -192,10 +279,12 @@ impl Request {
         Some(u16::from_be_bytes(v)).filter(|&n| n >= 576)
     }
 
+    /// Option 82, verbatim (for the echo).
     pub fn relay_agent_info(&self) -> Option<&[u8]> {
         self.opt(OPT_RELAY_AGENT)
     }
 
+    /// The first sub-option `code` of option 82.
     pub fn relay_suboption(&self, code: u8) -> Option<Vec<u8>> {
         relay_suboptions(self.relay_agent_info()?).remove(&code)
     }
@@ -213,10 +302,12 @@ impl Request {
             .or_else(|| ipv4(self.options.get(&OPT_SUBNET_SELECTION)))
     }
 
+    /// Option 61, when not empty.
     pub fn client_id(&self) -> Option<&[u8]> {
         self.opt(OPT_CLIENT_ID).filter(|v| !v.is_empty())
     }
 
+    /// Option 60 as text (lossy UTF-8).
     pub fn vendor_class(&self) -> Option<String> {
         self.opt(OPT_VENDOR_CLASS)
             .map(|v| String::from_utf8_lossy(v).into_owned())
@@ -242,12 +333,14 @@ impl Request {
         out
     }
 
+    /// Option 12, when not empty (lossy UTF-8).
     pub fn hostname(&self) -> Option<String> {
         self.opt(OPT_HOSTNAME)
             .map(|v| String::from_utf8_lossy(v).into_owned())
             .filter(|s| !s.is_empty())
     }
 
+    /// chaddr, when `hlen` is 6 (Ethernet).
     pub fn chaddr_mac(&self) -> Option<crate::policy::MacAddr> {
         if self.msg.hlen() == 6 {
             crate::policy::MacAddr::from_slice(self.msg.chaddr())

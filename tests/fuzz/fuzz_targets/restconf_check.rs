@@ -64,7 +64,7 @@ fn fuzz_snapshot() -> Snapshot {
     Snapshot::new(cfg, 0)
 }
 
-pub fn check(snapshot: &Snapshot, data: &[u8]) {
+fn check(snapshot: &Snapshot, data: &[u8]) {
     let Some((&mode, rest)) = data.split_first() else {
         return;
     };

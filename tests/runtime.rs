@@ -1,0 +1,312 @@
+//! The runtime in process: `serve` on already-bound `127.0.0.1:0` sockets, cancellation that
+//! ends every task after the lease commits, and reloads through the `Supervisor` (a rule
+//! changed while a lease stays; a service turned off and back on). No privileges needed.
+
+mod common;
+
+use std::net::{Ipv4Addr, UdpSocket};
+use std::path::Path;
+use std::time::Duration;
+
+use common::relay::{mac, uris_143, Relay};
+use sztp_redirector::config::{self, Config};
+use sztp_redirector::daemon::{self, Bound, ServiceName, Supervisor};
+use sztp_redirector::dhcp::lease_store::{read_leases, LeaseStore, JOURNAL_FILE};
+use sztp_redirector::dhcp::leases::{Lease4, LeaseState};
+use sztp_redirector::dhcp::v4::server::{
+    serve_with_clock, Bound4, BoundInterface, HOUSEKEEPING_INTERVAL, KEEP_EXPIRED_SECS,
+};
+use sztp_redirector::policy::MacAddr;
+use sztp_redirector::runtime::{Clock, Events, Published, ServiceContext, Snapshot};
+use tokio_util::sync::CancellationToken;
+
+/// Upper bound for anything that must end; hitting it means a hang, not slowness.
+const HANG: Duration = Duration::from_secs(30);
+
+fn config_text(state: &Path, primary: &str, with_dhcp4: bool) -> String {
+    let mut s = format!(
+        r#"
+[appliance]
+state-dir = "{}"
+
+[[bootstrap-server]]
+name = "owner-primary"
+uri = "{primary}"
+
+[[rule]]
+name = "default"
+redirect-to = ["owner-primary"]
+"#,
+        state.display()
+    );
+    if with_dhcp4 {
+        s += r#"
+[dhcp4]
+interfaces = ["lo"]
+port = 0
+
+[[dhcp4.subnet]]
+subnet = "192.0.2.0/24"
+pools = ["192.0.2.100-192.0.2.199"]
+lease-time = "1h"
+"#;
+    }
+    s
+}
+
+fn config(state: &Path, primary: &str, with_dhcp4: bool) -> Config {
+    config::load_str(
+        Path::new("runtime.toml"),
+        &config_text(state, primary, with_dhcp4),
+    )
+    .expect("fixture config is valid")
+}
+
+fn context(cfg: Config) -> ServiceContext {
+    let state_dir = cfg.appliance.state_dir.clone();
+    ServiceContext::new(
+        Published::new(Snapshot::read(cfg, 0)),
+        Events::new(None),
+        state_dir,
+    )
+}
+
+/// A DHCPv4 service bound to 127.0.0.1:0 on `lo`, and that port.
+fn loopback_dhcp4() -> (Bound, u16) {
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let port = sock.local_addr().unwrap().port();
+    let bound = Bound {
+        dhcp4: Some(Bound4 {
+            interfaces: vec![BoundInterface::new("lo", sock).unwrap()],
+        }),
+    };
+    (bound, port)
+}
+
+/// Runs a blocking relay exchange off the runtime's threads.
+async fn exchange(port: u16, n: u32) -> (Ipv4Addr, Vec<String>) {
+    tokio::task::spawn_blocking(move || {
+        let x = Relay::new(port)
+            .exchange(mac(n), n * 16, true)
+            .expect("the server answered");
+        (x.ack.yiaddr(), uris_143(&x.ack).unwrap_or_default())
+    })
+    .await
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_answers_then_cancel_ends_every_task_with_leases_on_disk() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let cfg = config(&state, "https://sztp.owner.example.com:8443", true);
+    let (bound, port) = loopback_dhcp4();
+    let token = CancellationToken::new();
+    let serving = tokio::spawn(daemon::serve(bound, context(cfg), token.clone()));
+
+    let (addr, uris) = exchange(port, 1).await;
+    assert_eq!(uris, ["https://sztp.owner.example.com:8443"]);
+
+    token.cancel();
+    let res = tokio::time::timeout(HANG, serving)
+        .await
+        .expect("serve returned after cancel")
+        .expect("serve did not panic");
+    res.expect("serve drained without error");
+    // the socket task is gone: the port no longer answers
+    let r = Relay::new(port);
+    r.sock
+        .set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    assert!(r.exchange(mac(2), 0x99, true).is_none());
+    // and the ACKed lease was made durable before serve returned
+    let leases = read_leases(&state).unwrap();
+    assert!(
+        leases.iter().any(|l| l.addr == addr),
+        "{addr} not in {leases:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reload_changes_the_rule_and_the_lease_stays() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let cfg = config(&state, "https://old-owner.example.com", true);
+    let (bound, port) = loopback_dhcp4();
+    let ctx = context(cfg);
+    let published = ctx.published.clone();
+    let mut sup = Supervisor::start(bound, ctx, CancellationToken::new());
+
+    let (first, uris) = exchange(port, 7).await;
+    assert_eq!(uris, ["https://old-owner.example.com"]);
+
+    sup.reload(config(&state, "https://new-owner.example.com", true))
+        .await
+        .unwrap();
+    assert_eq!(published.load().generation, 1);
+    assert_eq!(sup.running(), [ServiceName::Dhcp4]);
+    // same binding key: the same socket keeps serving, with the new rule
+    let (again, uris) = exchange(port, 7).await;
+    assert_eq!(uris, ["https://new-owner.example.com"]);
+    assert_eq!(again, first, "the lease survives a reload");
+    tokio::time::timeout(HANG, sup.drain(HANG))
+        .await
+        .unwrap()
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reload_turns_dhcp4_off_and_back_on_from_its_journal() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let primary = "https://sztp.owner.example.com:8443";
+    let (bound, port) = loopback_dhcp4();
+    let mut sup = Supervisor::start(
+        bound,
+        context(config(&state, primary, true)),
+        CancellationToken::new(),
+    );
+    let (first, _) = exchange(port, 5).await;
+
+    sup.reload(config(&state, primary, false)).await.unwrap();
+    assert!(sup.running().is_empty(), "dhcp4 stopped and awaited");
+    assert!(sup.local_addrs(ServiceName::Dhcp4).is_empty());
+
+    sup.reload(config(&state, primary, true)).await.unwrap();
+    assert_eq!(sup.running(), [ServiceName::Dhcp4]);
+    // bound anew by the reload (port 0 in the file: a new port)
+    let addrs = sup.local_addrs(ServiceName::Dhcp4);
+    assert_eq!(addrs.len(), 1);
+    let (again, uris) = exchange(addrs[0].port(), 5).await;
+    assert_eq!(uris, [primary]);
+    assert_eq!(again, first, "replayed from the journal like a fresh start");
+    tokio::time::timeout(HANG, sup.drain(HANG))
+        .await
+        .unwrap()
+        .unwrap();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Virtual time: tokio's clock paused, the DHCPv4 service's `now` following it (Clock::Tokio).
+
+const T0: u64 = 1_800_000_000;
+
+fn one_address_pool(state: &Path) -> Config {
+    let text = config_text(state, "https://sztp.owner.example.com:8443", true)
+        .replace("192.0.2.100-192.0.2.199", "192.0.2.100-192.0.2.100");
+    config::load_str(Path::new("runtime.toml"), &text).unwrap()
+}
+
+/// DHCPv4 alone on a loopback socket, its clock on tokio's.
+fn serve_dhcp4_virtual(cfg: Config) -> (u16, CancellationToken, tokio::task::JoinHandle<()>) {
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let port = sock.local_addr().unwrap().port();
+    let bound = Bound4 {
+        interfaces: vec![BoundInterface::new("lo", sock).unwrap()],
+    };
+    let token = CancellationToken::new();
+    let t = token.clone();
+    let task = tokio::spawn(async move {
+        serve_with_clock(bound, context(cfg), t, Clock::tokio_at(T0))
+            .await
+            .unwrap()
+    });
+    (port, token, task)
+}
+
+/// DISCOVER/REQUEST with a short receive timeout; `None` when the server stays silent.
+async fn try_exchange(port: u16, n: u32) -> Option<Ipv4Addr> {
+    tokio::task::spawn_blocking(move || {
+        let r = Relay::new(port);
+        r.sock
+            .set_read_timeout(Some(Duration::from_millis(500)))
+            .unwrap();
+        r.exchange(mac(n), n * 16, true).map(|x| x.ack.yiaddr())
+    })
+    .await
+    .unwrap()
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_lease_expires_in_virtual_time_and_its_address_goes_to_the_next_device() {
+    let dir = tempfile::tempdir().unwrap();
+    let (port, token, task) = serve_dhcp4_virtual(one_address_pool(&dir.path().join("state")));
+    let only = Ipv4Addr::new(192, 0, 2, 100);
+    assert_eq!(try_exchange(port, 1).await, Some(only));
+    // the pool's one address is bound for an hour: a second device gets nothing
+    assert_eq!(try_exchange(port, 2).await, None);
+    tokio::time::advance(Duration::from_secs(3599)).await;
+    assert_eq!(try_exchange(port, 2).await, None, "not expired yet");
+    tokio::time::advance(Duration::from_secs(2)).await;
+    assert_eq!(try_exchange(port, 2).await, Some(only), "expired: reused");
+    token.cancel();
+    tokio::time::timeout(HANG, task).await.unwrap().unwrap();
+}
+
+fn journal_lines(state: &Path) -> usize {
+    std::fs::read_to_string(state.join(JOURNAL_FILE))
+        .unwrap()
+        .lines()
+        .count()
+}
+
+#[tokio::test(start_paused = true)]
+async fn housekeeping_compacts_the_journal_once_expired_leases_are_swept() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    // 2,600 leases written 4 times each: 10,400 records, 4 per live lease, below the
+    // compaction threshold (more than 10,000 records and more than 4 per live lease)
+    let lease = |i: u32, expires: u64| Lease4 {
+        addr: Ipv4Addr::from(0x0a00_0000 + i),
+        mac: MacAddr([2, 0, 0, 0, (i >> 8) as u8, i as u8]),
+        client_id: None,
+        hostname: None,
+        expires,
+        state: LeaseState::Bound,
+    };
+    {
+        let (mut j, _) = LeaseStore::open(&state).unwrap();
+        for round in 0..4u64 {
+            // the odd half expires 100 s after T0, the even half in a year
+            let recs: Vec<Lease4> = (0..2600)
+                .map(|i| {
+                    lease(
+                        i,
+                        if i % 2 == 1 {
+                            T0 + 100
+                        } else {
+                            T0 + 31_536_000 + round
+                        },
+                    )
+                })
+                .collect();
+            j.append(&recs).unwrap();
+        }
+    }
+    assert_eq!(journal_lines(&state), 10_400);
+    let (port, token, task) = serve_dhcp4_virtual(config(&state, "https://a.example.com", true));
+    // one housekeeping round with nothing to sweep; the ACK after it was queued behind any
+    // compaction the round would have asked for
+    tokio::time::advance(HOUSEKEEPING_INTERVAL).await;
+    let a = try_exchange(port, 1).await.expect("served");
+    assert_eq!(journal_lines(&state), 10_401, "no compaction yet");
+    // a day after the odd half expired, the sweep forgets them: 1,301 live leases
+    tokio::time::advance(Duration::from_secs(100 + KEEP_EXPIRED_SECS + 60)).await;
+    let until = std::time::Instant::now() + HANG;
+    while journal_lines(&state) != 1301 {
+        assert!(
+            std::time::Instant::now() < until,
+            "not compacted: {} lines",
+            journal_lines(&state)
+        );
+        tokio::time::advance(HOUSEKEEPING_INTERVAL).await;
+        tokio::task::spawn_blocking(|| std::thread::sleep(Duration::from_millis(20)))
+            .await
+            .unwrap();
+    }
+    let live = read_leases(&state).unwrap();
+    assert!(live.iter().any(|l| l.addr == a), "the new lease is kept");
+    assert!(live.iter().all(|l| l.expires > T0 + 100));
+    token.cancel();
+    tokio::time::timeout(HANG, task).await.unwrap().unwrap();
+}
