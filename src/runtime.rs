@@ -311,3 +311,45 @@ impl Clock {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn view(addr: &str, vendor: &str) -> Arc<dyn LeaseLookup> {
+        let facts = LeaseFacts {
+            vendor_class: Some(vendor.into()),
+            ..LeaseFacts::default()
+        };
+        Arc::new(HashMap::from([(addr.parse::<IpAddr>().unwrap(), facts)]))
+    }
+
+    fn vendor(r: &LeaseRegistry, addr: &str) -> Option<String> {
+        r.lease_facts(addr.parse().unwrap())
+            .and_then(|f| f.vendor_class)
+    }
+
+    #[test]
+    fn views_answer_in_registration_order_until_their_registration_drops() {
+        let registry = LeaseRegistry::default();
+        assert_eq!(vendor(&registry, "192.0.2.7"), None);
+        let v4 = registry.register("dhcp4", view("192.0.2.7", "first"));
+        // a clone shares the registry (what every service's context holds)
+        let shared = registry.clone();
+        let v6 = shared.register("dhcp6", view("2001:db8::7", "v6"));
+        let shadowed = shared.register("late", view("192.0.2.7", "second"));
+        assert_eq!(registry.services(), ["dhcp4", "dhcp6", "late"]);
+        assert_eq!(vendor(&registry, "192.0.2.7").as_deref(), Some("first"));
+        assert_eq!(vendor(&registry, "2001:db8::7").as_deref(), Some("v6"));
+        assert_eq!(vendor(&registry, "192.0.2.8"), None);
+        // a stopped service's view goes; the next one answers
+        drop(v4);
+        assert_eq!(registry.services(), ["dhcp6", "late"]);
+        assert_eq!(vendor(&registry, "192.0.2.7").as_deref(), Some("second"));
+        drop(shadowed);
+        drop(v6);
+        assert!(registry.services().is_empty());
+        assert_eq!(vendor(&shared, "2001:db8::7"), None);
+    }
+}

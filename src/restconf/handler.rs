@@ -15,8 +15,7 @@ use crate::journal::{
     DeviceEvent, EventDetail, RestconfAnswer, RestconfEvent, RestconfReason, RestconfRpc,
 };
 use crate::policy::{ClientId, DeviceFacts, Serial, Source};
-use crate::runtime::LeaseFacts;
-use crate::runtime::Snapshot;
+use crate::runtime::{LeaseFacts, Snapshot};
 use crate::sztp::conveyed::{unsigned_redirect, ContentFormat, RedirectEntry};
 use crate::sztp::uri::Host;
 use crate::sztp::SztpUri;
@@ -115,6 +114,7 @@ pub fn handle(snapshot: &Snapshot, req: &Request<'_>, meta: &RequestMeta<'_>, no
         facts.mac = l.mac;
         facts.client_id = l.client_id.clone();
         facts.vendor_class = l.vendor_class.clone();
+        facts.enterprise_number = l.enterprise_number;
         facts.user_class = l.user_class.clone();
         facts.circuit_id = l.circuit_id.clone();
         facts.remote_id = l.remote_id.clone();
@@ -359,6 +359,7 @@ mod tests {
     use crate::restconf::identity::CertificateSubject;
     use crate::sztp::conveyed::decode_unsigned_redirect;
     use std::path::Path;
+    use std::sync::Arc;
 
     const CONFIG: &str = r#"
 [[bootstrap-server]]
@@ -567,6 +568,49 @@ redirect-to = ["owner"]
         let o = handle(&s, &post(None, b""), &meta(None, None), 0);
         assert_eq!(o.reply.status(), 404);
         assert_eq!(detail(&o).reason, Some(RestconfReason::NoRule));
+        let Reply::Error(no_rule, _) = &o.reply else {
+            panic!("{:?}", o.reply)
+        };
+
+        // `redirect-to = []` (issue 12) is not accepted by validation yet: hand-build the
+        // Policy, with the "arista" rule excluding its devices
+        let mut policy = (*s.policy).clone();
+        let arista = policy
+            .rules
+            .iter_mut()
+            .find(|r| r.name == "arista")
+            .unwrap();
+        arista.redirect_to.clear();
+        let s = Snapshot {
+            config: Arc::clone(&s.config),
+            policy: Arc::new(policy),
+            generation: 1,
+            interfaces: Arc::clone(&s.interfaces),
+        };
+        let lease = LeaseFacts {
+            vendor_class: Some("Arista;DCS".into()),
+            ..LeaseFacts::default()
+        };
+        let body = hw("model-x");
+        let o = handle(
+            &s,
+            &post(JSON, body.as_bytes()),
+            &meta(None, Some(&lease)),
+            0,
+        );
+        // answered like "no rule": 404 with the same error-tag, nothing conveyed
+        let Reply::Error(excluded, Encoding::Json) = &o.reply else {
+            panic!("{:?}", o.reply)
+        };
+        assert_eq!(excluded.status, 404);
+        assert_eq!(excluded.error_tag, no_rule.error_tag);
+        assert_eq!(excluded.reason, RestconfReason::Excluded);
+        assert_eq!(detail(&o).reason, Some(RestconfReason::Excluded));
+        assert_eq!(detail(&o).answer, RestconfAnswer::Error);
+        assert_eq!(detail(&o).status, 404);
+        assert_eq!(o.event.rule.as_deref(), Some("arista"));
+        assert!(o.event.uris.is_empty());
+        assert!(o.loops.is_empty());
     }
 
     #[test]
