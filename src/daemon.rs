@@ -13,7 +13,7 @@
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io;
-use std::net::SocketAddr;
+use std::net::{SocketAddr, TcpListener as StdTcpListener};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,6 +26,7 @@ use tracing::{error, info, warn};
 use crate::config::{self, Config, LogFormat};
 use crate::dhcp::v4::server as dhcp4;
 use crate::journal::DeviceJournal;
+use crate::restconf::{self, TlsHandle};
 use crate::runtime::{Events, Published, ServiceContext, Snapshot};
 use crate::EXIT_CONFIG;
 
@@ -59,10 +60,11 @@ pub fn init_logging(format: LogFormat) {
 pub struct Bound {
     /// `[dhcp4]`: one UDP socket per interface (and raw senders).
     pub dhcp4: Option<dhcp4::Bound4>,
+    /// `[redirect-server]`: one TCP listener per `listen` address, and its TLS material.
+    pub restconf: Option<restconf::BoundRestconf>,
     // ADD A SERVICE (1/4): its bound sockets, e.g.
     //   pub dhcp6: Option<crate::dhcp::v6::server::Bound6>,
     //   pub dns: Option<crate::dns::BoundDns>,          (unicast; mdns likewise)
-    //   pub restconf: Option<crate::restconf::BoundRestconf>,
     //   pub status: Option<crate::status::BoundStatus>,
 }
 
@@ -75,7 +77,7 @@ pub struct Bound {
 pub fn bind(cfg: &Config) -> anyhow::Result<Bound> {
     let mut b = Bound::default();
     for name in ServiceName::ALL {
-        b.bind_one(name, cfg)?;
+        b.bind_one(name, cfg, None)?;
     }
     Ok(b)
 }
@@ -85,35 +87,49 @@ pub fn bind(cfg: &Config) -> anyhow::Result<Bound> {
 pub enum ServiceName {
     /// DHCPv4 server (RFC 2131) with option 143.
     Dhcp4,
+    /// The RESTCONF redirect server over HTTPS (RFC 8572 §7, RFC 8040).
+    Restconf,
     // ADD A SERVICE (2/4): a variant, and its lines in ALL, as_str and binding_key.
 }
 
 impl ServiceName {
     /// Every service, in start order.
-    pub const ALL: [ServiceName; 1] = [ServiceName::Dhcp4];
+    pub const ALL: [ServiceName; 2] = [ServiceName::Dhcp4, ServiceName::Restconf];
 
     /// The name used in logs (`dhcp4`, …).
     pub fn as_str(self) -> &'static str {
         match self {
             ServiceName::Dhcp4 => "dhcp4",
+            ServiceName::Restconf => "restconf",
         }
     }
 
     /// What, when a reload changes it, needs new sockets (and so a new instance of the
     /// service); `None` when the service is off. Everything else in the file reaches a running
-    /// service through the published snapshot.
+    /// service through the published snapshot (and, for the redirect server's certificates,
+    /// through its [`TlsHandle`], reloaded on every SIGHUP).
     pub fn binding_key(self, cfg: &Config) -> Option<String> {
         match self {
             ServiceName::Dhcp4 => cfg
                 .dhcp4
                 .as_ref()
                 .map(|d| format!("{:?} port {}", d.interfaces, d.port)),
+            ServiceName::Restconf => cfg
+                .redirect_server
+                .as_ref()
+                .map(|r| format!("{:?}", r.listen)),
         }
     }
 }
 
 impl Bound {
-    fn bind_one(&mut self, name: ServiceName, cfg: &Config) -> anyhow::Result<()> {
+    /// Binds `name` for `cfg`; `running` is the instance it replaces on a reload, if any.
+    fn bind_one(
+        &mut self,
+        name: ServiceName,
+        cfg: &Config,
+        running: Option<&Running>,
+    ) -> anyhow::Result<()> {
         let prefix = |e: io::Error| anyhow::anyhow!("{}: {e}", name.as_str());
         match name {
             ServiceName::Dhcp4 => {
@@ -123,6 +139,12 @@ impl Bound {
                     .map(dhcp4::bind)
                     .transpose()
                     .map_err(prefix)?
+            }
+            ServiceName::Restconf => {
+                let keep = running
+                    .and_then(|r| r.restconf.as_ref())
+                    .map_or(&[][..], |c| &c.listeners[..]);
+                self.restconf = restconf::bind_reusing(cfg, keep).map_err(prefix)?
             } // ADD A SERVICE (3/4): bind it, e.g.
               //   ServiceName::Dhcp6 => self.dhcp6 = cfg.dhcp6.as_ref().map(v6::bind).transpose().map_err(prefix)?,
         }
@@ -138,6 +160,9 @@ impl Bound {
                 .iter()
                 .filter_map(|i| i.socket.local_addr().ok());
             v.push((ServiceName::Dhcp4, addrs.collect()));
+        }
+        if let Some(b) = &self.restconf {
+            v.push((ServiceName::Restconf, b.local_addrs()));
         }
         // ADD A SERVICE: listed here when bound.
         v
@@ -158,6 +183,17 @@ struct Running {
     id: Id,
     key: String,
     addrs: Vec<SocketAddr>,
+    /// The redirect server's controls, when this is the redirect server.
+    restconf: Option<RestconfControl>,
+}
+
+/// What the supervisor keeps of a running redirect server: its TLS handle (the certificates
+/// are read again on every SIGHUP, so renewed files take effect without a restart) and
+/// duplicates of its listening sockets (a reload that changes `listen` keeps the addresses it
+/// still lists, see [`restconf::bind_reusing`]).
+struct RestconfControl {
+    tls: TlsHandle,
+    listeners: Vec<StdTcpListener>,
 }
 
 /// Runs the services of a [`Bound`] in one `JoinSet`, each under a child of one token, and
@@ -203,11 +239,25 @@ impl Supervisor {
         for (name, addrs) in bound.listening() {
             let token = self.token.child_token();
             let (ctx, t) = (self.ctx.clone(), token.clone());
+            let mut restconf = None;
             let handle = match name {
                 ServiceName::Dhcp4 => {
                     let b = bound.dhcp4.take().expect("listed as bound");
                     self.tasks
                         .spawn(async move { (name, dhcp4::serve(b, ctx, t).await) })
+                }
+                ServiceName::Restconf => {
+                    let b = bound.restconf.take().expect("listed as bound");
+                    let listeners = b.listener_handles().unwrap_or_else(|e| {
+                        warn!(error = %e, "restconf: a reload that changes listen will rebind every address");
+                        Vec::new()
+                    });
+                    restconf = Some(RestconfControl {
+                        tls: b.tls_handle(),
+                        listeners,
+                    });
+                    self.tasks
+                        .spawn(async move { (name, restconf::serve(b, ctx, t).await) })
                 } // ADD A SERVICE (4/4): spawn its serve, e.g.
                   //   ServiceName::Dhcp6 => { let b = bound.dhcp6.take().expect("listed as bound");
                   //       self.tasks.spawn(async move { (name, v6::serve(b, ctx, t).await) }) }
@@ -220,18 +270,21 @@ impl Supervisor {
                     id: handle.id(),
                     key,
                     addrs,
+                    restconf,
                 },
             );
         }
     }
 
-    /// Applies a validated configuration: binds what is new, publishes the new snapshot (with
-    /// interface facts read now), stops what is gone or rebound and awaits it, then starts what
-    /// is new. A service whose binding key is unchanged keeps running and reads the new
-    /// snapshot from its next request on.
+    /// Applies a validated configuration: binds what is new, reads the certificates of a
+    /// redirect server that keeps running, publishes the new snapshot (with interface facts read
+    /// now) and puts those certificates in force, stops what is gone or rebound and awaits it,
+    /// then starts what is new. A service whose binding key is unchanged keeps running and
+    /// reads the new snapshot from its next request on.
     ///
     /// # Errors
-    /// A new socket cannot be bound: nothing changed (the old snapshot and services stay).
+    /// A new socket cannot be bound, or the redirect server's TLS files cannot be loaded:
+    /// nothing changed (the old snapshot, services and certificates stay).
     pub async fn reload(&mut self, cfg: Config) -> anyhow::Result<()> {
         let old = self.ctx.published.load();
         for (what, changed) in [
@@ -254,14 +307,24 @@ impl Supervisor {
         }
         let mut fresh = Bound::default();
         let mut stop = Vec::new();
+        let mut tls = None;
         for name in ServiceName::ALL {
             let want = name.binding_key(&cfg);
-            let have = self.running.get(&name).map(|r| r.key.clone());
+            let running = self.running.get(&name);
+            let have = running.map(|r| r.key.clone());
             if want == have {
+                if let (Some(c), Some(rs)) = (
+                    running.and_then(|r| r.restconf.as_ref()),
+                    cfg.redirect_server.as_ref(),
+                ) {
+                    let prepared = TlsHandle::prepare(rs, &self.ctx.state_dir)
+                        .map_err(|e| anyhow::anyhow!("{}: {e}", name.as_str()))?;
+                    tls = Some((c.tls.clone(), prepared));
+                }
                 continue;
             }
             if want.is_some() {
-                fresh.bind_one(name, &cfg)?;
+                fresh.bind_one(name, &cfg, running)?;
             }
             if have.is_some() {
                 stop.push(name);
@@ -270,6 +333,10 @@ impl Supervisor {
         self.ctx
             .published
             .publish(Snapshot::read(cfg, old.generation + 1));
+        if let Some((handle, prepared)) = tls {
+            handle.install(prepared);
+            info!("restconf: TLS certificates reloaded");
+        }
         for name in stop {
             info!(
                 service = name.as_str(),
@@ -489,7 +556,6 @@ async fn supervise(path: PathBuf, bound: Bound, ctx: ServiceContext) -> anyhow::
     let mut int = signal(SignalKind::interrupt())?;
     let cfg = ctx.published.load().config.clone();
     for (on, what) in [
-        (cfg.redirect_server.is_some(), "redirect-server"),
         (cfg.dhcp6.is_some(), "dhcp6"),
         (cfg.dns.is_some(), "dns"),
         (cfg.status.is_some(), "status"),

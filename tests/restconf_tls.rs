@@ -274,35 +274,6 @@ async fn client_ca_marks_the_serial_verified() {
     r.stop().await;
 }
 
-/// `openssl s_client` against `addr` with `args`; returns (exit ok, the server certificate's
-/// public key algorithm as `openssl x509 -text` names it, the whole output).
-fn s_client(addr: std::net::SocketAddr, args: &[&str]) -> (bool, String, String) {
-    let mut v = s(&["openssl", "s_client", "-connect", &addr.to_string()]);
-    v.extend(s(args));
-    let out = run_blocking(&v, Duration::from_secs(20), Some(""));
-    let text = format!("{}\n{}", out.stdout, out.stderr);
-    let pem = text.find("-----BEGIN CERTIFICATE-----").and_then(|a| {
-        text.find("-----END CERTIFICATE-----")
-            .map(|b| &text[a..b + 25])
-    });
-    let alg = match pem {
-        Some(p) => {
-            let x = run_blocking(
-                &s(&["openssl", "x509", "-noout", "-text"]),
-                Duration::from_secs(10),
-                Some(p),
-            );
-            x.stdout
-                .lines()
-                .find(|l| l.contains("Public Key Algorithm"))
-                .map(|l| l.rsplit(':').next().unwrap().trim().to_string())
-                .unwrap_or_default()
-        }
-        None => String::new(),
-    };
-    (out.ok() && pem.is_some(), alg, text)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rsa_for_an_rsa_only_tls12_client_ecdsa_otherwise() {
     let r = Redirector::start(&config("")).await;

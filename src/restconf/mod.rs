@@ -25,7 +25,7 @@ pub mod server;
 pub mod tls;
 
 pub use router::{router, AppState, ConnInfo};
-pub use server::{bind, serve, BoundRestconf, PreparedTls, Stats, TlsHandle};
+pub use server::{bind, bind_reusing, serve, BoundRestconf, PreparedTls, Stats, TlsHandle};
 
 /// RESTCONF root resource path (RFC 8040 §3.1), what host-meta names.
 pub const RESTCONF_ROOT: &str = "/restconf";

@@ -156,43 +156,88 @@ impl BoundRestconf {
     pub fn tls_handle(&self) -> TlsHandle {
         self.tls.clone()
     }
+
+    /// Duplicates of the listening sockets (same sockets, new descriptors), for
+    /// [`bind_reusing`] at the next reload. A socket stays open while a duplicate is held.
+    ///
+    /// # Errors
+    /// `dup` failed (out of descriptors).
+    pub fn listener_handles(&self) -> io::Result<Vec<StdTcpListener>> {
+        self.listeners
+            .iter()
+            .map(StdTcpListener::try_clone)
+            .collect()
+    }
 }
 
 /// Binds every `redirect-server.listen` address and loads (or generates) the TLS material;
 /// `Ok(None)` when the redirect server is disabled. Logs `listening for restconf on ADDR`.
+///
+/// # Errors
+/// The TLS files cannot be loaded (`tls-certificate FILE: …`, generated ones included) or an
+/// address cannot be bound (`cannot listen on ADDR: …`); nothing stays bound then.
 pub fn bind(config: &Config) -> io::Result<Option<BoundRestconf>> {
+    bind_reusing(config, &[])
+}
+
+/// [`bind`], taking for each listen address already bound in `keep` (a running instance's
+/// listeners, see [`BoundRestconf::listener_handles`]) a duplicate of that socket instead of a
+/// new one: a reload that changes `listen` keeps serving the addresses it still lists (no new
+/// bind would succeed while the running instance holds them), and connections waiting in their
+/// backlog are accepted by the new instance.
+///
+/// # Errors
+/// As [`bind`].
+pub fn bind_reusing(config: &Config, keep: &[StdTcpListener]) -> io::Result<Option<BoundRestconf>> {
     let Some(rs) = &config.redirect_server else {
         return Ok(None);
     };
-    let material = TlsMaterial::load(rs, &config.appliance.state_dir)
-        .map_err(|e| io::Error::other(format!("redirect-server: {e}")))?;
-    let listeners = bind_listeners(&rs.listen)?;
-    let bound = BoundRestconf::new(listeners, material, rs.min_tls_version)?;
-    for a in bound.local_addrs() {
-        info!("listening for restconf on {a}");
+    let material = TlsMaterial::load(rs, &config.appliance.state_dir).map_err(io::Error::other)?;
+    let mut listeners = Vec::with_capacity(rs.listen.len());
+    for a in &rs.listen {
+        let kept = keep.iter().find(|l| l.local_addr().ok() == Some(*a));
+        match kept {
+            Some(l) => {
+                listeners.push(l.try_clone()?);
+                debug!("still listening for restconf on {a}");
+            }
+            None => {
+                let l = bind_listener(*a)?;
+                if let Ok(b) = l.local_addr() {
+                    info!("listening for restconf on {b}");
+                }
+                listeners.push(l);
+            }
+        }
     }
-    Ok(Some(bound))
+    Ok(Some(BoundRestconf::new(
+        listeners,
+        material,
+        rs.min_tls_version,
+    )?))
 }
 
 /// One listening TCP socket per address (IPv6 ones v6-only, so `0.0.0.0:443` and `[::]:443`
 /// can both be bound), non-blocking, backlog 1024.
+///
+/// # Errors
+/// The first address that cannot be bound: `cannot listen on ADDR: …`.
 pub fn bind_listeners(addrs: &[SocketAddr]) -> io::Result<Vec<StdTcpListener>> {
+    addrs.iter().map(|a| bind_listener(*a)).collect()
+}
+
+fn bind_listener(a: SocketAddr) -> io::Result<StdTcpListener> {
     use socket2::{Domain, Socket, Type};
-    addrs
-        .iter()
-        .map(|a| {
-            let s = Socket::new(Domain::for_address(*a), Type::STREAM, None)?;
-            s.set_reuse_address(true)?;
-            if a.is_ipv6() {
-                s.set_only_v6(true)?;
-            }
-            s.bind(&(*a).into())
-                .map_err(|e| io::Error::new(e.kind(), format!("restconf: cannot bind {a}: {e}")))?;
-            s.listen(1024)?;
-            s.set_nonblocking(true)?;
-            Ok(s.into())
-        })
-        .collect()
+    let with_addr = |e: io::Error| io::Error::new(e.kind(), format!("cannot listen on {a}: {e}"));
+    let s = Socket::new(Domain::for_address(a), Type::STREAM, None).map_err(with_addr)?;
+    s.set_reuse_address(true).map_err(with_addr)?;
+    if a.is_ipv6() {
+        s.set_only_v6(true).map_err(with_addr)?;
+    }
+    s.bind(&a.into()).map_err(with_addr)?;
+    s.listen(1024).map_err(with_addr)?;
+    s.set_nonblocking(true).map_err(with_addr)?;
+    Ok(s.into())
 }
 
 /// Serves until `token` is cancelled, then drains. Configuration is read per request from

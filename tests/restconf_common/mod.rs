@@ -268,6 +268,35 @@ pub(crate) async fn curl(args: &[&str]) -> Out {
     run(v, Duration::from_secs(30)).await
 }
 
+/// `openssl s_client` against `addr` with `args`; returns (exit ok, the server certificate's
+/// public key algorithm as `openssl x509 -text` names it, the whole output).
+pub(crate) fn s_client(addr: std::net::SocketAddr, args: &[&str]) -> (bool, String, String) {
+    let mut v = s(&["openssl", "s_client", "-connect", &addr.to_string()]);
+    v.extend(s(args));
+    let out = run_blocking(&v, Duration::from_secs(20), Some(""));
+    let text = format!("{}\n{}", out.stdout, out.stderr);
+    let pem = text.find("-----BEGIN CERTIFICATE-----").and_then(|a| {
+        text.find("-----END CERTIFICATE-----")
+            .map(|b| &text[a..b + 25])
+    });
+    let alg = match pem {
+        Some(p) => {
+            let x = run_blocking(
+                &s(&["openssl", "x509", "-noout", "-text"]),
+                Duration::from_secs(10),
+                Some(p),
+            );
+            x.stdout
+                .lines()
+                .find(|l| l.contains("Public Key Algorithm"))
+                .map(|l| l.rsplit(':').next().unwrap().trim().to_string())
+                .unwrap_or_default()
+        }
+        None => String::new(),
+    };
+    (out.ok() && pem.is_some(), alg, text)
+}
+
 /// The Python owner bootstrap-server double, running until dropped.
 pub(crate) struct OwnerDouble {
     pub(crate) addr: SocketAddr,
@@ -280,6 +309,11 @@ impl OwnerDouble {
     /// Starts the double on 127.0.0.1:0 with a certificate made by openssl; `redirect` makes
     /// it answer redirect-information naming those `host:port`s instead of onboarding.
     pub(crate) fn start(redirect: &[String]) -> OwnerDouble {
+        Self::start_at(None, "127.0.0.1", redirect)
+    }
+
+    /// [`start`](Self::start) on `bind`:0, inside network namespace `netns` if given.
+    pub(crate) fn start_at(netns: Option<&str>, bind: &str, redirect: &[String]) -> OwnerDouble {
         use std::io::BufRead;
         let dir = tempfile::Builder::new()
             .prefix("sztpt-owner-")
@@ -288,8 +322,18 @@ impl OwnerDouble {
         let (cert, key) = openssl_self_signed(dir.path(), "owner", "/CN=owner.example.com");
         let record = dir.path().join("arrivals.jsonl");
         let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/owner_double.py");
-        let mut cmd = Command::new(PYTHON);
+        let mut cmd = match netns {
+            // `ip netns exec` execs the program: killing the child kills the double
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns, PYTHON]);
+                c
+            }
+            None => Command::new(PYTHON),
+        };
         cmd.arg(script)
+            .arg("--bind")
+            .arg(bind)
             .arg("--cert")
             .arg(&cert)
             .arg("--key")
