@@ -84,5 +84,6 @@ fn the_committed_man_page_is_generated_from_the_cli() {
     }
     // it says what is served and does not promise the rest
     assert!(text.contains("option 143"));
-    assert!(text.contains("validated but not served yet"));
+    assert!(text.contains("RESTCONF redirect server over HTTPS"));
+    assert!(text.contains("[dhcp6], [dns] and [status] sections are validated but not served yet"));
 }
