@@ -1,4 +1,4 @@
-//! Subcommands: run, check-config, leases, probe
+//! Subcommands: run, check-config, leases, devices, probe
 
 use std::path::PathBuf;
 
@@ -13,7 +13,9 @@ redirect list, option 143, to its answers; with [redirect-server] it is also the
 RESTCONF redirect server over HTTPS (RFC 8572 section 7: get-bootstrapping-data answered with \
 unsigned redirect-information, report-progress journaled), which sees a device's serial number \
 and hardware model. One policy, read from one TOML file, decides which bootstrap servers a \
-device is sent to. The file's [dhcp6], [dns] and [status] sections are validated but not \
+device is sent to. [status] serves the operator's status page over HTTP: every device seen, \
+where it got stuck and why, its timeline, the leases, and Prometheus metrics (`devices` prints \
+the same from the command line). The file's [dhcp6] and [dns] sections are validated but not \
 served yet: `run` logs a warning when they are enabled. A DHCP server never answers on an \
 interface the file does not name.";
 
@@ -25,11 +27,13 @@ ACK, 2 a NAK or no ACK, 3 no server answered, 1 local error; with --restconf or 
 a bootstrap server answered with onboarding information or signed data, 2 an error \
 answer, a loop or too many redirects, 3 no server reachable.
 
-Signals (run): SIGHUP re-reads the file and the redirect server's certificate and key files \
-(renewed certificates take effect for new connections); an invalid file, a socket of the new \
-one that cannot be bound, or a certificate or key that cannot be loaded is logged and the \
-running configuration stays; leases survive. SIGTERM and \
-SIGINT stop cleanly: every acknowledged lease is on disk.
+Signals (run): SIGHUP re-reads the file, status.token-file and the redirect server's \
+certificate and key files (renewed certificates take effect for new connections); an invalid \
+file, an unreadable token file, a socket of the new one that cannot be bound, or a certificate \
+or key that cannot be loaded is logged and the running configuration stays; leases survive. \
+SIGTERM and SIGINT stop cleanly: every acknowledged lease is on disk. Under systemd \
+(Type=notify) run reports READY=1 once every socket is bound, RELOADING=1 and READY=1 around a \
+reload, STOPPING=1, and WATCHDOG=1 when WatchdogSec is set.
 
 Files: /etc/sztp-redirector/sztp-redirector.toml (configuration); \
 /usr/share/doc/sztp-redirector/example.toml (every key, explained); the state directory \
@@ -81,6 +85,9 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Show the devices seen and where each got stuck, or one device's timeline: from the
+    /// running appliance's status API, else from the device journal
+    Devices(crate::status::client::DevicesArgs),
     /// Act as an SZTP device (DHCPv4, then optionally RESTCONF) and print what it is told
     Probe(Box<crate::probe::ProbeArgs>),
 }
@@ -105,6 +112,7 @@ pub fn main() -> i32 {
             config,
             json,
         } => leases(state_dir, config, json),
+        Command::Devices(args) => crate::status::client::main(args),
         Command::Probe(args) => crate::probe::main(*args),
     }
 }

@@ -24,8 +24,11 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 use crate::config::{self, Config, LogFormat};
+use crate::devices::{DeviceTable, Fold, Limits};
 use crate::dhcp::v4::server as dhcp4;
 use crate::journal::DeviceJournal;
+use crate::metrics::{DeviceCollector, Metrics};
+use crate::notify;
 use crate::restconf::{self, TlsHandle};
 use crate::runtime::{Events, Published, ServiceContext, Snapshot};
 use crate::EXIT_CONFIG;
@@ -62,10 +65,11 @@ pub struct Bound {
     pub dhcp4: Option<dhcp4::Bound4>,
     /// `[redirect-server]`: one TCP listener per `listen` address, and its TLS material.
     pub restconf: Option<restconf::BoundRestconf>,
+    /// `[status]`: one TCP listener per `listen` address, and the token.
+    pub status: Option<crate::status::BoundStatus>,
     // ADD A SERVICE (1/4): its bound sockets, e.g.
     //   pub dhcp6: Option<crate::dhcp::v6::server::Bound6>,
     //   pub dns: Option<crate::dns::BoundDns>,          (unicast; mdns likewise)
-    //   pub status: Option<crate::status::BoundStatus>,
 }
 
 /// Binds every socket the file enables, in file order of the services; logs one `listening for
@@ -89,18 +93,25 @@ pub enum ServiceName {
     Dhcp4,
     /// The RESTCONF redirect server over HTTPS (RFC 8572 §7, RFC 8040).
     Restconf,
+    /// Status server: the page, `/api`, `/metrics`.
+    Status,
     // ADD A SERVICE (2/4): a variant, and its lines in ALL, as_str and binding_key.
 }
 
 impl ServiceName {
     /// Every service, in start order.
-    pub const ALL: [ServiceName; 2] = [ServiceName::Dhcp4, ServiceName::Restconf];
+    pub const ALL: [ServiceName; 3] = [
+        ServiceName::Dhcp4,
+        ServiceName::Restconf,
+        ServiceName::Status,
+    ];
 
     /// The name used in logs (`dhcp4`, …).
     pub fn as_str(self) -> &'static str {
         match self {
             ServiceName::Dhcp4 => "dhcp4",
             ServiceName::Restconf => "restconf",
+            ServiceName::Status => "status",
         }
     }
 
@@ -118,6 +129,8 @@ impl ServiceName {
                 .redirect_server
                 .as_ref()
                 .map(|r| format!("{:?}", r.listen)),
+            // not the token: the running server re-reads it after a reload
+            ServiceName::Status => cfg.status.as_ref().map(|s| format!("{:?}", s.listen)),
         }
     }
 }
@@ -145,6 +158,14 @@ impl Bound {
                     .and_then(|r| r.restconf.as_ref())
                     .map_or(&[][..], |c| &c.listeners[..]);
                 self.restconf = restconf::bind_reusing(cfg, keep).map_err(prefix)?
+            }
+            ServiceName::Status => {
+                self.status = cfg
+                    .status
+                    .as_ref()
+                    .map(crate::status::bind)
+                    .transpose()
+                    .map_err(prefix)?
             } // ADD A SERVICE (3/4): bind it, e.g.
               //   ServiceName::Dhcp6 => self.dhcp6 = cfg.dhcp6.as_ref().map(v6::bind).transpose().map_err(prefix)?,
         }
@@ -163,6 +184,10 @@ impl Bound {
         }
         if let Some(b) = &self.restconf {
             v.push((ServiceName::Restconf, b.local_addrs()));
+        }
+        if let Some(b) = &self.status {
+            let addrs = b.listeners.iter().filter_map(|l| l.local_addr().ok());
+            v.push((ServiceName::Status, addrs.collect()));
         }
         // ADD A SERVICE: listed here when bound.
         v
@@ -258,6 +283,11 @@ impl Supervisor {
                     });
                     self.tasks
                         .spawn(async move { (name, restconf::serve(b, ctx, t).await) })
+                }
+                ServiceName::Status => {
+                    let b = bound.status.take().expect("listed as bound");
+                    self.tasks
+                        .spawn(async move { (name, crate::status::serve(b, ctx, t).await) })
                 } // ADD A SERVICE (4/4): spawn its serve, e.g.
                   //   ServiceName::Dhcp6 => { let b = bound.dhcp6.take().expect("listed as bound");
                   //       self.tasks.spawn(async move { (name, v6::serve(b, ctx, t).await) }) }
@@ -300,6 +330,10 @@ impl Supervisor {
                 "appliance.user",
                 old.config.appliance.user != cfg.appliance.user,
             ),
+            (
+                "status.max-devices or status.events-per-device",
+                table_limits(&old.config) != table_limits(&cfg),
+            ),
         ] {
             if changed {
                 warn!("{what} changed: takes effect at the next start");
@@ -329,6 +363,10 @@ impl Supervisor {
             if have.is_some() {
                 stop.push(name);
             }
+        }
+        // refuse now rather than leave a running status server with a token it cannot read
+        if let Some(st) = &cfg.status {
+            crate::status::read_token(st).map_err(|e| anyhow::anyhow!("status: {e}"))?;
         }
         self.ctx
             .published
@@ -540,14 +578,67 @@ fn start(path: &Path, cfg: Config) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .map_err(|e| anyhow::anyhow!("cannot start the runtime: {e}"))?;
+    let (events, metrics) = device_table(&cfg, &state_dir, &journal)?;
     let ctx = ServiceContext::new(
         Published::new(Snapshot::read(cfg, 0)),
-        Events::new(Some(Arc::clone(&journal))),
+        events,
         state_dir,
+        metrics,
     );
     let res = rt.block_on(supervise(path.to_path_buf(), bound, ctx));
     journal.flush();
     res
+}
+
+/// The metrics registry and the event sink: the device journal and the device table (replayed
+/// from the journal, so a restart keeps the status page), both counted in the metrics. The
+/// table runs whether or not `[status]` is on, so a reload can turn the page on.
+fn device_table(
+    cfg: &Config,
+    state_dir: &Path,
+    journal: &Arc<DeviceJournal>,
+) -> anyhow::Result<(Events, Metrics)> {
+    let metrics = Metrics::new();
+    let mut fold = Fold::new(table_limits(cfg));
+    match fold.replay_journal(state_dir) {
+        Ok((events, skipped)) => info!(
+            events,
+            skipped,
+            devices = fold.len(),
+            "device journal replayed into the device table"
+        ),
+        Err(e) => warn!(error = %e, "device journal not replayed: the device table starts empty"),
+    }
+    let table = Arc::new(
+        DeviceTable::spawn(fold, Some(metrics.events.clone()))
+            .map_err(|e| anyhow::anyhow!("cannot start the device table: {e}"))?,
+    );
+    metrics.register_collector(Box::new(DeviceCollector::new(Some(journal), Some(&table))));
+    Ok((
+        Events::new(Some(Arc::clone(journal))).with_table(table),
+        metrics,
+    ))
+}
+
+/// The device table's bounds: `[status]`'s, or the defaults when the page is off (the table
+/// still runs, for a reload that turns it on).
+fn table_limits(cfg: &Config) -> Limits {
+    cfg.status
+        .as_ref()
+        .map_or_else(Limits::default, |s| Limits {
+            max_devices: s.max_devices,
+            events_per_device: s.events_per_device,
+        })
+}
+
+/// `STATUS=` for systemd: what is served.
+fn serving(names: &[ServiceName]) -> String {
+    if names.is_empty() {
+        "serving nothing (no service enabled)".to_owned()
+    } else {
+        let n: Vec<&str> = names.iter().map(|n| n.as_str()).collect();
+        format!("serving {}", n.join(", "))
+    }
 }
 
 async fn supervise(path: PathBuf, bound: Bound, ctx: ServiceContext) -> anyhow::Result<()> {
@@ -555,11 +646,7 @@ async fn supervise(path: PathBuf, bound: Bound, ctx: ServiceContext) -> anyhow::
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
     let cfg = ctx.published.load().config.clone();
-    for (on, what) in [
-        (cfg.dhcp6.is_some(), "dhcp6"),
-        (cfg.dns.is_some(), "dns"),
-        (cfg.status.is_some(), "status"),
-    ] {
+    for (on, what) in [(cfg.dhcp6.is_some(), "dhcp6"), (cfg.dns.is_some(), "dns")] {
         if on {
             warn!("[{what}] is enabled but this version does not serve it yet");
         }
@@ -574,20 +661,30 @@ async fn supervise(path: PathBuf, bound: Bound, ctx: ServiceContext) -> anyhow::
     let token = CancellationToken::new();
     let mut sup = Supervisor::start(bound, ctx, token);
     info!(services = %names.join(","), "ready");
+    notify::ready(&serving(&sup.running()));
+    // WATCHDOG=1 from this loop: a stalled runtime or supervisor stops it and systemd restarts
+    let mut watchdog = notify::watchdog_interval().map(tokio::time::interval);
     let mut early = None;
     loop {
         tokio::select! {
-            _ = hup.recv() => match config::load(&path) {
-                Err(e) => {
-                    for line in e.to_string().lines() {
-                        error!("reload refused, keeping the running configuration: {line}");
+            _ = hup.recv() => {
+                notify::reloading();
+                match config::load(&path) {
+                    Err(e) => {
+                        for line in e.to_string().lines() {
+                            error!("reload refused, keeping the running configuration: {line}");
+                        }
                     }
+                    Ok(new) => match sup.reload(new).await {
+                        Ok(()) => info!("configuration reloaded from {}", path.display()),
+                        Err(e) => error!("reload refused, keeping the running configuration: {e:#}"),
+                    },
                 }
-                Ok(new) => match sup.reload(new).await {
-                    Ok(()) => info!("configuration reloaded from {}", path.display()),
-                    Err(e) => error!("reload refused, keeping the running configuration: {e:#}"),
-                },
-            },
+                notify::ready(&serving(&sup.running()));
+            }
+            _ = async { watchdog.as_mut().expect("guarded").tick().await }, if watchdog.is_some() => {
+                notify::watchdog();
+            }
             _ = term.recv() => { info!("SIGTERM: stopping"); break; }
             _ = int.recv() => { info!("SIGINT: stopping"); break; }
             (name, out) = sup.next_exit() => {
@@ -599,6 +696,7 @@ async fn supervise(path: PathBuf, bound: Bound, ctx: ServiceContext) -> anyhow::
             }
         }
     }
+    notify::stopping();
     let drained = sup.drain(DRAIN_TIMEOUT).await;
     match early {
         Some(e) => Err(e),

@@ -97,6 +97,16 @@ pub enum RestconfRpc {
     ReportProgress,
 }
 
+impl RestconfRpc {
+    /// The RPC's YANG name, as in the journal and the metrics' `rpc` label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RestconfRpc::GetBootstrappingData => "get-bootstrapping-data",
+            RestconfRpc::ReportProgress => "report-progress",
+        }
+    }
+}
+
 /// How a device identified itself to the redirect server (RFC 8572 §5.3, `serial-from`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]

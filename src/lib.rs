@@ -14,7 +14,11 @@
 //!   (`v4::wire`, `v4::reply`), logic (`v4::handler`, no sockets, clock or randomness) and I/O
 //!   (`v4::server` with `v4::sockets` and `v4::frame`, the only DHCP code that touches
 //!   sockets; `v4::frame` builds the Ethernet/IPv4/UDP frames sent straight to a client MAC);
-//! - [`journal`]: the device journal (one JSON line per DHCP step);
+//! - [`journal`]: the device journal (one JSON line per device step);
+//! - [`devices`]: the device table (events folded per device: stages, verdict, timeline);
+//! - [`metrics`]: the Prometheus registry every service shares;
+//! - [`notify`]: systemd's notify protocol (READY, WATCHDOG, STOPPING);
+//! - [`status`]: the status server (`/`, `/metrics`, `/api/…`) and the `devices` command;
 //! - [`runtime`]: what services share: the published snapshot (Config + Policy + interface
 //!   facts), the event sink, the clock, the service shape (`bind` then `serve(bound, ctx,
 //!   token)`);
@@ -25,19 +29,23 @@
 //! - [`sys`]: dropping root to `appliance.user` keeping only the capabilities a reload needs,
 //!   and SO_RCVBUFFORCE, through nix and caps (no `unsafe` anywhere in the crate);
 //! - [`probe`]: the client side, an SZTP device on a segment (operator's doctor and test client);
-//! - [`cli`]: subcommands `run`, `check-config`, `leases`, `probe`.
+//! - [`cli`]: subcommands `run`, `check-config`, `leases`, `devices`, `probe`.
 #![forbid(unsafe_code)]
 
 pub mod cli;
 pub mod config;
 pub mod daemon;
+pub mod devices;
 pub mod dhcp;
 pub mod journal;
+pub mod metrics;
 pub mod netif;
+pub mod notify;
 pub mod policy;
 pub mod probe;
 pub mod restconf;
 pub mod runtime;
+pub mod status;
 pub mod sys;
 pub mod sztp;
 #[cfg(test)]

@@ -33,7 +33,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use arc_swap::ArcSwap;
 
 use crate::config::Config;
+use crate::devices::DeviceTable;
 use crate::journal::{DeviceEvent, DeviceJournal};
+use crate::metrics::Metrics;
 use crate::netif::Interfaces;
 use crate::policy::{ClientId, MacAddr, Policy};
 
@@ -100,17 +102,28 @@ impl Published {
     }
 }
 
-/// Where services report device steps: the device journal (and the device table the status
-/// server reads). Cloning shares the sink. Emitting never blocks the packet path.
+/// Where services report device steps: the device journal and the device table the status
+/// server reads. Cloning shares the sink. Emitting never blocks the packet path: both only
+/// queue (and drop and count when their thread is behind).
 #[derive(Clone, Default)]
 pub struct Events {
     journal: Option<Arc<DeviceJournal>>,
+    table: Option<Arc<DeviceTable>>,
 }
 
 impl Events {
     /// A sink writing to `journal` (none: events are only counted by the services).
     pub fn new(journal: Option<Arc<DeviceJournal>>) -> Events {
-        Events { journal }
+        Events {
+            journal,
+            table: None,
+        }
+    }
+
+    /// This sink also folding every event into `table` (when the status server is on).
+    pub fn with_table(mut self, table: Arc<DeviceTable>) -> Events {
+        self.table = Some(table);
+        self
     }
 
     /// Records one device step.
@@ -118,6 +131,14 @@ impl Events {
         if let Some(j) = &self.journal {
             j.record(ev);
         }
+        if let Some(t) = &self.table {
+            t.submit(ev);
+        }
+    }
+
+    /// The device table behind this sink, if any.
+    pub fn table(&self) -> Option<&Arc<DeviceTable>> {
+        self.table.as_ref()
     }
 
     /// The device journal behind this sink, if any.
@@ -137,16 +158,25 @@ pub struct ServiceContext {
     pub state_dir: PathBuf,
     /// The DHCP services' lease views, one registry shared by every service of the daemon.
     pub leases: LeaseRegistry,
+    /// The metrics registry the status server encodes; see `metrics` for how to add counters.
+    pub metrics: Metrics,
 }
 
 impl ServiceContext {
-    /// A context with an empty [`LeaseRegistry`].
-    pub fn new(published: Published, events: Events, state_dir: PathBuf) -> ServiceContext {
+    /// A context with an empty [`LeaseRegistry`]; `metrics` is the registry the status
+    /// server encodes (share one [`Metrics`] between the daemon's contexts).
+    pub fn new(
+        published: Published,
+        events: Events,
+        state_dir: PathBuf,
+        metrics: Metrics,
+    ) -> ServiceContext {
         ServiceContext {
             published,
             events,
             state_dir,
             leases: LeaseRegistry::default(),
+            metrics,
         }
     }
 }

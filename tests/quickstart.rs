@@ -28,6 +28,29 @@ fn quickstart_script_shows_a_device_being_redirected() {
     );
     assert!(text.contains("2. https://[2001:db8::10]:8443"), "{text}");
     assert!(text.contains(" bound "), "{text}");
+    assert!(
+        text.contains("listening for status on 127.0.0.1:9143"),
+        "{text}"
+    );
+    // step 5: the device's journey from the status API
+    assert!(
+        text.contains("02:00:00:53:5a:50  192.0.2.100"),
+        "devices table: {text}"
+    );
+    assert!(
+        text.contains("dhcp-acked  handed-off: got a lease and option 143"),
+        "{text}"
+    );
+    assert!(
+        text.contains("(1 device from http://127.0.0.1:9143)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("DHCPv4 ACK 192.0.2.100: asked for option 143"),
+        "{text}"
+    );
+    // SLOTS 2-4 (DHCPv6, DNS, RESTCONF): each service's engineer asserts its step here
+    assert!(text.contains("--- 2. DHCPv6"), "{text}");
     assert!(text.contains("\"event\":\"ack\""), "{text}");
     assert!(text.contains("\"requested_143\":true"), "{text}");
 }

@@ -1,24 +1,64 @@
 #!/usr/bin/env bash
-# The quick start, end to end and unprivileged: the appliance on loopback port 6767 from
-# config/quickstart.toml, and `probe` playing a factory-fresh device behind a relay agent.
+# The quick start, end to end and unprivileged: the appliance on loopback high ports from
+# config/quickstart.toml, `probe` playing a factory-fresh device, then the device's journey as
+# the operator sees it (`sztp-redirector devices` and the status page).
 # Usage (from the repository root): tests/quickstart.sh
+#
+# The journey, one numbered step per service. A service not served by this version keeps its
+# step as a marked SLOT that says so; the service's engineer fills it in (its section in
+# config/quickstart.toml, a probe step here, a line in tests/quickstart.rs):
+#   1. DHCPv4 (relay path): an address and option 143                     served
+#   2. DHCPv6 (relay path): an address and option 136                     SLOT (issue 7)
+#   3. DNS: _sztp._tcp SRV and <serial>._sztp TXT                         SLOT (issue 8)
+#   4. RESTCONF get-bootstrapping-data on the redirect server, and the
+#      owner's bootstrap server (a test double) reached through it        SLOT (issue 9)
+#   5. the device's timeline (`devices`) and the status page              served
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --quiet
 bin=target/debug/sztp-redirector
-"$bin" check-config config/quickstart.toml
-"$bin" run --config config/quickstart.toml 2> target/quickstart.log &
+cfg=config/quickstart.toml
+mac=02:00:00:53:5a:50
+rm -rf target/quickstart-state  # a fresh appliance every time
+"$bin" check-config "$cfg"
+"$bin" run --config "$cfg" 2> target/quickstart.log &
 server=$!
 trap 'kill "$server" 2>/dev/null || true; wait "$server" 2>/dev/null || true' EXIT
-for _ in $(seq 50); do
-  grep -q "listening for dhcp4" target/quickstart.log && break
+# "ready" is logged once every socket of every service is bound
+for _ in $(seq 100); do
+  grep -q "daemon: ready" target/quickstart.log && break
+  kill -0 "$server" 2>/dev/null || break
   sleep 0.1
 done
-grep "listening for dhcp4" target/quickstart.log
-echo "--- a device asks (probe as relay agent 127.0.0.1, link 192.0.2.1):"
-"$bin" probe --relay 127.0.0.1:6767 --link-selection 192.0.2.1 --wait 500ms
+grep -e "listening for" -e "daemon: ready" target/quickstart.log
+
+echo "--- 1. DHCPv4: a device asks (probe as relay agent 127.0.0.1, link 192.0.2.1):"
+"$bin" probe --relay 127.0.0.1:6767 --link-selection 192.0.2.1 --mac "$mac" --wait 500ms
+
+# ---- SLOT 2, DHCPv6 (issue 7): [dhcp6] on loopback in config/quickstart.toml, then the probe
+# as a relay agent asking for an address and option 136, e.g. "$bin" probe ... --relay ...
+echo "--- 2. DHCPv6 (option 136): not served by this version yet"
+
+# ---- SLOT 3, DNS (issue 8): [dns] on a loopback high port, then the device's lookups:
+# _sztp._tcp SRV and <serial>._sztp TXT (probe, or dig -p PORT @127.0.0.1).
+echo "--- 3. DNS (_sztp._tcp SRV, <serial>._sztp TXT): not served by this version yet"
+
+# ---- SLOT 4, RESTCONF (issue 9): [redirect-server] on a loopback high port and an owner
+# bootstrap-server test double; the probe follows option 143 to the redirect server
+# (get-bootstrapping-data) and on to the owner's server.
+echo "--- 4. RESTCONF redirect to the owner's bootstrap server: not served by this version yet"
+
+echo "--- 5. the device's journey (sztp-redirector devices, from the status API):"
+# the status server folds each step just after the reply has left: wait for the ACK's
+for _ in $(seq 50); do
+  "$bin" devices --config "$cfg" --json "$mac" 2>/dev/null | grep -q '"dhcp-acked"' && break
+  sleep 0.1
+done
+"$bin" devices --config "$cfg"
+"$bin" devices --config "$cfg" "$mac"
+echo "--- status page: http://127.0.0.1:9143/ (metrics: http://127.0.0.1:9143/metrics)"
 echo "--- leases:"
-"$bin" leases --config config/quickstart.toml
+"$bin" leases --config "$cfg"
 echo "--- stop (SIGTERM), then the device journal's last event:"
 kill -TERM "$server"
 wait "$server"

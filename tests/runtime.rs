@@ -68,6 +68,7 @@ fn context(cfg: Config) -> ServiceContext {
         Published::new(Snapshot::read(cfg, 0)),
         Events::new(None),
         state_dir,
+        sztp_redirector::metrics::Metrics::new(),
     )
 }
 

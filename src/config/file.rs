@@ -255,6 +255,9 @@ pub(crate) struct RawMdns {
 pub(crate) struct RawStatus {
     pub(crate) enabled: Option<bool>,
     pub(crate) listen: Option<StrList>,
+    pub(crate) token_file: Option<Str>,
+    pub(crate) max_devices: Option<Spanned<i64>>,
+    pub(crate) events_per_device: Option<Spanned<i64>>,
 }
 
 /// A string or a list of strings (`match.vendor-class = "Arista*"` or `= ["Arista*", ...]`).

@@ -327,9 +327,17 @@ pub struct Mdns {
     pub interfaces: Vec<String>,
 }
 
-/// `[status]`: the operator's status server.
+/// `[status]`: the operator's status server (device table, metrics, leases over HTTP).
 #[derive(Clone, Debug)]
 pub struct Status {
-    /// `listen`: the socket addresses to bind.
+    /// `listen`: the socket addresses to bind (default `127.0.0.1:9143`).
     pub listen: Vec<SocketAddr>,
+    /// A file holding the bearer token `/api` and `/metrics` require (`token-file`); read
+    /// at start, before privileges are dropped.
+    pub token_file: Option<PathBuf>,
+    /// Devices the device table keeps (`max-devices`, default 4096); the one seen least
+    /// recently is evicted.
+    pub max_devices: usize,
+    /// Events kept per device for its timeline (`events-per-device`, default 32).
+    pub events_per_device: usize,
 }

@@ -33,6 +33,10 @@ pub(crate) const DEFAULT_MAX_CONNECTIONS: i64 = 1024;
 pub(crate) const DEFAULT_RATE_LIMIT: i64 = 20;
 /// `redirect-server.client-timeout` default.
 pub(crate) const DEFAULT_CLIENT_TIMEOUT: Duration = Duration::from_secs(10);
+/// `status.max-devices` when absent.
+pub(crate) const DEFAULT_STATUS_MAX_DEVICES: usize = 4096;
+/// `status.events-per-device` when absent.
+pub(crate) const DEFAULT_STATUS_EVENTS_PER_DEVICE: usize = 32;
 
 /// Collects errors with their byte offsets so they come out in file order.
 struct Ctx<'a> {
@@ -1167,6 +1171,37 @@ fn status(cx: &mut Ctx<'_>, raw: &RawConfig) -> Option<Status> {
     if st.enabled == Some(false) {
         return None;
     }
+    let token_file = st.token_file.as_ref().and_then(|v| {
+        if v.get_ref().is_empty() {
+            cx.err(v.span(), "status.token-file", "must not be empty");
+            return None;
+        }
+        Some(PathBuf::from(v.get_ref()))
+    });
+    let mut count = |v: &Option<toml::Spanned<i64>>, key: &str, default: usize, max: i64| match v {
+        None => default,
+        Some(n) if (1..=max).contains(n.get_ref()) => *n.get_ref() as usize,
+        Some(n) => {
+            cx.err(
+                n.span(),
+                key,
+                format!("{} is out of range (1 to {max})", n.get_ref()),
+            );
+            default
+        }
+    };
+    let max_devices = count(
+        &st.max_devices,
+        "status.max-devices",
+        DEFAULT_STATUS_MAX_DEVICES,
+        1_000_000,
+    );
+    let events_per_device = count(
+        &st.events_per_device,
+        "status.events-per-device",
+        DEFAULT_STATUS_EVENTS_PER_DEVICE,
+        10_000,
+    );
     Some(Status {
         listen: cx.listen(
             &st.listen,
@@ -1174,6 +1209,9 @@ fn status(cx: &mut Ctx<'_>, raw: &RawConfig) -> Option<Status> {
             &span,
             Some(DEFAULT_STATUS_LISTEN),
         ),
+        token_file,
+        max_devices,
+        events_per_device,
     })
 }
 

@@ -547,7 +547,12 @@ struct Shared<R> {
     wake: Condvar,
     records: AtomicU64,
     syncs: AtomicU64,
+    observer: Option<CommitObserver>,
 }
+
+/// Told of every group made durable: (records in it, time its append + `fdatasync` took).
+/// Runs on the writer thread: keep it short (the metrics use it).
+pub type CommitObserver = Box<dyn Fn(u64, std::time::Duration) + Send + Sync>;
 
 /// Joins the thread when the last [`JournalWriter`] clone goes away.
 struct Owner<R> {
@@ -605,6 +610,11 @@ pub type LeaseWriter = JournalWriter<Lease4>;
 impl<R: JournalRecord> JournalWriter<R> {
     /// Starts the writer thread (`<FILE_NAME>-writer`), which owns `store` from now on.
     pub fn spawn(store: Journal<R>) -> JournalWriter<R> {
+        Self::spawn_observed(store, None)
+    }
+
+    /// [`spawn`](Self::spawn), telling `observer` of every durable group.
+    pub fn spawn_observed(store: Journal<R>, observer: Option<CommitObserver>) -> JournalWriter<R> {
         let shared = Arc::new(Shared {
             queue: Mutex::new(Queue {
                 ops: Vec::new(),
@@ -614,6 +624,7 @@ impl<R: JournalRecord> JournalWriter<R> {
             wake: Condvar::new(),
             records: AtomicU64::new(store.len_records()),
             syncs: AtomicU64::new(0),
+            observer,
         });
         let thread_shared = Arc::clone(&shared);
         let thread = std::thread::Builder::new()
@@ -742,7 +753,11 @@ fn flush_group<R: JournalRecord>(
         return;
     }
     // Callbacks run only after append returns, i.e. after fdatasync.
+    let started = std::time::Instant::now();
     let res = store.append(recs);
+    if let (Ok(()), Some(observe)) = (&res, &shared.observer) {
+        observe(recs.len() as u64, started.elapsed());
+    }
     recs.clear();
     shared.syncs.fetch_add(1, Ordering::Relaxed);
     shared.records.store(store.len_records(), Ordering::Relaxed);

@@ -323,6 +323,11 @@ impl LeaseTable {
         })
     }
 
+    /// Every slot (offers and stored leases), in no particular order; for metrics.
+    pub fn slots(&self) -> impl Iterator<Item = &Slot> {
+        self.by_addr.values()
+    }
+
     /// Journaled leases (offers excluded), for compaction and listing.
     pub fn records(&self) -> Vec<Lease4> {
         self.by_addr

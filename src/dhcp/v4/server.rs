@@ -273,6 +273,13 @@ impl Egress {
     }
 }
 
+/// Lease commits and their `fdatasync` time into `sztp_lease_commits_total` and
+/// `sztp_lease_fsync_seconds` (`proto="dhcp4"`).
+fn lease_observer(ctx: &ServiceContext) -> crate::dhcp::lease_store::CommitObserver {
+    let leases = ctx.metrics.leases.clone();
+    Box::new(move |records, took| leases.observe_commit("dhcp4", records, took.as_secs_f64()))
+}
+
 /// Runs the DHCPv4 service on `bound` until `token` is cancelled (see the module doc), with the
 /// wall clock.
 ///
@@ -304,7 +311,7 @@ pub async fn serve_with_clock(
     let shared = Arc::new(Shared {
         table: Mutex::new(table),
         seen: Mutex::new(HashMap::new()),
-        writer: LeaseWriter::spawn(store),
+        writer: LeaseWriter::spawn_observed(store, Some(lease_observer(&ctx))),
         stats: Arc::new(Stats::default()),
         published: ctx.published.clone(),
         events: ctx.events.clone(),
@@ -316,6 +323,13 @@ pub async fn serve_with_clock(
         Arc::new(Dhcp4Leases {
             shared: Arc::downgrade(&shared),
         }),
+    );
+    ctx.metrics.set_source(
+        "dhcp4",
+        Box::new(crate::metrics::Dhcp4Source::new(
+            &shared,
+            ctx.published.clone(),
+        )),
     );
     let mut tasks = JoinSet::new();
     for b in bound.interfaces {
