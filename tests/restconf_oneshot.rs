@@ -713,3 +713,42 @@ async fn strict_decoders_accept_the_output() {
     // and our own strict decoder agrees
     assert!(parse_redirect_json(&doc).is_ok());
 }
+
+// ---- metrics ------------------------------------------------------------------------------
+
+/// Every request is counted once, by RPC and the HTTP status it got, whatever answered it
+/// (the handler, the router's fallback or a method check).
+#[tokio::test]
+async fn answers_are_counted_by_rpc_and_status() {
+    let e = env();
+    let r = req(Method::GET, "/.well-known/host-meta").send(&e).await;
+    assert_eq!(r.status, StatusCode::OK);
+    for _ in 0..2 {
+        let r = post(GBD, JSON, REQUEST_4_6).send(&e).await;
+        assert_eq!(r.status, StatusCode::OK);
+    }
+    assert_eq!(
+        req(Method::GET, GBD).send(&e).await.status,
+        StatusCode::METHOD_NOT_ALLOWED
+    );
+    assert_eq!(
+        post(GBD, "text/plain", "x").send(&e).await.status,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE
+    );
+    assert_eq!(
+        req(Method::GET, "/index.html").send(&e).await.status,
+        StatusCode::NOT_FOUND
+    );
+    let text = e.state.metrics.encode_prometheus();
+    for line in [
+        "sztp_restconf_requests_total 6",
+        "sztp_restconf_replies_total 6",
+        "sztp_restconf_answers_total{rpc=\"get-bootstrapping-data\",status=\"200\"} 2",
+        "sztp_restconf_answers_total{rpc=\"get-bootstrapping-data\",status=\"405\"} 1",
+        "sztp_restconf_answers_total{rpc=\"get-bootstrapping-data\",status=\"415\"} 1",
+        "sztp_restconf_answers_total{rpc=\"other\",status=\"200\"} 1",
+        "sztp_restconf_answers_total{rpc=\"other\",status=\"404\"} 1",
+    ] {
+        assert!(text.lines().any(|l| l == line), "no {line:?} in:\n{text}");
+    }
+}

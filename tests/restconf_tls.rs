@@ -347,6 +347,16 @@ async fn min_tls_version_13_refuses_tls12() {
     assert!(!v12.0, "TLS 1.2 was accepted:\n{}", v12.2);
     assert!(v13.0, "{}", v13.2);
     assert!(r.state.stats.handshake_failures.load(Ordering::Relaxed) >= 1);
+    assert!(
+        r.state
+            .counters()
+            .dropped
+            .get_or_create(&sztp_redirector::metrics::DropLabels {
+                reason: "tls-handshake".into()
+            })
+            .get()
+            >= 1
+    );
     r.stop().await;
 }
 
@@ -398,6 +408,16 @@ async fn connection_limit_and_slow_clients() {
     let refused = curl(&["-o", "/dev/null", "-w", "%{http_code}", &url]).await;
     assert!(!refused.ok(), "a second connection was served: {refused:?}");
     assert_eq!(r.state.stats.connections_refused.load(Ordering::Relaxed), 1);
+    assert_eq!(
+        r.state
+            .counters()
+            .dropped
+            .get_or_create(&sztp_redirector::metrics::DropLabels {
+                reason: "max-connections".into()
+            })
+            .get(),
+        1
+    );
     // the handshake timeout closes the idle client: it reads end-of-file
     let eof = tokio::task::spawn_blocking(move || {
         idle.set_read_timeout(Some(Duration::from_secs(30)))
@@ -410,6 +430,16 @@ async fn connection_limit_and_slow_clients() {
     assert!(matches!(eof, Ok(0)), "{eof:?}");
     wait_until(|| stats.active.load(Ordering::Relaxed) == 0).await;
     assert_eq!(r.state.stats.handshake_timeouts.load(Ordering::Relaxed), 1);
+    assert_eq!(
+        r.state
+            .counters()
+            .dropped
+            .get_or_create(&sztp_redirector::metrics::DropLabels {
+                reason: "tls-timeout".into()
+            })
+            .get(),
+        1
+    );
     let served = curl(&["-o", "/dev/null", "-w", "%{http_code}", &url]).await;
     assert_eq!(served.stdout, "200");
     // a TLS client that sends no request is closed after client-timeout as well (Python's

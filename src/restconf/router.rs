@@ -32,6 +32,7 @@ use super::{
 };
 use crate::config::validate::DEFAULT_CLIENT_TIMEOUT;
 use crate::journal::{unix_now, EventDetail, RestconfAnswer, RestconfReason, RestconfRpc};
+use crate::metrics::{Metrics, RestconfAnswerLabels, Service, ServiceCounters};
 use crate::runtime::{Events, LeaseLookup, Published};
 
 /// The host-meta XRD document of digest TV9 (107 octets with its trailing newline).
@@ -66,6 +67,10 @@ pub struct AppState {
     pub stats: Arc<Stats>,
     /// Per-source rate limit; replaced when a reload changes `rate-limit`.
     pub limiter: Arc<ArcSwap<RateLimiter>>,
+    /// Where `sztp_restconf_requests_total`, `_replies_total`, `_dropped_total{reason}` and
+    /// `sztp_restconf_answers_total{rpc,status}` are counted (the daemon's registry; a registry
+    /// of its own by default).
+    pub metrics: Metrics,
 }
 
 impl AppState {
@@ -83,7 +88,19 @@ impl AppState {
             leases,
             stats: Arc::new(Stats::default()),
             limiter: Arc::new(ArcSwap::from_pointee(RateLimiter::per_second(rate))),
+            metrics: Metrics::new(),
         }
+    }
+
+    /// This state counting into `metrics` (the registry the status server encodes).
+    pub fn with_metrics(mut self, metrics: Metrics) -> AppState {
+        self.metrics = metrics;
+        self
+    }
+
+    /// The redirect server's request/reply/drop counters in [`AppState::metrics`].
+    pub fn counters(&self) -> ServiceCounters {
+        self.metrics.service(Service::Restconf)
     }
 }
 
@@ -101,7 +118,35 @@ pub fn router(state: AppState) -> Router {
         .route(REPORT_PROGRESS_PATH, any(report_progress))
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(state.clone(), rate_limit))
+        // outermost: every request is counted once with the status it got, 429s included
+        .layer(middleware::from_fn_with_state(state.clone(), count))
         .with_state(state)
+}
+
+/// The `rpc` label of a request path: the operation it names, else `other` (host-meta, the
+/// RESTCONF root, unknown resources).
+fn rpc_label(path: &str) -> &'static str {
+    match path.trim_end_matches('/') {
+        GET_BOOTSTRAPPING_DATA_PATH => RestconfRpc::GetBootstrappingData.as_str(),
+        REPORT_PROGRESS_PATH => RestconfRpc::ReportProgress.as_str(),
+        _ => "other",
+    }
+}
+
+async fn count(State(st): State<AppState>, req: Request, next: Next) -> Response {
+    let counters = st.counters();
+    counters.requests.inc();
+    let rpc = rpc_label(req.uri().path());
+    let resp = next.run(req).await;
+    counters.replies.inc();
+    st.metrics
+        .restconf_answers
+        .get_or_create(&RestconfAnswerLabels {
+            rpc: rpc.to_owned(),
+            status: resp.status().as_u16().to_string(),
+        })
+        .inc();
+    resp
 }
 
 fn accept(headers: &HeaderMap) -> Option<&str> {

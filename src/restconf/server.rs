@@ -11,13 +11,16 @@ use std::io;
 use std::net::{SocketAddr, TcpListener as StdTcpListener};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
 use rustls::pki_types::UnixTime;
 use rustls::ServerConfig;
 use tokio::net::{TcpListener, TcpStream};
@@ -32,6 +35,7 @@ use super::router::{router, AppState, ConnInfo};
 use super::tls::{TlsError, TlsMaterial};
 use crate::config::validate::DEFAULT_CLIENT_TIMEOUT;
 use crate::config::{Config, RedirectServer};
+use crate::metrics::Source;
 use crate::runtime::ServiceContext;
 
 /// A connection is asked to close (after its current request) when it is this old.
@@ -72,6 +76,43 @@ pub struct Stats {
 struct TlsState {
     material: TlsMaterial,
     config: Arc<ServerConfig>,
+}
+
+/// `reason` of `sztp_restconf_dropped_total`: a connection closed at accept because
+/// `max-connections` were open.
+pub const DROP_MAX_CONNECTIONS: &str = "max-connections";
+/// `reason` of `sztp_restconf_dropped_total`: a TLS handshake that failed.
+pub const DROP_TLS_HANDSHAKE: &str = "tls-handshake";
+/// `reason` of `sztp_restconf_dropped_total`: a TLS handshake not finished in `client-timeout`.
+pub const DROP_TLS_TIMEOUT: &str = "tls-timeout";
+
+/// Reads the connection counters of a running redirect server at each scrape:
+/// `sztp_restconf_connections_total`, `sztp_restconf_connections_open`. Weak, so a server
+/// stopped by a reload reports nothing.
+struct RestconfSource(Weak<Stats>);
+
+impl Source for RestconfSource {
+    fn encode(&self, enc: &mut DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
+        let Some(st) = self.0.upgrade() else {
+            return Ok(());
+        };
+        let total = ConstCounter::new(st.connections.load(Ordering::Relaxed));
+        let me = enc.encode_descriptor(
+            "restconf_connections",
+            "TLS connections accepted by the redirect server",
+            None,
+            total.metric_type(),
+        )?;
+        total.encode(me)?;
+        let open = ConstGauge::new(st.active.load(Ordering::Relaxed) as i64);
+        let me = enc.encode_descriptor(
+            "restconf_connections_open",
+            "Connections open now on the redirect server",
+            None,
+            open.metric_type(),
+        )?;
+        open.encode(me)
+    }
 }
 
 /// TLS material loaded and checked by [`TlsHandle::prepare`], not yet in force.
@@ -256,6 +297,11 @@ pub async fn serve(
         ctx.published.clone(),
         ctx.events.clone(),
         Arc::new(ctx.leases.clone()),
+    )
+    .with_metrics(ctx.metrics.clone());
+    ctx.metrics.set_source(
+        "restconf",
+        Box::new(RestconfSource(Arc::downgrade(&state.stats))),
     );
     serve_state(bound, state, token).await;
     Ok(())
@@ -317,6 +363,7 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, token: Cancella
                         .map_or(usize::MAX, |r| r.max_connections);
                     if stats.active.load(Ordering::Relaxed) >= max {
                         stats.connections_refused.fetch_add(1, Ordering::Relaxed);
+                        shared.state.counters().drop_for(DROP_MAX_CONNECTIONS);
                         debug!(%peer, max, "connection limit reached: closed at accept");
                         drop(stream);
                         continue;
@@ -378,11 +425,13 @@ async fn connection(stream: TcpStream, peer: SocketAddr, guard: Active, token: C
             Ok(Ok(s)) => s,
             Ok(Err(e)) => {
                 stats.handshake_failures.fetch_add(1, Ordering::Relaxed);
+                shared.state.counters().drop_for(DROP_TLS_HANDSHAKE);
                 debug!(%peer, error = %e, "tls handshake failed");
                 return;
             }
             Err(_) => {
                 stats.handshake_timeouts.fetch_add(1, Ordering::Relaxed);
+                shared.state.counters().drop_for(DROP_TLS_TIMEOUT);
                 debug!(%peer, "tls handshake timed out");
                 return;
             }
