@@ -7,7 +7,9 @@
 //! On loopback without privileges: the probe as a relay agent does DHCP and follows option 143.
 //! As root, in a namespace pair: udhcpc (a real client) gets the lease and option 143, then
 //! curl and the probe ask the redirect server from the leased address, whose DHCP facts
-//! (vendor class, MAC) decide the rule through the lease registry.
+//! (vendor class, MAC) decide the rule through the lease registry. Both check what the status
+//! server shows of these steps (`/api/devices`, and `/metrics` through the Python Prometheus
+//! client's parser).
 
 mod common;
 mod restconf_common;
@@ -19,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use common::{require_root_or_skip, rfc8572_list, run_udhcpc, Child, NetnsPair, BIN};
-use restconf_common::{s_client, sh, OwnerDouble};
+use restconf_common::{parse_metrics, s_client, sh, OwnerDouble};
 use sztp_redirector::sztp::conveyed::decode_unsigned_redirect;
 
 const GBD: &str = "/restconf/operations/ietf-sztp-bootstrap-server:get-bootstrapping-data";
@@ -467,6 +469,168 @@ fn redirect_server_turned_off_and_on_by_reloads_and_listen_changes_keep_listed_a
     assert!(st.success(), "{log}");
 }
 
+/// curl GET of `url` (the status server's API or metrics); the body, failing on an HTTP error.
+fn curl_get(url: &str) -> String {
+    let out = common::run_cmd(
+        &["curl", "-sS", "--fail", "--max-time", "20", url],
+        Duration::from_secs(30),
+    );
+    assert!(out.success(), "{url}: {}", out.stderr);
+    out.stdout
+}
+
+/// `/api/devices` of the status server at `status` once `ready` holds for it (the device
+/// table folds on its own thread, after the reply has left: poll, bounded).
+fn devices_until(
+    status: &str,
+    ready: impl Fn(&[serde_json::Value]) -> bool,
+) -> Vec<serde_json::Value> {
+    let until = Instant::now() + LOG_WAIT;
+    loop {
+        let v: serde_json::Value =
+            serde_json::from_str(&curl_get(&format!("{status}/api/devices")))
+                .expect("/api/devices answers JSON");
+        let list = v["devices"].as_array().cloned().unwrap_or_default();
+        if ready(&list) || Instant::now() > until {
+            return list;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn device<'a>(list: &'a [serde_json::Value], key: &str) -> &'a serde_json::Value {
+    list.iter()
+        .find(|d| d["key"] == key)
+        .unwrap_or_else(|| panic!("no device {key} in {list:#?}"))
+}
+
+fn metric(m: &std::collections::BTreeMap<String, f64>, key: &str) -> f64 {
+    *m.get(key)
+        .unwrap_or_else(|| panic!("no sample {key}; have {:#?}", m.keys().collect::<Vec<_>>()))
+}
+
+/// The operator's view of the redirect server in the real binary: the probe redirected by
+/// serial and a curl request with a wrong Content-Type show up in `/api/devices` (stage,
+/// verdict in words, what was told) and in `/metrics` (answers by RPC and HTTP status,
+/// requests and replies, device events, decisions per rule), parsed by the Python Prometheus
+/// client.
+#[test]
+fn redirect_server_steps_show_in_the_status_api_and_metrics() {
+    let owner = OwnerDouble::start(&[]);
+    let certs = tempfile::tempdir().unwrap();
+    server_certificates(certs.path(), "status");
+    let config = loopback_config(owner.addr, "https://192.0.2.1", certs.path(), false)
+        + "\n[status]\nlisten = [\"127.0.0.1:0\"]\n";
+    let d = Daemon::start(&config);
+    let rc = d.restconf_addrs()[0];
+    let status = format!(
+        "http://{}",
+        listening(&d.child.lines(), "listening for status on ")[0]
+    );
+    let base = format!("https://{rc}");
+
+    let probe = common::run_cmd(
+        &[
+            BIN,
+            "probe",
+            "--restconf",
+            &base,
+            "--serial",
+            "SN-LAB-7",
+            "--hw-model",
+            "m-7",
+            "--json",
+        ],
+        Duration::from_secs(60),
+    );
+    assert_eq!(probe.status.code(), Some(0), "{probe:?}");
+    let (code, _, body) = curl_gbd(
+        &base,
+        &[
+            "-u",
+            "SN-BAD:",
+            "-H",
+            "Content-Type: text/plain",
+            "--data",
+            "x",
+        ],
+    );
+    assert_eq!(code, 415, "{body}");
+
+    let list = devices_until(&status, |l| {
+        l.iter()
+            .any(|d| d["key"] == "SN-LAB-7" && d["stage"] == "redirect-served")
+            && l.iter().any(|d| d["key"] == "SN-BAD")
+    });
+    let lab = device(&list, "SN-LAB-7");
+    assert_eq!(lab["stage"], "redirect-served", "{lab:#}");
+    assert_eq!(lab["rule"], "lab-serial");
+    assert_eq!(lab["verdict"]["status"], "handed-off");
+    let owner_uri = format!("https://{}", owner.addr);
+    assert_eq!(
+        lab["verdict"]["text"],
+        format!(
+            "got redirect-information naming {owner_uri}: the next steps happen on the owner's \
+             bootstrap server"
+        )
+    );
+    assert_eq!(lab["told"]["proto"], "restconf");
+    assert_eq!(lab["told"]["uris"][0], owner_uri.as_str());
+    assert_eq!(lab["told"]["signed"], false);
+    assert_eq!(lab["asked"]["hw_model"], "m-7");
+    let bad = device(&list, "SN-BAD");
+    assert_eq!(bad["verdict"]["status"], "failed", "{bad:#}");
+    assert_eq!(
+        bad["verdict"]["text"],
+        "its get-bootstrapping-data to the redirect server got HTTP 415: its Content-Type is \
+         neither application/yang-data+json nor +xml (RFC 8040 §5.2)"
+    );
+    // one device's timeline
+    let one: serde_json::Value =
+        serde_json::from_str(&curl_get(&format!("{status}/api/devices/SN-LAB-7"))).unwrap();
+    let timeline = one["timeline"].as_array().unwrap();
+    assert!(
+        timeline.iter().any(|e| e["proto"] == "restconf"
+            && e["status"] == 200
+            && e["summary"]
+                .as_str()
+                .unwrap()
+                .starts_with("RESTCONF get-bootstrapping-data from 127.0.0.1 (serial SN-LAB-7, Basic user): HTTP 200")),
+        "{one:#}"
+    );
+
+    let m = parse_metrics(&curl_get(&format!("{status}/metrics")));
+    let gbd = |code: &str| {
+        metric(
+            &m,
+            &format!("sztp_restconf_answers_total{{rpc=get-bootstrapping-data,status={code}}}"),
+        )
+    };
+    assert_eq!(gbd("200"), 1.0);
+    assert_eq!(gbd("415"), 1.0);
+    let requests = metric(&m, "sztp_restconf_requests_total{}");
+    assert!(requests >= 2.0, "{requests}");
+    assert_eq!(metric(&m, "sztp_restconf_replies_total{}"), requests);
+    assert!(metric(&m, "sztp_restconf_connections_total{}") >= 2.0);
+    assert_eq!(
+        metric(
+            &m,
+            "sztp_device_events_total{event=get-bootstrapping-data,proto=restconf}"
+        ),
+        2.0
+    );
+    assert_eq!(
+        metric(
+            &m,
+            "sztp_policy_decisions_total{proto=restconf,rule=lab-serial}"
+        ),
+        1.0
+    );
+
+    let (st, log) = d.stop();
+    assert!(st.success(), "{log}");
+}
+
 /// As root, in a namespace pair: udhcpc (vendor class `sztp-chain-…`) is the device's DHCP
 /// client; the DHCP rule for that vendor class hands out the redirect server (on port 443 of
 /// the server namespace); the device then asks the redirect server from its leased address
@@ -517,6 +681,9 @@ interfaces = ["{iface}"]
 subnet = "198.51.100.0/24"
 pools = ["198.51.100.100-198.51.100.199"]
 lease-time = "1h"
+
+[status]
+listen = ["127.0.0.1:0"]
 "#,
         owner = owner.addr,
         iface = net.server_if
@@ -641,6 +808,60 @@ lease-time = "1h"
         && e["source"] == "198.51.100.60"
         && e["rule"] == "default"
         && e.get("mac").is_none_or(|m| m.is_null())));
+
+    // the status API (loopback of the server namespace) shows one device: the lease's MAC,
+    // its address, DHCP's stages and the redirect served to that address
+    let status = listening(&srv.child.lines(), "listening for status on ")[0];
+    let api = |path: &str| -> serde_json::Value {
+        let out = net.server.run(
+            &[
+                "curl",
+                "-sS",
+                "--fail",
+                "--max-time",
+                "20",
+                &format!("http://{status}{path}"),
+            ],
+            Duration::from_secs(30),
+        );
+        assert!(out.success(), "{path}: {}", out.stderr);
+        serde_json::from_str(&out.stdout).unwrap()
+    };
+    let until = Instant::now() + LOG_WAIT;
+    let dev = loop {
+        let dev = api(&format!("/api/devices/{mac}"));
+        if dev["stage"] == "redirect-served" || Instant::now() > until {
+            break dev;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(dev["key"], mac.as_str(), "{dev:#}");
+    let stages: Vec<&str> = dev["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["stage"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        stages,
+        ["dhcp-offered", "dhcp-acked", "redirect-served"],
+        "{dev:#}"
+    );
+    assert_eq!(dev["addresses"][0], ip.as_str());
+    assert_eq!(dev["rule"], "chain-vendor");
+    assert_eq!(dev["asked"]["vendor_class"], "sztp-chain-device");
+    assert_eq!(dev["asked"]["hw_model"], "chain-model");
+    assert_eq!(dev["verdict"]["status"], "handed-off");
+    assert_eq!(
+        dev["verdict"]["text"],
+        format!(
+            "got redirect-information naming https://{}: the next steps happen on the owner's \
+             bootstrap server",
+            owner.addr
+        )
+    );
+    // the address without a lease is a device of its own, known by that address
+    assert_eq!(api("/api/devices/198.51.100.60")["rule"], "default");
 
     // after the privilege drop, SIGHUP still reads the generated certificates in state-dir/tls
     srv.sighup();

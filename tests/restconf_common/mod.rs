@@ -383,3 +383,39 @@ impl Drop for OwnerDouble {
         let _ = self.child.wait();
     }
 }
+
+/// Prints every sample of the exposition in argv[1] as JSON, "name{k=v,…}" (labels sorted)
+/// → value, parsed by the Python Prometheus client's text 0.0.4 parser (as tests/status_e2e.rs
+/// does).
+const PARSE_METRICS_PY: &str = r#"
+import json, sys
+from prometheus_client.parser import text_string_to_metric_families
+out = {}
+with open(sys.argv[1]) as f:
+    for fam in text_string_to_metric_families(f.read()):
+        for s in fam.samples:
+            labels = ",".join(f"{k}={v}" for k, v in sorted(s.labels.items()))
+            out[f"{s.name}{{{labels}}}"] = s.value
+print(json.dumps(out))
+"#;
+
+/// Every sample of a `/metrics` text, parsed by Debian's python3-prometheus-client (a real
+/// scraper's parser, not ours); panics when it refuses the text.
+pub(crate) fn parse_metrics(text: &str) -> std::collections::BTreeMap<String, f64> {
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("parse.py");
+    std::fs::write(&script, PARSE_METRICS_PY).unwrap();
+    let input = dir.path().join("metrics.txt");
+    std::fs::write(&input, text).unwrap();
+    let out = std::process::Command::new(PYTHON)
+        .arg(&script)
+        .arg(&input)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "the Prometheus parser refused the exposition: {}\n{text}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
