@@ -13,7 +13,7 @@
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io;
-use std::net::SocketAddr;
+use std::net::{SocketAddr, TcpListener as StdTcpListener};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -31,6 +31,7 @@ use crate::dns;
 use crate::journal::DeviceJournal;
 use crate::metrics::{DeviceCollector, Metrics};
 use crate::notify;
+use crate::restconf::{self, TlsHandle};
 use crate::runtime::{Events, Published, ServiceContext, Snapshot};
 use crate::state_dir::{Access, StateDir};
 use crate::EXIT_CONFIG;
@@ -73,6 +74,8 @@ pub struct Bound {
     pub dhcp4: Option<dhcp4::Bound4>,
     /// `[dhcp6]`: one UDP socket joined to ff02::1:2 on every interface.
     pub dhcp6: Option<dhcp6::Bound6>,
+    /// `[redirect-server]`: one TCP listener per `listen` address, and its TLS material.
+    pub restconf: Option<restconf::BoundRestconf>,
     /// `[dns]`: UDP and TCP on each `listen` address.
     pub dns: Option<dns::BoundDns>,
     /// `[dns.mdns]`: port 5353 on each interface, IPv4 and IPv6.
@@ -80,7 +83,7 @@ pub struct Bound {
     /// `[status]`: one TCP listener per `listen` address, and the token.
     pub status: Option<crate::status::BoundStatus>,
     // ADD A SERVICE (1/4): its bound sockets, e.g.
-    //   pub restconf: Option<crate::restconf::BoundRestconf>,
+    //   pub tftp: Option<crate::tftp::BoundTftp>,
 }
 
 /// Binds every socket the file enables, in file order of the services; logs one `listening for
@@ -104,6 +107,8 @@ pub enum ServiceName {
     Dhcp4,
     /// DHCPv6 server (RFC 8415) with option 136.
     Dhcp6,
+    /// The RESTCONF redirect server over HTTPS (RFC 8572 §7, RFC 8040).
+    Restconf,
     /// Unicast DNS server (RFC 1035, RFC 8572 §4.2): `_sztp._tcp` SRV, `<serial>._sztp` TXT.
     Dns,
     /// mDNS responder (RFC 6762) for the same records under `.local`.
@@ -115,11 +120,12 @@ pub enum ServiceName {
 
 impl ServiceName {
     /// Every service, in start order.
-    pub const ALL: [ServiceName; 5] = [
+    pub const ALL: [ServiceName; 6] = [
         ServiceName::Dhcp4,
         ServiceName::Dhcp6,
         ServiceName::Dns,
         ServiceName::Mdns,
+        ServiceName::Restconf,
         ServiceName::Status,
     ];
 
@@ -128,6 +134,7 @@ impl ServiceName {
         match self {
             ServiceName::Dhcp4 => "dhcp4",
             ServiceName::Dhcp6 => "dhcp6",
+            ServiceName::Restconf => "restconf",
             ServiceName::Dns => "dns",
             ServiceName::Mdns => "mdns",
             ServiceName::Status => "status",
@@ -136,7 +143,8 @@ impl ServiceName {
 
     /// What, when a reload changes it, needs new sockets (and so a new instance of the
     /// service); `None` when the service is off. Everything else in the file reaches a running
-    /// service through the published snapshot.
+    /// service through the published snapshot (and, for the redirect server's certificates,
+    /// through its [`TlsHandle`], reloaded on every SIGHUP).
     pub fn binding_key(self, cfg: &Config) -> Option<String> {
         match self {
             ServiceName::Dhcp4 => cfg
@@ -147,6 +155,10 @@ impl ServiceName {
                 .dhcp6
                 .as_ref()
                 .map(|d| format!("{:?} port {}", d.interfaces, d.port)),
+            ServiceName::Restconf => cfg
+                .redirect_server
+                .as_ref()
+                .map(|r| format!("{:?}", r.listen)),
             ServiceName::Dns => cfg.dns.as_ref().map(|d| format!("{:?}", d.listen)),
             ServiceName::Mdns => cfg
                 .dns
@@ -187,6 +199,12 @@ impl Bound {
                     .transpose()
                     .map_err(prefix)?
             }
+            ServiceName::Restconf => {
+                let keep = running
+                    .and_then(|r| r.restconf.as_ref())
+                    .map_or(&[][..], |c| &c.listeners[..]);
+                self.restconf = restconf::bind_reusing(cfg, keep).map_err(prefix)?
+            }
             ServiceName::Dns if on => {
                 let previous = running.and_then(|r| r.dns_listeners.as_ref());
                 let b = dns::bind_reusing(cfg, previous.unwrap_or(&dns::Listeners::default()))
@@ -225,6 +243,9 @@ impl Bound {
                 b.socket.local_addr().into_iter().collect(),
             ));
         }
+        if let Some(b) = &self.restconf {
+            v.push((ServiceName::Restconf, b.local_addrs()));
+        }
         if let Some(b) = &self.dns {
             let udp = b.udp.iter().filter_map(|s| s.local_addr().ok());
             v.push((ServiceName::Dns, udp.collect()));
@@ -258,6 +279,17 @@ struct Running {
     addrs: Vec<SocketAddr>,
     /// Unicast DNS: duplicates of its sockets, for a reload that changes `[dns] listen`.
     dns_listeners: Option<dns::Listeners>,
+    /// The redirect server's controls, when this is the redirect server.
+    restconf: Option<RestconfControl>,
+}
+
+/// What the supervisor keeps of a running redirect server: its TLS handle (the certificates
+/// are read again on every SIGHUP, so renewed files take effect without a restart) and
+/// duplicates of its listening sockets (a reload that changes `listen` keeps the addresses it
+/// still lists, see [`restconf::bind_reusing`]).
+struct RestconfControl {
+    tls: TlsHandle,
+    listeners: Vec<StdTcpListener>,
 }
 
 /// Runs the services of a [`Bound`] in one `JoinSet`, each under a child of one token, and
@@ -312,6 +344,7 @@ impl Supervisor {
         for (name, addrs) in bound.listening() {
             let token = self.token.child_token();
             let (ctx, t) = (self.ctx.clone(), token.clone());
+            let mut restconf = None;
             let mut dns_listeners = None;
             let handle = match name {
                 ServiceName::Dhcp4 => {
@@ -323,6 +356,19 @@ impl Supervisor {
                     let b = bound.dhcp6.take().expect("listed as bound");
                     self.tasks
                         .spawn(async move { (name, dhcp6::serve(b, ctx, t).await) })
+                }
+                ServiceName::Restconf => {
+                    let b = bound.restconf.take().expect("listed as bound");
+                    let listeners = b.listener_handles().unwrap_or_else(|e| {
+                        warn!(error = %e, "restconf: a reload that changes listen will rebind every address");
+                        Vec::new()
+                    });
+                    restconf = Some(RestconfControl {
+                        tls: b.tls_handle(),
+                        listeners,
+                    });
+                    self.tasks
+                        .spawn(async move { (name, restconf::serve(b, ctx, t).await) })
                 }
                 ServiceName::Dns => {
                     let b = bound.dns.take().expect("listed as bound");
@@ -356,23 +402,26 @@ impl Supervisor {
                     id: handle.id(),
                     key,
                     addrs,
+                    restconf,
                     dns_listeners,
                 },
             );
         }
     }
 
-    /// Applies a validated configuration: binds what is new, publishes the new snapshot (with
-    /// interface facts read now), stops what is gone or rebound and awaits it, then starts what
-    /// is new. A service whose binding key is unchanged keeps running and reads the new
-    /// snapshot from its next request on. The restart-only keys (`appliance.state-dir`,
-    /// `log-format`, `user`) keep their start values in the published snapshot (a change is
-    /// logged); `appliance.journal-max-size` applies at once. Whatever sequence of files is
-    /// reloaded, the result is what a fresh start on the last one would serve
-    /// (`tests/reload_sequences.rs`).
+    /// Applies a validated configuration: binds what is new, reads the certificates of a
+    /// redirect server that keeps running, publishes the new snapshot (with interface facts read
+    /// now) and puts those certificates in force, stops what is gone or rebound and awaits it,
+    /// then starts what is new. A service whose binding key is unchanged keeps running and
+    /// reads the new snapshot from its next request on. The restart-only keys
+    /// (`appliance.state-dir`, `log-format`, `user`) keep their start values in the published
+    /// snapshot (a change is logged); `appliance.journal-max-size` applies at once. Whatever
+    /// sequence of files is reloaded, the result is what a fresh start on the last one would
+    /// serve (`tests/reload_sequences.rs`).
     ///
     /// # Errors
-    /// A new socket cannot be bound: nothing changed (the old snapshot and services stay).
+    /// A new socket cannot be bound, or the redirect server's TLS files cannot be loaded:
+    /// nothing changed (the old snapshot, services and certificates stay).
     pub async fn reload(&mut self, mut cfg: Config) -> anyhow::Result<()> {
         let old = self.ctx.published.load();
         // compared with what is in force (the start's), not with the last file: restoring the
@@ -402,14 +451,24 @@ impl Supervisor {
         cfg.appliance.user = start.user.clone();
         let mut fresh = Bound::default();
         let mut stop = Vec::new();
+        let mut tls = None;
         for name in ServiceName::ALL {
             let want = name.binding_key(&cfg);
-            let have = self.running.get(&name).map(|r| r.key.clone());
+            let running = self.running.get(&name);
+            let have = running.map(|r| r.key.clone());
             if want == have {
+                if let (Some(c), Some(rs)) = (
+                    running.and_then(|r| r.restconf.as_ref()),
+                    cfg.redirect_server.as_ref(),
+                ) {
+                    let prepared = TlsHandle::prepare(rs, &self.ctx.state_dir)
+                        .map_err(|e| anyhow::anyhow!("{}: {e}", name.as_str()))?;
+                    tls = Some((c.tls.clone(), prepared));
+                }
                 continue;
             }
             if want.is_some() {
-                fresh.bind_one(name, &cfg, self.running.get(&name))?;
+                fresh.bind_one(name, &cfg, running)?;
             }
             if have.is_some() {
                 stop.push(name);
@@ -425,6 +484,10 @@ impl Supervisor {
         self.ctx
             .published
             .publish(Snapshot::read(cfg, old.generation + 1));
+        if let Some((handle, prepared)) = tls {
+            handle.install(prepared);
+            info!("restconf: TLS certificates reloaded");
+        }
         for name in stop {
             info!(
                 service = name.as_str(),
@@ -675,12 +738,12 @@ fn start(path: &Path, cfg: Config) -> anyhow::Result<()> {
         .build()
         .map_err(|e| anyhow::anyhow!("cannot start the runtime: {e}"))?;
     let (events, metrics) = device_table(&cfg, &state_dir, &journal)?;
-    let ctx = ServiceContext {
-        published: Published::new(Snapshot::read(cfg, 0)),
+    let ctx = ServiceContext::new(
+        Published::new(Snapshot::read(cfg, 0)),
         events,
         state_dir,
         metrics,
-    };
+    );
     let res = rt.block_on(supervise(path.to_path_buf(), bound, ctx));
     journal.flush();
     res
@@ -752,12 +815,6 @@ async fn supervise(path: PathBuf, bound: Bound, ctx: ServiceContext) -> anyhow::
         Some(&handled_set()),
         None,
     )?;
-    let cfg = ctx.published.load().config.clone();
-    for (on, what) in [(cfg.redirect_server.is_some(), "redirect-server")] {
-        if on {
-            warn!("[{what}] is enabled but this version does not serve it yet");
-        }
-    }
     let names: Vec<&str> = bound.names().iter().map(|n| n.as_str()).collect();
     if names.is_empty() {
         warn!(
@@ -815,12 +872,21 @@ async fn supervise(path: PathBuf, bound: Bound, ctx: ServiceContext) -> anyhow::
 /// descriptor.
 fn drop_privileges(user: &str, uid: u32, gid: u32, dir: &StateDir) -> anyhow::Result<()> {
     use crate::sys;
-    let skipped = dir.give_to(uid, gid).map_err(|e| {
-        anyhow::anyhow!(
-            "state-dir {}: giving it to {user}: {e}",
-            dir.path().display()
-        )
-    })?;
+    let give = |d: &StateDir| {
+        d.give_to(uid, gid).map_err(|e| {
+            anyhow::anyhow!("state-dir {}: giving it to {user}: {e}", d.path().display())
+        })
+    };
+    let mut skipped = give(dir)?;
+    // the redirect server's generated TLS keys (0600), read again on every SIGHUP
+    let tls = restconf::tls::GENERATED_DIR;
+    let sub = dir
+        .open_dir(tls)
+        .map_err(|e| anyhow::anyhow!("state-dir: {e}"))?;
+    if let Some(sub) = sub {
+        skipped.retain(|s| !s.starts_with(&format!("{tls}: ")));
+        skipped.extend(give(&sub)?.into_iter().map(|s| format!("{tls}/{s}")));
+    }
     for entry in skipped {
         warn!(state_dir = %dir.path().display(), %entry, "left as it is when giving state-dir to {user}");
     }

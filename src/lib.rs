@@ -54,6 +54,7 @@ pub mod notify;
 pub mod policy;
 pub mod probe;
 pub mod ratelimit;
+pub mod restconf;
 pub mod runtime;
 pub mod state_dir;
 pub mod status;

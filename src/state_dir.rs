@@ -141,6 +141,26 @@ impl StateDir {
         self.path.join(name)
     }
 
+    /// The subdirectory `name`, opened under this directory's descriptor without following a
+    /// symbolic link; `None` when there is none.
+    ///
+    /// # Errors
+    /// `name` is a symbolic link or not a directory, or cannot be opened.
+    pub fn open_dir(&self, name: &str) -> io::Result<Option<StateDir>> {
+        let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+        match nix::fcntl::openat(self.fd.as_fd(), name, flags, Mode::empty()) {
+            Ok(fd) => Ok(Some(StateDir {
+                path: self.join(name),
+                fd,
+            })),
+            Err(Errno::ENOENT) => Ok(None),
+            Err(e) => Err(io::Error::new(
+                errno(e).kind(),
+                format!("{}: {e}", self.join(name).display()),
+            )),
+        }
+    }
+
     /// Another descriptor of the same directory.
     ///
     /// # Errors

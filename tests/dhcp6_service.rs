@@ -74,13 +74,13 @@ impl Service {
         let bound = Bound6::new(names, socket).unwrap();
         let stats = Arc::clone(&bound.stats);
         let journal = Arc::new(DeviceJournal::open(state, 1 << 20).unwrap());
-        let ctx = ServiceContext {
+        let ctx = ServiceContext::new(
             // interface facts (lo's index) as the daemon reads them at start
-            published: Published::new(Snapshot::read(cfg, 0)),
-            events: Events::new(Some(Arc::clone(&journal))),
-            state_dir: state.to_path_buf(),
-            metrics: sztp_redirector::metrics::Metrics::new(),
-        };
+            Published::new(Snapshot::read(cfg, 0)),
+            Events::new(Some(Arc::clone(&journal))),
+            state.to_path_buf(),
+            sztp_redirector::metrics::Metrics::new(),
+        );
         let token = CancellationToken::new();
         let task = tokio::spawn(server::serve_with_clock(bound, ctx, token.clone(), clock));
         Service {
@@ -725,12 +725,12 @@ async fn reload_turns_dhcp6_off_and_back_on_from_its_journal() {
         dhcp6: Some(Bound6::new(vec!["lo".into()], socket).unwrap()),
         ..Bound::default()
     };
-    let ctx = ServiceContext {
-        published: Published::new(Snapshot::read(load(&on), 0)),
-        events: Events::new(None),
-        state_dir: state.clone(),
-        metrics: sztp_redirector::metrics::Metrics::new(),
-    };
+    let ctx = ServiceContext::new(
+        Published::new(Snapshot::read(load(&on), 0)),
+        Events::new(None),
+        state.clone(),
+        sztp_redirector::metrics::Metrics::new(),
+    );
     let mut sup = Supervisor::start(bound, ctx, CancellationToken::new());
     assert_eq!(sup.running(), [ServiceName::Dhcp6]);
     // a device binds, then declines its address: the quarantine is only in the journal

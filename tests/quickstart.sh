@@ -16,9 +16,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --quiet
-bin=target/debug/sztp-redirector
+bin=${CARGO_TARGET_DIR:-target}/debug/sztp-redirector
 cfg=config/quickstart.toml
 mac=02:00:00:53:5a:50
+mkdir -p target
 rm -rf target/quickstart-state  # a fresh appliance every time
 "$bin" check-config "$cfg"
 "$bin" run --config "$cfg" 2> target/quickstart.log &

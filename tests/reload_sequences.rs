@@ -143,12 +143,12 @@ fn start(cfg: Config, state: &Path, events_dir: &Path) -> Instance {
             interfaces: vec![BoundInterface::new("lo", sock).unwrap()],
         });
     }
-    let ctx = ServiceContext {
-        published: Published::new(Snapshot::read(cfg, 0)),
-        events: Events::new(Some(Arc::clone(&journal))),
-        state_dir: state.to_path_buf(),
-        metrics: sztp_redirector::metrics::Metrics::new(),
-    };
+    let ctx = ServiceContext::new(
+        Published::new(Snapshot::read(cfg, 0)),
+        Events::new(Some(Arc::clone(&journal))),
+        state.to_path_buf(),
+        sztp_redirector::metrics::Metrics::new(),
+    );
     let published = ctx.published.clone();
     Instance {
         sup: Supervisor::start(bound, ctx, CancellationToken::new()),

@@ -128,12 +128,12 @@ fn start(events: &[DeviceEvent]) -> Running {
         table.submit(ev);
     }
     table.flush();
-    let ctx = ServiceContext {
-        published: Published::new(Snapshot::new(cfg, 0)),
-        events: Events::new(None).with_table(Arc::clone(&table)),
-        state_dir: std::env::temp_dir(),
+    let ctx = ServiceContext::new(
+        Published::new(Snapshot::new(cfg, 0)),
+        Events::new(None).with_table(Arc::clone(&table)),
+        std::env::temp_dir(),
         metrics,
-    };
+    );
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()

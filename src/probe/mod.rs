@@ -12,6 +12,7 @@ pub(crate) mod dhcp4;
 pub(crate) mod dhcp6;
 pub(crate) mod dns;
 pub(crate) mod exchange;
+pub mod restconf;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
@@ -25,7 +26,7 @@ use exchange::{RawTransport, RelayTransport, Timing};
 
 /// `probe` options.
 #[derive(Args, Debug, Clone)]
-#[command(group(clap::ArgGroup::new("via").required(true).multiple(true).args(["interface", "relay", "relay6", "dns_server", "mdns"])))]
+#[command(group(clap::ArgGroup::new("via").required(true).multiple(true).args(["interface", "relay", "relay6", "dns_server", "mdns", "restconf"])))]
 #[command(group(clap::ArgGroup::new("relaying").multiple(false).args(["relay", "relay6"])))]
 pub struct ProbeArgs {
     /// Act as a device on IFACE with raw frames (root or CAP_NET_RAW)
@@ -110,6 +111,37 @@ pub struct ProbeArgs {
     /// Print one JSON object instead of text
     #[arg(long)]
     pub json: bool,
+    /// Start at the RESTCONF step instead of DHCP: a bootstrap server URI (https://host[:port],
+    /// RESTCONF root found through host-meta) or a get-bootstrapping-data operation URL
+    #[arg(long, value_name = "URL")]
+    pub restconf: Option<String>,
+    /// After DHCP, follow the option-143 URIs with RESTCONF as a device would
+    #[arg(long, conflicts_with = "restconf")]
+    pub follow: bool,
+    /// RESTCONF: TLS client certificate chain (PEM)
+    #[arg(long, value_name = "PEM", requires = "client_key")]
+    pub client_cert: Option<std::path::PathBuf>,
+    /// RESTCONF: private key of --client-cert (PEM)
+    #[arg(long, value_name = "PEM", requires = "client_cert")]
+    pub client_key: Option<std::path::PathBuf>,
+    /// RESTCONF: hw-model input leaf
+    #[arg(long)]
+    pub hw_model: Option<String>,
+    /// RESTCONF: os-name input leaf
+    #[arg(long)]
+    pub os_name: Option<String>,
+    /// RESTCONF: os-version input leaf
+    #[arg(long)]
+    pub os_version: Option<String>,
+    /// RESTCONF: send and ask for YANG XML instead of JSON
+    #[arg(long)]
+    pub xml: bool,
+    /// RESTCONF: redirects followed at most (RFC 8572 §5.5 recommends 10)
+    #[arg(long, default_value_t = restconf::DEFAULT_MAX_HOPS)]
+    pub max_hops: usize,
+    /// RESTCONF: bound on each connection and request: 10s, 500ms
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub restconf_timeout: Duration,
     /// DNS mode: ask this unicast DNS server (ADDR, ADDR:PORT or [V6]:PORT; port 53 by default)
     #[arg(long, value_name = "ADDR[:PORT]", value_parser = parse_dns_server, requires = "domain", conflicts_with_all = ["interface", "relay"])]
     pub dns_server: Option<SocketAddr>,
@@ -119,7 +151,8 @@ pub struct ProbeArgs {
     /// DNS mode: ask mDNS on IFACE (<serial>._sztp.local, _sztp._tcp.local)
     #[arg(long, value_name = "IFACE", conflicts_with_all = ["interface", "relay"])]
     pub mdns: Option<String>,
-    /// DNS mode: the device serial number, for the TXT lookups (without it only SRV is asked)
+    /// The device serial number: DNS mode's TXT lookups (without it only SRV is asked); the
+    /// RESTCONF HTTP Basic user name (sent with an empty password)
     #[arg(long)]
     pub serial: Option<String>,
 }
@@ -368,6 +401,32 @@ fn hex_duid(d: &[u8]) -> String {
     format!("duid {}", hex::encode(d))
 }
 
+fn restconf_params(args: &ProbeArgs) -> restconf::RestconfParams {
+    restconf::RestconfParams {
+        serial: args.serial.clone(),
+        client_cert: args.client_cert.clone().zip(args.client_key.clone()),
+        hw_model: args.hw_model.clone(),
+        os_name: args.os_name.clone(),
+        os_version: args.os_version.clone(),
+        xml: args.xml,
+        max_hops: args.max_hops,
+        timeout: args.restconf_timeout,
+    }
+}
+
+/// The RESTCONF walk from `uris`; prints it unless `json` (the caller prints then).
+fn follow(args: &ProbeArgs, uris: &[String]) -> Result<restconf::RestconfReport, String> {
+    let start = uris
+        .iter()
+        .map(|u| restconf::Target::parse(u))
+        .collect::<Result<Vec<_>, _>>()?;
+    let report = restconf::run(&start, &restconf_params(args))?;
+    if !args.json {
+        print!("{}", report.render_text());
+    }
+    Ok(report)
+}
+
 /// `sztp-redirector probe`: returns the process exit code.
 pub fn main(args: ProbeArgs) -> i32 {
     if args.is_dhcp6() {
@@ -411,24 +470,67 @@ pub fn main(args: ProbeArgs) -> i32 {
         }
         return report.exit_code();
     }
+    if let Some(url) = &args.restconf {
+        return match follow(&args, std::slice::from_ref(url)) {
+            Ok(r) => {
+                if args.json {
+                    match crate::text::to_json_string(
+                        &serde_json::json!({ "restconf": r.to_json() }),
+                    ) {
+                        Ok(j) => println!("{j}"),
+                        Err(e) => {
+                            eprintln!("probe: {e}");
+                            return 1;
+                        }
+                    }
+                }
+                r.exit_code()
+            }
+            Err(e) => {
+                eprintln!("probe: {e}");
+                1
+            }
+        };
+    }
     match probe(&args) {
         Ok(report) => {
+            if !args.json {
+                print!("{}", report.render_text());
+            }
+            for w in report.warnings() {
+                eprintln!("warning: {w}");
+            }
+            let mut code = report.exit_code();
+            let mut json = report.to_json();
+            if args.follow && code == 0 {
+                let uris = report.redirect().map(|r| r.uris).unwrap_or_default();
+                if uris.is_empty() {
+                    eprintln!("probe: no option 143 in the answer: nothing to follow");
+                    code = 2;
+                } else {
+                    match follow(&args, &uris) {
+                        Ok(r) => {
+                            code = r.exit_code();
+                            json["restconf"] = r.to_json();
+                        }
+                        Err(e) => {
+                            eprintln!("probe: {e}");
+                            code = 1;
+                        }
+                    }
+                }
+            }
             if args.json {
                 // serde_json leaves DEL, C1 controls and bidi overrides raw: the server chose them
-                match crate::text::to_json_string(&report.to_json()) {
+                match crate::text::to_json_string(&json) {
                     Ok(j) => println!("{j}"),
                     Err(e) => {
                         eprintln!("probe: {e}");
                         return 1;
                     }
                 }
-            } else {
-                print!("{}", report.render_text());
             }
-            for w in report.warnings() {
-                eprintln!("warning: {w}");
-            }
-            report.exit_code()
+            code
         }
         Err(e) => {
             eprintln!("probe: {e}");

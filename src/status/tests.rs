@@ -45,12 +45,12 @@ fn fixture(token: Option<&str>) -> Fixture {
     let table = Arc::new(
         DeviceTable::spawn(Fold::new(Limits::default()), Some(metrics.events.clone())).unwrap(),
     );
-    let ctx = ServiceContext {
-        published: Published::new(Snapshot::new(cfg, 0)),
-        events: Events::new(None).with_table(Arc::clone(&table)),
-        state_dir: dir.path().to_path_buf(),
+    let ctx = ServiceContext::new(
+        Published::new(Snapshot::new(cfg, 0)),
+        Events::new(None).with_table(Arc::clone(&table)),
+        dir.path().to_path_buf(),
         metrics,
-    };
+    );
     Fixture {
         state: StatusState::new(&ctx, token.map(str::to_owned)),
         table,
@@ -370,12 +370,12 @@ async fn serve_answers_and_drains_on_cancel() {
     let bound = bind(cfg.status.as_ref().unwrap()).unwrap();
     let addr = bound.listeners[0].local_addr().unwrap();
     assert!(addr.ip().is_loopback() && addr.port() != 0);
-    let ctx = ServiceContext {
-        published: f.state.published.clone(),
-        events: Events::new(None).with_table(Arc::clone(&f.table)),
-        state_dir: f.dir.path().to_path_buf(),
-        metrics: f.state.metrics.clone(),
-    };
+    let ctx = ServiceContext::new(
+        f.state.published.clone(),
+        Events::new(None).with_table(Arc::clone(&f.table)),
+        f.dir.path().to_path_buf(),
+        f.state.metrics.clone(),
+    );
     f.table.submit(&event(Dhcp4Kind::Ack, 4, false));
     f.table.flush();
     let token = CancellationToken::new();

@@ -45,12 +45,12 @@ impl DnsServer {
         let token = CancellationToken::new();
         let (ready_tx, ready_rx) = mpsc::channel();
         let (done_tx, done_rx) = mpsc::channel();
-        let ctx = ServiceContext {
-            published: published.clone(),
-            events: Events::new(Some(Arc::clone(&journal))),
-            state_dir: state.path().to_path_buf(),
-            metrics: sztp_redirector::metrics::Metrics::new(),
-        };
+        let ctx = ServiceContext::new(
+            published.clone(),
+            Events::new(Some(Arc::clone(&journal))),
+            state.path().to_path_buf(),
+            sztp_redirector::metrics::Metrics::new(),
+        );
         let t = token.clone();
         let netns = netns.map(str::to_string);
         let thread = std::thread::spawn(move || {
