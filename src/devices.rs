@@ -938,7 +938,13 @@ impl Device {
             self.rule.clone_from(&ev.rule);
         }
         self.asked.update(&o.asked);
-        if o.told.is_some() {
+        // the verdict speaks of the furthest stage, with what that step told: an answer of an
+        // earlier stage seen later (a DNS lookup after the redirect) does not replace it
+        let furthest_or_beyond = match (o.stage, self.furthest()) {
+            (Some(st), Some(f)) => st >= f,
+            _ => true,
+        };
+        if o.told.is_some() && (furthest_or_beyond || self.told.is_none()) {
             self.told = o.told;
         }
         if let Some(st) = o.stage {
@@ -980,6 +986,15 @@ impl Device {
     /// Folds `other` (a device found to be the same) into this one.
     fn absorb(&mut self, other: Device, max_events: usize) {
         let newer_is_other = other.last_seq > self.last_seq;
+        // what the furthest stage told wins, as in `apply`; between equals, the newer
+        let other_told_wins = match other.furthest().cmp(&self.furthest()) {
+            std::cmp::Ordering::Greater => true,
+            std::cmp::Ordering::Less => false,
+            std::cmp::Ordering::Equal => newer_is_other,
+        };
+        if other.told.is_some() && (other_told_wins || self.told.is_none()) {
+            self.told = other.told.clone();
+        }
         for m in other.macs {
             push_unique(&mut self.macs, m);
         }
@@ -1003,18 +1018,12 @@ impl Device {
             if other.rule.is_some() {
                 self.rule = other.rule;
             }
-            if other.told.is_some() {
-                self.told = other.told;
-            }
         } else {
             let mut asked = other.asked;
             asked.update(&self.asked);
             self.asked = asked;
             if self.rule.is_none() {
                 self.rule = other.rule;
-            }
-            if self.told.is_none() {
-                self.told = other.told;
             }
         }
         for (st, seen) in other.stages {
@@ -2256,6 +2265,56 @@ mod tests {
             "RESTCONF get-bootstrapping-data from 192.0.2.105 (serial SN9, Basic user): HTTP \
              200, unsigned redirect-information naming 1 bootstrap server (rule lab)"
         );
+    }
+
+    /// The quick start's order: DHCP, the redirect, then DNS and DHCPv6 answers naming the
+    /// redirect server again. The verdict of the furthest stage keeps naming what the redirect
+    /// told (the owner's server), not the later, earlier-stage answers.
+    #[test]
+    fn a_later_lesser_answer_does_not_replace_what_the_redirect_told() {
+        let rs = VerdictContext {
+            redirect_server: Some("https://192.0.2.1".into()),
+        };
+        let told_owner = "got redirect-information naming https://sztp.owner.example.com:8443: \
+                          the next steps happen on the owner's bootstrap server";
+        // in one device's steps
+        let mut f = Fold::new(Limits::default());
+        let mut ack = dhcp4(T0, Dhcp4Kind::Ack, 7, Some([192, 0, 2, 107]), true);
+        ack.uris = vec!["https://192.0.2.1".into()];
+        f.fold(ack);
+        let rpc = RestconfRpc::GetBootstrappingData;
+        f.fold(restconf(T0 + 1, rpc, [192, 0, 2, 107], "SN7", Some(7), 200));
+        let mut txt = dns(
+            T0 + 2,
+            "SN7",
+            DnsKind::Answered,
+            DnsTransport::Udp,
+            [127, 0, 0, 1],
+        );
+        txt.uris = vec!["https://192.0.2.1".into()];
+        f.fold(txt.clone());
+        assert_eq!(f.len(), 1);
+        let s = f.find("SN7").unwrap().summary(&rs);
+        assert_eq!(s.stage, Some(Stage::RedirectServed));
+        assert_eq!(s.verdict.text, told_owner);
+        assert_eq!(s.told.unwrap().proto, "restconf");
+        // and when the entries merge afterwards: the DNS step first (its own entry, by
+        // serial), then the DHCP device's redirect links them
+        let mut f = Fold::new(Limits::default());
+        let mut ack = dhcp4(T0, Dhcp4Kind::Ack, 7, Some([192, 0, 2, 107]), true);
+        ack.uris = vec!["https://192.0.2.1".into()];
+        f.fold(ack);
+        f.fold(restconf(T0 + 1, rpc, [192, 0, 2, 107], "SN8", Some(7), 200));
+        let mut txt8 = txt;
+        txt8.serial = Some("SN9".into());
+        f.fold(txt8);
+        assert_eq!(f.len(), 2);
+        let mut merge = restconf(T0 + 3, rpc, [192, 0, 2, 107], "SN9", Some(7), 404);
+        merge.uris.clear();
+        f.fold(merge);
+        assert_eq!(f.len(), 1, "serial SN9 and the lease holder merged");
+        let s = f.find("SN9").unwrap().summary(&rs);
+        assert_eq!(s.told.unwrap().proto, "restconf");
     }
 
     #[test]

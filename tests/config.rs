@@ -3,7 +3,8 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use sztp_redirector::config::{load, load_str};
+use sztp_redirector::config::{load, load_str, SerialFrom};
+use sztp_redirector::policy::{DeviceFacts, Serial, Source, Via};
 use toml::{Table, Value};
 
 const MANIFEST: &str = env!("CARGO_MANIFEST_DIR");
@@ -109,21 +110,58 @@ fn conformance_model() {
 fn quickstart_model() {
     let c = load(&Path::new(MANIFEST).join("config/quickstart.toml")).unwrap();
     assert_eq!(c.appliance.state_dir, Path::new("target/quickstart-state"));
-    let d4 = c.dhcp4.unwrap();
+    let d4 = c.dhcp4.as_ref().unwrap();
     assert_eq!(
         (d4.interfaces.as_slice(), d4.port),
         (&["lo".to_string()][..], 6767)
     );
-    let d6 = c.dhcp6.unwrap();
+    let d6 = c.dhcp6.as_ref().unwrap();
     assert_eq!(
         (d6.interfaces.as_slice(), d6.port),
         (&["lo".to_string()][..], 6547)
     );
-    assert!(c.redirect_server.is_none());
-    let dns = c.dns.unwrap();
+    // the DHCPv4 subnet is on loopback: the probe speaks RESTCONF from the address it leased
+    assert_eq!(d4.subnets[0].subnet, "127.0.2.0/24".parse().unwrap());
+    let dns = c.dns.as_ref().unwrap();
     assert_eq!(dns.listen, ["127.0.0.1:8053".parse().unwrap()]);
     assert!(dns.mdns.is_none());
-    assert_eq!(c.rules[0].redirect_to.len(), 2);
+    let rs = c.redirect_server.as_ref().unwrap();
+    assert_eq!(rs.listen, ["127.0.0.1:9443".parse().unwrap()]);
+    assert_eq!(rs.advertise.to_string(), "https://127.0.0.1:9443");
+    assert_eq!(rs.serial_from, SerialFrom::BasicUsername);
+    assert_eq!(
+        c.status.as_ref().unwrap().listen,
+        ["127.0.0.1:9143".parse().unwrap()]
+    );
+    // the journey's decisions: DHCP (no serial) names the redirect server, which sends the
+    // device known by its serial to the lab owner's server (the quick start's test double)
+    let policy = c.policy();
+    let dhcp = policy
+        .decide(&DeviceFacts {
+            source: Source::Dhcp4,
+            mac: Some("02:00:00:53:5a:50".parse().unwrap()),
+            ..DeviceFacts::default()
+        })
+        .unwrap();
+    assert_eq!(
+        (dhcp.rule.as_str(), dhcp.via),
+        ("default", Via::RedirectServer)
+    );
+    let targets: Vec<String> = dhcp.targets.iter().map(|u| u.to_string()).collect();
+    assert_eq!(targets, ["https://127.0.0.1:9443"]);
+    let by_serial = policy
+        .decide(&DeviceFacts {
+            source: Source::Restconf,
+            serial: Some(Serial::claimed("QS-0001")),
+            ..DeviceFacts::default()
+        })
+        .unwrap();
+    let servers: Vec<String> = by_serial
+        .bootstrap_servers
+        .iter()
+        .map(|b| b.uri.to_string())
+        .collect();
+    assert_eq!(servers, ["https://127.0.0.1:9444"]);
 }
 
 #[test]

@@ -405,6 +405,11 @@ impl ProbeReport {
         }
     }
 
+    /// The address the ACK leased (its yiaddr), if one came.
+    pub(crate) fn leased(&self) -> Option<Ipv4Addr> {
+        self.ack().map(|a| a.yiaddr)
+    }
+
     /// Option 143 of the ACK, else of the chosen offer.
     pub(crate) fn redirect(&self) -> Option<SztpRedirect> {
         let from_offer = || {

@@ -118,6 +118,11 @@ pub struct ProbeArgs {
     /// After DHCP, follow the option-143 URIs with RESTCONF as a device would
     #[arg(long, conflicts_with = "restconf")]
     pub follow: bool,
+    /// With --follow: make the RESTCONF connections from the address the DHCPv4 answer leased,
+    /// as the device would (so the device table links them to the lease). The address must be
+    /// local to this host: the quick start leases from 127.0.2.0/24 on loopback
+    #[arg(long, requires = "follow")]
+    pub from_lease: bool,
     /// RESTCONF: TLS client certificate chain (PEM)
     #[arg(long, value_name = "PEM", requires = "client_key")]
     pub client_cert: Option<std::path::PathBuf>,
@@ -411,16 +416,26 @@ fn restconf_params(args: &ProbeArgs) -> restconf::RestconfParams {
         xml: args.xml,
         max_hops: args.max_hops,
         timeout: args.restconf_timeout,
+        source: None,
     }
 }
 
-/// The RESTCONF walk from `uris`; prints it unless `json` (the caller prints then).
-fn follow(args: &ProbeArgs, uris: &[String]) -> Result<restconf::RestconfReport, String> {
+/// The RESTCONF walk from `uris`, its connections made from `source` when given; prints it
+/// unless `json` (the caller prints then).
+fn follow(
+    args: &ProbeArgs,
+    uris: &[String],
+    source: Option<IpAddr>,
+) -> Result<restconf::RestconfReport, String> {
     let start = uris
         .iter()
         .map(|u| restconf::Target::parse(u))
         .collect::<Result<Vec<_>, _>>()?;
-    let report = restconf::run(&start, &restconf_params(args))?;
+    let params = restconf::RestconfParams {
+        source,
+        ..restconf_params(args)
+    };
+    let report = restconf::run(&start, &params)?;
     if !args.json {
         print!("{}", report.render_text());
     }
@@ -471,7 +486,7 @@ pub fn main(args: ProbeArgs) -> i32 {
         return report.exit_code();
     }
     if let Some(url) = &args.restconf {
-        return match follow(&args, std::slice::from_ref(url)) {
+        return match follow(&args, std::slice::from_ref(url), None) {
             Ok(r) => {
                 if args.json {
                     match crate::text::to_json_string(
@@ -508,7 +523,12 @@ pub fn main(args: ProbeArgs) -> i32 {
                     eprintln!("probe: no option 143 in the answer: nothing to follow");
                     code = 2;
                 } else {
-                    match follow(&args, &uris) {
+                    let source = args
+                        .from_lease
+                        .then(|| report.leased())
+                        .flatten()
+                        .map(IpAddr::V4);
+                    match follow(&args, &uris, source) {
                         Ok(r) => {
                             code = r.exit_code();
                             json["restconf"] = r.to_json();

@@ -8,7 +8,7 @@
 
 use std::collections::HashSet;
 use std::fmt::Write as _;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -53,6 +53,10 @@ pub struct RestconfParams {
     pub max_hops: usize,
     /// Bound on each connection and request.
     pub timeout: Duration,
+    /// The local address every connection is made from (a device speaks from the address it
+    /// leased, which is how the device table links its RESTCONF steps to its lease); `None`
+    /// lets the kernel choose.
+    pub source: Option<IpAddr>,
 }
 
 impl Default for RestconfParams {
@@ -66,6 +70,7 @@ impl Default for RestconfParams {
             xml: false,
             max_hops: DEFAULT_MAX_HOPS,
             timeout: Duration::from_secs(10),
+            source: None,
         }
     }
 }
@@ -731,12 +736,30 @@ struct HttpAnswer {
     body: Vec<u8>,
 }
 
+/// A TCP connection to `addr`, from `source` (port chosen by the kernel) when given.
+async fn connect_from(
+    addr: SocketAddr,
+    source: Option<IpAddr>,
+) -> std::io::Result<tokio::net::TcpStream> {
+    let Some(ip) = source else {
+        return tokio::net::TcpStream::connect(addr).await;
+    };
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.bind(SocketAddr::new(ip, 0))?;
+    socket.connect(addr).await
+}
+
 /// One connection, one request (devices do not rely on keep-alive between steps).
 async fn exchange(
     target: &Target,
     tls: &Arc<ClientConfig>,
     request: hyper::Request<Full<Bytes>>,
     seen: &mut (Option<String>, Option<String>),
+    source: Option<IpAddr>,
 ) -> Result<HttpAnswer, String> {
     let addrs: Vec<SocketAddr> = tokio::net::lookup_host((target.host.as_str(), target.port))
         .await
@@ -745,10 +768,13 @@ async fn exchange(
     let mut last = format!("{} has no address", target.host);
     // RFC 8572 §5.5: every address of a name before the next list entry
     for addr in addrs {
-        let tcp = match tokio::net::TcpStream::connect(addr).await {
+        let tcp = match connect_from(addr, source).await {
             Ok(s) => s,
             Err(e) => {
-                last = format!("connect {addr}: {e}");
+                last = match source {
+                    Some(ip) => format!("connect {addr} from {ip}: {e}"),
+                    None => format!("connect {addr}: {e}"),
+                };
                 continue;
             }
         };
@@ -845,8 +871,11 @@ pub(crate) async fn fetch(target: &Target, p: &RestconfParams, tls: &Arc<ClientC
                 .header(hyper::header::ACCEPT, "application/xrd+xml")
                 .body(Full::new(Bytes::new()))
                 .expect("static request");
-            let root = match tokio::time::timeout(p.timeout, exchange(target, tls, req, &mut seen))
-                .await
+            let root = match tokio::time::timeout(
+                p.timeout,
+                exchange(target, tls, req, &mut seen, p.source),
+            )
+            .await
             {
                 Err(_) => {
                     hop.answer = Answer::Unreachable("host-meta: timed out".into());
@@ -888,7 +917,8 @@ pub(crate) async fn fetch(target: &Target, p: &RestconfParams, tls: &Arc<ClientC
     let req = req
         .body(Full::new(Bytes::from(request_body(p))))
         .expect("valid request");
-    let answer = tokio::time::timeout(p.timeout, exchange(target, tls, req, &mut seen)).await;
+    let answer =
+        tokio::time::timeout(p.timeout, exchange(target, tls, req, &mut seen, p.source)).await;
     hop.server_certificate = seen.0;
     hop.tls_version = seen.1;
     hop.answer = match answer {
