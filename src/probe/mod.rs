@@ -6,6 +6,7 @@
 
 pub(crate) mod dhcp4;
 pub(crate) mod exchange;
+pub(crate) mod signed;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
@@ -19,7 +20,7 @@ use exchange::{RawTransport, RelayTransport, Timing};
 
 /// `probe` options.
 #[derive(Args, Debug, Clone)]
-#[command(group(clap::ArgGroup::new("via").required(true).args(["interface", "relay"])))]
+#[command(group(clap::ArgGroup::new("via").required(true).args(["interface", "relay", "bundle"])))]
 pub struct ProbeArgs {
     /// Act as a device on IFACE with raw frames (root or CAP_NET_RAW)
     #[arg(long, value_name = "IFACE")]
@@ -78,6 +79,16 @@ pub struct ProbeArgs {
     /// Print one JSON object instead of text
     #[arg(long)]
     pub json: bool,
+    /// Read a removable-storage bundle (RFC 8572 §4.1) from DIR instead of the network: the
+    /// device directory itself, or a bundle root with --serial (flat or IOS-XR layout)
+    #[arg(long, value_name = "DIR")]
+    pub bundle: Option<std::path::PathBuf>,
+    /// The device's serial number: the voucher's serial-number must match it
+    #[arg(long)]
+    pub serial: Option<String>,
+    /// PEM trust anchors for ownership vouchers (the manufacturer's, RFC 8572 §5.4)
+    #[arg(long, value_name = "FILE")]
+    pub manufacturer_ca: Option<std::path::PathBuf>,
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -230,6 +241,9 @@ fn probe(args: &ProbeArgs) -> Result<ProbeReport, String> {
 
 /// `sztp-redirector probe`: returns the process exit code.
 pub fn main(args: ProbeArgs) -> i32 {
+    if let Some(dir) = &args.bundle {
+        return signed::bundle_main(dir, args.serial.as_deref(), args.manufacturer_ca.as_deref());
+    }
     match probe(&args) {
         Ok(report) => {
             if args.json {
