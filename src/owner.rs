@@ -593,3 +593,219 @@ fn load_vouchers(
         );
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sztp::signed::{certs_only_certificates, open_signed_data, verify_signer};
+    use der::Decode;
+
+    /// An owner CA and an owner certificate issued by it (rcgen, P-256), as material with
+    /// `vouchers`.
+    fn material(vouchers: &[(&str, Option<i64>)]) -> (OwnerMaterial, Certificate) {
+        let ca_key = rcgen::KeyPair::generate().unwrap();
+        let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        ca_params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "Unit Owner CA");
+        let ca = ca_params.self_signed(&ca_key).unwrap();
+        let issuer = rcgen::Issuer::new(ca_params, &ca_key);
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut p = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        p.distinguished_name
+            .push(rcgen::DnType::CommonName, "Unit Owner");
+        let owner = p.signed_by(&key, &issuer).unwrap();
+        let chain = vec![
+            Certificate::from_der(owner.der()).unwrap(),
+            Certificate::from_der(ca.der()).unwrap(),
+        ];
+        let vouchers = vouchers
+            .iter()
+            .map(|(s, exp)| {
+                (
+                    s.to_string(),
+                    LoadedVoucher {
+                        voucher: Voucher {
+                            serial_number: s.to_string(),
+                            created_on: 0,
+                            expires_on: *exp,
+                            assertion: "verified".into(),
+                            nonce: None,
+                            pinned_domain_cert: ca.der().to_vec(),
+                            idevid_issuer: None,
+                            domain_cert_revocation_checks: false,
+                        },
+                        der: format!("voucher of {s}").into_bytes(),
+                        path: PathBuf::from(format!("{s}.vcj")),
+                    },
+                )
+            })
+            .collect();
+        let owner_certificate = certs_only(&chain).unwrap();
+        let m = OwnerMaterial {
+            chain: chain.clone(),
+            key: OwnerKey::from_pem(&key.serialize_pem()).unwrap(),
+            owner_certificate,
+            vouchers,
+            trust_anchors: HashMap::from([("b".to_string(), b"TA".to_vec())]),
+        };
+        (m, chain[1].clone())
+    }
+
+    fn entries() -> Vec<RedirectEntry> {
+        vec![
+            RedirectEntry {
+                address: "a.example".into(),
+                port: 443,
+                trust_anchor: None,
+            },
+            RedirectEntry {
+                address: "b.example".into(),
+                port: 8443,
+                trust_anchor: None,
+            },
+        ]
+    }
+
+    #[test]
+    fn certs_only_has_the_shape_of_openssl_crl2pkcs7() {
+        let (m, _) = material(&[]);
+        let der = &m.owner_certificate;
+        // digest TV7: version 1, empty digestAlgorithms, id-data without eContent
+        let tv7 = [
+            0x02, 0x01, 0x01, 0x31, 0x00, 0x30, 0x0b, 0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7,
+            0x0d, 0x01, 0x07, 0x01, 0xa0, 0x82,
+        ];
+        assert!(
+            der.windows(tv7.len()).any(|w| w == tv7),
+            "{}",
+            hex::encode(der)
+        );
+        assert!(der.ends_with(&[0x31, 0x00]), "empty signerInfos last");
+        let sc = open_signed_data("owner-certificate", der).unwrap();
+        assert!(sc.content.is_none());
+        assert_eq!(certs_only_certificates("oc", der).unwrap().len(), 2);
+    }
+
+    #[test]
+    fn signing_is_deterministic_and_verifies() {
+        let (m, _) = material(&[]);
+        let a = m.sign_conveyed(ContentFormat::Json, b"{}").unwrap();
+        let b = m.sign_conveyed(ContentFormat::Json, b"{}").unwrap();
+        assert_eq!(a, b, "RFC 6979 and no signing-time: same input, same bytes");
+        let sc = open_signed_data("ci", &a).unwrap();
+        assert_eq!(sc.econtent_type, ContentFormat::Json.oid());
+        assert_eq!(sc.content.as_deref(), Some(&b"{}"[..]));
+        let signer = verify_signer("ci", &sc, &[]).unwrap();
+        assert_eq!(signer, m.chain[0]);
+        let xml = m.sign_conveyed(ContentFormat::Xml, b"<x/>").unwrap();
+        assert_eq!(
+            open_signed_data("ci", &xml).unwrap().econtent_type,
+            ContentFormat::Xml.oid()
+        );
+    }
+
+    #[test]
+    fn conveyed_says_why_it_is_unsigned() {
+        let now = 1_000_000;
+        let (m, _) = material(&[("SN1", Some(2_000_000)), ("OLD", Some(10)), ("NONE", None)]);
+        let e = entries();
+        let names = ["a", "b"];
+        let reason =
+            |owner: Option<&OwnerMaterial>, req: bool, serial: Option<&str>| match conveyed(
+                owner,
+                req,
+                serial,
+                ContentFormat::Json,
+                &e,
+                &names,
+                now,
+            )
+            .unwrap()
+            {
+                Conveyed::Signed(_) => None,
+                Conveyed::Unsigned(ci, r) => {
+                    // unsigned data never carries a trust anchor
+                    let back = crate::sztp::conveyed::decode_unsigned_redirect(&ci).unwrap();
+                    assert!(back.iter().all(|x| x.trust_anchor.is_none()));
+                    Some(r)
+                }
+            };
+        assert_eq!(
+            reason(Some(&m), false, Some("SN1")),
+            Some(UnsignedReason::NotRequested)
+        );
+        assert_eq!(
+            reason(None, true, Some("SN1")),
+            Some(UnsignedReason::NoOwner)
+        );
+        assert_eq!(reason(Some(&m), true, None), Some(UnsignedReason::NoSerial));
+        assert_eq!(
+            reason(Some(&m), true, Some("SN2")),
+            Some(UnsignedReason::NoVoucher)
+        );
+        assert_eq!(
+            reason(Some(&m), true, Some("OLD")),
+            Some(UnsignedReason::VoucherExpired)
+        );
+        assert_eq!(reason(Some(&m), true, Some("NONE")), None, "no expires-on");
+        let Conveyed::Signed(a) = conveyed(
+            Some(&m),
+            true,
+            Some("SN1"),
+            ContentFormat::Json,
+            &e,
+            &names,
+            now,
+        )
+        .unwrap() else {
+            panic!("signed expected")
+        };
+        assert!(a.nonceless);
+        assert_eq!(a.ownership_voucher, b"voucher of SN1");
+        assert_eq!(a.owner_certificate, m.owner_certificate);
+        let sc = open_signed_data("ci", &a.conveyed_information).unwrap();
+        let doc = crate::sztp::conveyed::parse_redirect_json(&sc.content.unwrap()).unwrap();
+        // only the server with a configured trust anchor gets one
+        assert_eq!(doc[0].trust_anchor, None);
+        assert_eq!(doc[1].trust_anchor.as_deref(), Some(&b"TA"[..]));
+    }
+
+    #[test]
+    fn key_formats_and_refusals() {
+        assert!(
+            OwnerKey::from_pem("-----BEGIN ENCRYPTED PRIVATE KEY-----\n")
+                .unwrap_err()
+                .contains("encrypted keys are not supported")
+        );
+        assert!(OwnerKey::from_pem("nothing")
+            .unwrap_err()
+            .contains("no PEM private key"));
+        let k = rcgen::KeyPair::generate().unwrap();
+        let pem = k.serialize_pem();
+        let parsed = OwnerKey::from_pem(&pem).unwrap();
+        let spki = parsed.public_key_der().unwrap();
+        assert!(k.public_key_pem().contains(&{
+            use base64::Engine;
+            base64::engine::general_purpose::STANDARD.encode(&spki)[..40].to_string()
+        }));
+        // the Debug form never shows key material
+        assert_eq!(format!("{parsed:?}"), "OwnerKey::P256(..)");
+    }
+
+    #[test]
+    fn key_permissions() {
+        use std::os::unix::fs::PermissionsExt;
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("k.pem");
+        std::fs::write(&p, "x").unwrap();
+        for (mode, ok) in [(0o600, true), (0o400, true), (0o644, false), (0o604, false)] {
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap();
+            assert_eq!(check_key_permissions(&p, None).is_ok(), ok, "mode {mode:o}");
+        }
+        assert!(check_key_permissions(d.path(), None)
+            .unwrap_err()
+            .contains("not a regular file"));
+    }
+}

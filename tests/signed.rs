@@ -380,3 +380,96 @@ fn bundle_layouts_and_unsigned_refusal() {
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert!(r.stdout.contains("unsigned"), "{}", r.stdout);
 }
+
+/// Writes the CMS fuzz seeds (`tests/fuzz/seeds/cms/`) from a fresh PKI when
+/// `SZTP_WRITE_CMS_SEEDS=1`; otherwise checks they are there.
+#[test]
+fn cms_fuzz_seeds() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fuzz/seeds/cms");
+    if std::env::var("SZTP_WRITE_CMS_SEEDS").as_deref() != Ok("1") {
+        assert!(
+            dir.join("voucher.vcj").is_file(),
+            "run with SZTP_WRITE_CMS_SEEDS=1"
+        );
+        return;
+    }
+    std::fs::create_dir_all(&dir).unwrap();
+    for (alg, tag) in [(Alg::P256Sec1, "ec"), (Alg::Rsa, "rsa")] {
+        let pki = Pki::new(alg);
+        let v = pki.voucher("SN1");
+        let cfg = write_config(&pki, "");
+        let out = pki.dir.join("usb");
+        let r = run(&[
+            "bundle",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--serial",
+            "SN1",
+            "--out",
+            out.to_str().unwrap(),
+            "--layout",
+            "flat",
+        ]);
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        let ci = std::fs::read(out.join("SN1/conveyed-information.cms")).unwrap();
+        std::fs::write(dir.join(format!("signed-ci-{tag}.cms")), &ci).unwrap();
+        if alg == Alg::Rsa {
+            continue;
+        }
+        std::fs::copy(&v, dir.join("voucher.vcj")).unwrap();
+        std::fs::copy(
+            out.join("SN1/owner-certificate.cms"),
+            dir.join("owner-certificate.cms"),
+        )
+        .unwrap();
+        let mut t = ci.clone();
+        t.truncate(ci.len() / 2);
+        std::fs::write(dir.join("signed-ci-truncated.cms"), t).unwrap();
+        // openssl's own certs-only form (crl2pkcs7)
+        let p7 = pki::openssl(
+            &pki.dir,
+            &[
+                "crl2pkcs7",
+                "-nocrl",
+                "-certfile",
+                pki.owner_chain.to_str().unwrap(),
+                "-outform",
+                "DER",
+            ],
+        );
+        std::fs::write(dir.join("crl2pkcs7.p7"), p7).unwrap();
+        // a voucher with eContentType id-data and an unsigned conveyed information
+        let json = pki.voucher_json("SN2", None);
+        let src = pki.dir.join("v2.json");
+        std::fs::write(&src, json).unwrap();
+        let idv = pki::openssl(
+            &pki.dir,
+            &[
+                "cms",
+                "-sign",
+                "-signer",
+                "masa.pem",
+                "-inkey",
+                "masa.key",
+                "-binary",
+                "-nodetach",
+                "-outform",
+                "DER",
+                "-in",
+                src.to_str().unwrap(),
+            ],
+        );
+        std::fs::write(dir.join("voucher-id-data.vcj"), idv).unwrap();
+        let u = sztp_redirector::sztp::conveyed::unsigned_redirect(
+            sztp_redirector::sztp::conveyed::ContentFormat::Json,
+            &[sztp_redirector::sztp::conveyed::RedirectEntry {
+                address: "sztp.owner.example.com".into(),
+                port: 443,
+                trust_anchor: None,
+            }],
+        )
+        .unwrap();
+        std::fs::write(dir.join("unsigned-tv5.cms"), u).unwrap();
+        std::fs::write(dir.join("garbage"), b"\x30\x82\xff\xff\x06\x09").unwrap();
+    }
+}
