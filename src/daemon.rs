@@ -301,9 +301,11 @@ impl Supervisor {
         if let Some(st) = &cfg.status {
             crate::status::read_token(st).map_err(|e| anyhow::anyhow!("status: {e}"))?;
         }
+        // vouchers and keys are read again: a bad one refuses the reload, the old stay
+        let owner = load_owner(&cfg).map_err(|e| anyhow::anyhow!("{e}"))?;
         self.ctx
             .published
-            .publish(Snapshot::read(cfg, old.generation + 1));
+            .publish(Snapshot::read(cfg, old.generation + 1).with_owner(owner));
         for name in stop {
             info!(
                 service = name.as_str(),
@@ -470,6 +472,26 @@ pub fn lock_state_dir(state_dir: &Path) -> anyhow::Result<nix::fcntl::Flock<File
     )
 }
 
+/// Reads `[owner]` and the trust anchors of `cfg`: an error refuses the configuration; an
+/// expired voucher is only logged (those devices get unsigned redirects, journaled as such).
+fn load_owner(cfg: &Config) -> Result<Option<crate::owner::OwnerMaterial>, config::ConfigErrors> {
+    let loaded = crate::owner::load(cfg, crate::journal::unix_now());
+    if !loaded.errors.is_empty() {
+        return Err(config::ConfigErrors(loaded.errors));
+    }
+    for e in &loaded.expired {
+        warn!("{e}");
+    }
+    if let Some(m) = &loaded.material {
+        info!(
+            vouchers = m.vouchers.len(),
+            owner = %m.chain[0].tbs_certificate().subject(),
+            "owner material loaded: devices with a voucher get signed redirects"
+        );
+    }
+    Ok(loaded.material)
+}
+
 /// `sztp-redirector run --config FILE`; returns the process exit code.
 pub fn run(path: &Path) -> i32 {
     let cfg = match config::load(path) {
@@ -480,7 +502,15 @@ pub fn run(path: &Path) -> i32 {
         }
     };
     init_logging(cfg.appliance.log_format);
-    match start(path, cfg) {
+    // read before the privilege drop, like the sockets
+    let owner = match load_owner(&cfg) {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("{e}");
+            return EXIT_CONFIG;
+        }
+    };
+    match start(path, cfg, owner) {
         Ok(()) => 0,
         Err(e) => {
             error!("{e:#}");
@@ -489,7 +519,11 @@ pub fn run(path: &Path) -> i32 {
     }
 }
 
-fn start(path: &Path, cfg: Config) -> anyhow::Result<()> {
+fn start(
+    path: &Path,
+    cfg: Config,
+    owner: Option<crate::owner::OwnerMaterial>,
+) -> anyhow::Result<()> {
     let state_dir = cfg.appliance.state_dir.clone();
     // before binding: a second daemon must not even bind (SO_REUSEADDR would let it share :67)
     let _lock = lock_state_dir(&state_dir)?;
@@ -509,7 +543,7 @@ fn start(path: &Path, cfg: Config) -> anyhow::Result<()> {
         .map_err(|e| anyhow::anyhow!("cannot start the runtime: {e}"))?;
     let (events, metrics) = device_table(&cfg, &state_dir, &journal)?;
     let ctx = ServiceContext {
-        published: Published::new(Snapshot::read(cfg, 0)),
+        published: Published::new(Snapshot::read(cfg, 0).with_owner(owner)),
         events,
         state_dir,
         metrics,

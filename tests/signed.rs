@@ -473,3 +473,14 @@ fn cms_fuzz_seeds() {
         std::fs::write(dir.join("garbage"), b"\x30\x82\xff\xff\x06\x09").unwrap();
     }
 }
+
+#[test]
+fn run_refuses_a_key_others_can_read() {
+    let pki = Pki::new(Alg::P256);
+    std::fs::set_permissions(&pki.owner_key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let cfg = write_config(&pki, "");
+    let r = run(&["run", "--config", cfg.to_str().unwrap()]);
+    assert_eq!(r.code, 78, "{}", r.stderr);
+    assert!(r.stderr.contains(": owner.key: "), "{}", r.stderr);
+    assert!(r.stderr.contains("has mode 0644"), "{}", r.stderr);
+}
