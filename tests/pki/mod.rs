@@ -35,7 +35,7 @@ authorityKeyIdentifier = keyid
 ";
 
 /// Runs openssl with `args` in `dir`; panics with its stderr on failure.
-pub fn openssl(dir: &Path, args: &[&str]) -> Vec<u8> {
+pub(crate) fn openssl(dir: &Path, args: &[&str]) -> Vec<u8> {
     let out = Command::new("openssl")
         .args(args)
         .current_dir(dir)
@@ -50,7 +50,7 @@ pub fn openssl(dir: &Path, args: &[&str]) -> Vec<u8> {
 }
 
 /// Runs openssl and returns (success, stdout, stderr) without asserting.
-pub fn openssl_try(dir: &Path, args: &[&str]) -> (bool, Vec<u8>, String) {
+pub(crate) fn openssl_try(dir: &Path, args: &[&str]) -> (bool, Vec<u8>, String) {
     let out = Command::new("openssl")
         .args(args)
         .current_dir(dir)
@@ -65,7 +65,7 @@ pub fn openssl_try(dir: &Path, args: &[&str]) -> (bool, Vec<u8>, String) {
 
 /// Key algorithm of a generated key.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Alg {
+pub(crate) enum Alg {
     /// P-256 written as SEC1 (`EC PRIVATE KEY`).
     P256Sec1,
     /// P-256 written as PKCS#8.
@@ -75,27 +75,27 @@ pub enum Alg {
 }
 
 /// Every file of the test PKI, under one temporary directory.
-pub struct Pki {
+pub(crate) struct Pki {
     /// Keeps the directory alive.
-    pub tmp: tempfile::TempDir,
+    pub(crate) tmp: tempfile::TempDir,
     /// The directory.
-    pub dir: PathBuf,
+    pub(crate) dir: PathBuf,
     /// Manufacturer trust anchor for vouchers (PEM).
-    pub masa_ca: PathBuf,
+    pub(crate) masa_ca: PathBuf,
     /// Owner CA: the vouchers' pinned-domain-cert (PEM).
-    pub owner_ca: PathBuf,
+    pub(crate) owner_ca: PathBuf,
     /// Owner certificate chain: owner certificate then owner CA (PEM).
-    pub owner_chain: PathBuf,
+    pub(crate) owner_chain: PathBuf,
     /// Owner private key (mode 0600).
-    pub owner_key: PathBuf,
+    pub(crate) owner_key: PathBuf,
     /// TLS CA of the owner's bootstrap server (the trust-anchor file).
-    pub tls_ca: PathBuf,
+    pub(crate) tls_ca: PathBuf,
     /// The owner bootstrap server's TLS certificate (127.0.0.1, localhost) and key.
-    pub server_cert: PathBuf,
+    pub(crate) server_cert: PathBuf,
     /// Its key.
-    pub server_key: PathBuf,
+    pub(crate) server_key: PathBuf,
     /// Directory of vouchers (`<serial>.vcj`).
-    pub vouchers: PathBuf,
+    pub(crate) vouchers: PathBuf,
 }
 
 fn genkey(dir: &Path, name: &str, alg: Alg) -> PathBuf {
@@ -170,7 +170,7 @@ fn self_signed(dir: &Path, name: &str, cn: &str) -> (PathBuf, PathBuf) {
 }
 
 /// Issues a certificate for `key` signed by `ca`/`ca_key` with the `ext` section of the config.
-pub fn issue(
+pub(crate) fn issue(
     dir: &Path,
     name: &str,
     cn: &str,
@@ -208,7 +208,7 @@ pub fn issue(
 }
 
 /// DER of the first certificate in a PEM file.
-pub fn cert_der(dir: &Path, pem: &Path) -> Vec<u8> {
+pub(crate) fn cert_der(dir: &Path, pem: &Path) -> Vec<u8> {
     openssl(
         dir,
         &["x509", "-in", pem.to_str().unwrap(), "-outform", "DER"],
@@ -216,7 +216,7 @@ pub fn cert_der(dir: &Path, pem: &Path) -> Vec<u8> {
 }
 
 /// Unix seconds now.
-pub fn now() -> i64 {
+pub(crate) fn now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -224,7 +224,7 @@ pub fn now() -> i64 {
 }
 
 /// RFC 3339 UTC of Unix seconds.
-pub fn rfc3339(secs: i64) -> String {
+pub(crate) fn rfc3339(secs: i64) -> String {
     time::OffsetDateTime::from_unix_timestamp(secs)
         .unwrap()
         .format(&time::format_description::well_known::Rfc3339)
@@ -233,7 +233,7 @@ pub fn rfc3339(secs: i64) -> String {
 
 impl Pki {
     /// A fresh PKI with an owner key of `alg`.
-    pub fn new(alg: Alg) -> Pki {
+    pub(crate) fn new(alg: Alg) -> Pki {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().to_path_buf();
         std::fs::write(dir.join("openssl.cnf"), CNF).unwrap();
@@ -291,7 +291,7 @@ impl Pki {
     }
 
     /// The voucher JSON for `serial`, pinning the owner CA, expiring at `expires` (Unix s).
-    pub fn voucher_json(&self, serial: &str, expires: Option<i64>) -> String {
+    pub(crate) fn voucher_json(&self, serial: &str, expires: Option<i64>) -> String {
         let pinned =
             base64::engine::general_purpose::STANDARD.encode(cert_der(&self.dir, &self.owner_ca));
         let mut v = serde_json::json!({
@@ -308,7 +308,7 @@ impl Pki {
     }
 
     /// Signs `json` with the MASA key into `<vouchers>/<file>` (DER CMS, eContentType 1.40).
-    pub fn write_voucher_json(&self, file: &str, json: &str) -> PathBuf {
+    pub(crate) fn write_voucher_json(&self, file: &str, json: &str) -> PathBuf {
         let src = self.dir.join(format!("{file}.json"));
         std::fs::write(&src, json).unwrap();
         let out = self.vouchers.join(file);
@@ -337,7 +337,7 @@ impl Pki {
     }
 
     /// A voucher for `serial` valid for 30 more days, as `<serial>.vcj`.
-    pub fn voucher(&self, serial: &str) -> PathBuf {
+    pub(crate) fn voucher(&self, serial: &str) -> PathBuf {
         self.write_voucher_json(
             &format!("{serial}.vcj"),
             &self.voucher_json(serial, Some(now() + 30 * 86400)),
@@ -345,7 +345,7 @@ impl Pki {
     }
 
     /// The `[owner]` section and a trust anchor for bootstrap server `server`.
-    pub fn owner_toml(&self) -> String {
+    pub(crate) fn owner_toml(&self) -> String {
         format!(
             "[owner]\ncertificate = \"{}\"\nkey = \"{}\"\nvouchers = \"{}\"\n",
             self.owner_chain.display(),
@@ -356,7 +356,7 @@ impl Pki {
 
     /// `openssl cms -verify` of a signed artifact against the owner CA: the content, or the
     /// error text.
-    pub fn openssl_verify(&self, der: &[u8]) -> Result<Vec<u8>, String> {
+    pub(crate) fn openssl_verify(&self, der: &[u8]) -> Result<Vec<u8>, String> {
         let p = self.dir.join("to-verify.cms");
         std::fs::write(&p, der).unwrap();
         let (ok, out, err) = openssl_try(
@@ -383,7 +383,7 @@ impl Pki {
     }
 
     /// The certificates of a certs-only SignedData as openssl prints them (`subject=` lines).
-    pub fn openssl_pkcs7_subjects(&self, der: &[u8]) -> Vec<String> {
+    pub(crate) fn openssl_pkcs7_subjects(&self, der: &[u8]) -> Vec<String> {
         let p = self.dir.join("certs-only.p7");
         std::fs::write(&p, der).unwrap();
         let out = openssl(

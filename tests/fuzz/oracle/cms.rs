@@ -11,7 +11,7 @@ use sztp_redirector::sztp::signed::{
 };
 
 /// Runs every parser over `data`; returns true when it opened as SignedData.
-pub fn check(data: &[u8]) -> bool {
+pub(crate) fn check(data: &[u8]) -> bool {
     let _ = decode_content_info(data);
     let _ = certs_only_certificates("fuzz", data);
     if let Ok((v, _)) = open_voucher(data) {
