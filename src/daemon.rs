@@ -13,7 +13,7 @@
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io;
-use std::net::SocketAddr;
+use std::net::{SocketAddr, TcpListener as StdTcpListener};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -29,6 +29,7 @@ use crate::dhcp::v4::server as dhcp4;
 use crate::journal::DeviceJournal;
 use crate::metrics::{DeviceCollector, Metrics};
 use crate::notify;
+use crate::restconf::{self, TlsHandle};
 use crate::runtime::{Events, Published, ServiceContext, Snapshot};
 use crate::EXIT_CONFIG;
 
@@ -62,12 +63,13 @@ pub fn init_logging(format: LogFormat) {
 pub struct Bound {
     /// `[dhcp4]`: one UDP socket per interface (and raw senders).
     pub dhcp4: Option<dhcp4::Bound4>,
+    /// `[redirect-server]`: one TCP listener per `listen` address, and its TLS material.
+    pub restconf: Option<restconf::BoundRestconf>,
     /// `[status]`: one TCP listener per `listen` address, and the token.
     pub status: Option<crate::status::BoundStatus>,
     // ADD A SERVICE (1/4): its bound sockets, e.g.
     //   pub dhcp6: Option<crate::dhcp::v6::server::Bound6>,
     //   pub dns: Option<crate::dns::BoundDns>,          (unicast; mdns likewise)
-    //   pub restconf: Option<crate::restconf::BoundRestconf>,
 }
 
 /// Binds every socket the file enables, in file order of the services; logs one `listening for
@@ -79,7 +81,7 @@ pub struct Bound {
 pub fn bind(cfg: &Config) -> anyhow::Result<Bound> {
     let mut b = Bound::default();
     for name in ServiceName::ALL {
-        b.bind_one(name, cfg)?;
+        b.bind_one(name, cfg, None)?;
     }
     Ok(b)
 }
@@ -89,6 +91,8 @@ pub fn bind(cfg: &Config) -> anyhow::Result<Bound> {
 pub enum ServiceName {
     /// DHCPv4 server (RFC 2131) with option 143.
     Dhcp4,
+    /// The RESTCONF redirect server over HTTPS (RFC 8572 §7, RFC 8040).
+    Restconf,
     /// Status server: the page, `/api`, `/metrics`.
     Status,
     // ADD A SERVICE (2/4): a variant, and its lines in ALL, as_str and binding_key.
@@ -96,25 +100,35 @@ pub enum ServiceName {
 
 impl ServiceName {
     /// Every service, in start order.
-    pub const ALL: [ServiceName; 2] = [ServiceName::Dhcp4, ServiceName::Status];
+    pub const ALL: [ServiceName; 3] = [
+        ServiceName::Dhcp4,
+        ServiceName::Restconf,
+        ServiceName::Status,
+    ];
 
     /// The name used in logs (`dhcp4`, …).
     pub fn as_str(self) -> &'static str {
         match self {
             ServiceName::Dhcp4 => "dhcp4",
+            ServiceName::Restconf => "restconf",
             ServiceName::Status => "status",
         }
     }
 
     /// What, when a reload changes it, needs new sockets (and so a new instance of the
     /// service); `None` when the service is off. Everything else in the file reaches a running
-    /// service through the published snapshot.
+    /// service through the published snapshot (and, for the redirect server's certificates,
+    /// through its [`TlsHandle`], reloaded on every SIGHUP).
     pub fn binding_key(self, cfg: &Config) -> Option<String> {
         match self {
             ServiceName::Dhcp4 => cfg
                 .dhcp4
                 .as_ref()
                 .map(|d| format!("{:?} port {}", d.interfaces, d.port)),
+            ServiceName::Restconf => cfg
+                .redirect_server
+                .as_ref()
+                .map(|r| format!("{:?}", r.listen)),
             // not the token: the running server re-reads it after a reload
             ServiceName::Status => cfg.status.as_ref().map(|s| format!("{:?}", s.listen)),
         }
@@ -122,7 +136,13 @@ impl ServiceName {
 }
 
 impl Bound {
-    fn bind_one(&mut self, name: ServiceName, cfg: &Config) -> anyhow::Result<()> {
+    /// Binds `name` for `cfg`; `running` is the instance it replaces on a reload, if any.
+    fn bind_one(
+        &mut self,
+        name: ServiceName,
+        cfg: &Config,
+        running: Option<&Running>,
+    ) -> anyhow::Result<()> {
         let prefix = |e: io::Error| anyhow::anyhow!("{}: {e}", name.as_str());
         match name {
             ServiceName::Dhcp4 => {
@@ -132,6 +152,12 @@ impl Bound {
                     .map(dhcp4::bind)
                     .transpose()
                     .map_err(prefix)?
+            }
+            ServiceName::Restconf => {
+                let keep = running
+                    .and_then(|r| r.restconf.as_ref())
+                    .map_or(&[][..], |c| &c.listeners[..]);
+                self.restconf = restconf::bind_reusing(cfg, keep).map_err(prefix)?
             }
             ServiceName::Status => {
                 self.status = cfg
@@ -156,6 +182,9 @@ impl Bound {
                 .filter_map(|i| i.socket.local_addr().ok());
             v.push((ServiceName::Dhcp4, addrs.collect()));
         }
+        if let Some(b) = &self.restconf {
+            v.push((ServiceName::Restconf, b.local_addrs()));
+        }
         if let Some(b) = &self.status {
             let addrs = b.listeners.iter().filter_map(|l| l.local_addr().ok());
             v.push((ServiceName::Status, addrs.collect()));
@@ -179,6 +208,17 @@ struct Running {
     id: Id,
     key: String,
     addrs: Vec<SocketAddr>,
+    /// The redirect server's controls, when this is the redirect server.
+    restconf: Option<RestconfControl>,
+}
+
+/// What the supervisor keeps of a running redirect server: its TLS handle (the certificates
+/// are read again on every SIGHUP, so renewed files take effect without a restart) and
+/// duplicates of its listening sockets (a reload that changes `listen` keeps the addresses it
+/// still lists, see [`restconf::bind_reusing`]).
+struct RestconfControl {
+    tls: TlsHandle,
+    listeners: Vec<StdTcpListener>,
 }
 
 /// Runs the services of a [`Bound`] in one `JoinSet`, each under a child of one token, and
@@ -224,11 +264,25 @@ impl Supervisor {
         for (name, addrs) in bound.listening() {
             let token = self.token.child_token();
             let (ctx, t) = (self.ctx.clone(), token.clone());
+            let mut restconf = None;
             let handle = match name {
                 ServiceName::Dhcp4 => {
                     let b = bound.dhcp4.take().expect("listed as bound");
                     self.tasks
                         .spawn(async move { (name, dhcp4::serve(b, ctx, t).await) })
+                }
+                ServiceName::Restconf => {
+                    let b = bound.restconf.take().expect("listed as bound");
+                    let listeners = b.listener_handles().unwrap_or_else(|e| {
+                        warn!(error = %e, "restconf: a reload that changes listen will rebind every address");
+                        Vec::new()
+                    });
+                    restconf = Some(RestconfControl {
+                        tls: b.tls_handle(),
+                        listeners,
+                    });
+                    self.tasks
+                        .spawn(async move { (name, restconf::serve(b, ctx, t).await) })
                 }
                 ServiceName::Status => {
                     let b = bound.status.take().expect("listed as bound");
@@ -246,18 +300,21 @@ impl Supervisor {
                     id: handle.id(),
                     key,
                     addrs,
+                    restconf,
                 },
             );
         }
     }
 
-    /// Applies a validated configuration: binds what is new, publishes the new snapshot (with
-    /// interface facts read now), stops what is gone or rebound and awaits it, then starts what
-    /// is new. A service whose binding key is unchanged keeps running and reads the new
-    /// snapshot from its next request on.
+    /// Applies a validated configuration: binds what is new, reads the certificates of a
+    /// redirect server that keeps running, publishes the new snapshot (with interface facts read
+    /// now) and puts those certificates in force, stops what is gone or rebound and awaits it,
+    /// then starts what is new. A service whose binding key is unchanged keeps running and
+    /// reads the new snapshot from its next request on.
     ///
     /// # Errors
-    /// A new socket cannot be bound: nothing changed (the old snapshot and services stay).
+    /// A new socket cannot be bound, or the redirect server's TLS files cannot be loaded:
+    /// nothing changed (the old snapshot, services and certificates stay).
     pub async fn reload(&mut self, cfg: Config) -> anyhow::Result<()> {
         let old = self.ctx.published.load();
         for (what, changed) in [
@@ -284,14 +341,24 @@ impl Supervisor {
         }
         let mut fresh = Bound::default();
         let mut stop = Vec::new();
+        let mut tls = None;
         for name in ServiceName::ALL {
             let want = name.binding_key(&cfg);
-            let have = self.running.get(&name).map(|r| r.key.clone());
+            let running = self.running.get(&name);
+            let have = running.map(|r| r.key.clone());
             if want == have {
+                if let (Some(c), Some(rs)) = (
+                    running.and_then(|r| r.restconf.as_ref()),
+                    cfg.redirect_server.as_ref(),
+                ) {
+                    let prepared = TlsHandle::prepare(rs, &self.ctx.state_dir)
+                        .map_err(|e| anyhow::anyhow!("{}: {e}", name.as_str()))?;
+                    tls = Some((c.tls.clone(), prepared));
+                }
                 continue;
             }
             if want.is_some() {
-                fresh.bind_one(name, &cfg)?;
+                fresh.bind_one(name, &cfg, running)?;
             }
             if have.is_some() {
                 stop.push(name);
@@ -306,6 +373,10 @@ impl Supervisor {
         self.ctx
             .published
             .publish(Snapshot::read(cfg, old.generation + 1).with_owner(owner));
+        if let Some((handle, prepared)) = tls {
+            handle.install(prepared);
+            info!("restconf: TLS certificates reloaded");
+        }
         for name in stop {
             info!(
                 service = name.as_str(),
@@ -542,12 +613,12 @@ fn start(
         .build()
         .map_err(|e| anyhow::anyhow!("cannot start the runtime: {e}"))?;
     let (events, metrics) = device_table(&cfg, &state_dir, &journal)?;
-    let ctx = ServiceContext {
-        published: Published::new(Snapshot::read(cfg, 0).with_owner(owner)),
+    let ctx = ServiceContext::new(
+        Published::new(Snapshot::read(cfg, 0).with_owner(owner)),
         events,
         state_dir,
         metrics,
-    };
+    );
     let res = rt.block_on(supervise(path.to_path_buf(), bound, ctx));
     journal.flush();
     res
@@ -609,11 +680,7 @@ async fn supervise(path: PathBuf, bound: Bound, ctx: ServiceContext) -> anyhow::
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
     let cfg = ctx.published.load().config.clone();
-    for (on, what) in [
-        (cfg.redirect_server.is_some(), "redirect-server"),
-        (cfg.dhcp6.is_some(), "dhcp6"),
-        (cfg.dns.is_some(), "dns"),
-    ] {
+    for (on, what) in [(cfg.dhcp6.is_some(), "dhcp6"), (cfg.dns.is_some(), "dns")] {
         if on {
             warn!("[{what}] is enabled but this version does not serve it yet");
         }

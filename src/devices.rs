@@ -26,8 +26,8 @@ use std::thread::JoinHandle;
 use serde::{Deserialize, Serialize};
 
 use crate::journal::{
-    rfc3339, DeviceEvent, Dhcp4Event, Dhcp4Kind, Dhcp4Reason, EventDetail, DEVICE_JOURNAL_FILE,
-    KEEP_ROTATED,
+    rfc3339, DeviceEvent, Dhcp4Event, Dhcp4Kind, Dhcp4Reason, EventDetail, IdentityMethod,
+    RestconfAnswer, RestconfEvent, RestconfReason, RestconfRpc, DEVICE_JOURNAL_FILE, KEEP_ROTATED,
 };
 use crate::metrics::EventMetrics;
 use crate::policy::{MacAddr, UriEncoding};
@@ -210,6 +210,7 @@ pub struct Observation {
 pub fn observe(ev: &DeviceEvent) -> Observation {
     match &ev.detail {
         EventDetail::Dhcp4(d) => observe_dhcp4(ev, d),
+        EventDetail::Restconf(d) => observe_restconf(ev, d),
     }
 }
 
@@ -304,6 +305,129 @@ fn observe_dhcp4(ev: &DeviceEvent, d: &Dhcp4Event) -> Observation {
         let _ = write!(o.summary, " (rule {rule})");
     }
     o
+}
+
+fn observe_restconf(ev: &DeviceEvent, d: &RestconfEvent) -> Observation {
+    let rpc = d.rpc.as_str();
+    let mut o = Observation {
+        proto: "restconf",
+        kind: rpc,
+        source: Some(d.source),
+        asked: Asked {
+            media_type: d.media_type.clone(),
+            hw_model: d.hw_model.clone(),
+            os_name: d.os_name.clone(),
+            os_version: d.os_version.clone(),
+            ..Asked::default()
+        },
+        ..Observation::default()
+    };
+    let who = match (&ev.serial, d.identity) {
+        (Some(s), IdentityMethod::BasicUsername) => format!("serial {s}, Basic user"),
+        (Some(s), _) if d.serial_verified => format!("serial {s}, verified certificate"),
+        (Some(s), _) => format!("serial {s}, claimed"),
+        (None, _) => "no serial".to_owned(),
+    };
+    let http = format!("HTTP {}", d.status);
+    match (d.rpc, d.answer) {
+        (_, RestconfAnswer::Redirect) => {
+            o.stage = Some(Stage::RedirectServed);
+            o.told = Some(Told {
+                proto: "restconf".into(),
+                uris: ev.uris.clone(),
+                redirect: true,
+                // RestconfAnswer::Redirect is unsigned (issue 10 adds the signed answer)
+                signed: Some(false),
+                ..Told::default()
+            });
+            o.summary = format!(
+                "RESTCONF {rpc} from {} ({who}): {http}, unsigned redirect-information naming {}",
+                d.source,
+                match ev.uris.len() {
+                    1 => "1 bootstrap server".to_owned(),
+                    n => format!("{n} bootstrap servers"),
+                }
+            );
+        }
+        (_, RestconfAnswer::ProgressAccepted) => {
+            let kind = d.progress_type.as_deref().unwrap_or("unknown");
+            let msg = d
+                .message
+                .as_deref()
+                .filter(|m| !m.is_empty())
+                .map(|m| format!(": {m}"))
+                .unwrap_or_default();
+            if kind.ends_with("-error") {
+                // no stage: a later problem than the last stage makes the verdict "failed"
+                o.problem = Some(format!("it reported {kind}{msg}"));
+            } else {
+                o.stage = Some(Stage::ProgressReported);
+            }
+            if kind == "bootstrap-complete" {
+                o.complete = Some(format!("it reported bootstrap-complete{msg}"));
+            }
+            o.summary = format!(
+                "RESTCONF report-progress from {} ({who}): {kind}{msg}",
+                d.source
+            );
+        }
+        (rpc_kind, RestconfAnswer::Error) => {
+            let why = d.reason.map_or("an error", restconf_reason_words);
+            let asked = match rpc_kind {
+                RestconfRpc::GetBootstrappingData => "its get-bootstrapping-data",
+                RestconfRpc::ReportProgress => "its report-progress",
+            };
+            o.problem = Some(format!("{asked} to the redirect server got {http}: {why}"));
+            o.summary = format!(
+                "RESTCONF {rpc} from {} ({who}): {http}, {why}{}",
+                d.source,
+                d.error_message
+                    .as_deref()
+                    .filter(|m| !m.is_empty())
+                    .map(|m| format!(" ({m})"))
+                    .unwrap_or_default()
+            );
+        }
+    }
+    if let Some(rule) = &ev.rule {
+        let _ = write!(o.summary, " (rule {rule})");
+    }
+    o
+}
+
+/// A RESTCONF error in words (RFC 8040 §7, RFC 8572 §7.1).
+fn restconf_reason_words(r: RestconfReason) -> &'static str {
+    match r {
+        RestconfReason::WrongMethod => "it did not use POST (RFC 8040 §4.4.2)",
+        RestconfReason::UnsupportedMediaType => {
+            "its Content-Type is neither application/yang-data+json nor +xml (RFC 8040 §5.2)"
+        }
+        RestconfReason::NotAcceptable => {
+            "its Accept header allows no media type the redirect server answers with"
+        }
+        RestconfReason::MalformedMessage => "its body is not the RPC's input in JSON or XML",
+        RestconfReason::InvalidValue => "an input leaf has a wrong type or value",
+        RestconfReason::TooBig => "its body is larger than 64 KiB",
+        RestconfReason::Timeout => "its body did not arrive within redirect-server.client-timeout",
+        RestconfReason::RateLimited => {
+            "its address sent more requests than redirect-server.rate-limit allows"
+        }
+        RestconfReason::NoRule => {
+            "no known device or rule matches its serial, hw-model or lease: add a rule for it"
+        }
+        RestconfReason::Excluded => "its rule has redirect-to = [] (it is sent nowhere)",
+        RestconfReason::SerialNotVerified => {
+            "only a rule with match.serial-verified matches, and its serial is not proven by a \
+             client certificate signed by redirect-server.client-ca"
+        }
+        RestconfReason::Loop => {
+            "every bootstrap server of its rule is this redirect server (a configuration loop)"
+        }
+        RestconfReason::ProgressRejected => {
+            "progress reports are refused here (redirect-server.report-progress = \"reject\")"
+        }
+        RestconfReason::Internal => "the redirect server failed to answer (our fault: see the log)",
+    }
 }
 
 /// A DHCPv4 refusal in words.
@@ -1291,7 +1415,9 @@ mod tests {
     fn dhcp4(ts: u64, kind: Dhcp4Kind, m: u8, addr: Option<[u8; 4]>, req: bool) -> DeviceEvent {
         let mut ev = DeviceEvent::dhcp4(ts, kind, 0x42, mac(m));
         ev.rule = Some("default".into());
-        let EventDetail::Dhcp4(d) = &mut ev.detail;
+        let EventDetail::Dhcp4(d) = &mut ev.detail else {
+            unreachable!("a dhcp4 event")
+        };
         d.address = addr.map(Ipv4Addr::from);
         d.requested_143 = req;
         d.interface = Some("eth1".into());
@@ -1607,5 +1733,154 @@ mod tests {
         assert_eq!(v["asked"]["requested_143"], true);
         let back: DeviceSummary = serde_json::from_value(v).unwrap();
         assert_eq!(back.key, "02:00:00:00:00:01");
+    }
+
+    /// A RESTCONF event as the handler makes it: from `source`, with `serial` (claimed) and
+    /// the MAC of the lease on `source` when the registry knew it.
+    fn restconf(
+        ts: u64,
+        rpc: RestconfRpc,
+        source: [u8; 4],
+        serial: &str,
+        lease_mac: Option<u8>,
+        status: u16,
+    ) -> DeviceEvent {
+        let answer = match (rpc, status) {
+            (RestconfRpc::GetBootstrappingData, 200) => RestconfAnswer::Redirect,
+            (RestconfRpc::ReportProgress, 204) => RestconfAnswer::ProgressAccepted,
+            _ => RestconfAnswer::Error,
+        };
+        DeviceEvent {
+            ts,
+            mac: lease_mac.map(mac),
+            duid: None,
+            serial: Some(serial.into()),
+            rule: (answer == RestconfAnswer::Redirect).then(|| "lab".into()),
+            uris: if answer == RestconfAnswer::Redirect {
+                vec!["https://sztp.owner.example.com:8443".into()]
+            } else {
+                Vec::new()
+            },
+            detail: EventDetail::Restconf(RestconfEvent {
+                rpc,
+                source: IpAddr::V4(Ipv4Addr::from(source)),
+                serial_verified: false,
+                identity: IdentityMethod::BasicUsername,
+                client_certificate: false,
+                media_type: Some("application/yang-data+json".into()),
+                status,
+                answer,
+                reason: (answer == RestconfAnswer::Error).then_some(RestconfReason::NoRule),
+                error_message: None,
+                signed_data_preferred: true,
+                csr_offered: false,
+                hw_model: Some("model-x".into()),
+                os_name: None,
+                os_version: None,
+                progress_type: None,
+                message: None,
+            }),
+        }
+    }
+
+    #[test]
+    fn a_redirect_from_a_leased_address_joins_the_dhcp_device() {
+        let mut f = Fold::new(Limits::default());
+        let redirect_server = VerdictContext {
+            redirect_server: Some("https://192.0.2.1".into()),
+        };
+        let mut ack = dhcp4(T0, Dhcp4Kind::Ack, 5, Some([192, 0, 2, 105]), true);
+        ack.uris = vec!["https://192.0.2.1".into()];
+        f.fold(ack);
+        let d = f.find("02:00:00:00:00:05").unwrap();
+        assert_eq!(d.verdict(&redirect_server).status, VerdictStatus::Stuck);
+        // first ask: no rule for it (404), the lease's MAC known through the registry
+        let rpc = RestconfRpc::GetBootstrappingData;
+        f.fold(restconf(T0 + 1, rpc, [192, 0, 2, 105], "SN9", Some(5), 404));
+        let d = f.find("SN9").unwrap();
+        let v = d.verdict(&redirect_server);
+        assert_eq!(v.status, VerdictStatus::Failed);
+        assert_eq!(v.stage, Some(Stage::DhcpAcked));
+        assert!(
+            v.text.starts_with(
+                "its get-bootstrapping-data to the redirect server got HTTP 404: no known device \
+                 or rule"
+            ),
+            "{}",
+            v.text
+        );
+        // the operator adds a rule: redirected
+        f.fold(restconf(T0 + 2, rpc, [192, 0, 2, 105], "SN9", Some(5), 200));
+        assert_eq!(f.len(), 1, "one device: MAC, serial and address");
+        let d = f.find("192.0.2.105").unwrap();
+        assert_eq!(d.key(), "SN9");
+        let s = d.summary(&redirect_server);
+        assert_eq!(s.macs, ["02:00:00:00:00:05"]);
+        assert_eq!(s.stage, Some(Stage::RedirectServed));
+        assert_eq!(s.verdict.status, VerdictStatus::HandedOff);
+        assert_eq!(
+            s.verdict.text,
+            "got redirect-information naming https://sztp.owner.example.com:8443: the next steps \
+             happen on the owner's bootstrap server"
+        );
+        let told = s.told.unwrap();
+        assert_eq!(
+            (told.proto.as_str(), told.signed),
+            ("restconf", Some(false))
+        );
+        assert_eq!(s.asked.hw_model.as_deref(), Some("model-x"));
+        assert_eq!(
+            s.asked.media_type.as_deref(),
+            Some("application/yang-data+json")
+        );
+        let tl = d.detail(&redirect_server).timeline;
+        assert_eq!(
+            tl[2].summary,
+            "RESTCONF get-bootstrapping-data from 192.0.2.105 (serial SN9, Basic user): HTTP \
+             200, unsigned redirect-information naming 1 bootstrap server (rule lab)"
+        );
+    }
+
+    #[test]
+    fn progress_reports_complete_or_fail_the_journey() {
+        let mut f = Fold::new(Limits::default());
+        let gbd = RestconfRpc::GetBootstrappingData;
+        let progress = |ts, serial: &str, kind: &str| {
+            let mut ev = restconf(
+                ts,
+                RestconfRpc::ReportProgress,
+                [198, 51, 100, 7],
+                serial,
+                None,
+                204,
+            );
+            let EventDetail::Restconf(d) = &mut ev.detail else {
+                unreachable!()
+            };
+            d.progress_type = Some(kind.into());
+            d.message = Some("step".into());
+            ev
+        };
+        f.fold(restconf(T0, gbd, [198, 51, 100, 7], "SN-A", None, 200));
+        f.fold(progress(T0 + 1, "SN-A", "bootstrap-initiated"));
+        let v = f.find("SN-A").unwrap().verdict(&cx());
+        assert_eq!(
+            (v.status, v.stage),
+            (VerdictStatus::Stuck, Some(Stage::ProgressReported))
+        );
+        f.fold(progress(T0 + 2, "SN-A", "bootstrap-complete"));
+        let v = f.find("SN-A").unwrap().verdict(&cx());
+        assert_eq!(v.status, VerdictStatus::Complete);
+        assert_eq!(v.text, "it reported bootstrap-complete: step");
+        f.fold(restconf(T0, gbd, [198, 51, 100, 8], "SN-B", None, 200));
+        let mut err = progress(T0 + 1, "SN-B", "bootstrap-error");
+        if let EventDetail::Restconf(d) = &mut err.detail {
+            d.source = IpAddr::V4(Ipv4Addr::new(198, 51, 100, 8));
+        }
+        f.fold(err);
+        let v = f.find("SN-B").unwrap().verdict(&cx());
+        assert_eq!(v.status, VerdictStatus::Failed);
+        assert_eq!(v.text, "it reported bootstrap-error: step");
+        assert_eq!(v.stage, Some(Stage::RedirectServed));
     }
 }

@@ -82,6 +82,132 @@ pub struct DeviceEvent {
 pub enum EventDetail {
     /// A DHCPv4 exchange step (RFC 2131).
     Dhcp4(Dhcp4Event),
+    /// A RESTCONF request to the redirect server (RFC 8572 §7, RFC 8040).
+    Restconf(RestconfEvent),
+}
+
+/// The RESTCONF operation a request was for (RFC 8572 §7.2 `ietf-sztp-bootstrap-server`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RestconfRpc {
+    /// `get-bootstrapping-data`.
+    #[default]
+    GetBootstrappingData,
+    /// `report-progress`.
+    ReportProgress,
+}
+
+impl RestconfRpc {
+    /// The RPC's YANG name, as in the journal and the metrics' `rpc` label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RestconfRpc::GetBootstrappingData => "get-bootstrapping-data",
+            RestconfRpc::ReportProgress => "report-progress",
+        }
+    }
+}
+
+/// How a device identified itself to the redirect server (RFC 8572 §5.3, `serial-from`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum IdentityMethod {
+    /// No serial: no client certificate (or none with the configured attribute), no Basic user.
+    #[default]
+    None,
+    /// The subject serialNumber (2.5.4.5) of its TLS client certificate.
+    SubjectSerialNumber,
+    /// The subject commonName (2.5.4.3) of its TLS client certificate.
+    SubjectCn,
+    /// The user name of an HTTP Basic `Authorization` header (RFC 7617).
+    BasicUsername,
+}
+
+/// What the redirect server answered.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RestconfAnswer {
+    /// 200 with unsigned redirect-information naming the device's bootstrap servers.
+    #[default]
+    Redirect,
+    /// 204: a progress report was journaled.
+    ProgressAccepted,
+    /// An RFC 8040 error (see `status` and `reason`).
+    Error,
+}
+
+/// Why a RESTCONF request got an error.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RestconfReason {
+    /// 405: not a POST.
+    WrongMethod,
+    /// 415: a Content-Type other than YANG JSON/XML.
+    UnsupportedMediaType,
+    /// 406: no acceptable response type.
+    NotAcceptable,
+    /// 400 malformed-message: the body is not JSON/XML of the RPC's input.
+    MalformedMessage,
+    /// 400 invalid-value: a leaf has a wrong type or value.
+    InvalidValue,
+    /// 413: the body is larger than the limit.
+    TooBig,
+    /// 408: the body did not arrive within `client-timeout`.
+    Timeout,
+    /// 429: the source address exceeded `rate-limit`.
+    RateLimited,
+    /// 404: no known device or rule matches the device.
+    NoRule,
+    /// 404: the matching rule has `redirect-to = []`.
+    Excluded,
+    /// 403: a rule would match if the device's serial were verified (`match.serial-verified`).
+    SerialNotVerified,
+    /// 500: every bootstrap server of the decision is this redirect server (a loop).
+    Loop,
+    /// 404: `report-progress = "reject"`.
+    ProgressRejected,
+    /// 500: our fault (building the answer failed).
+    Internal,
+}
+
+/// The RESTCONF part of a [`DeviceEvent`]: one per request to an operation.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RestconfEvent {
+    /// Which operation.
+    pub rpc: RestconfRpc,
+    /// The request's TCP source address (the device, unless it is NATed).
+    pub source: std::net::IpAddr,
+    /// Whether the serial ([`DeviceEvent::serial`]) comes from a client certificate verified
+    /// against `client-ca`; false when claimed or absent.
+    pub serial_verified: bool,
+    /// Where the serial came from.
+    pub identity: IdentityMethod,
+    /// Whether a TLS client certificate was presented at all.
+    pub client_certificate: bool,
+    /// The request's Content-Type as sent (none for an empty body).
+    pub media_type: Option<String>,
+    /// HTTP status code sent.
+    pub status: u16,
+    /// What was answered.
+    pub answer: RestconfAnswer,
+    /// Why, for an error.
+    pub reason: Option<RestconfReason>,
+    /// RFC 8040 error-message, for an error.
+    pub error_message: Option<String>,
+    /// The input carried `signed-data-preferred`.
+    pub signed_data_preferred: bool,
+    /// The input carried RFC 9646 `csr-support` or a CSR (ignored: the appliance issues no
+    /// certificates).
+    pub csr_offered: bool,
+    /// `hw-model` input leaf.
+    pub hw_model: Option<String>,
+    /// `os-name` input leaf.
+    pub os_name: Option<String>,
+    /// `os-version` input leaf.
+    pub os_version: Option<String>,
+    /// `progress-type` of a report-progress (RFC 8572 §7.3).
+    pub progress_type: Option<String>,
+    /// `message` of a report-progress.
+    pub message: Option<String>,
 }
 
 /// What a DHCPv4 step was.
@@ -228,6 +354,7 @@ impl DeviceEvent {
     pub fn proto(&self) -> &'static str {
         match self.detail {
             EventDetail::Dhcp4(_) => "dhcp4",
+            EventDetail::Restconf(_) => "restconf",
         }
     }
 }
@@ -534,7 +661,9 @@ mod tests {
             MacAddr([0, 0x11, 0x22, 0x33, 0x44, i as u8]),
         );
         ev.uris = vec![format!("https://bs{i}.example.net:8443")];
-        let EventDetail::Dhcp4(d) = &mut ev.detail;
+        let EventDetail::Dhcp4(d) = &mut ev.detail else {
+            unreachable!()
+        };
         d.client_id = Some(vec![1, 0xaa, 0xbb]);
         d.vendor_class = Some("Juniper-ex4300".into());
         d.user_class = vec!["sztp".into()];

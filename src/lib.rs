@@ -49,6 +49,7 @@ pub mod notify;
 pub mod owner;
 pub mod policy;
 pub mod probe;
+pub mod restconf;
 pub mod runtime;
 pub mod status;
 pub mod sys;

@@ -701,7 +701,9 @@ mod tests {
         let o = observe(&ev);
         m.events.observe(&ev, &o);
         ev.uris = vec!["https://a.example".into()];
-        let crate::journal::EventDetail::Dhcp4(d) = &mut ev.detail;
+        let crate::journal::EventDetail::Dhcp4(d) = &mut ev.detail else {
+            unreachable!("a dhcp4 event")
+        };
         d.requested_143 = true;
         let o = observe(&ev);
         m.events.observe(&ev, &o);

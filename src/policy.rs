@@ -311,6 +311,10 @@ pub struct Match {
     pub serial: Vec<Glob>,
     /// `match.hw-model`: the RESTCONF `hw-model` input.
     pub hw_model: Vec<Glob>,
+    /// `match.serial-verified`: `Some(true)` matches only a device whose serial comes from a
+    /// client certificate verified against `client-ca` ([`Serial::verified`]); `Some(false)`
+    /// only one whose serial is claimed or unknown.
+    pub serial_verified: Option<bool>,
 }
 
 fn any_glob(globs: &[Glob], value: Option<&str>) -> bool {
@@ -346,6 +350,9 @@ impl Match {
             && any_glob(&self.interface, f.interface.as_deref())
             && any_glob(&self.serial, f.serial.as_ref().map(|s| s.value.as_str()))
             && any_glob(&self.hw_model, f.hw_model.as_deref())
+            && self
+                .serial_verified
+                .is_none_or(|want| f.serial.as_ref().is_some_and(|s| s.verified) == want)
     }
 }
 
@@ -627,6 +634,35 @@ mod tests {
             p.decide(&by_serial).unwrap().device.as_deref(),
             Some("SN123")
         );
+    }
+
+    #[test]
+    fn serial_verified_matches_provenance() {
+        let mut p = policy();
+        p.rules.insert(
+            0,
+            rule(
+                "verified-only",
+                Match {
+                    serial: vec![Glob("SN9*".into())],
+                    serial_verified: Some(true),
+                    ..Match::default()
+                },
+                vec![bs("x", "https://x.example.com")],
+            ),
+        );
+        let mut f = DeviceFacts {
+            serial: Some(Serial::claimed("SN99")),
+            ..Default::default()
+        };
+        assert_eq!(p.decide(&f).unwrap().rule, "default");
+        f.serial = Some(Serial::verified("SN99"));
+        assert_eq!(p.decide(&f).unwrap().rule, "verified-only");
+        p.rules[0].matches.serial_verified = Some(false);
+        assert_eq!(p.decide(&f).unwrap().rule, "default");
+        f.serial = None;
+        p.rules[0].matches.serial.clear();
+        assert_eq!(p.decide(&f).unwrap().rule, "verified-only");
     }
 
     #[test]

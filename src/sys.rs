@@ -44,13 +44,18 @@ pub fn is_root() -> bool {
     Uid::effective().is_root()
 }
 
-/// Give `dir` and the files directly in it to uid:gid, so the dropped process can keep
-/// compacting and rotating there.
+/// Give `dir` and everything under it to uid:gid, so the dropped process can keep compacting
+/// and rotating there and read back what it made while still root (the redirect server's
+/// generated TLS keys in `tls/`, 0600, read again on every SIGHUP). Symbolic links are left
+/// alone (neither followed nor changed).
 pub fn chown_state_dir(dir: &Path, uid: u32, gid: u32) -> io::Result<()> {
     std::os::unix::fs::chown(dir, Some(uid), Some(gid))?;
     for e in std::fs::read_dir(dir)? {
         let e = e?;
-        if e.file_type()?.is_file() {
+        let t = e.file_type()?;
+        if t.is_dir() {
+            chown_state_dir(&e.path(), uid, gid)?;
+        } else if t.is_file() {
             std::os::unix::fs::chown(e.path(), Some(uid), Some(gid))?;
         }
     }

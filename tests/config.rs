@@ -85,8 +85,12 @@ fn quickstart_model() {
         (d4.interfaces.as_slice(), d4.port),
         (&["lo".to_string()][..], 6767)
     );
-    assert!(c.redirect_server.is_none() && c.dns.is_none() && c.dhcp6.is_none());
-    assert_eq!(c.rules[0].redirect_to.len(), 2);
+    assert!(c.dns.is_none() && c.dhcp6.is_none());
+    let rs = c.redirect_server.unwrap();
+    assert_eq!(rs.listen, ["127.0.0.1:9443".parse().unwrap()]);
+    // the lab rule (by serial, one owner server) first, then the default (both)
+    assert_eq!(c.rules[0].redirect_to.len(), 1);
+    assert_eq!(c.rules[1].redirect_to.len(), 2);
 }
 
 #[test]

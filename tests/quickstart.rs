@@ -37,19 +37,47 @@ fn quickstart_script_shows_a_device_being_redirected() {
         text.contains("02:00:00:53:5a:50  192.0.2.100"),
         "devices table: {text}"
     );
+    // (the STAGE column is as wide as its longest value: redirect-served, step 4)
     assert!(
-        text.contains("dhcp-acked  handed-off: got a lease and option 143"),
+        text.lines().any(|l| l.starts_with("02:00:00:53:5a:50")
+            && l.contains(" dhcp-acked ")
+            && l.contains("  handed-off: got a lease and option 143")),
         "{text}"
     );
     assert!(
-        text.contains("(1 device from http://127.0.0.1:9143)"),
+        text.contains("(2 devices from http://127.0.0.1:9143)"),
         "{text}"
     );
     assert!(
         text.contains("DHCPv4 ACK 192.0.2.100: asked for option 143"),
         "{text}"
     );
-    // SLOTS 2-4 (DHCPv6, DNS, RESTCONF): each service's engineer asserts its step here
+    // step 4: the redirect server, by serial, to the owner's bootstrap server (test double)
+    assert!(
+        text.contains("listening for restconf on 127.0.0.1:9443"),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "answer: unsigned redirect-information (JSON, 1.2.840.113549.1.9.16.1.43), 1 bootstrap server:\n    1. https://127.0.0.1:9444"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("result: bootstrapping data from https://127.0.0.1:9444 after 2 hops"),
+        "{text}"
+    );
+    assert!(
+        text.contains("owner's bootstrap server: 1 get-bootstrapping-data request(s) recorded"),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "redirect-served  handed-off: got redirect-information naming https://127.0.0.1:9444"
+        ),
+        "{text}"
+    );
+    // SLOTS 2-3 (DHCPv6, DNS): each service's engineer asserts its step here
     assert!(text.contains("--- 2. DHCPv6"), "{text}");
     assert!(text.contains("\"event\":\"ack\""), "{text}");
     assert!(text.contains("\"requested_143\":true"), "{text}");

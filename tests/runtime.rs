@@ -17,7 +17,7 @@ use sztp_redirector::dhcp::v4::server::{
     serve_with_clock, Bound4, BoundInterface, HOUSEKEEPING_INTERVAL, KEEP_EXPIRED_SECS,
 };
 use sztp_redirector::policy::MacAddr;
-use sztp_redirector::runtime::{Clock, Events, Published, ServiceContext, Snapshot};
+use sztp_redirector::runtime::{Clock, Events, LeaseLookup, Published, ServiceContext, Snapshot};
 use tokio_util::sync::CancellationToken;
 
 /// Upper bound for anything that must end; hitting it means a hang, not slowness.
@@ -63,12 +63,13 @@ fn config(state: &Path, primary: &str, with_dhcp4: bool) -> Config {
 }
 
 fn context(cfg: Config) -> ServiceContext {
-    ServiceContext {
-        state_dir: cfg.appliance.state_dir.clone(),
-        published: Published::new(Snapshot::read(cfg, 0)),
-        events: Events::new(None),
-        metrics: sztp_redirector::metrics::Metrics::new(),
-    }
+    let state_dir = cfg.appliance.state_dir.clone();
+    ServiceContext::new(
+        Published::new(Snapshot::read(cfg, 0)),
+        Events::new(None),
+        state_dir,
+        sztp_redirector::metrics::Metrics::new(),
+    )
 }
 
 /// A DHCPv4 service bound to 127.0.0.1:0 on `lo`, and that port.
@@ -200,6 +201,14 @@ fn one_address_pool(state: &Path) -> Config {
 
 /// DHCPv4 alone on a loopback socket, its clock on tokio's.
 fn serve_dhcp4_virtual(cfg: Config) -> (u16, CancellationToken, tokio::task::JoinHandle<()>) {
+    serve_dhcp4_with(context(cfg), Clock::tokio_at(T0))
+}
+
+/// DHCPv4 alone on a loopback socket with `ctx` and `clock`.
+fn serve_dhcp4_with(
+    ctx: ServiceContext,
+    clock: Clock,
+) -> (u16, CancellationToken, tokio::task::JoinHandle<()>) {
     let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
     let port = sock.local_addr().unwrap().port();
     let bound = Bound4 {
@@ -207,11 +216,7 @@ fn serve_dhcp4_virtual(cfg: Config) -> (u16, CancellationToken, tokio::task::Joi
     };
     let token = CancellationToken::new();
     let t = token.clone();
-    let task = tokio::spawn(async move {
-        serve_with_clock(bound, context(cfg), t, Clock::tokio_at(T0))
-            .await
-            .unwrap()
-    });
+    let task = tokio::spawn(async move { serve_with_clock(bound, ctx, t, clock).await.unwrap() });
     (port, token, task)
 }
 
@@ -308,6 +313,92 @@ async fn housekeeping_compacts_the_journal_once_expired_leases_are_swept() {
     let live = read_leases(&state).unwrap();
     assert!(live.iter().any(|l| l.addr == a), "the new lease is kept");
     assert!(live.iter().all(|l| l.expires > T0 + 100));
+    token.cancel();
+    tokio::time::timeout(HANG, task).await.unwrap().unwrap();
+}
+
+// ---------------------------------------------------------------------------------------------
+// The lease registry: what the DHCPv4 service tells the redirect server about an address.
+
+#[tokio::test(start_paused = true)]
+async fn dhcp4_registers_its_active_leases_while_it_serves() {
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = context(config(
+        &dir.path().join("state"),
+        "https://a.example.com",
+        true,
+    ));
+    let leases = ctx.leases.clone();
+    assert!(leases.services().is_empty());
+    let (port, token, task) = serve_dhcp4_with(ctx, Clock::tokio_at(T0));
+    let addr = try_exchange(port, 3).await.expect("served");
+    assert_eq!(leases.services(), ["dhcp4"]);
+    let facts = leases.lease_facts(addr.into()).expect("an active lease");
+    assert_eq!(facts.mac, Some(MacAddr(mac(3))));
+    assert_eq!(facts.client_id, None);
+    assert_eq!(facts.interface.as_deref(), Some("lo"));
+    // neither another address nor an IPv6 one
+    assert_eq!(
+        leases.lease_facts(Ipv4Addr::new(192, 0, 2, 250).into()),
+        None
+    );
+    assert_eq!(leases.lease_facts("2001:db8::1".parse().unwrap()), None);
+    // a lease of one hour: gone once expired
+    tokio::time::advance(Duration::from_secs(3601)).await;
+    assert_eq!(leases.lease_facts(addr.into()), None);
+    token.cancel();
+    tokio::time::timeout(HANG, task).await.unwrap().unwrap();
+    // a stopped service leaves no view behind
+    assert!(leases.services().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lease_facts_carry_what_the_device_sent_with_its_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = context(config(
+        &dir.path().join("state"),
+        "https://a.example.com",
+        true,
+    ));
+    let leases = ctx.leases.clone();
+    let (port, token, task) = serve_dhcp4_with(ctx, Clock::System);
+    // the probe binary as a relay agent (our client, built apart from the server's decoder)
+    let probe = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_sztp-redirector"))
+            .args(["probe", "--relay", &format!("127.0.0.1:{port}")])
+            .args([
+                "--link-selection",
+                "192.0.2.1",
+                "--mac",
+                "02:00:00:00:00:42",
+            ])
+            .args(["--vendor-class", "Juniper-ex4300", "--user-class", "sztp"])
+            .args(["--circuit-id", "ge-0/0/1", "--remote-id", "sw-7"])
+            .args(["--client-id", "0x01020000000042", "--json"])
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(probe.status.success(), "{probe:?}");
+    let report: serde_json::Value = serde_json::from_slice(&probe.stdout).unwrap();
+    let addr: Ipv4Addr = report["address"].as_str().unwrap().parse().unwrap();
+    let facts = leases.lease_facts(addr.into()).expect("an active lease");
+    assert_eq!(
+        facts,
+        sztp_redirector::runtime::LeaseFacts {
+            mac: Some(MacAddr([2, 0, 0, 0, 0, 0x42])),
+            client_id: Some(sztp_redirector::policy::ClientId::Dhcp4(vec![
+                1, 2, 0, 0, 0, 0, 0x42
+            ])),
+            vendor_class: Some("Juniper-ex4300".into()),
+            enterprise_number: None,
+            user_class: vec!["sztp".into()],
+            circuit_id: Some(b"ge-0/0/1".to_vec()),
+            remote_id: Some(b"sw-7".to_vec()),
+            interface: Some("lo".into()),
+        }
+    );
     token.cancel();
     tokio::time::timeout(HANG, task).await.unwrap().unwrap();
 }

@@ -94,7 +94,9 @@ listen = ["127.0.0.1:0"]
 fn event(ts: u64, kind: Dhcp4Kind, last: u8, requested_143: bool) -> DeviceEvent {
     let mut ev = DeviceEvent::dhcp4(ts, kind, 0x1234, MacAddr([2, 0, 0, 0x53, 0x5a, last]));
     ev.rule = Some("default".into());
-    let EventDetail::Dhcp4(d) = &mut ev.detail;
+    let EventDetail::Dhcp4(d) = &mut ev.detail else {
+        unreachable!("a dhcp4 event")
+    };
     d.address = Some(Ipv4Addr::new(192, 0, 2, 100 + last));
     d.requested_143 = requested_143;
     d.interface = Some("eth1".into());
@@ -126,12 +128,12 @@ fn start(events: &[DeviceEvent]) -> Running {
         table.submit(ev);
     }
     table.flush();
-    let ctx = ServiceContext {
-        published: Published::new(Snapshot::new(cfg, 0)),
-        events: Events::new(None).with_table(Arc::clone(&table)),
-        state_dir: std::env::temp_dir(),
+    let ctx = ServiceContext::new(
+        Published::new(Snapshot::new(cfg, 0)),
+        Events::new(None).with_table(Arc::clone(&table)),
+        std::env::temp_dir(),
         metrics,
-    };
+    );
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
@@ -238,7 +240,9 @@ fn readme_screenshot() {
     let mut evs = Vec::new();
     let mut add = |dt: u64, kind: Dhcp4Kind, last: u8, req: bool, vendor: &str| {
         let mut ev = event(t0 + dt, kind, last, req);
-        let EventDetail::Dhcp4(d) = &mut ev.detail;
+        let EventDetail::Dhcp4(d) = &mut ev.detail else {
+            unreachable!("a dhcp4 event")
+        };
         d.vendor_class = Some(vendor.to_owned());
         d.interface = Some("eth1".into());
         d.relay = Some(std::net::Ipv4Addr::new(192, 0, 2, 1));

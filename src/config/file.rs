@@ -74,11 +74,32 @@ pub(crate) struct RawRedirectServer {
     pub(crate) enabled: Option<bool>,
     pub(crate) listen: Option<StrList>,
     pub(crate) advertise: Option<Str>,
-    pub(crate) tls_certificate: Option<Str>,
-    pub(crate) tls_key: Option<Str>,
+    pub(crate) tls_certificate: Option<Spanned<OneOrMany>>,
+    pub(crate) tls_key: Option<Spanned<OneOrMany>>,
     pub(crate) client_ca: Option<Str>,
     pub(crate) serial_from: Option<RawSerialFrom>,
     pub(crate) report_progress: Option<RawReportProgress>,
+    pub(crate) min_tls_version: Option<Spanned<RawTlsVersion>>,
+    pub(crate) max_connections: Option<Spanned<i64>>,
+    pub(crate) rate_limit: Option<Spanned<i64>>,
+    pub(crate) client_timeout: Option<Str>,
+    pub(crate) conveyed_encoding: Option<RawConveyedEncoding>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+pub(crate) enum RawTlsVersion {
+    #[serde(rename = "1.2")]
+    Tls12,
+    #[serde(rename = "1.3")]
+    Tls13,
+}
+
+#[derive(Clone, Copy, Debug, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub(crate) enum RawConveyedEncoding {
+    AsResponse,
+    Json,
+    Xml,
 }
 
 #[derive(Clone, Copy, Debug, Deserialize)]
@@ -121,6 +142,7 @@ pub(crate) struct RawMatch {
     pub(crate) interface: Option<Spanned<OneOrMany>>,
     pub(crate) serial: Option<Spanned<OneOrMany>>,
     pub(crate) hw_model: Option<Spanned<OneOrMany>>,
+    pub(crate) serial_verified: Option<bool>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]

@@ -174,6 +174,38 @@ pub enum ReportProgress {
     Reject,
 }
 
+/// The lowest TLS version the redirect server accepts (`min-tls-version`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum TlsVersion {
+    /// TLS 1.2 (RFC 5246) and 1.3: devices such as Cisco SUDI clients need 1.2.
+    #[default]
+    Tls12,
+    /// TLS 1.3 (RFC 8446) only.
+    Tls13,
+}
+
+/// Which CMS content type the redirect server's conveyed information uses
+/// (`conveyed-encoding`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum ConveyedEncoding {
+    /// JSON (1.43) in a JSON response, XML (1.42) in an XML response.
+    #[default]
+    AsResponse,
+    /// Always id-ct-sztpConveyedInfoJSON (1.43), for devices that parse only JSON.
+    Json,
+    /// Always id-ct-sztpConveyedInfoXML (1.42).
+    Xml,
+}
+
+/// One configured TLS server certificate chain and its private key (PEM files).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TlsFiles {
+    /// PEM certificate chain, end-entity first.
+    pub certificate: PathBuf,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: PathBuf,
+}
+
 /// `[redirect-server]`: the RESTCONF redirect server (RFC 8572 §7).
 #[derive(Clone, Debug)]
 pub struct RedirectServer {
@@ -181,16 +213,27 @@ pub struct RedirectServer {
     pub listen: Vec<SocketAddr>,
     /// `advertise`: the URI DHCP and DNS hand out for this server.
     pub advertise: SztpUri,
-    /// `tls-certificate`; `None`: generated in state-dir.
-    pub tls_certificate: Option<PathBuf>,
-    /// `tls-key`; `None`: generated in state-dir.
-    pub tls_key: Option<PathBuf>,
+    /// Configured certificate/key pairs (`tls-certificate`/`tls-key`, paired by position);
+    /// empty: an RSA and an ECDSA certificate are generated into state-dir.
+    pub tls: Vec<TlsFiles>,
     /// `client-ca`: verify device certificates against it.
     pub client_ca: Option<PathBuf>,
     /// `serial-from`.
     pub serial_from: SerialFrom,
     /// `report-progress`.
     pub report_progress: ReportProgress,
+    /// `min-tls-version`, default 1.2.
+    pub min_tls_version: TlsVersion,
+    /// `max-connections`: TLS connections served at once; more are closed at accept.
+    pub max_connections: usize,
+    /// `rate-limit`: requests per second per source address (bursts of twice that);
+    /// 0 turns the limit off.
+    pub rate_limit: u32,
+    /// `client-timeout`: the longest a client may take for its TLS handshake, for a request's
+    /// headers (and between requests on a kept-alive connection), and for a request body.
+    pub client_timeout: Duration,
+    /// `conveyed-encoding`.
+    pub conveyed_encoding: ConveyedEncoding,
 }
 
 /// `[dhcp4]`: the DHCPv4 server (RFC 2131).

@@ -11,12 +11,13 @@ use toml::Spanned;
 
 use super::error::{line_col, ConfigError, ConfigErrors};
 use super::file::{
-    OneOrMany, RawConfig, RawLogFormat, RawReportProgress, RawSerialFrom, RawUriEncoding,
-    RawUriForm, RawVia, Str, StrList,
+    OneOrMany, RawConfig, RawConveyedEncoding, RawLogFormat, RawReportProgress, RawSerialFrom,
+    RawTlsVersion, RawUriEncoding, RawUriForm, RawVia, Str, StrList,
 };
 use super::{
-    Appliance, Config, Dhcp4, Dhcp6, Dns, FileRef, LogFormat, Mdns, Owner, Pool4, Pool6,
-    RedirectServer, ReportProgress, Reservation4, SerialFrom, Status, Subnet4, Subnet6,
+    Appliance, Config, ConveyedEncoding, Dhcp4, Dhcp6, Dns, FileRef, LogFormat, Mdns, Owner, Pool4,
+    Pool6, RedirectServer, ReportProgress, Reservation4, SerialFrom, Status, Subnet4, Subnet6,
+    TlsFiles, TlsVersion,
 };
 use crate::policy::{
     BootstrapServer, Glob, KnownDevice, MacAddr, MacPattern, Match, Rule, UriEncoding, UriForm, Via,
@@ -26,6 +27,12 @@ use crate::sztp::SztpUri;
 pub(crate) const DEFAULT_STATE_DIR: &str = "/var/lib/sztp-redirector";
 pub(crate) const DEFAULT_JOURNAL_MAX_BYTES: u64 = 16 * 1024 * 1024;
 pub(crate) const DEFAULT_STATUS_LISTEN: &str = "127.0.0.1:9143";
+/// `redirect-server.max-connections` default.
+pub(crate) const DEFAULT_MAX_CONNECTIONS: i64 = 1024;
+/// `redirect-server.rate-limit` default: requests per second per source address.
+pub(crate) const DEFAULT_RATE_LIMIT: i64 = 20;
+/// `redirect-server.client-timeout` default.
+pub(crate) const DEFAULT_CLIENT_TIMEOUT: Duration = Duration::from_secs(10);
 /// `status.max-devices` when absent.
 pub(crate) const DEFAULT_STATUS_MAX_DEVICES: usize = 4096;
 /// `status.events-per-device` when absent.
@@ -151,6 +158,9 @@ pub(crate) fn validate(path: &Path, text: &str, raw: RawConfig) -> Result<Config
         .redirect_server
         .as_ref()
         .is_some_and(|r| r.get_ref().enabled != Some(false));
+    if let Some(rs) = &redirect_server {
+        no_loop_to_redirect_server(&mut cx, &raw, &bootstrap_servers, &rs.advertise);
+    }
     let rules = rules(&mut cx, &raw, &bootstrap_servers, redirect_enabled);
     let devices = devices(&mut cx, &raw, &bootstrap_servers);
     let dhcp4 = dhcp4(&mut cx, &raw);
@@ -357,6 +367,35 @@ fn bootstrap_servers(cx: &mut Ctx<'_>, raw: &RawConfig) -> Vec<BootstrapServer> 
     out
 }
 
+/// A bootstrap server that is the redirect server itself would send devices round in a loop
+/// (digest §10.13): refuse it where it is defined.
+fn no_loop_to_redirect_server(
+    cx: &mut Ctx<'_>,
+    raw: &RawConfig,
+    servers: &[BootstrapServer],
+    advertise: &SztpUri,
+) {
+    for (i, b) in raw.bootstrap_server.iter().enumerate() {
+        let b = b.get_ref();
+        let same = servers.iter().any(|s| {
+            &s.name == b.name.get_ref()
+                && s.uri.host == advertise.host
+                && s.uri.effective_port() == advertise.effective_port()
+        });
+        if same {
+            cx.err(
+                b.uri.span(),
+                format!("bootstrap-server[{i}].uri"),
+                format!(
+                    "{:?} is the redirect server's own advertise URI: devices sent there would \
+                     come straight back (a redirect loop)",
+                    b.uri.get_ref()
+                ),
+            );
+        }
+    }
+}
+
 fn parse_uri(s: &str) -> Result<SztpUri, String> {
     SztpUri::parse(s).map_err(|e| format!("{s:?} is not a bootstrap server URI: {e}"))
 }
@@ -382,16 +421,37 @@ fn redirect_server(cx: &mut Ctx<'_>, raw: &RawConfig) -> Option<RedirectServer> 
             SztpUri::parse(s).map_err(|e| format!("{s:?} is not an SZTP URI: {e}"))
         }),
     };
-    let path = |v: &Option<Str>, cx: &mut Ctx<'_>, key: &str| -> Option<PathBuf> {
-        let v = v.as_ref()?;
+    let path = |v: &Str, cx: &mut Ctx<'_>, key: &str| -> Option<PathBuf> {
         if v.get_ref().is_empty() {
             cx.err(v.span(), key, "must not be empty");
             return None;
         }
         Some(PathBuf::from(v.get_ref()))
     };
-    let tls_certificate = path(&r.tls_certificate, cx, "redirect-server.tls-certificate");
-    let tls_key = path(&r.tls_key, cx, "redirect-server.tls-key");
+    // tls-certificate and tls-key: one path each, or lists paired by position (an RSA and an
+    // ECDSA certificate, say)
+    let paths = |v: &Option<Spanned<OneOrMany>>, cx: &mut Ctx<'_>, key: &str| -> Vec<PathBuf> {
+        let Some(v) = v else { return Vec::new() };
+        let items = OneOrMany::items(v);
+        if items.is_empty() {
+            cx.err(v.span(), key, "needs at least one file");
+        }
+        let many = matches!(v.get_ref(), OneOrMany::Many(_));
+        items
+            .iter()
+            .enumerate()
+            .filter_map(|(i, p)| {
+                let k = if many {
+                    format!("{key}[{i}]")
+                } else {
+                    key.to_string()
+                };
+                path(p, cx, &k)
+            })
+            .collect()
+    };
+    let certs = paths(&r.tls_certificate, cx, "redirect-server.tls-certificate");
+    let keys = paths(&r.tls_key, cx, "redirect-server.tls-key");
     match (&r.tls_certificate, &r.tls_key) {
         (Some(c), None) => cx.err(
             c.span(),
@@ -403,14 +463,74 @@ fn redirect_server(cx: &mut Ctx<'_>, raw: &RawConfig) -> Option<RedirectServer> 
             "redirect-server.tls-key",
             "needs tls-certificate as well (give both or neither)",
         ),
-        _ => {}
+        (Some(c), Some(k)) => {
+            let (nc, nk) = (OneOrMany::items(c).len(), OneOrMany::items(k).len());
+            if nc != nk {
+                cx.err(
+                    k.span(),
+                    "redirect-server.tls-key",
+                    format!("names {nk} key file(s) for {nc} certificate file(s): they pair by position"),
+                );
+            }
+        }
+        (None, None) => {}
     }
-    let client_ca = path(&r.client_ca, cx, "redirect-server.client-ca");
+    let tls = certs
+        .into_iter()
+        .zip(keys)
+        .map(|(certificate, key)| TlsFiles { certificate, key })
+        .collect();
+    let client_ca = r
+        .client_ca
+        .as_ref()
+        .and_then(|v| path(v, cx, "redirect-server.client-ca"));
+    let count =
+        |v: &Option<Spanned<i64>>, cx: &mut Ctx<'_>, key: &str, min: i64, default: i64| -> i64 {
+            match v {
+                None => default,
+                Some(n) if (min..=i64::from(u32::MAX)).contains(n.get_ref()) => *n.get_ref(),
+                Some(n) => {
+                    cx.err(
+                        n.span(),
+                        key,
+                        format!("must be a whole number from {min} to {}", u32::MAX),
+                    );
+                    default
+                }
+            }
+        };
+    let max_connections = count(
+        &r.max_connections,
+        cx,
+        "redirect-server.max-connections",
+        1,
+        DEFAULT_MAX_CONNECTIONS,
+    );
+    let rate_limit = count(
+        &r.rate_limit,
+        cx,
+        "redirect-server.rate-limit",
+        0,
+        DEFAULT_RATE_LIMIT,
+    );
+    let client_timeout = cx.duration(
+        &r.client_timeout,
+        "redirect-server.client-timeout",
+        DEFAULT_CLIENT_TIMEOUT,
+    );
+    if client_timeout.is_zero() {
+        if let Some(v) = &r.client_timeout {
+            cx.err(
+                v.span(),
+                "redirect-server.client-timeout",
+                "must be at least 1s",
+            );
+        }
+    }
     Some(RedirectServer {
         listen,
         advertise: advertise?,
-        tls_certificate,
-        tls_key,
+        tls,
         client_ca,
         serial_from: match r.serial_from {
             None | Some(RawSerialFrom::SubjectSerialNumber) => SerialFrom::SubjectSerialNumber,
@@ -420,6 +540,18 @@ fn redirect_server(cx: &mut Ctx<'_>, raw: &RawConfig) -> Option<RedirectServer> 
         report_progress: match r.report_progress {
             None | Some(RawReportProgress::Accept) => ReportProgress::Accept,
             Some(RawReportProgress::Reject) => ReportProgress::Reject,
+        },
+        min_tls_version: match r.min_tls_version.as_ref().map(|v| *v.get_ref()) {
+            None | Some(RawTlsVersion::Tls12) => TlsVersion::Tls12,
+            Some(RawTlsVersion::Tls13) => TlsVersion::Tls13,
+        },
+        max_connections: usize::try_from(max_connections).unwrap_or(usize::MAX),
+        rate_limit: u32::try_from(rate_limit).unwrap_or(u32::MAX),
+        client_timeout,
+        conveyed_encoding: match r.conveyed_encoding {
+            None | Some(RawConveyedEncoding::AsResponse) => ConveyedEncoding::AsResponse,
+            Some(RawConveyedEncoding::Json) => ConveyedEncoding::Json,
+            Some(RawConveyedEncoding::Xml) => ConveyedEncoding::Xml,
         },
     })
 }
@@ -530,6 +662,7 @@ fn rules(
                 interface: globs(m.interface.as_ref()),
                 serial: globs(m.serial.as_ref()),
                 hw_model: globs(m.hw_model.as_ref()),
+                serial_verified: m.serial_verified,
             },
         };
         out.push(Rule {

@@ -6,6 +6,7 @@
 
 pub(crate) mod dhcp4;
 pub(crate) mod exchange;
+pub mod restconf;
 pub(crate) mod signed;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -20,7 +21,7 @@ use exchange::{RawTransport, RelayTransport, Timing};
 
 /// `probe` options.
 #[derive(Args, Debug, Clone)]
-#[command(group(clap::ArgGroup::new("via").required(true).args(["interface", "relay", "bundle"])))]
+#[command(group(clap::ArgGroup::new("via").required(true).args(["interface", "relay", "restconf", "bundle"])))]
 pub struct ProbeArgs {
     /// Act as a device on IFACE with raw frames (root or CAP_NET_RAW)
     #[arg(long, value_name = "IFACE")]
@@ -79,14 +80,47 @@ pub struct ProbeArgs {
     /// Print one JSON object instead of text
     #[arg(long)]
     pub json: bool,
+    /// Start at the RESTCONF step instead of DHCP: a bootstrap server URI (https://host[:port],
+    /// RESTCONF root found through host-meta) or a get-bootstrapping-data operation URL
+    #[arg(long, value_name = "URL")]
+    pub restconf: Option<String>,
+    /// After DHCP, follow the option-143 URIs with RESTCONF as a device would
+    #[arg(long, conflicts_with = "restconf")]
+    pub follow: bool,
+    /// RESTCONF: HTTP Basic user name (the device serial), sent with an empty password; with
+    /// signed data and --bundle also the serial the voucher's serial-number must match
+    #[arg(long)]
+    pub serial: Option<String>,
+    /// RESTCONF: TLS client certificate chain (PEM)
+    #[arg(long, value_name = "PEM", requires = "client_key")]
+    pub client_cert: Option<std::path::PathBuf>,
+    /// RESTCONF: private key of --client-cert (PEM)
+    #[arg(long, value_name = "PEM", requires = "client_cert")]
+    pub client_key: Option<std::path::PathBuf>,
+    /// RESTCONF: hw-model input leaf
+    #[arg(long)]
+    pub hw_model: Option<String>,
+    /// RESTCONF: os-name input leaf
+    #[arg(long)]
+    pub os_name: Option<String>,
+    /// RESTCONF: os-version input leaf
+    #[arg(long)]
+    pub os_version: Option<String>,
+    /// RESTCONF: send and ask for YANG XML instead of JSON
+    #[arg(long)]
+    pub xml: bool,
+    /// RESTCONF: redirects followed at most (RFC 8572 §5.5 recommends 10)
+    #[arg(long, default_value_t = restconf::DEFAULT_MAX_HOPS)]
+    pub max_hops: usize,
+    /// RESTCONF: bound on each connection and request: 10s, 500ms
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub restconf_timeout: Duration,
     /// Read a removable-storage bundle (RFC 8572 §4.1) from DIR instead of the network: the
     /// device directory itself, or a bundle root with --serial (flat or IOS-XR layout)
     #[arg(long, value_name = "DIR")]
     pub bundle: Option<std::path::PathBuf>,
-    /// The device's serial number: the voucher's serial-number must match it
-    #[arg(long)]
-    pub serial: Option<String>,
-    /// PEM trust anchors for ownership vouchers (the manufacturer's, RFC 8572 §5.4)
+    /// PEM trust anchors for ownership vouchers (the manufacturer's): signed data is verified
+    /// as a device does (RFC 8572 §5.4)
     #[arg(long, value_name = "FILE")]
     pub manufacturer_ca: Option<std::path::PathBuf>,
 }
@@ -239,22 +273,83 @@ fn probe(args: &ProbeArgs) -> Result<ProbeReport, String> {
         .map_err(|e| format!("relay {server}: {e}"))
 }
 
+fn restconf_params(args: &ProbeArgs) -> restconf::RestconfParams {
+    restconf::RestconfParams {
+        serial: args.serial.clone(),
+        client_cert: args.client_cert.clone().zip(args.client_key.clone()),
+        hw_model: args.hw_model.clone(),
+        os_name: args.os_name.clone(),
+        os_version: args.os_version.clone(),
+        xml: args.xml,
+        max_hops: args.max_hops,
+        timeout: args.restconf_timeout,
+    }
+}
+
+/// The RESTCONF walk from `uris`; prints it unless `json` (the caller prints then).
+fn follow(args: &ProbeArgs, uris: &[String]) -> Result<restconf::RestconfReport, String> {
+    let start = uris
+        .iter()
+        .map(|u| restconf::Target::parse(u))
+        .collect::<Result<Vec<_>, _>>()?;
+    let report = restconf::run(&start, &restconf_params(args))?;
+    if !args.json {
+        print!("{}", report.render_text());
+    }
+    Ok(report)
+}
+
 /// `sztp-redirector probe`: returns the process exit code.
 pub fn main(args: ProbeArgs) -> i32 {
     if let Some(dir) = &args.bundle {
         return signed::bundle_main(dir, args.serial.as_deref(), args.manufacturer_ca.as_deref());
     }
+    if let Some(url) = &args.restconf {
+        return match follow(&args, std::slice::from_ref(url)) {
+            Ok(r) => {
+                if args.json {
+                    println!("{}", serde_json::json!({ "restconf": r.to_json() }));
+                }
+                r.exit_code()
+            }
+            Err(e) => {
+                eprintln!("probe: {e}");
+                1
+            }
+        };
+    }
     match probe(&args) {
         Ok(report) => {
-            if args.json {
-                println!("{}", report.to_json());
-            } else {
+            if !args.json {
                 print!("{}", report.render_text());
             }
             for w in report.warnings() {
                 eprintln!("warning: {w}");
             }
-            report.exit_code()
+            let mut code = report.exit_code();
+            let mut json = report.to_json();
+            if args.follow && code == 0 {
+                let uris = report.redirect().map(|r| r.uris).unwrap_or_default();
+                if uris.is_empty() {
+                    eprintln!("probe: no option 143 in the answer: nothing to follow");
+                    code = 2;
+                } else {
+                    match follow(&args, &uris) {
+                        Ok(r) => {
+                            code = r.exit_code();
+                            json["restconf"] = r.to_json();
+                        }
+                        Err(e) => {
+                            eprintln!("probe: {e}");
+                            code = 1;
+                        }
+                    }
+                }
+            }
+            if args.json {
+                println!("{json}");
+            }
+            code
         }
         Err(e) => {
             eprintln!("probe: {e}");

@@ -45,12 +45,12 @@ fn fixture(token: Option<&str>) -> Fixture {
     let table = Arc::new(
         DeviceTable::spawn(Fold::new(Limits::default()), Some(metrics.events.clone())).unwrap(),
     );
-    let ctx = ServiceContext {
-        published: Published::new(Snapshot::new(cfg, 0)),
-        events: Events::new(None).with_table(Arc::clone(&table)),
-        state_dir: dir.path().to_path_buf(),
+    let ctx = ServiceContext::new(
+        Published::new(Snapshot::new(cfg, 0)),
+        Events::new(None).with_table(Arc::clone(&table)),
+        dir.path().to_path_buf(),
         metrics,
-    };
+    );
     Fixture {
         state: StatusState::new(&ctx, token.map(str::to_owned)),
         table,
@@ -61,7 +61,9 @@ fn fixture(token: Option<&str>) -> Fixture {
 fn event(kind: Dhcp4Kind, last: u8, requested_143: bool) -> DeviceEvent {
     let mut ev = DeviceEvent::dhcp4(1_795_810_500, kind, 7, MacAddr([2, 0, 0, 0, 0, last]));
     ev.rule = Some("default".into());
-    let EventDetail::Dhcp4(d) = &mut ev.detail;
+    let EventDetail::Dhcp4(d) = &mut ev.detail else {
+        unreachable!("a dhcp4 event")
+    };
     d.address = Some(Ipv4Addr::new(192, 0, 2, 100 + last));
     d.requested_143 = requested_143;
     if requested_143 {
@@ -341,12 +343,12 @@ async fn serve_answers_and_drains_on_cancel() {
     let bound = bind(cfg.status.as_ref().unwrap()).unwrap();
     let addr = bound.listeners[0].local_addr().unwrap();
     assert!(addr.ip().is_loopback() && addr.port() != 0);
-    let ctx = ServiceContext {
-        published: f.state.published.clone(),
-        events: Events::new(None).with_table(Arc::clone(&f.table)),
-        state_dir: f.dir.path().to_path_buf(),
-        metrics: f.state.metrics.clone(),
-    };
+    let ctx = ServiceContext::new(
+        f.state.published.clone(),
+        Events::new(None).with_table(Arc::clone(&f.table)),
+        f.dir.path().to_path_buf(),
+        f.state.metrics.clone(),
+    );
     f.table.submit(&event(Dhcp4Kind::Ack, 4, false));
     f.table.flush();
     let token = CancellationToken::new();

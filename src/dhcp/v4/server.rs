@@ -9,11 +9,12 @@
 //! leaves before its lease is on disk. On cancel the tasks stop receiving, the writer writes
 //! what is queued and sends those replies, and `serve` returns.
 
+use std::collections::HashMap;
 use std::io;
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket as StdUdpSocket};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket as StdUdpSocket};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
 use tokio::task::JoinSet;
@@ -25,10 +26,10 @@ use super::sockets::{bind_udp4, iface_info, RawSender};
 use super::wire::Request;
 use crate::config::Dhcp4;
 use crate::dhcp::lease_store::{should_compact, LeaseStore, LeaseWriter};
-use crate::dhcp::leases::LeaseTable;
+use crate::dhcp::leases::{ClientKey, LeaseState, LeaseTable, Slot};
 use crate::journal::{DeviceEvent, Dhcp4Kind, EventDetail};
-
-use crate::runtime::{Clock, Events, Published, ServiceContext};
+use crate::policy::{ClientId, DeviceFacts};
+use crate::runtime::{Clock, Events, LeaseFacts, LeaseLookup, Published, ServiceContext};
 
 /// Expired leases are remembered this long (seconds), so a returning device gets its old
 /// address.
@@ -133,6 +134,9 @@ pub fn bind_interface(name: &str, port: u16) -> io::Result<BoundInterface> {
 pub struct Shared {
     /// The lease state, the only thing behind this service's lock.
     table: Mutex<LeaseTable>,
+    /// What each bound address's device sent with the request that was ACKed (see
+    /// [`Dhcp4Leases`]); never locked together with `table`.
+    seen: Mutex<HashMap<Ipv4Addr, Seen>>,
     /// Group commit to the lease journal.
     pub writer: LeaseWriter,
     /// Counters.
@@ -148,6 +152,85 @@ impl Shared {
     pub fn table(&self) -> MutexGuard<'_, LeaseTable> {
         self.table.lock().unwrap_or_else(|e| e.into_inner())
     }
+
+    fn seen(&self) -> MutexGuard<'_, HashMap<Ipv4Addr, Seen>> {
+        self.seen.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// The request facts of an ACK, kept per address for [`Dhcp4Leases`].
+struct Seen {
+    /// Whose ACK it was: a lease now held by another client does not get these facts.
+    client: ClientKey,
+    facts: LeaseFacts,
+}
+
+/// The DHCPv4 service's read-only view of its leases, registered in the daemon's
+/// [`LeaseRegistry`](crate::runtime::LeaseRegistry) while the service runs.
+///
+/// An address has facts while its lease is bound and not expired: MAC and option 61 from the
+/// lease table (durable), option 60, option 77, option 82 circuit-id/remote-id and the
+/// interface from the request that was last ACKed on it. Those are kept in memory only: after
+/// a restart they are empty until the device renews or rebinds. Cost per lookup: one hash
+/// lookup under the lease-table lock, then one under the facts lock (never both at once).
+pub struct Dhcp4Leases {
+    shared: Weak<Shared>,
+}
+
+impl LeaseLookup for Dhcp4Leases {
+    fn lease_facts(&self, addr: IpAddr) -> Option<LeaseFacts> {
+        let IpAddr::V4(addr) = addr else {
+            return None;
+        };
+        let shared = self.shared.upgrade()?;
+        let now = shared.clock.now();
+        let (mac, client_id) = match shared.table().get(addr) {
+            Some(Slot::Stored(l)) if l.state == LeaseState::Bound && l.expires > now => {
+                (l.mac, l.client_id.clone())
+            }
+            _ => return None,
+        };
+        let client = ClientKey::new(client_id.as_deref(), mac);
+        let mut facts = shared
+            .seen()
+            .get(&addr)
+            .filter(|s| s.client == client)
+            .map(|s| s.facts.clone())
+            .unwrap_or_default();
+        facts.mac = Some(mac);
+        facts.client_id = client_id.map(ClientId::Dhcp4);
+        Some(facts)
+    }
+}
+
+/// The address `event` ACKed, if it is an ACK.
+fn acked_address(event: Option<&DeviceEvent>) -> Option<Ipv4Addr> {
+    match event.map(|e| &e.detail) {
+        Some(EventDetail::Dhcp4(d)) if d.event == Dhcp4Kind::Ack => d.address,
+        _ => None,
+    }
+}
+
+/// Remembers what the device sent with the request that was ACKed on `addr`.
+fn remember_ack(shared: &Shared, addr: Ipv4Addr, facts: DeviceFacts) {
+    let Some(mac) = facts.mac else {
+        return;
+    };
+    let client_id = match &facts.client_id {
+        Some(ClientId::Dhcp4(id)) => Some(id.as_slice()),
+        _ => None,
+    };
+    let client = ClientKey::new(client_id, mac);
+    let facts = LeaseFacts {
+        vendor_class: facts.vendor_class,
+        enterprise_number: facts.enterprise_number,
+        user_class: facts.user_class,
+        circuit_id: facts.circuit_id,
+        remote_id: facts.remote_id,
+        interface: facts.interface,
+        ..LeaseFacts::default()
+    };
+    shared.seen().insert(addr, Seen { client, facts });
 }
 
 /// The sending side of one interface; shared with the lease writer's thread.
@@ -227,12 +310,20 @@ pub async fn serve_with_clock(
     );
     let shared = Arc::new(Shared {
         table: Mutex::new(table),
+        seen: Mutex::new(HashMap::new()),
         writer: LeaseWriter::spawn_observed(store, Some(lease_observer(&ctx))),
         stats: Arc::new(Stats::default()),
         published: ctx.published.clone(),
         events: ctx.events.clone(),
         clock,
     });
+    // before the first request can bind a lease; dropped once every task has stopped
+    let registration = ctx.leases.register(
+        "dhcp4",
+        Arc::new(Dhcp4Leases {
+            shared: Arc::downgrade(&shared),
+        }),
+    );
     ctx.metrics.set_source(
         "dhcp4",
         Box::new(crate::metrics::Dhcp4Source::new(
@@ -258,6 +349,7 @@ pub async fn serve_with_clock(
             error!(error = %e, "dhcp4 task failed");
         }
     }
+    drop(registration);
     // Every task has stopped receiving: write what is queued, send those replies, stop.
     let writer = shared.writer.clone();
     let syncs = writer.syncs();
@@ -319,6 +411,12 @@ fn housekeeping(shared: &Shared, now: u64) {
         let mut t = shared.table();
         t.sweep(now, KEEP_EXPIRED_SECS);
         let live = t.records();
+        // facts of addresses no longer leased to the client they were seen with
+        shared.seen().retain(|addr, s| {
+            t.get(*addr).is_some_and(|slot| {
+                ClientKey::new(slot.lease().client_id.as_deref(), slot.lease().mac) == s.client
+            })
+        });
         if should_compact(shared.writer.records_since_compact(), live.len()) {
             Some(live)
         } else {
@@ -389,6 +487,9 @@ fn process(shared: &Arc<Shared>, egress: &Arc<Egress>, packet: &[u8], src: Socke
             return;
         }
     };
+    if let Some(addr) = acked_address(outcome.event.as_ref()) {
+        remember_ack(shared, addr, handler::device_facts(&req, &meta));
+    }
     finish(shared, egress, outcome, source);
 }
 
