@@ -27,7 +27,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::journal::{
     rfc3339, DeviceEvent, Dhcp4Event, Dhcp4Kind, Dhcp4Reason, EventDetail, IdentityMethod,
-    RestconfAnswer, RestconfEvent, RestconfReason, RestconfRpc, DEVICE_JOURNAL_FILE, KEEP_ROTATED,
+    RestconfAnswer, RestconfEvent, RestconfReason, RestconfRpc, Signing, DEVICE_JOURNAL_FILE,
+    KEEP_ROTATED,
 };
 use crate::metrics::EventMetrics;
 use crate::policy::{MacAddr, UriEncoding};
@@ -336,16 +337,29 @@ fn observe_restconf(ev: &DeviceEvent, d: &RestconfEvent) -> Observation {
                 proto: "restconf".into(),
                 uris: ev.uris.clone(),
                 redirect: true,
-                // RestconfAnswer::Redirect is unsigned (issue 10 adds the signed answer)
-                signed: Some(false),
+                signed: Some(d.signing == Some(Signing::Signed)),
                 ..Told::default()
             });
+            // "signed" or "unsigned" and, when unsigned and signing was possible, why not
+            let signing = match d.signing {
+                Some(Signing::Signed) => "signed".to_owned(),
+                None | Some(Signing::NotRequested | Signing::NoOwner) => "unsigned".to_owned(),
+                Some(other) => format!(
+                    "unsigned ({})",
+                    other.as_str().trim_start_matches("unsigned: ")
+                ),
+            };
             o.summary = format!(
-                "RESTCONF {rpc} from {} ({who}): {http}, unsigned redirect-information naming {}",
+                "RESTCONF {rpc} from {} ({who}): {http}, {signing} redirect-information naming {}{}",
                 d.source,
                 match ev.uris.len() {
                     1 => "1 bootstrap server".to_owned(),
                     n => format!("{n} bootstrap servers"),
+                },
+                if d.nonceless_voucher {
+                    ", nonceless voucher for a device that sent a nonce"
+                } else {
+                    ""
                 }
             );
         }
@@ -1779,6 +1793,8 @@ mod tests {
                 os_version: None,
                 progress_type: None,
                 message: None,
+                signing: None,
+                nonceless_voucher: false,
             }),
         }
     }

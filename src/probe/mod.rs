@@ -273,8 +273,12 @@ fn probe(args: &ProbeArgs) -> Result<ProbeReport, String> {
         .map_err(|e| format!("relay {server}: {e}"))
 }
 
-fn restconf_params(args: &ProbeArgs) -> restconf::RestconfParams {
-    restconf::RestconfParams {
+fn restconf_params(args: &ProbeArgs) -> Result<restconf::RestconfParams, String> {
+    let manufacturer_ca = match &args.manufacturer_ca {
+        Some(p) => signed::read_anchors(p).map_err(|e| format!("--manufacturer-ca {e}"))?,
+        None => Vec::new(),
+    };
+    Ok(restconf::RestconfParams {
         serial: args.serial.clone(),
         client_cert: args.client_cert.clone().zip(args.client_key.clone()),
         hw_model: args.hw_model.clone(),
@@ -283,7 +287,8 @@ fn restconf_params(args: &ProbeArgs) -> restconf::RestconfParams {
         xml: args.xml,
         max_hops: args.max_hops,
         timeout: args.restconf_timeout,
-    }
+        manufacturer_ca,
+    })
 }
 
 /// The RESTCONF walk from `uris`; prints it unless `json` (the caller prints then).
@@ -292,7 +297,7 @@ fn follow(args: &ProbeArgs, uris: &[String]) -> Result<restconf::RestconfReport,
         .iter()
         .map(|u| restconf::Target::parse(u))
         .collect::<Result<Vec<_>, _>>()?;
-    let report = restconf::run(&start, &restconf_params(args))?;
+    let report = restconf::run(&start, &restconf_params(args)?)?;
     if !args.json {
         print!("{}", report.render_text());
     }
