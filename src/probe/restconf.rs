@@ -1268,6 +1268,7 @@ mod tests {
             notes: Vec::new(),
             server_certificate: None,
             tls_version: None,
+            authenticated: None,
             answer: answers
                 .get(&target.url())
                 .cloned()
@@ -1330,6 +1331,74 @@ mod tests {
             text.contains("result: bootstrapping data from https://b.example:8443 after 3 hops"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn a_verified_signed_redirect_hands_its_trust_anchors_on_and_a_rejected_one_is_skipped() {
+        let signed = |verdict: SignedVerdict| Answer::Signed {
+            owner_certificate: true,
+            ownership_voucher: true,
+            checks: Vec::new(),
+            verdict,
+        };
+        let mut m = HashMap::new();
+        // a's signed answer fails a check: the device moves to the next list entry
+        m.insert(
+            "https://a.example:443".into(),
+            signed(SignedVerdict::Rejected),
+        );
+        m.insert(
+            "https://b.example:443".into(),
+            signed(SignedVerdict::Redirect {
+                format: ContentFormat::Json,
+                entries: vec![RedirectEntry {
+                    address: "c.example".into(),
+                    port: 8443,
+                    trust_anchor: Some(b"TA".to_vec()),
+                }],
+            }),
+        );
+        m.insert(
+            "https://c.example:8443".into(),
+            signed(SignedVerdict::Onboarding),
+        );
+        let seen = std::cell::RefCell::new(Vec::new());
+        let mut inner = scripted(m);
+        let mut fetch = |t: &Target| {
+            seen.borrow_mut().push(t.trust_anchor.clone());
+            inner(t)
+        };
+        let r = walk(
+            &[t("https://a.example"), t("https://b.example")],
+            10,
+            &mut fetch,
+        );
+        let End::Reached(reached) = &r.end else {
+            panic!("{:?}", r.end)
+        };
+        assert_eq!((reached.host.as_str(), reached.port), ("c.example", 8443));
+        assert_eq!(*seen.borrow(), [None, None, Some(b"TA".to_vec())]);
+        // an unsigned redirect's trust anchors are discarded (RFC 8572 §5.5)
+        let mut m = HashMap::new();
+        m.insert(
+            "https://a.example:443".into(),
+            Answer::Redirect {
+                format: ContentFormat::Json,
+                entries: vec![RedirectEntry {
+                    address: "c.example".into(),
+                    port: 8443,
+                    trust_anchor: Some(b"TA".to_vec()),
+                }],
+            },
+        );
+        let seen = std::cell::RefCell::new(Vec::new());
+        let mut inner = scripted(m);
+        let mut fetch = |t: &Target| {
+            seen.borrow_mut().push(t.trust_anchor.clone());
+            inner(t)
+        };
+        walk(&[t("https://a.example")], 10, &mut fetch);
+        assert_eq!(*seen.borrow(), [None, None]);
     }
 
     #[test]
