@@ -82,8 +82,13 @@ pub enum Command {
         #[arg(long, short)]
         config: Option<PathBuf>,
         /// One JSON array instead of a table
-        #[arg(long)]
+        #[arg(long, conflicts_with = "salvage")]
         json: bool,
+        /// Repair a damaged journal (the daemon refuses to start on one, naming FILE:LINE):
+        /// keep every valid record, move the damaged file aside as
+        /// leases4.journal.damaged-<unix time>; only while no daemon uses the state directory
+        #[arg(long)]
+        salvage: bool,
     },
     /// Show the devices seen and where each got stuck, or one device's timeline: from the
     /// running appliance's status API, else from the device journal
@@ -125,14 +130,15 @@ pub fn main() -> i32 {
             state_dir,
             config,
             json,
-        } => leases(state_dir, config, json),
+            salvage,
+        } => leases(state_dir, config, json, salvage),
         Command::Devices(args) => crate::status::client::main(args),
         Command::Probe(args) => crate::probe::main(*args),
         Command::Bundle(args) => crate::bundle::main(*args),
     }
 }
 
-fn leases(state_dir: Option<PathBuf>, config: Option<PathBuf>, json: bool) -> i32 {
+fn leases(state_dir: Option<PathBuf>, config: Option<PathBuf>, json: bool, salvage: bool) -> i32 {
     let dir = match (state_dir, config) {
         (Some(d), _) => d,
         (None, Some(c)) => match crate::config::load(&c) {
@@ -145,9 +151,58 @@ fn leases(state_dir: Option<PathBuf>, config: Option<PathBuf>, json: bool) -> i3
         (None, None) => PathBuf::from("/var/lib/sztp-redirector"),
     };
     let now = crate::journal::unix_now();
+    if salvage {
+        return salvage_leases(&dir, now);
+    }
     let mut out = std::io::stdout().lock();
     match crate::dhcp::lease_store::print_leases(&dir, json, now, &mut out) {
         Ok(()) => 0,
+        Err(e) => {
+            eprintln!("{e}");
+            1
+        }
+    }
+}
+
+/// `leases --salvage`: under the state-dir lock (no daemon may be appending meanwhile).
+fn salvage_leases(dir: &std::path::Path, now: u64) -> i32 {
+    use crate::dhcp::lease_store::salvage;
+    use crate::dhcp::leases::Lease4;
+    let sd = match crate::state_dir::StateDir::open(dir) {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("{e}");
+            return 1;
+        }
+    };
+    let _lock = match crate::daemon::lock_state_dir(&sd) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("{e:#}: stop it before salvaging");
+            return 1;
+        }
+    };
+    match salvage::<Lease4>(dir, now) {
+        Ok(s) => {
+            let file = s.path.display();
+            for (line, why) in &s.dropped {
+                println!("{file}:{line}: dropped ({why})");
+            }
+            match &s.moved_to {
+                Some(aside) => println!(
+                    "{file}: kept {} valid record{}; the damaged journal is kept as {}",
+                    s.kept,
+                    if s.kept == 1 { "" } else { "s" },
+                    aside.display()
+                ),
+                None => println!(
+                    "{file}: no damaged record, nothing changed ({} record{})",
+                    s.kept,
+                    if s.kept == 1 { "" } else { "s" }
+                ),
+            }
+            0
+        }
         Err(e) => {
             eprintln!("{e}");
             1

@@ -23,7 +23,7 @@ use tokio::task::{Id, JoinSet};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
-use crate::config::{self, Config, LogFormat};
+use crate::config::{self, Appliance, Config, LogFormat};
 use crate::devices::{DeviceTable, Fold, Limits};
 use crate::dhcp::v4::server as dhcp4;
 use crate::journal::DeviceJournal;
@@ -31,6 +31,7 @@ use crate::metrics::{DeviceCollector, Metrics};
 use crate::notify;
 use crate::restconf::{self, TlsHandle};
 use crate::runtime::{Events, Published, ServiceContext, Snapshot};
+use crate::state_dir::{Access, StateDir};
 use crate::EXIT_CONFIG;
 
 /// How long SIGTERM/SIGINT waits for the services to drain before giving up (exit code 1).
@@ -230,17 +231,26 @@ pub struct Supervisor {
     running: BTreeMap<ServiceName, Running>,
     /// Services that ended by themselves while the supervisor was awaiting another one.
     ended: Vec<TaskResult>,
+    /// `[appliance]` as it was at start: state-dir, log-format and user take effect only at a
+    /// start, so every snapshot published by a reload keeps these values (what is in force).
+    at_start: Appliance,
+    /// The device table's bounds at start (restart-only, like `at_start`).
+    limits_at_start: Limits,
 }
 
 impl Supervisor {
     /// Spawns every service of `bound`. Must be called inside a tokio runtime.
     pub fn start(bound: Bound, ctx: ServiceContext, token: CancellationToken) -> Supervisor {
+        let at_start = ctx.published.load().config.appliance.clone();
+        let limits_at_start = table_limits(&ctx.published.load().config);
         let mut s = Supervisor {
             ctx,
             token,
             tasks: JoinSet::new(),
             running: BTreeMap::new(),
             ended: Vec::new(),
+            at_start,
+            limits_at_start,
         };
         let cfg = s.ctx.published.load().config.clone();
         s.spawn(bound, &cfg);
@@ -310,35 +320,42 @@ impl Supervisor {
     /// redirect server that keeps running, publishes the new snapshot (with interface facts read
     /// now) and puts those certificates in force, stops what is gone or rebound and awaits it,
     /// then starts what is new. A service whose binding key is unchanged keeps running and
-    /// reads the new snapshot from its next request on.
+    /// reads the new snapshot from its next request on. The restart-only keys
+    /// (`appliance.state-dir`, `log-format`, `user`) keep their start values in the published
+    /// snapshot (a change is logged); `appliance.journal-max-size` applies at once. Whatever
+    /// sequence of files is reloaded, the result is what a fresh start on the last one would
+    /// serve (`tests/reload_sequences.rs`).
     ///
     /// # Errors
     /// A new socket cannot be bound, or the redirect server's TLS files cannot be loaded:
     /// nothing changed (the old snapshot, services and certificates stay).
-    pub async fn reload(&mut self, cfg: Config) -> anyhow::Result<()> {
+    pub async fn reload(&mut self, mut cfg: Config) -> anyhow::Result<()> {
         let old = self.ctx.published.load();
+        // compared with what is in force (the start's), not with the last file: restoring the
+        // file after an empty one must not warn, and must not publish another state-dir
+        let start = &self.at_start;
         for (what, changed) in [
             (
                 "appliance.state-dir",
-                old.config.appliance.state_dir != cfg.appliance.state_dir,
+                start.state_dir != cfg.appliance.state_dir,
             ),
             (
                 "appliance.log-format",
-                old.config.appliance.log_format != cfg.appliance.log_format,
+                start.log_format != cfg.appliance.log_format,
             ),
-            (
-                "appliance.user",
-                old.config.appliance.user != cfg.appliance.user,
-            ),
+            ("appliance.user", start.user != cfg.appliance.user),
             (
                 "status.max-devices or status.events-per-device",
-                table_limits(&old.config) != table_limits(&cfg),
+                self.limits_at_start != table_limits(&cfg),
             ),
         ] {
             if changed {
                 warn!("{what} changed: takes effect at the next start");
             }
         }
+        cfg.appliance.state_dir = start.state_dir.clone();
+        cfg.appliance.log_format = start.log_format;
+        cfg.appliance.user = start.user.clone();
         let mut fresh = Bound::default();
         let mut stop = Vec::new();
         let mut tls = None;
@@ -370,6 +387,9 @@ impl Supervisor {
         }
         // vouchers and keys are read again: a bad one refuses the reload, the old stay
         let owner = load_owner(&cfg).map_err(|e| anyhow::anyhow!("{e}"))?;
+        if let Some(j) = self.ctx.events.journal() {
+            j.set_max_bytes(cfg.appliance.journal_max_bytes);
+        }
         self.ctx
             .published
             .publish(Snapshot::read(cfg, old.generation + 1).with_owner(owner));
@@ -514,28 +534,24 @@ pub async fn serve(
     drained
 }
 
-/// Creates `state_dir` and takes its lock, so a second daemon on the same state-dir refuses to
-/// start (two servers would hand one address to two clients and lose each other's leases when
-/// one compacts the journal). The lock lasts as long as the returned file is open.
+/// Takes the lock of an open state directory, so a second daemon on the same state-dir refuses
+/// to start (two servers would hand one address to two clients and lose each other's leases
+/// when one compacts the journal). The lock file is opened under the directory's descriptor
+/// without following links. The lock lasts as long as the returned file is open.
 ///
 /// # Errors
-/// The directory or lock file cannot be made, or another process holds the lock: `state-dir
-/// DIR is in use by another sztp-redirector (lock DIR/lock held)`.
-pub fn lock_state_dir(state_dir: &Path) -> anyhow::Result<nix::fcntl::Flock<File>> {
-    std::fs::create_dir_all(state_dir)
-        .map_err(|e| anyhow::anyhow!("state-dir {}: {e}", state_dir.display()))?;
-    let path = state_dir.join(LOCK_FILE);
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+/// The lock file cannot be made (or is a link, or not a regular file), or another process
+/// holds the lock: `state-dir DIR is in use by another sztp-redirector (lock DIR/lock held)`.
+pub fn lock_state_dir(dir: &StateDir) -> anyhow::Result<nix::fcntl::Flock<File>> {
+    let path = dir.join(LOCK_FILE);
+    let file = dir
+        .open_file(LOCK_FILE, Access::ReadWriteCreate)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
     nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock).map_err(
         |(_, errno)| match errno {
             nix::errno::Errno::EWOULDBLOCK => anyhow::anyhow!(
                 "state-dir {} is in use by another sztp-redirector (lock {} held)",
-                state_dir.display(),
+                dir.path().display(),
                 path.display()
             ),
             e => anyhow::anyhow!("{}: {e}", path.display()),
@@ -563,8 +579,37 @@ fn load_owner(cfg: &Config) -> Result<Option<crate::owner::OwnerMaterial>, confi
     Ok(loaded.material)
 }
 
+/// The signals `run` handles; blocked from the start until their handlers are installed.
+const HANDLED: [nix::sys::signal::Signal; 3] = [
+    nix::sys::signal::Signal::SIGHUP,
+    nix::sys::signal::Signal::SIGTERM,
+    nix::sys::signal::Signal::SIGINT,
+];
+
+fn handled_set() -> nix::sys::signal::SigSet {
+    let mut set = nix::sys::signal::SigSet::empty();
+    for s in HANDLED {
+        set.add(s);
+    }
+    set
+}
+
 /// `sztp-redirector run --config FILE`; returns the process exit code.
+///
+/// SIGHUP, SIGTERM and SIGINT are blocked from the first instruction until their handlers are
+/// in place: one that arrives while the daemon starts (binding, dropping privileges, replaying
+/// journals) waits and is then acted on, instead of killing it with the default action (a
+/// reload sent by `systemctl reload` or logrotate at the wrong moment used to stop the
+/// appliance).
 pub fn run(path: &Path) -> i32 {
+    if let Err(e) = nix::sys::signal::pthread_sigmask(
+        nix::sys::signal::SigmaskHow::SIG_BLOCK,
+        Some(&handled_set()),
+        None,
+    ) {
+        eprintln!("cannot block signals during start-up: {e}");
+        return 1;
+    }
     let cfg = match config::load(path) {
         Ok(c) => c,
         Err(e) => {
@@ -596,12 +641,33 @@ fn start(
     owner: Option<crate::owner::OwnerMaterial>,
 ) -> anyhow::Result<()> {
     let state_dir = cfg.appliance.state_dir.clone();
-    // before binding: a second daemon must not even bind (SO_REUSEADDR would let it share :67)
-    let _lock = lock_state_dir(&state_dir)?;
+    // who the process will be: the state-dir must belong to it (or to root, before the drop)
+    let target = match &cfg.appliance.user {
+        Some(user) if crate::sys::is_root() => Some((
+            user.as_str(),
+            crate::sys::lookup(user).map_err(|e| anyhow::anyhow!("appliance.user: {e}"))?,
+        )),
+        Some(user) => {
+            warn!(
+                "appliance.user = {user:?} ignored: already running as {}",
+                crate::sys::current_user()
+            );
+            None
+        }
+        None => None,
+    };
+    let dir = StateDir::create(&state_dir).map_err(|e| anyhow::anyhow!("state-dir: {e}"))?;
+    dir.check_private(target.map(|(_, (uid, _))| uid))
+        .map_err(anyhow::Error::msg)?;
+    // before binding: a second daemon on this state-dir must not even bind
+    let _lock = lock_state_dir(&dir)?;
     // still one thread: every socket, then the privilege drop, then threads inherit it
     let bound = bind(&cfg)?;
-    if let Some(user) = &cfg.appliance.user {
-        drop_privileges(user, &state_dir)?;
+    match target {
+        Some((user, (uid, gid))) => drop_privileges(user, uid, gid, &dir)?,
+        None => {
+            crate::sys::restrict().map_err(|e| anyhow::anyhow!("cannot set no-new-privs: {e}"))?
+        }
     }
     let journal = Arc::new(
         DeviceJournal::open(&state_dir, cfg.appliance.journal_max_bytes)
@@ -679,6 +745,17 @@ async fn supervise(path: PathBuf, bound: Bound, ctx: ServiceContext) -> anyhow::
     let mut hup = signal(SignalKind::hangup())?;
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
+    // With a handler, a write past RLIMIT_FSIZE fails with EFBIG (and the journal recovers
+    // once the limit allows it again) instead of SIGXFSZ killing the process. Tokio keeps the
+    // handler installed after the stream is dropped.
+    drop(signal(SignalKind::from_raw(libc::SIGXFSZ))?);
+    // this future runs on the thread that blocked them in `run`: signals that came during
+    // start-up are delivered now, to the handlers above
+    nix::sys::signal::pthread_sigmask(
+        nix::sys::signal::SigmaskHow::SIG_UNBLOCK,
+        Some(&handled_set()),
+        None,
+    )?;
     let cfg = ctx.published.load().config.clone();
     for (on, what) in [(cfg.dhcp6.is_some(), "dhcp6"), (cfg.dns.is_some(), "dns")] {
         if on {
@@ -738,25 +815,36 @@ async fn supervise(path: PathBuf, bound: Bound, ctx: ServiceContext) -> anyhow::
     }
 }
 
-/// After binding: become `user`, giving it the state directory.
-fn drop_privileges(user: &str, state_dir: &Path) -> anyhow::Result<()> {
+/// After binding: become `user` (uid:gid), giving it the state directory through its
+/// descriptor.
+fn drop_privileges(user: &str, uid: u32, gid: u32, dir: &StateDir) -> anyhow::Result<()> {
     use crate::sys;
-    if !sys::is_root() {
-        warn!(
-            "appliance.user = {user:?} ignored: already running as {}",
-            sys::current_user()
-        );
-        return Ok(());
+    let give = |d: &StateDir| {
+        d.give_to(uid, gid).map_err(|e| {
+            anyhow::anyhow!("state-dir {}: giving it to {user}: {e}", d.path().display())
+        })
+    };
+    let mut skipped = give(dir)?;
+    // the redirect server's generated TLS keys (0600), read again on every SIGHUP
+    let tls = restconf::tls::GENERATED_DIR;
+    let sub = dir
+        .open_dir(tls)
+        .map_err(|e| anyhow::anyhow!("state-dir: {e}"))?;
+    if let Some(sub) = sub {
+        skipped.retain(|s| !s.starts_with(&format!("{tls}: ")));
+        skipped.extend(give(&sub)?.into_iter().map(|s| format!("{tls}/{s}")));
     }
-    let (uid, gid) = sys::lookup(user).map_err(|e| anyhow::anyhow!("appliance.user: {e}"))?;
-    sys::chown_state_dir(state_dir, uid, gid)
-        .map_err(|e| anyhow::anyhow!("state-dir {}: chown to {user}: {e}", state_dir.display()))?;
+    for entry in skipped {
+        warn!(state_dir = %dir.path().display(), %entry, "left as it is when giving state-dir to {user}");
+    }
     let kept = sys::drop_to(uid, gid, &sys::RUNTIME_CAPABILITIES)
         .map_err(|e| anyhow::anyhow!("cannot drop privileges to {user}: {e}"))?;
     let mut kept: Vec<String> = kept.iter().map(|c| c.to_string()).collect();
     kept.sort();
     info!(
         capabilities = %kept.join(","),
+        bounding_set = "empty",
+        no_new_privs = true,
         "running as {user} (uid {uid}, gid {gid})"
     );
     Ok(())

@@ -6,7 +6,7 @@
 //! a diagnostic record, not state, so it is flushed to the kernel (at least once per second or
 //! every [`FLUSH_LINES`] lines) but never fsync'd.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::File;
 use std::io::{self, BufWriter, Write};
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
@@ -19,6 +19,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 
 use crate::policy::{MacAddr, UriEncoding};
+use crate::state_dir::{Access, StateDir};
 
 /// File name of the current device journal in state-dir.
 pub const DEVICE_JOURNAL_FILE: &str = "devices.jsonl";
@@ -33,9 +34,14 @@ const FLUSH_INTERVAL: Duration = Duration::from_secs(1);
 /// wake-up, not one per event.
 const COALESCE: Duration = Duration::from_millis(10);
 
-/// `unix_secs` as an RFC 3339 / ISO 8601 UTC timestamp: `2026-11-27T20:15:00Z`.
+/// The last second RFC 3339 can write (9999-12-31T23:59:59Z), in Unix seconds.
+pub const MAX_RFC3339_SECS: u64 = 253_402_300_799;
+
+/// `unix_secs` as an RFC 3339 / ISO 8601 UTC timestamp: `2026-11-27T20:15:00Z`. Times past
+/// the year 9999 (a damaged or hand-written record) are written as its last second.
 pub fn rfc3339(unix_secs: u64) -> String {
-    humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(unix_secs)).to_string()
+    let secs = unix_secs.min(MAX_RFC3339_SECS);
+    humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(secs)).to_string()
 }
 
 /// The current wall-clock time as [`rfc3339`]; for I/O code only (handlers get `now` passed in).
@@ -486,6 +492,7 @@ enum Msg {
 pub struct DeviceJournal {
     tx: Option<SyncSender<Msg>>,
     dropped: Arc<AtomicU64>,
+    max_bytes: Arc<AtomicU64>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -502,13 +509,15 @@ impl DeviceJournal {
         max_bytes: u64,
         capacity: usize,
     ) -> io::Result<DeviceJournal> {
-        fs::create_dir_all(dir)?;
+        let dir = StateDir::create(dir)?;
         let path = dir.join(DEVICE_JOURNAL_FILE);
-        let file = open_append(&path)?;
+        let file = dir.open_file(DEVICE_JOURNAL_FILE, Access::AppendCreate)?;
         let size = file.metadata()?.len();
+        let max = Arc::new(AtomicU64::new(max_bytes));
         let writer = Writer {
+            dir,
             path,
-            max_bytes,
+            max_bytes: Arc::clone(&max),
             out: BufWriter::new(file),
             size,
             failing: false,
@@ -520,13 +529,27 @@ impl DeviceJournal {
         Ok(DeviceJournal {
             tx: Some(tx),
             dropped: Arc::new(AtomicU64::new(0)),
+            max_bytes: max,
             thread: Some(thread),
         })
     }
 
+    /// Rotates once the file grows past `max_bytes` from now on (`appliance.journal-max-size`
+    /// changed by a reload).
+    pub fn set_max_bytes(&self, max_bytes: u64) {
+        self.max_bytes.store(max_bytes, Ordering::Relaxed);
+    }
+
+    /// The size past which the file is rotated.
+    pub fn max_bytes(&self) -> u64 {
+        self.max_bytes.load(Ordering::Relaxed)
+    }
+
     /// Queues one event; never blocks. If the writer is behind, the event is dropped and counted.
+    /// Text from devices is written with terminal-unsafe characters escaped
+    /// ([`crate::text::to_json_string`]): operators `tail` this file.
     pub fn record(&self, ev: &DeviceEvent) {
-        let line = match serde_json::to_string(ev) {
+        let line = match crate::text::to_json_string(ev) {
             Ok(l) => l,
             Err(e) => {
                 tracing::error!(error = %e, "cannot serialize device event");
@@ -569,13 +592,15 @@ impl Drop for DeviceJournal {
     }
 }
 
-fn open_append(path: &Path) -> io::Result<File> {
-    OpenOptions::new().create(true).append(true).open(path)
+/// `devices.jsonl.N`.
+fn rotated(n: u32) -> String {
+    format!("{DEVICE_JOURNAL_FILE}.{n}")
 }
 
 struct Writer {
+    dir: StateDir,
     path: PathBuf,
-    max_bytes: u64,
+    max_bytes: Arc<AtomicU64>,
     out: BufWriter<File>,
     size: u64,
     /// Set after a write error so a full disk logs once, not once per event.
@@ -651,7 +676,7 @@ impl Writer {
             .and_then(|()| self.out.write_all(b"\n"));
         self.note(res, "cannot write device journal");
         self.size += line.len() as u64 + 1;
-        if self.size > self.max_bytes {
+        if self.size > self.max_bytes.load(Ordering::Relaxed) {
             let res = self.rotate();
             self.note(res, "cannot rotate device journal");
         }
@@ -666,21 +691,17 @@ impl Writer {
     fn rotate(&mut self) -> io::Result<()> {
         self.out.flush()?;
         for n in (1..KEEP_ROTATED).rev() {
-            match fs::rename(self.rotated(n), self.rotated(n + 1)) {
-                Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
-                _ => {}
+            if self.dir.exists(&rotated(n))? {
+                self.dir.rename(&rotated(n), &rotated(n + 1))?;
             }
         }
-        fs::rename(&self.path, self.rotated(1))?;
-        self.out = BufWriter::new(open_append(&self.path)?);
+        self.dir.rename(DEVICE_JOURNAL_FILE, &rotated(1))?;
+        self.out = BufWriter::new(
+            self.dir
+                .open_file(DEVICE_JOURNAL_FILE, Access::AppendCreate)?,
+        );
         self.size = 0;
         Ok(())
-    }
-
-    fn rotated(&self, n: u32) -> PathBuf {
-        let mut p = self.path.clone().into_os_string();
-        p.push(format!(".{n}"));
-        PathBuf::from(p)
     }
 
     fn note(&mut self, res: io::Result<()>, what: &str) {
@@ -698,6 +719,8 @@ impl Writer {
 
 #[cfg(test)]
 mod tests {
+    use std::fs;
+
     use super::*;
 
     #[test]
@@ -709,6 +732,7 @@ mod tests {
         assert_eq!(rfc3339(1_795_810_500), "2026-11-27T20:15:00Z");
         assert_eq!(rfc3339(4_107_542_400), "2100-03-01T00:00:00Z");
         assert_eq!(rfc3339(253_402_300_799), "9999-12-31T23:59:59Z");
+        assert_eq!(rfc3339(u64::MAX), "9999-12-31T23:59:59Z");
     }
 
     fn sample(i: u32) -> DeviceEvent {

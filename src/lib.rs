@@ -30,8 +30,15 @@
 //!   `JoinSet` under one cancellation token (`Supervisor`), SIGHUP reload, SIGTERM/SIGINT drain,
 //!   the state-dir lock;
 //! - [`netif`]: interface facts (index, MAC, IPv4/IPv6 networks) read from the system;
-//! - [`sys`]: dropping root to `appliance.user` keeping only the capabilities a reload needs,
-//!   and SO_RCVBUFFORCE, through nix and caps (no `unsafe` anywhere in the crate);
+//! - [`sys`]: dropping root to `appliance.user` keeping only the capabilities a reload needs
+//!   (bounding set cleared, no-new-privs set), and SO_RCVBUFFORCE, through nix and caps (no
+//!   `unsafe` anywhere in the crate);
+//! - [`state_dir`]: state-dir opened without following links, checked, every state file
+//!   opened under its descriptor;
+//! - [`text`]: network text made safe to print (control characters, bidi overrides);
+//! - [`ratelimit`]: rate-limited logging of faults that repeat per packet;
+//! - [`udp_bind`]: server UDP ports bound so no other process shares them, rebindable on
+//!   reload;
 //! - [`probe`]: the client side, an SZTP device on a segment (operator's doctor and test client);
 //! - [`cli`]: subcommands `run`, `check-config`, `leases`, `devices`, `probe`, `bundle`.
 #![forbid(unsafe_code)]
@@ -49,13 +56,17 @@ pub mod notify;
 pub mod owner;
 pub mod policy;
 pub mod probe;
+pub mod ratelimit;
 pub mod restconf;
 pub mod runtime;
+pub mod state_dir;
 pub mod status;
 pub mod sys;
 pub mod sztp;
 #[cfg(test)]
 mod testutil;
+pub mod text;
+pub mod udp_bind;
 
 /// Exit code for a configuration error (EX_CONFIG).
 pub const EXIT_CONFIG: i32 = 78;

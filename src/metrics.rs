@@ -597,7 +597,10 @@ impl Source for Dhcp4Source {
             )?;
             for (reason, v) in [
                 ("malformed", n(&st.malformed)),
+                ("oversized", n(&st.oversized)),
                 ("ignored", n(&st.ignored)),
+                ("pool-exhausted", n(&st.pool_exhausted)),
+                ("decline-limit", n(&st.declines_refused)),
                 ("send-error", n(&st.send_errors)),
                 ("commit-failed", n(&st.commits_failed)),
                 ("handler-panic", n(&st.handler_panics)),
@@ -608,6 +611,16 @@ impl Source for Dhcp4Source {
                 let fam = me.encode_family(&l)?;
                 ConstCounter::new(v).encode(fam)?;
             }
+        }
+        {
+            let g = ConstGauge::new(n(&st.journal_failing) as i64);
+            let me = enc.encode_descriptor(
+                "dhcp4_lease_journal_failing",
+                "1 while the DHCPv4 lease journal cannot be written (nothing is acknowledged), else 0",
+                None,
+                g.metric_type(),
+            )?;
+            g.encode(me)?;
         }
         counter(
             enc,

@@ -7,7 +7,6 @@
 //! to bind and open raw frames. Bound sockets, raw channels and open files stay usable.
 
 use std::io;
-use std::path::Path;
 
 use caps::{CapSet, Capability, CapsHashSet};
 use nix::unistd::{Gid, Uid, User};
@@ -44,32 +43,22 @@ pub fn is_root() -> bool {
     Uid::effective().is_root()
 }
 
-/// Give `dir` and everything under it to uid:gid, so the dropped process can keep compacting
-/// and rotating there and read back what it made while still root (the redirect server's
-/// generated TLS keys in `tls/`, 0600, read again on every SIGHUP). Symbolic links are left
-/// alone (neither followed nor changed).
-pub fn chown_state_dir(dir: &Path, uid: u32, gid: u32) -> io::Result<()> {
-    std::os::unix::fs::chown(dir, Some(uid), Some(gid))?;
-    for e in std::fs::read_dir(dir)? {
-        let e = e?;
-        let t = e.file_type()?;
-        if t.is_dir() {
-            chown_state_dir(&e.path(), uid, gid)?;
-        } else if t.is_file() {
-            std::os::unix::fs::chown(e.path(), Some(uid), Some(gid))?;
-        }
-    }
-    Ok(())
-}
-
 /// Drop supplementary groups, then gid, then uid, keeping those of `keep` the process has in
-/// its permitted set (effective and permitted, nothing inheritable); irreversible. Call it
-/// while the process has one thread: capabilities are per thread.
+/// its permitted set (effective and permitted, nothing inheritable or ambient); irreversible.
+/// The capability bounding set is cleared first and no-new-privs is set last ([`restrict`]), so
+/// nothing the process could ever execute regains a privilege. Call it while the process has
+/// one thread: capabilities and these attributes are per thread.
 ///
 /// Returns the capabilities kept.
+///
+/// # Errors
+/// Any step the kernel refuses (the process is then in an undefined state: exit).
 pub fn drop_to(uid: u32, gid: u32, keep: &[Capability]) -> io::Result<CapsHashSet> {
     let had = caps::read(None, CapSet::Permitted).map_err(caps_err)?;
     let kept: CapsHashSet = keep.iter().copied().filter(|c| had.contains(c)).collect();
+    // dropping from the bounding set needs CAP_SETPCAP, which only root still has here
+    caps::clear(None, CapSet::Bounding).map_err(caps_err)?;
+    caps::clear(None, CapSet::Ambient).map_err(caps_err)?;
     // without keep-caps, setuid from 0 clears the permitted set
     caps::securebits::set_keepcaps(true).map_err(caps_err)?;
     nix::unistd::setgroups(&[]).map_err(errno)?;
@@ -79,6 +68,7 @@ pub fn drop_to(uid: u32, gid: u32, keep: &[Capability]) -> io::Result<CapsHashSe
     caps::set(None, CapSet::Inheritable, &CapsHashSet::new()).map_err(caps_err)?;
     caps::set(None, CapSet::Permitted, &kept).map_err(caps_err)?;
     caps::set(None, CapSet::Effective, &kept).map_err(caps_err)?;
+    restrict()?;
     // setuid(2) must not be reversible: check that root cannot be regained
     if uid != 0 && nix::unistd::setuid(Uid::from_raw(0)).is_ok() {
         return Err(io::Error::other(
@@ -86,6 +76,30 @@ pub fn drop_to(uid: u32, gid: u32, keep: &[Capability]) -> io::Result<CapsHashSe
         ));
     }
     Ok(kept)
+}
+
+/// Sets no-new-privs (execve can never grant privileges again: no setuid binaries, no file
+/// capabilities) and clears the capability bounding set when the process may (CAP_SETPCAP).
+/// For a process that keeps its user; [`drop_to`] does the same when it drops to another.
+///
+/// # Errors
+/// The kernel refuses PR_SET_NO_NEW_PRIVS or a bounding-set drop it allowed to try.
+pub fn restrict() -> io::Result<()> {
+    let effective = caps::read(None, CapSet::Effective).map_err(caps_err)?;
+    if effective.contains(&Capability::CAP_SETPCAP) {
+        caps::clear(None, CapSet::Bounding).map_err(caps_err)?;
+    }
+    nix::sys::prctl::set_no_new_privs().map_err(errno)
+}
+
+/// This thread's no-new-privs attribute and capability bounding set, for checks and logs.
+///
+/// # Errors
+/// The kernel refuses to report them.
+pub fn restrictions() -> io::Result<(bool, CapsHashSet)> {
+    let nnp = nix::sys::prctl::get_no_new_privs().map_err(errno)?;
+    let bounding = caps::read(None, CapSet::Bounding).map_err(caps_err)?;
+    Ok((nnp, bounding))
 }
 
 /// SO_RCVBUFFORCE: a receive buffer above net.core.rmem_max (needs CAP_NET_ADMIN), so bursts

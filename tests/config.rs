@@ -216,3 +216,33 @@ fn an_unknown_key_is_refused_in_every_table_of_every_good_config() {
     }
     assert!(checked > 30, "only {checked} tables checked");
 }
+
+/// A file over 16 MiB is refused before it is read (a 50 MB file took 1.3 GB of memory to be
+/// rejected), and so is a stream that goes past the limit.
+#[test]
+fn files_over_16_mib_are_refused_without_reading_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let big = dir.path().join("big.toml");
+    // comments only: a valid, empty configuration, were it read
+    let line = format!("#{}\n", "x".repeat(1022));
+    let mut text = line.repeat(16 * 1024);
+    text.push('\n');
+    fs::write(&big, &text).unwrap();
+    let e = load(&big).unwrap_err().to_string();
+    assert_eq!(
+        e,
+        format!(
+            "{}: 16777217 bytes: a configuration file may have at most 16777216 (16 MiB)",
+            big.display()
+        )
+    );
+    let e = load(Path::new("/dev/zero")).unwrap_err().to_string();
+    assert_eq!(
+        e,
+        "/dev/zero: 16777217 bytes or more: a configuration file may have at most 16777216 (16 MiB)"
+    );
+    // at the limit it is read
+    text.pop();
+    fs::write(&big, &text).unwrap();
+    load(&big).unwrap();
+}

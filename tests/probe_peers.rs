@@ -1,7 +1,8 @@
 //! Real peers for `probe`: kea-dhcp4 in network namespaces, the probe as a device (raw frames)
 //! and as a relay agent, and a second server on the same segment.
 //!
-//! Topology (names carry the test's pid so parallel runs do not collide):
+//! Topology (names carry the test's pid and a per-test number so parallel runs and the tests
+//! of one run do not collide; PID below stands for both):
 //! ```text
 //!  netns szpPIDs: kea #1 (143)   szpPIDs0 198.51.100.1/24 ──┐
 //!                                                           ├─ bridge szpPIDbr in netns szpPIDc: the probe
@@ -60,22 +61,25 @@ fn sh(args: &[&str]) {
 
 /// Namespaces (and with them the veths and the bridge), deleted on drop even after a panic.
 struct Topology {
-    pid: u32,
+    /// pid and per-process test number: short enough for 15-character interface names.
+    tag: String,
     namespaces: Vec<String>,
 }
 
 impl Topology {
     fn ns(&self, role: char) -> String {
-        format!("szp{}{role}", self.pid)
+        format!("szp{}{role}", self.tag)
     }
     fn bridge(&self) -> String {
-        format!("szp{}br", self.pid)
+        format!("szp{}br", self.tag)
     }
 
     fn new() -> Topology {
-        let pid = std::process::id();
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % 10;
+        let tag = format!("{}{n}", std::process::id());
         let mut t = Topology {
-            pid,
+            tag: tag.clone(),
             namespaces: Vec::new(),
         };
         let (s, tt, c) = (t.ns('s'), t.ns('t'), t.ns('c'));
@@ -100,7 +104,7 @@ impl Topology {
         ]);
         for (srv, addr, end) in [(&s, "198.51.100.1/24", 'a'), (&tt, "198.51.100.2/24", 'b')] {
             let inner = format!("{srv}0");
-            let outer = format!("szp{pid}c{end}");
+            let outer = format!("szp{tag}c{end}");
             sh(&[
                 "ip", "link", "add", &inner, "type", "veth", "peer", "name", &outer,
             ]);
@@ -313,4 +317,68 @@ fn probe_against_kea_device_relay_and_two_servers() {
             "2. https://[2001:db8::1]:8443"
         ]
     );
+}
+
+/// `entries` as an RFC 8572 bootstrap-server-list, in hex for Kea's binary option data.
+fn list_hex(entries: &[&str]) -> String {
+    let mut s = String::new();
+    for e in entries {
+        s.push_str(&format!("{:04x}", e.len()));
+        for b in e.bytes() {
+            s.push_str(&format!("{b:02x}"));
+        }
+    }
+    s
+}
+
+/// Whether `s` holds a character a terminal acts on: C0/C1 controls but the newline, DEL, the
+/// bidi formatting characters, U+2028/U+2029.
+fn has_terminal_control(s: &str) -> bool {
+    s.chars().any(|c| {
+        (c.is_control() && c != '\n')
+            || matches!(c, '\u{061c}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{2028}' | '\u{2029}')
+    })
+}
+
+/// A server (Kea, configured by someone hostile or careless) puts terminal control sequences
+/// and a bidi override in option 143: the probe prints them escaped, in text and JSON (the
+/// JSON still decodes to the octets the server sent). Neither entry is a usable SZTP URI (the
+/// strict URI check refuses both), so both are reported as ignored.
+#[test]
+fn probe_escapes_what_a_hostile_server_sends() {
+    if !privileged_or_skip() {
+        return;
+    }
+    let usable = "https://sztp.example.test:8443/\u{202e}txt.exe";
+    let ignored = "\u{1b}[2J\u{1b}]0;owned\u{7}\r\nfake: ok";
+    let dir = tempfile::tempdir().unwrap();
+    let topo = Topology::new();
+    let (s, c, br) = (topo.ns('s'), topo.ns('c'), topo.bridge());
+    let cfg = kea_config(&format!("{s}0"), "198.51.100.100 - 198.51.100.150", true)
+        .replace(KEA_143, &list_hex(&[usable, ignored]));
+    let _kea = start_kea(&s, dir.path(), "kea-hostile", &cfg);
+
+    let o = probe(&c, &["--interface", &br, "--wait", "1s"]);
+    let out = String::from_utf8(o.stdout).unwrap();
+    assert_eq!(o.status.code(), Some(0), "{out}");
+    assert!(out.contains("option 143 present"), "{out}");
+    assert!(
+        !has_terminal_control(&out),
+        "raw control text printed: {out:?}"
+    );
+    assert!(
+        out.contains("\\u{202e}txt.exe") && out.contains("\\u{1b}[2J"),
+        "{out}"
+    );
+
+    let o = probe(&c, &["--interface", &br, "--wait", "1s", "--json"]);
+    let text = String::from_utf8(o.stdout).unwrap();
+    assert_eq!(o.status.code(), Some(0), "{text}");
+    assert!(
+        !has_terminal_control(&text),
+        "raw control text printed: {text:?}"
+    );
+    let j: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(j["uris"], serde_json::json!([]), "{text}");
+    assert_eq!(j["ignored"], serde_json::json!([usable, ignored]), "{text}");
 }

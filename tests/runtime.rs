@@ -264,7 +264,9 @@ async fn housekeeping_compacts_the_journal_once_expired_leases_are_swept() {
     // compaction threshold (more than 10,000 records and more than 4 per live lease)
     let lease = |i: u32, expires: u64| Lease4 {
         addr: Ipv4Addr::from(0x0a00_0000 + i),
-        mac: MacAddr([2, 0, 0, 0, (i >> 8) as u8, i as u8]),
+        // not the test devices' MACs (relay::mac: 02:00:…): device 1 must be a new client, not
+        // one holding lease 1 (moving it to the pool would journal the old lease's release)
+        mac: MacAddr([2, 0xaa, 0, 0, (i >> 8) as u8, i as u8]),
         client_id: None,
         hostname: None,
         expires,

@@ -180,7 +180,7 @@ pub(crate) struct RawDhcp4 {
     pub(crate) enabled: Option<bool>,
     pub(crate) interfaces: Option<StrList>,
     pub(crate) port: Option<u16>,
-    pub(crate) client_port: Option<u16>,
+    pub(crate) client_port: Option<Spanned<u16>>,
     pub(crate) server_id: Option<Str>,
     pub(crate) offer_time: Option<Str>,
     pub(crate) decline_time: Option<Str>,

@@ -16,11 +16,46 @@ pub use error::{ConfigError, ConfigErrors};
 use crate::policy::{BootstrapServer, KnownDevice, MacAddr, Policy, Rule};
 use crate::sztp::SztpUri;
 
+/// The largest configuration file read, in octets: a bigger one is refused before it is read
+/// (or, from a pipe, once this much has been).
+pub const MAX_FILE_BYTES: u64 = 16 << 20;
+
 /// Read, parse and validate a configuration file. Every semantic error is collected.
+///
+/// # Errors
+/// The file cannot be read, is larger than [`MAX_FILE_BYTES`], or is invalid (every error,
+/// `FILE:LINE:COL: key: message`).
 pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| ConfigErrors::single(ConfigError::io(path, &e)))?;
+    let text = read_limited(path).map_err(ConfigErrors::single)?;
     load_str(path, &text)
+}
+
+fn read_limited(path: &Path) -> Result<String, ConfigError> {
+    use std::io::Read;
+    // `exact`: the size is known (a regular file); else reading stopped past the limit
+    let too_big = |n: u64, exact: bool| ConfigError {
+        file: path.to_path_buf(),
+        line: 0,
+        col: 0,
+        key: String::new(),
+        message: format!(
+            "{n} bytes{}: a configuration file may have at most {MAX_FILE_BYTES} (16 MiB)",
+            if exact { "" } else { " or more" }
+        ),
+    };
+    let f = std::fs::File::open(path).map_err(|e| ConfigError::io(path, &e))?;
+    let meta = f.metadata().map_err(|e| ConfigError::io(path, &e))?;
+    if meta.is_file() && meta.len() > MAX_FILE_BYTES {
+        return Err(too_big(meta.len(), true));
+    }
+    let mut text = String::new();
+    f.take(MAX_FILE_BYTES + 1)
+        .read_to_string(&mut text)
+        .map_err(|e| ConfigError::io(path, &e))?;
+    if text.len() as u64 > MAX_FILE_BYTES {
+        return Err(too_big(text.len() as u64, false));
+    }
+    Ok(text)
 }
 
 /// Parse and validate `text` as if read from `path` (used in error messages).
@@ -270,7 +305,7 @@ pub struct Subnet4 {
     pub domain_name: Option<String>,
     /// Option 119; defaults to `[domain-name]` when that is set.
     pub domain_search: Vec<String>,
-    /// `lease-time`: option 51 (default 1h).
+    /// `lease-time`: option 51 (default 1h); 0xffffffff seconds when `"infinite"`.
     pub lease_time: Duration,
     /// Option 58; default half the lease time.
     pub renewal_time: Option<Duration>,
@@ -278,6 +313,32 @@ pub struct Subnet4 {
     pub rebinding_time: Option<Duration>,
     /// `[[dhcp4.subnet.reservation]]`, in file order.
     pub reservations: Vec<Reservation4>,
+}
+
+/// Options 51, 58 and 59 in seconds for a lease of `lease` with T1 `renewal` and T2
+/// `rebinding` when configured: T1 defaults to half the lease, T2 to 7/8 of it (RFC 2131
+/// §4.4.5); an infinite lease (0xffffffff) has infinite T1 and T2 unless they are configured.
+/// Saturates at 0xffffffff; never panics.
+pub fn lease_times(
+    lease: Duration,
+    renewal: Option<Duration>,
+    rebinding: Option<Duration>,
+) -> (u32, u32, u32) {
+    let secs = |d: Duration| u32::try_from(d.as_secs()).unwrap_or(u32::MAX);
+    let lease = secs(lease);
+    let (d1, d2) = if lease == u32::MAX {
+        (u32::MAX, u32::MAX)
+    } else {
+        (lease / 2, (lease / 8).saturating_mul(7))
+    };
+    (lease, renewal.map_or(d1, secs), rebinding.map_or(d2, secs))
+}
+
+impl Subnet4 {
+    /// Options 51, 58 and 59 of this subnet in seconds ([`lease_times`]).
+    pub fn lease_times(&self) -> (u32, u32, u32) {
+        lease_times(self.lease_time, self.renewal_time, self.rebinding_time)
+    }
 }
 
 /// A pool range, both ends included.

@@ -38,6 +38,93 @@ pub(crate) const DEFAULT_STATUS_MAX_DEVICES: usize = 4096;
 /// `status.events-per-device` when absent.
 pub(crate) const DEFAULT_STATUS_EVENTS_PER_DEVICE: usize = 32;
 
+/// The longest finite DHCPv4 lease and DHCPv6 lifetime, in seconds: option 51 and the IA
+/// lifetimes are 32 bits, and 0xffffffff means infinite (RFC 2131 §3.3, RFC 8415 §7.7).
+pub(crate) const MAX_FINITE_LEASE_SECS: u64 = 0xffff_fffe;
+/// What `"infinite"` stands for: 0xffffffff seconds (RFC 2131 §3.3).
+pub(crate) const INFINITE_LEASE: Duration = Duration::from_secs(0xffff_ffff);
+
+/// An inclusive range of allowed values with why the upper bound is what it is.
+struct Range4<T> {
+    min: T,
+    max: T,
+    /// Said after the bounds: `(option 51 is 32 bits)`.
+    why: &'static str,
+}
+
+const fn secs(n: u64) -> Duration {
+    Duration::from_secs(n)
+}
+
+/// Every duration in the file has one of these ranges.
+const OFFER_TIME: Range4<Duration> = Range4 {
+    min: secs(1),
+    max: secs(3600),
+    why: "",
+};
+const DECLINE_TIME: Range4<Duration> = Range4 {
+    min: secs(1),
+    max: secs(30 * 86400),
+    why: "",
+};
+const LEASE_TIME: Range4<Duration> = Range4 {
+    min: secs(1),
+    max: secs(MAX_FINITE_LEASE_SECS),
+    why: " (about 136 years: option 51 is 32 bits; \"infinite\" for a lease without end)",
+};
+const T1_T2: Range4<Duration> = Range4 {
+    min: secs(1),
+    max: secs(MAX_FINITE_LEASE_SECS),
+    why: " (options 58 and 59 are 32 bits)",
+};
+const PREFERRED_LIFETIME: Range4<Duration> = Range4 {
+    min: secs(0),
+    max: secs(MAX_FINITE_LEASE_SECS),
+    why: " (the IA address lifetimes are 32 bits)",
+};
+const VALID_LIFETIME: Range4<Duration> = Range4 {
+    min: secs(1),
+    max: secs(MAX_FINITE_LEASE_SECS),
+    why: " (the IA address lifetimes are 32 bits)",
+};
+/// RFC 2181 §8: a TTL is 0 to 2^31 - 1 seconds.
+const DNS_TTL: Range4<Duration> = Range4 {
+    min: secs(0),
+    max: secs(0x7fff_ffff),
+    why: " (RFC 2181 §8)",
+};
+/// `redirect-server.client-timeout`: a device that needs more than an hour per step is gone.
+const CLIENT_TIMEOUT: Range4<Duration> = Range4 {
+    min: secs(1),
+    max: secs(3600),
+    why: "",
+};
+const JOURNAL_MAX_SIZE: Range4<u64> = Range4 {
+    min: 4 << 10,
+    max: 1 << 40,
+    why: "",
+};
+
+/// `v` (written `s`) when it is in `r`, else why not, showing the bounds with `show`.
+fn in_range<T: PartialOrd + Copy>(
+    s: &str,
+    v: T,
+    r: &Range4<T>,
+    show: fn(T) -> String,
+) -> Result<T, String> {
+    if v < r.min {
+        Err(format!("{s:?} is too short: at least {}", show(r.min)))
+    } else if v > r.max {
+        Err(format!(
+            "{s:?} is too long: at most {}{}",
+            show(r.max),
+            r.why
+        ))
+    } else {
+        Ok(v)
+    }
+}
+
 /// Collects errors with their byte offsets so they come out in file order.
 struct Ctx<'a> {
     path: &'a Path,
@@ -71,10 +158,30 @@ impl Ctx<'_> {
         }
     }
 
-    fn duration(&mut self, v: &Option<Str>, key: &str, default: Duration) -> Duration {
-        v.as_ref()
-            .and_then(|v| self.parse(v, key, parse_duration))
-            .unwrap_or(default)
+    /// A duration in `range` (a value outside is an error at the value, and `default` is used
+    /// so later checks do not report it twice).
+    fn duration_in(
+        &mut self,
+        v: &Option<Str>,
+        key: &str,
+        default: Duration,
+        range: Range4<Duration>,
+    ) -> Duration {
+        self.opt_duration_in(v, key, range).unwrap_or(default)
+    }
+
+    /// An optional duration in `range`; `None` when absent or wrong (reported).
+    fn opt_duration_in(
+        &mut self,
+        v: &Option<Str>,
+        key: &str,
+        range: Range4<Duration>,
+    ) -> Option<Duration> {
+        let v = v.as_ref()?;
+        self.parse(v, key, |s| {
+            let d = parse_duration(s)?;
+            in_range(s, d, &range, show)
+        })
     }
 
     fn each<T>(
@@ -267,7 +374,14 @@ fn appliance(cx: &mut Ctx<'_>, raw: &RawConfig) -> Appliance {
         }
     }
     if let Some(s) = &r.journal_max_size {
-        if let Some(n) = cx.parse(s, "appliance.journal-max-size", parse_size) {
+        let check = |v: &str| {
+            let n = parse_size(v)?;
+            in_range(v, n, &JOURNAL_MAX_SIZE, show_size).map_err(|e| {
+                e.replace("too short", "too small")
+                    .replace("too long", "too large")
+            })
+        };
+        if let Some(n) = cx.parse(s, "appliance.journal-max-size", check) {
             a.journal_max_bytes = n;
         }
     }
@@ -513,20 +627,12 @@ fn redirect_server(cx: &mut Ctx<'_>, raw: &RawConfig) -> Option<RedirectServer> 
         0,
         DEFAULT_RATE_LIMIT,
     );
-    let client_timeout = cx.duration(
+    let client_timeout = cx.duration_in(
         &r.client_timeout,
         "redirect-server.client-timeout",
         DEFAULT_CLIENT_TIMEOUT,
+        CLIENT_TIMEOUT,
     );
-    if client_timeout.is_zero() {
-        if let Some(v) = &r.client_timeout {
-            cx.err(
-                v.span(),
-                "redirect-server.client-timeout",
-                "must be at least 1s",
-            );
-        }
-    }
     Some(RedirectServer {
         listen,
         advertise: advertise?,
@@ -929,12 +1035,27 @@ fn dhcp4(cx: &mut Ctx<'_>, raw: &RawConfig) -> Option<Dhcp4> {
             parse_ip::<Ipv4Addr>(s, "an IPv4 address")
         })
     });
-    let offer_time = cx.duration(&d.offer_time, "dhcp4.offer-time", Duration::from_secs(60));
-    let decline_time = cx.duration(
+    let offer_time = cx.duration_in(
+        &d.offer_time,
+        "dhcp4.offer-time",
+        Duration::from_secs(60),
+        OFFER_TIME,
+    );
+    let decline_time = cx.duration_in(
         &d.decline_time,
         "dhcp4.decline-time",
         Duration::from_secs(3600),
+        DECLINE_TIME,
     );
+    if let Some(p) = &d.client_port {
+        if *p.get_ref() == 0 {
+            cx.err(
+                p.span(),
+                "dhcp4.client-port",
+                "0 is not a port replies can be sent to (1-65535; default 68)",
+            );
+        }
+    }
     if d.subnet.is_empty() {
         cx.err(span.clone(), "dhcp4", "needs at least one [[dhcp4.subnet]]");
     }
@@ -964,32 +1085,20 @@ fn dhcp4(cx: &mut Ctx<'_>, raw: &RawConfig) -> Option<Dhcp4> {
             Some(l) => cx.dns_names(l, &format!("{key}.domain-search")),
             None => domain_name.iter().cloned().collect(),
         };
-        let lease_time = cx.duration(
-            &sn.lease_time,
-            &format!("{key}.lease-time"),
-            Duration::from_secs(3600),
-        );
-        if lease_time.is_zero() {
-            if let Some(v) = &sn.lease_time {
-                cx.err(
-                    v.span(),
-                    format!("{key}.lease-time"),
-                    "must be longer than 0s",
-                );
-            }
-        }
-        let renewal_time = sn
-            .renewal_time
+        let lease_time = sn
+            .lease_time
             .as_ref()
-            .and_then(|v| cx.parse(v, &format!("{key}.renewal-time"), parse_duration));
-        let rebinding_time = sn
-            .rebinding_time
-            .as_ref()
-            .and_then(|v| cx.parse(v, &format!("{key}.rebinding-time"), parse_duration));
-        let t1 = renewal_time.unwrap_or(lease_time / 2);
-        let t2 = rebinding_time.unwrap_or(lease_time * 7 / 8);
+            .and_then(|v| cx.parse(v, &format!("{key}.lease-time"), parse_lease_time))
+            .unwrap_or(Duration::from_secs(3600));
+        let renewal_time =
+            cx.opt_duration_in(&sn.renewal_time, &format!("{key}.renewal-time"), T1_T2);
+        let rebinding_time =
+            cx.opt_duration_in(&sn.rebinding_time, &format!("{key}.rebinding-time"), T1_T2);
+        let (_, d1, d2) = super::lease_times(lease_time, None, None);
+        let t1 = renewal_time.unwrap_or(Duration::from_secs(d1.into()));
+        let t2 = rebinding_time.unwrap_or(Duration::from_secs(d2.into()));
         if let (Some(v), Some(t1)) = (&sn.renewal_time, renewal_time) {
-            if t1 >= t2 {
+            if t1 >= t2 && !(lease_time == INFINITE_LEASE && rebinding_time.is_none()) {
                 let other = if rebinding_time.is_some() {
                     format!("rebinding-time {}", show(t2))
                 } else {
@@ -1003,7 +1112,7 @@ fn dhcp4(cx: &mut Ctx<'_>, raw: &RawConfig) -> Option<Dhcp4> {
             }
         }
         if let (Some(v), Some(t2)) = (&sn.rebinding_time, rebinding_time) {
-            if t2 >= lease_time {
+            if t2 >= lease_time && lease_time != INFINITE_LEASE {
                 cx.err(
                     v.span(),
                     format!("{key}.rebinding-time"),
@@ -1013,7 +1122,7 @@ fn dhcp4(cx: &mut Ctx<'_>, raw: &RawConfig) -> Option<Dhcp4> {
                         show(lease_time)
                     ),
                 );
-            } else if renewal_time.is_none() && t1 >= t2 {
+            } else if renewal_time.is_none() && t1 >= t2 && lease_time != INFINITE_LEASE {
                 cx.err(v.span(), format!("{key}.rebinding-time"), format!("rebinding-time {} must be longer than renewal-time (default half of lease-time: {})", show(t2), show(t1)));
             }
         }
@@ -1084,7 +1193,7 @@ fn dhcp4(cx: &mut Ctx<'_>, raw: &RawConfig) -> Option<Dhcp4> {
     Some(Dhcp4 {
         interfaces,
         port: d.port.unwrap_or(67),
-        client_port: d.client_port.unwrap_or(68),
+        client_port: d.client_port.as_ref().map_or(68, |p| *p.get_ref()),
         server_id,
         offer_time,
         decline_time,
@@ -1117,15 +1226,17 @@ fn dhcp6(cx: &mut Ctx<'_>, raw: &RawConfig) -> Option<Dhcp6> {
             .collect();
         let dns_servers = common.dns_servers;
         let domain_search = cx.dns_names(&sn.domain_search, &format!("{key}.domain-search"));
-        let preferred = cx.duration(
+        let preferred = cx.duration_in(
             &sn.preferred_lifetime,
             &format!("{key}.preferred-lifetime"),
             Duration::from_secs(1800),
+            PREFERRED_LIFETIME,
         );
-        let valid = cx.duration(
+        let valid = cx.duration_in(
             &sn.valid_lifetime,
             &format!("{key}.valid-lifetime"),
             Duration::from_secs(3600),
+            VALID_LIFETIME,
         );
         if preferred > valid {
             let (span, k) = match (&sn.preferred_lifetime, &sn.valid_lifetime) {
@@ -1170,7 +1281,7 @@ fn dns(cx: &mut Ctx<'_>, raw: &RawConfig) -> Option<Dns> {
     }
     let listen = cx.listen(&d.listen, "dns.listen", &span, None);
     let zones = cx.dns_names(&d.zones, "dns.zones");
-    let ttl = cx.duration(&d.ttl, "dns.ttl", Duration::from_secs(1800));
+    let ttl = cx.duration_in(&d.ttl, "dns.ttl", Duration::from_secs(1800), DNS_TTL);
     let forwarders = cx.each(&d.forwarders, "dns.forwarders", parse_forwarder);
     let mut hosts = Vec::new();
     for (name, addrs) in &d.hosts.0 {
@@ -1293,6 +1404,31 @@ pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
     n.checked_mul(mult).map(Duration::from_secs).ok_or_else(bad)
 }
 
+/// A DHCPv4 lease time: a duration of 1s to 4294967294s, or `"infinite"` (0xffffffff, RFC
+/// 2131 §3.3).
+pub(crate) fn parse_lease_time(s: &str) -> Result<Duration, String> {
+    if s == "infinite" {
+        return Ok(INFINITE_LEASE);
+    }
+    let d = parse_duration(s).map_err(|e| format!("{e}, or \"infinite\""))?;
+    in_range(s, d, &LEASE_TIME, show)
+}
+
+/// A size the way the file writes it: `16MiB`, `4KiB`, `1TiB`, else bytes.
+fn show_size(n: u64) -> String {
+    for (unit, size) in [
+        ("TiB", 1u64 << 40),
+        ("GiB", 1 << 30),
+        ("MiB", 1 << 20),
+        ("KiB", 1 << 10),
+    ] {
+        if n >= size && n.is_multiple_of(size) {
+            return format!("{}{unit}", n / size);
+        }
+    }
+    format!("{n}B")
+}
+
 /// `"16MiB"`, `"512KiB"`, `"1GiB"`, `"100MB"`, `"4096B"`: a whole number and a unit.
 pub(crate) fn parse_size(s: &str) -> Result<u64, String> {
     let bad = || format!("{s:?} is not a size (like \"512KiB\", \"16MiB\", \"1GiB\")");
@@ -1334,6 +1470,11 @@ fn parse_net4(s: &str) -> Result<Ipv4Net, String> {
     let n: Ipv4Net = s
         .parse()
         .map_err(|_| format!("{s:?} is not an IPv4 subnet (like \"192.0.2.0/24\")"))?;
+    if n.prefix_len() == 0 {
+        return Err(format!(
+            "{s:?} is every IPv4 address: a subnet is the network of one link (like \"192.0.2.0/24\")"
+        ));
+    }
     if n.addr() != n.network() {
         return Err(format!(
             "{s:?} has host bits set; did you mean \"{}\"?",
@@ -1347,6 +1488,11 @@ fn parse_net6(s: &str) -> Result<Ipv6Net, String> {
     let n: Ipv6Net = s
         .parse()
         .map_err(|_| format!("{s:?} is not an IPv6 prefix (like \"2001:db8:1::/64\")"))?;
+    if n.prefix_len() == 0 {
+        return Err(format!(
+            "{s:?} is every IPv6 address: a prefix is the network of one link (like \"2001:db8:1::/64\")"
+        ));
+    }
     if n.addr() != n.network() {
         return Err(format!(
             "{s:?} has host bits set; did you mean \"{}\"?",
@@ -1365,6 +1511,11 @@ fn parse_socket_addr(s: &str) -> Result<SocketAddr, String> {
 /// A forwarder: a socket address, or a bare IP address meaning port 53.
 fn parse_forwarder(s: &str) -> Result<SocketAddr, String> {
     if let Ok(a) = s.parse::<SocketAddr>() {
+        if a.port() == 0 {
+            return Err(format!(
+                "{s:?}: port 0 is not a port queries can be sent to"
+            ));
+        }
         return Ok(a);
     }
     s.parse::<IpAddr>()
@@ -1453,6 +1604,106 @@ mod tests {
         }
         assert_eq!(show(Duration::from_secs(5400)), "90m");
         assert_eq!(show(Duration::from_secs(86400)), "1d");
+    }
+
+    /// Every duration and number of the file against values at and past its bounds: the
+    /// validator answers (a config or errors with a line), it never panics (a SIGHUP with such
+    /// a file used to kill the daemon).
+    #[test]
+    fn every_duration_and_number_is_range_checked_without_panicking() {
+        let keys: [(&str, &str); 12] = [
+            ("appliance", "journal-max-size"),
+            ("dhcp4", "offer-time"),
+            ("dhcp4", "decline-time"),
+            ("dhcp4", "client-port"),
+            ("dhcp4", "port"),
+            ("dhcp4.subnet", "lease-time"),
+            ("dhcp4.subnet", "renewal-time"),
+            ("dhcp4.subnet", "rebinding-time"),
+            ("dhcp6.subnet", "preferred-lifetime"),
+            ("dhcp6.subnet", "valid-lifetime"),
+            ("dns", "ttl"),
+            ("dns", "forwarders"),
+        ];
+        let values = [
+            "\"0s\"",
+            "\"1s\"",
+            "\"4294967294s\"",
+            "\"4294967295s\"",
+            "\"100000000000000d\"",
+            "\"213503982334601d\"",
+            "\"18446744073709551615s\"",
+            "\"infinite\"",
+            "\"0B\"",
+            "\"16383PiB\"",
+            "\"18446744073709551615B\"",
+            "[\"192.0.2.53:0\"]",
+            "0",
+            "65535",
+        ];
+        for (section, key) in keys {
+            for v in values {
+                let line = format!("{key} = {v}\n");
+                let pick = |s: &str| if s == section { line.as_str() } else { "" };
+                let text = format!(
+                    "[appliance]\n{}\n[dhcp4]\ninterfaces = [\"eth1\"]\n{}\n[[dhcp4.subnet]]\n\
+                     subnet = \"192.0.2.0/24\"\n{}\n[dhcp6]\ninterfaces = [\"eth1\"]\n\n\
+                     [[dhcp6.subnet]]\nprefix = \"2001:db8::/64\"\n{}\n[dns]\nlisten = \
+                     [\"127.0.0.1:53\"]\n{}",
+                    pick("appliance"),
+                    pick("dhcp4"),
+                    pick("dhcp4.subnet"),
+                    pick("dhcp6.subnet"),
+                    pick("dns"),
+                );
+                match crate::config::load_str(Path::new("r.toml"), &text) {
+                    Ok(c) => {
+                        // what passed is within its range
+                        let d4 = c.dhcp4.as_ref().unwrap();
+                        assert!((1..=3600).contains(&d4.offer_time.as_secs()), "{line}");
+                        assert!(d4.decline_time.as_secs() <= 30 * 86400, "{line}");
+                        assert_ne!(d4.client_port, 0, "{line}");
+                        let l = d4.subnets[0].lease_time.as_secs();
+                        assert!((1..=0xffff_ffff).contains(&l), "{line}");
+                        assert!(c.appliance.journal_max_bytes >= 4096, "{line}");
+                        assert!(
+                            c.dns.as_ref().unwrap().ttl.as_secs() <= 0x7fff_ffff,
+                            "{line}"
+                        );
+                    }
+                    Err(errs) => {
+                        for e in &errs.0 {
+                            assert!(e.line > 0, "{line}: {e}");
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn an_infinite_lease_has_infinite_renewal_and_rebinding_times() {
+        let text = |extra: &str| {
+            format!(
+                "[dhcp4]\ninterfaces = [\"eth1\"]\n[[dhcp4.subnet]]\nsubnet = \"192.0.2.0/24\"\n\
+                 lease-time = \"infinite\"\n{extra}"
+            )
+        };
+        let c = crate::config::load_str(Path::new("i.toml"), &text("")).unwrap();
+        let sn = &c.dhcp4.unwrap().subnets[0];
+        assert_eq!(sn.lease_times(), (u32::MAX, u32::MAX, u32::MAX));
+        let c = crate::config::load_str(
+            Path::new("i.toml"),
+            &text("renewal-time = \"1d\"\nrebinding-time = \"2d\"\n"),
+        )
+        .unwrap();
+        let sn = &c.dhcp4.unwrap().subnets[0];
+        assert_eq!(sn.lease_times(), (u32::MAX, 86_400, 172_800));
+        // finite leases: T1 half, T2 seven eighths, as before
+        assert_eq!(
+            crate::config::lease_times(Duration::from_secs(3600), None, None),
+            (3600, 1800, 3150)
+        );
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! Durable journals in state-dir, generic over their record type: append-only, fsync'd in
 //! groups, replayed at start, compacted. DHCPv4 leases ([`Lease4`], `leases4.journal`) are one
 //! record type; another (DHCPv6 leases) implements [`JournalRecord`] and gets the same
-//! framing, torn-tail rule, compaction and group commit.
+//! framing, torn-tail rule, compaction, recovery, salvage and group commit.
 //!
 //! One record per change, each one line (here a `Lease4`):
 //!
@@ -10,24 +10,34 @@
 //! ```
 //!
 //! The 8 hex digits are the CRC-32C (Castagnoli) of the JSON bytes. Replay keeps the last record
-//! per key ([`JournalRecord::key`], the address for leases). Only the last line may be damaged (a write torn by a crash, which was never
-//! fsync'd and so never acknowledged): it is dropped and the file truncated to the last good
-//! record. Damage anywhere else is an error naming `FILE:LINE`; a lease database that silently
-//! forgets leases hands out addresses that are in use.
+//! per key ([`JournalRecord::key`], the address for leases). Only an incomplete last line (no
+//! newline: a write torn by a crash, which was never fsync'd and so never acknowledged) is
+//! dropped, and the file truncated to the last good record. A complete line that fails its
+//! checksum or does not parse is corruption wherever it is, the last line included: an error
+//! naming `FILE:LINE` and the way out ([`salvage`], `sztp-redirector leases --salvage`); a lease
+//! database that silently forgets leases hands out addresses that are in use.
 //!
 //! Compaction writes the live set to `<file>.tmp`, fsyncs it and renames it over the
 //! journal; the rename is the commit point, so a leftover temp file is an unfinished compaction
 //! and is removed at open.
+//!
+//! A failed append is cut back off the file. When even that fails (the file turned immutable,
+//! an I/O error) the journal refuses appends until a later append manages the cut (it retries
+//! each time) or a compaction replaces the file: writing resumes by itself once the cause is
+//! gone, and nothing is acknowledged meanwhile.
+//!
+//! Every file is opened under the state directory's descriptor without following links
+//! ([`StateDir`]).
 //!
 //! [`JournalWriter`] is the group commit: one thread owns the [`Journal`], and everything queued
 //! while it was busy goes out in one write and one `fdatasync`; only then do the callbacks (the
 //! replies) run.
 
 use std::collections::BTreeMap;
-use std::fs::{self, File, OpenOptions};
+use std::fs::File;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 
@@ -36,6 +46,8 @@ use serde::Serialize;
 
 use crate::dhcp::leases::{Lease4, LeaseState};
 use crate::journal::rfc3339;
+use crate::ratelimit::LogLimiter;
+use crate::state_dir::{Access, StateDir};
 
 /// The DHCPv4 lease journal's file name in state-dir.
 pub const JOURNAL_FILE: &str = "leases4.journal";
@@ -78,8 +90,18 @@ pub enum StoreError {
         /// What the OS said.
         source: io::Error,
     },
-    /// A damaged record that is not the last one.
-    #[error("{}:{line}: corrupt lease record ({reason})", path.display())]
+    /// The state directory or a file in it cannot be opened (a link, not a regular file, …);
+    /// the message names the path.
+    #[error("{0}")]
+    State(#[source] io::Error),
+    /// A complete record that fails its checksum or does not parse, anywhere in the file.
+    #[error(
+        "{}:{line}: corrupt lease record ({reason}); the journal is left as it is: \
+         `sztp-redirector leases --salvage --state-dir {}` keeps every valid record and \
+         moves the damaged file aside",
+        path.display(),
+        path.parent().unwrap_or(Path::new(".")).display()
+    )]
     Corrupt {
         /// The journal file.
         path: PathBuf,
@@ -138,33 +160,50 @@ struct Replay<R> {
     records: u64,
     /// Bytes up to the end of the last good record.
     good_len: u64,
-    /// A damaged last record: (line number, reason).
-    torn: Option<(usize, String)>,
+    /// An incomplete last line (a torn write): its line number.
+    torn: Option<usize>,
+}
+
+/// One line of a journal: its number, its bytes (without the newline), whether it ended with
+/// a newline.
+fn lines(data: &[u8]) -> impl Iterator<Item = (usize, &[u8], bool)> + '_ {
+    let mut pos = 0usize;
+    let mut n = 0usize;
+    std::iter::from_fn(move || {
+        if pos >= data.len() {
+            return None;
+        }
+        n += 1;
+        let rest = &data[pos..];
+        Some(match rest.iter().position(|&b| b == b'\n') {
+            Some(i) => {
+                pos += i + 1;
+                (n, &rest[..i], true)
+            }
+            None => {
+                pos = data.len();
+                (n, rest, false)
+            }
+        })
+    })
 }
 
 fn replay<R: JournalRecord>(path: &Path, data: &[u8]) -> Result<Replay<R>, StoreError> {
     let mut latest: BTreeMap<R::Key, R> = BTreeMap::new();
     let mut records = 0u64;
-    let mut pos = 0usize;
-    let mut line_no = 0usize;
+    let mut good_len = 0u64;
     let mut torn = None;
-    while pos < data.len() {
-        line_no += 1;
-        let rest = &data[pos..];
-        let Some(n) = rest.iter().position(|&b| b == b'\n') else {
-            torn = Some((line_no, "no trailing newline".to_owned()));
+    for (line_no, line, complete) in lines(data) {
+        if !complete {
+            // only the one write a crash can tear, never fsync'd, never acknowledged
+            torn = Some(line_no);
             break;
-        };
-        let next = pos + n + 1;
-        match decode_record::<R>(&rest[..n]) {
+        }
+        match decode_record::<R>(line) {
             Ok(rec) => {
                 latest.insert(rec.key(), rec);
                 records += 1;
-                pos = next;
-            }
-            Err(reason) if next == data.len() => {
-                torn = Some((line_no, reason));
-                break;
+                good_len += line.len() as u64 + 1;
             }
             Err(reason) => {
                 return Err(StoreError::Corrupt {
@@ -175,38 +214,27 @@ fn replay<R: JournalRecord>(path: &Path, data: &[u8]) -> Result<Replay<R>, Store
             }
         }
     }
-    let leases: Vec<R> = latest.into_values().collect();
     Ok(Replay {
-        leases,
+        leases: latest.into_values().collect(),
         records,
-        good_len: pos as u64,
+        good_len,
         torn,
     })
-}
-
-fn sync_dir(dir: &Path) -> io::Result<()> {
-    File::open(dir)?.sync_all()
-}
-
-fn remove_if_exists(path: &Path) -> io::Result<()> {
-    match fs::remove_file(path) {
-        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
-        _ => Ok(()),
-    }
 }
 
 /// An open journal of `R` records. Not shared: one owner (normally the [`JournalWriter`]
 /// thread) appends.
 #[derive(Debug)]
 pub struct Journal<R> {
-    dir: PathBuf,
+    dir: StateDir,
     path: PathBuf,
     file: File,
     /// Bytes of whole, fsync'd records; a failed append is cut back to this.
     good_len: u64,
     records: u64,
     /// Set when a failed append could not be cut back: appending after the leftover bytes
-    /// would turn them into mid-file corruption that stops the next start.
+    /// would turn them into corruption that stops the next start. Each append first retries
+    /// the cut.
     poisoned: Option<String>,
     records_type: std::marker::PhantomData<fn(R)>,
 }
@@ -215,39 +243,40 @@ pub struct Journal<R> {
 pub type LeaseStore = Journal<Lease4>;
 
 impl<R: JournalRecord> Journal<R> {
-    /// Opens `dir/<R::FILE_NAME>` (creating `dir` and the file if missing) and replays it:
-    /// the latest record per key, sorted by key. For leases: all states; expiry is the caller's.
+    /// Opens `dir/<R::FILE_NAME>` (creating `dir` and the file if missing) without following
+    /// links, and replays it: the latest record per key, sorted by key. For leases: all
+    /// states; expiry is the caller's.
     ///
-    /// A damaged last record is dropped with a warning and cut off the file; any other damaged
-    /// record is a [`StoreError::Corrupt`].
+    /// An incomplete last line (torn write) is dropped with a warning and cut off the file.
+    ///
+    /// # Errors
+    /// [`StoreError::Corrupt`] for any complete line that fails its checksum or does not parse;
+    /// [`StoreError::State`] when `dir` or the file is a link or not what it should be;
+    /// [`StoreError::Io`] when reading or truncating fails.
     pub fn open(dir: &Path) -> Result<(Journal<R>, Vec<R>), StoreError> {
-        fs::create_dir_all(dir).map_err(io_err(dir))?;
-        let tmp = dir.join(tmp_name::<R>());
-        if tmp.exists() {
-            tracing::warn!(file = %tmp.display(), "removing the temp file of an unfinished compaction");
-            remove_if_exists(&tmp).map_err(io_err(&tmp))?;
+        let dir = StateDir::create(dir).map_err(StoreError::State)?;
+        let tmp = tmp_name::<R>();
+        if dir.exists(&tmp).map_err(StoreError::State)? {
+            tracing::warn!(file = %dir.join(&tmp).display(), "removing the temp file of an unfinished compaction");
+            dir.remove(&tmp).map_err(StoreError::State)?;
         }
         let path = dir.join(R::FILE_NAME);
-        let existed = path.exists();
-        let mut file = OpenOptions::new()
-            .read(true)
-            .append(true)
-            .create(true)
-            .open(&path)
-            .map_err(io_err(&path))?;
+        let existed = dir.exists(R::FILE_NAME).map_err(StoreError::State)?;
+        let mut file = dir
+            .open_file(R::FILE_NAME, Access::ReadAppendCreate)
+            .map_err(StoreError::State)?;
         if !existed {
-            sync_dir(dir).map_err(io_err(dir))?;
+            dir.sync().map_err(StoreError::State)?;
         }
         let mut data = Vec::new();
         io::Read::read_to_end(&mut file, &mut data).map_err(io_err(&path))?;
         let r = replay::<R>(&path, &data)?;
-        if let Some((line, reason)) = &r.torn {
+        if let Some(line) = r.torn {
             tracing::warn!(
                 file = %path.display(),
                 line,
-                reason = %reason,
                 dropped_bytes = data.len() as u64 - r.good_len,
-                "{}:{line}: ignoring torn last lease record ({reason}); truncating",
+                "{}:{line}: ignoring torn last lease record (no trailing newline); truncating",
                 path.display()
             );
             file.set_len(r.good_len)
@@ -255,7 +284,7 @@ impl<R: JournalRecord> Journal<R> {
                 .map_err(io_err(&path))?;
         }
         let store = Journal {
-            dir: dir.to_owned(),
+            dir,
             path,
             file,
             good_len: r.good_len,
@@ -267,12 +296,13 @@ impl<R: JournalRecord> Journal<R> {
     }
 
     /// Appends `recs` with one write and one `fdatasync`; `Ok` means they are on disk.
+    ///
+    /// # Errors
+    /// The write or the sync failed (what reached the file is cut back off), or an earlier
+    /// failure's leftover still cannot be cut off.
     pub fn append(&mut self, recs: &[R]) -> io::Result<()> {
-        if let Some(why) = &self.poisoned {
-            return Err(io::Error::other(format!(
-                "{}: not appending after an earlier failure: {why}",
-                self.path.display()
-            )));
+        if self.poisoned.is_some() {
+            self.recover()?;
         }
         if recs.is_empty() {
             return Ok(());
@@ -309,36 +339,66 @@ impl<R: JournalRecord> Journal<R> {
             tracing::error!(
                 file = %self.path.display(),
                 error = %e,
-                "cannot cut a failed append off the lease journal; refusing further appends"
+                "cannot cut a failed append off the lease journal; retrying before the next append"
             );
             self.poisoned = Some(e.to_string());
         }
+    }
+
+    /// Retries the cut that failed: once it works, appending is safe again.
+    fn recover(&mut self) -> io::Result<()> {
+        let why = self.poisoned.clone().unwrap_or_default();
+        match self
+            .file
+            .set_len(self.good_len)
+            .and_then(|()| self.file.sync_all())
+        {
+            Ok(()) => {
+                tracing::info!(file = %self.path.display(), "the leftover of a failed append is cut off: appending again");
+                self.poisoned = None;
+                Ok(())
+            }
+            Err(e) => Err(io::Error::new(
+                e.kind(),
+                format!(
+                    "{}: not appending until the leftover of an earlier failed write is cut \
+                     off ({why}; retried: {e})",
+                    self.path.display()
+                ),
+            )),
+        }
+    }
+
+    /// Whether appends are refused until a failed write's leftover is cut off.
+    pub fn is_poisoned(&self) -> bool {
+        self.poisoned.is_some()
     }
 
     /// Replaces the journal with one holding exactly `live`, then keeps appending to it.
     ///
     /// On an error before the rename the old journal stays in use; compaction is also the way
     /// out of a store that refuses appends after a failure.
+    ///
+    /// # Errors
+    /// The temp file cannot be written, synced or renamed (the old journal stays in use), or
+    /// the directory cannot be synced after the rename.
     pub fn compact(&mut self, live: &[R]) -> io::Result<()> {
         let mut buf = Vec::with_capacity(live.len() * 128);
         for r in live {
             encode_record(r, &mut buf)?;
         }
-        let tmp = self.dir.join(tmp_name::<R>());
-        let written = remove_if_exists(&tmp).and_then(|()| {
-            let mut f = OpenOptions::new()
-                .append(true)
-                .create_new(true)
-                .open(&tmp)?;
+        let tmp = tmp_name::<R>();
+        let written = self.dir.remove(&tmp).and_then(|()| {
+            let mut f = self.dir.open_file(&tmp, Access::CreateNew)?;
             f.write_all(&buf)?;
             f.sync_all()?;
-            fs::rename(&tmp, &self.path)?;
+            self.dir.rename(&tmp, R::FILE_NAME)?;
             Ok(f)
         });
         let file = match written {
             Ok(f) => f,
             Err(e) => {
-                let _ = fs::remove_file(&tmp);
+                let _ = self.dir.remove(&tmp);
                 return Err(e);
             }
         };
@@ -347,7 +407,7 @@ impl<R: JournalRecord> Journal<R> {
         self.good_len = buf.len() as u64;
         self.records = live.len() as u64;
         self.poisoned = None;
-        sync_dir(&self.dir)
+        self.dir.sync()
     }
 
     /// Records in the file: replayed at open or written by the last compaction, plus appended
@@ -363,29 +423,135 @@ impl<R: JournalRecord> Journal<R> {
 }
 
 /// Replays `dir/leases4.journal` without changing anything: [`read_records`] for [`Lease4`].
+///
+/// # Errors
+/// As [`read_records`].
 pub fn read_leases(dir: &Path) -> Result<Vec<Lease4>, StoreError> {
     read_records::<Lease4>(dir)
 }
 
 /// Replays `dir/<R::FILE_NAME>` without changing anything: a torn last record is skipped but
 /// not cut off, and nothing is created. A missing journal in an existing `dir` is no records.
+///
+/// # Errors
+/// [`StoreError::Corrupt`] as at open; `dir` missing, a link, or unreadable.
 pub fn read_records<R: JournalRecord>(dir: &Path) -> Result<Vec<R>, StoreError> {
     let path = dir.join(R::FILE_NAME);
-    let data = match fs::read(&path) {
-        Ok(d) => d,
-        Err(e) if e.kind() == io::ErrorKind::NotFound && dir.is_dir() => return Ok(Vec::new()),
-        Err(e) => return Err(io_err(&path)(e)),
-    };
-    let r = replay::<R>(&path, &data)?;
-    if let Some((line, reason)) = &r.torn {
+    let sd = StateDir::open(dir).map_err(StoreError::State)?;
+    let mut data = Vec::new();
+    match sd.open_file(R::FILE_NAME, Access::Read) {
+        Ok(mut f) => {
+            io::Read::read_to_end(&mut f, &mut data).map_err(io_err(&path))?;
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(StoreError::State(e)),
+    }
+    records_from_bytes(&path, &data)
+}
+
+/// Replays the bytes of a journal (as read from `path`, for messages): what [`read_records`]
+/// does after reading the file. Never panics, whatever `data` holds.
+///
+/// # Errors
+/// [`StoreError::Corrupt`] for a complete line that fails its checksum or does not parse.
+pub fn records_from_bytes<R: JournalRecord>(
+    path: &Path,
+    data: &[u8],
+) -> Result<Vec<R>, StoreError> {
+    let r = replay::<R>(path, data)?;
+    if let Some(line) = r.torn {
         tracing::warn!(
             file = %path.display(),
             line,
-            "{}:{line}: ignoring torn last lease record ({reason})",
+            "{}:{line}: ignoring torn last lease record (no trailing newline)",
             path.display()
         );
     }
     Ok(r.leases)
+}
+
+/// What [`salvage`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Salvaged {
+    /// The journal.
+    pub path: PathBuf,
+    /// Valid records kept, in file order.
+    pub kept: u64,
+    /// Damaged lines left out: (1-based line number, why).
+    pub dropped: Vec<(usize, String)>,
+    /// Where the damaged file now is (`None`: nothing was damaged, nothing changed).
+    pub moved_to: Option<PathBuf>,
+}
+
+/// The way out of a [`StoreError::Corrupt`] journal: writes a new `dir/<R::FILE_NAME>` with
+/// every valid record of the old one, in file order (so replay gives what the valid records
+/// say), and keeps the damaged file aside as `<FILE_NAME>.damaged-<unix seconds>` (a hard link
+/// made before the atomic rename, so the journal exists at every instant). An incomplete last
+/// line counts as damaged here too. The caller makes sure no daemon uses `dir` (the state-dir
+/// lock).
+///
+/// # Errors
+/// `dir` or the journal cannot be read, the new file cannot be written, or the names cannot
+/// be changed (then the damaged journal is still in place).
+pub fn salvage<R: JournalRecord>(dir: &Path, now: u64) -> Result<Salvaged, StoreError> {
+    let sd = StateDir::open(dir).map_err(StoreError::State)?;
+    let path = sd.join(R::FILE_NAME);
+    let mut data = Vec::new();
+    match sd.open_file(R::FILE_NAME, Access::Read) {
+        Ok(mut f) => {
+            io::Read::read_to_end(&mut f, &mut data).map_err(io_err(&path))?;
+        }
+        Err(e) => return Err(StoreError::State(e)),
+    }
+    let mut kept_bytes = Vec::with_capacity(data.len());
+    let mut kept = 0u64;
+    let mut dropped = Vec::new();
+    for (n, line, complete) in lines(&data) {
+        let decoded = if complete {
+            decode_record::<R>(line).map(|_| ())
+        } else {
+            Err("incomplete last line (no trailing newline)".to_owned())
+        };
+        match decoded {
+            Ok(()) => {
+                kept_bytes.extend_from_slice(line);
+                kept_bytes.push(b'\n');
+                kept += 1;
+            }
+            Err(why) => dropped.push((n, why)),
+        }
+    }
+    if dropped.is_empty() {
+        return Ok(Salvaged {
+            path,
+            kept,
+            dropped,
+            moved_to: None,
+        });
+    }
+    let tmp = tmp_name::<R>();
+    let mut aside = format!("{}.damaged-{now}", R::FILE_NAME);
+    let mut k = 1;
+    while sd.exists(&aside).map_err(StoreError::State)? {
+        aside = format!("{}.damaged-{now}-{k}", R::FILE_NAME);
+        k += 1;
+    }
+    sd.remove(&tmp).map_err(StoreError::State)?;
+    let mut f = sd
+        .open_file(&tmp, Access::CreateNew)
+        .map_err(StoreError::State)?;
+    f.write_all(&kept_bytes)
+        .and_then(|()| f.sync_all())
+        .map_err(io_err(&sd.join(&tmp)))?;
+    sd.link(R::FILE_NAME, &aside).map_err(StoreError::State)?;
+    sd.rename(&tmp, R::FILE_NAME).map_err(StoreError::State)?;
+    sd.sync().map_err(StoreError::State)?;
+    Ok(Salvaged {
+        path,
+        kept,
+        dropped,
+        moved_to: Some(sd.join(&aside)),
+    })
 }
 
 /// Time left until `expires` as `1d02h03m04s`, `59m12s`, `45s`, or `expired`.
@@ -440,6 +606,9 @@ impl LeaseRow {
 
 /// `sztp-redirector leases`: the journal's leases, sorted by address, as an aligned table or
 /// (`json`) a JSON array. Read-only: safe while the daemon runs.
+///
+/// # Errors
+/// As [`read_leases`], or writing to `out` fails.
 pub fn print_leases(
     dir: &Path,
     json: bool,
@@ -447,9 +616,25 @@ pub fn print_leases(
     out: &mut dyn Write,
 ) -> Result<(), StoreError> {
     let leases = read_leases(dir)?;
+    render_leases(&leases, json, now, out)
+}
+
+/// The table or JSON of [`print_leases`] for `leases`. Whatever the records hold (they come
+/// from a file anyone with access to state-dir could edit), this never panics, and text from
+/// devices (a hostname is whatever option 12 said) is escaped ([`crate::text`]) so printing it
+/// cannot drive the operator's terminal.
+///
+/// # Errors
+/// Writing to `out` fails.
+pub fn render_leases(
+    leases: &[Lease4],
+    json: bool,
+    now: u64,
+    out: &mut dyn Write,
+) -> Result<(), StoreError> {
     let rows: Vec<LeaseRow> = leases.iter().map(|l| LeaseRow::new(l, now)).collect();
     if json {
-        let mut text = serde_json::to_string_pretty(&rows)
+        let mut text = crate::text::to_json_string_pretty(&rows)
             .map_err(|e| StoreError::Output(io::Error::other(e)))?;
         text.push('\n');
         return out.write_all(text.as_bytes()).map_err(StoreError::Output);
@@ -473,7 +658,9 @@ pub fn print_leases(
                 r.expires,
                 r.remaining,
                 r.client_id.unwrap_or_else(|| "-".into()),
-                r.hostname.as_deref().map_or_else(|| "-".into(), printable),
+                r.hostname
+                    .as_deref()
+                    .map_or_else(|| "-".into(), |h| crate::text::printable(h).into_owned()),
             ]
         })
         .collect();
@@ -487,10 +674,12 @@ pub fn print_leases(
     let mut line = |row: &[&str]| {
         let mut l = String::new();
         for (i, c) in row.iter().enumerate() {
-            if i + 1 == row.len() {
-                l.push_str(c);
-            } else {
-                l.push_str(&format!("{c:<w$}  ", w = width[i]));
+            l.push_str(c);
+            if i + 1 < row.len() {
+                // padded by hand: format!'s width is limited to u16 and a 32 KiB client-id
+                // (hex: 64 Ki characters) made `{:<w$}` panic
+                let pad = width[i].saturating_sub(c.chars().count()) + 2;
+                l.extend(std::iter::repeat_n(' ', pad));
             }
         }
         text.push_str(l.trim_end());
@@ -501,21 +690,6 @@ pub fn print_leases(
         line(&row.each_ref().map(String::as_str));
     }
     out.write_all(text.as_bytes()).map_err(StoreError::Output)
-}
-
-/// Device-supplied text (a hostname is whatever option 12 said) with control characters
-/// escaped, so printing it cannot drive the operator's terminal.
-fn printable(s: &str) -> String {
-    s.chars()
-        .flat_map(|c| {
-            let esc: Vec<char> = if c.is_control() {
-                c.escape_default().collect()
-            } else {
-                vec![c]
-            };
-            esc
-        })
-        .collect()
 }
 
 /// Whether a journal of `records` records holding `live` live leases is worth compacting:
@@ -547,6 +721,12 @@ struct Shared<R> {
     wake: Condvar,
     records: AtomicU64,
     syncs: AtomicU64,
+    /// The last group could not be written: nothing is being acknowledged.
+    failing: AtomicBool,
+    /// Groups that could not be written, since the writer started.
+    failed_groups: AtomicU64,
+    /// One error line per interval while writes keep failing.
+    error_log: LogLimiter,
     observer: Option<CommitObserver>,
 }
 
@@ -624,6 +804,9 @@ impl<R: JournalRecord> JournalWriter<R> {
             wake: Condvar::new(),
             records: AtomicU64::new(store.len_records()),
             syncs: AtomicU64::new(0),
+            failing: AtomicBool::new(false),
+            failed_groups: AtomicU64::new(0),
+            error_log: LogLimiter::default(),
             observer,
         });
         let thread_shared = Arc::clone(&shared);
@@ -677,6 +860,18 @@ impl<R: JournalRecord> JournalWriter<R> {
     /// `fdatasync` calls made for commits so far (each covers one group).
     pub fn syncs(&self) -> u64 {
         self.owner.shared.syncs.load(Ordering::Relaxed)
+    }
+
+    /// Whether the last group could not be written (its commits failed, their replies were not
+    /// sent). Cleared by the next group that is written.
+    pub fn failing(&self) -> bool {
+        self.owner.shared.failing.load(Ordering::Relaxed)
+    }
+
+    /// Groups that could not be written since the writer started (each failed all its
+    /// commits).
+    pub fn failed_groups(&self) -> u64 {
+        self.owner.shared.failed_groups.load(Ordering::Relaxed)
     }
 
     /// Writes everything already queued, then stops the thread and waits for it. Other clones'
@@ -761,8 +956,25 @@ fn flush_group<R: JournalRecord>(
     recs.clear();
     shared.syncs.fetch_add(1, Ordering::Relaxed);
     shared.records.store(store.len_records(), Ordering::Relaxed);
-    if let Err(e) = &res {
-        tracing::error!(file = %store.path().display(), error = %e, "lease journal write failed");
+    match &res {
+        Err(e) => {
+            shared.failing.store(true, Ordering::Relaxed);
+            shared.failed_groups.fetch_add(1, Ordering::Relaxed);
+            if let Some(suppressed) = shared.error_log.check() {
+                tracing::error!(
+                    file = %store.path().display(),
+                    error = %e,
+                    suppressed,
+                    "lease journal write failed: nothing is acknowledged until it can be written"
+                );
+            }
+        }
+        Ok(()) => {
+            if shared.failing.swap(false, Ordering::Relaxed) {
+                shared.error_log.reset();
+                tracing::info!(file = %store.path().display(), "lease journal written again: acknowledging");
+            }
+        }
     }
     for done in dones.drain(..) {
         let r = match &res {
@@ -778,6 +990,7 @@ fn flush_group<R: JournalRecord>(
 
 #[cfg(test)]
 mod tests {
+    use std::fs::{self, OpenOptions};
     use std::net::Ipv4Addr;
     use std::sync::mpsc;
 
@@ -903,23 +1116,79 @@ mod tests {
         drop(s);
         assert_eq!(fs::read(journal(dir.path())).unwrap(), good);
 
-        // A whole last line with a bad checksum.
-        let mut bad = good.clone();
-        let mut rec = Vec::new();
-        encode_record(&lease(2, LeaseState::Bound, 5), &mut rec).unwrap();
-        rec[0] = if rec[0] == b'0' { b'1' } else { b'0' };
-        bad.extend_from_slice(&rec);
-        fs::write(journal(dir.path()), &bad).unwrap();
-        let (mut s, leases) = LeaseStore::open(dir.path()).unwrap();
-        assert_eq!(leases, vec![a.clone()]);
-        assert_eq!(fs::read(journal(dir.path())).unwrap(), good);
-
         // Appends continue after the cut.
+        let (mut s, _) = LeaseStore::open(dir.path()).unwrap();
         let b = lease(3, LeaseState::Bound, 300);
         s.append(std::slice::from_ref(&b)).unwrap();
         drop(s);
         let (_, leases) = LeaseStore::open(dir.path()).unwrap();
         assert_eq!(leases, vec![a, b]);
+    }
+
+    /// A complete last line (its newline is there) that fails its checksum was written whole
+    /// and then damaged: it is corruption, not a torn write. Dropping it would hand its address
+    /// to another client.
+    #[test]
+    fn a_complete_last_line_with_a_bad_checksum_is_corruption_and_salvage_keeps_the_rest() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut s, _) = LeaseStore::open(dir.path()).unwrap();
+        let a = lease(1, LeaseState::Bound, 100);
+        let b = lease(2, LeaseState::Bound, 200);
+        s.append(&[a.clone(), b.clone()]).unwrap();
+        drop(s);
+        let path = journal(dir.path());
+        let mut damaged = fs::read(&path).unwrap();
+        let mut rec = Vec::new();
+        encode_record(&lease(3, LeaseState::Bound, 5), &mut rec).unwrap();
+        rec[0] = if rec[0] == b'0' { b'1' } else { b'0' };
+        damaged.extend_from_slice(&rec);
+        fs::write(&path, &damaged).unwrap();
+
+        let want = format!(
+            "{}:3: corrupt lease record (checksum mismatch); the journal is left as it is: \
+             `sztp-redirector leases --salvage --state-dir {}` keeps every valid record and \
+             moves the damaged file aside",
+            path.display(),
+            dir.path().display()
+        );
+        assert_eq!(LeaseStore::open(dir.path()).unwrap_err().to_string(), want);
+        assert_eq!(read_leases(dir.path()).unwrap_err().to_string(), want);
+        assert_eq!(fs::read(&path).unwrap(), damaged, "nothing changed");
+
+        let out = salvage::<Lease4>(dir.path(), 1_800_000_000).unwrap();
+        let aside = dir.path().join("leases4.journal.damaged-1800000000");
+        assert_eq!(
+            out,
+            Salvaged {
+                path: path.clone(),
+                kept: 2,
+                dropped: vec![(3, "checksum mismatch".into())],
+                moved_to: Some(aside.clone()),
+            }
+        );
+        assert_eq!(
+            fs::read(&aside).unwrap(),
+            damaged,
+            "the damaged file is kept aside"
+        );
+        let (_, leases) = LeaseStore::open(dir.path()).unwrap();
+        assert_eq!(leases, vec![a, b]);
+        // nothing left to salvage: nothing changes
+        let again = salvage::<Lease4>(dir.path(), 1_800_000_000).unwrap();
+        assert_eq!((again.kept, again.moved_to), (2, None));
+        // a second salvage the same second does not overwrite the first damaged copy
+        let mut torn = fs::read(&path).unwrap();
+        torn.extend_from_slice(b"0000");
+        fs::write(&path, &torn).unwrap();
+        let third = salvage::<Lease4>(dir.path(), 1_800_000_000).unwrap();
+        assert_eq!(
+            third.moved_to,
+            Some(dir.path().join("leases4.journal.damaged-1800000000-1"))
+        );
+        assert_eq!(
+            third.dropped,
+            vec![(3, "incomplete last line (no trailing newline)".into())]
+        );
     }
 
     #[test]
@@ -938,13 +1207,13 @@ mod tests {
         let damaged = lines.join("\n") + "\n";
         fs::write(&path, &damaged).unwrap();
 
-        let err = LeaseStore::open(dir.path()).unwrap_err();
-        assert_eq!(
-            err.to_string(),
-            format!(
-                "{}:3: corrupt lease record (checksum mismatch)",
+        let err = LeaseStore::open(dir.path()).unwrap_err().to_string();
+        assert!(
+            err.starts_with(&format!(
+                "{}:3: corrupt lease record (checksum mismatch); ",
                 path.display()
-            )
+            )),
+            "{err}"
         );
         // Neither the file nor the read-only replay changes anything.
         assert_eq!(fs::read_to_string(&path).unwrap(), damaged);
@@ -1146,7 +1415,9 @@ mod tests {
     fn a_failed_group_fails_every_callback() {
         let dir = tempfile::tempdir().unwrap();
         let (mut store, _) = LeaseStore::open(dir.path()).unwrap();
-        store.poisoned = Some("simulated fsync failure".into());
+        // a disk that is full for writes and refuses truncation: the failed append cannot be
+        // cut back, so the journal refuses appends
+        store.file = OpenOptions::new().write(true).open("/dev/full").unwrap();
         let w = LeaseWriter::spawn(store);
         let (tx, rx) = mpsc::channel();
         for i in 0..10 {
@@ -1158,8 +1429,13 @@ mod tests {
         }
         for _ in 0..10 {
             let err = rx.recv().unwrap().unwrap_err();
-            assert!(err.contains("simulated fsync failure"), "{err}");
+            assert!(
+                err.contains("No space left on device") || err.contains("not appending"),
+                "{err}"
+            );
         }
+        assert!(w.failing());
+        assert!(w.failed_groups() >= 1);
         // Compaction rewrites the file from the caller's live set and clears the failure.
         let live = vec![lease(5, LeaseState::Bound, 10)];
         w.compact(live.clone());
@@ -1169,10 +1445,39 @@ mod tests {
             Box::new(move |r| tx2.send(r.map_err(|e| e.to_string())).unwrap()),
         );
         assert_eq!(rx.recv().unwrap(), Ok(()));
+        assert!(!w.failing());
         w.shutdown();
         let mut want = live;
         want.push(lease(6, LeaseState::Bound, 10));
         assert_eq!(read_leases(dir.path()).unwrap(), want);
+    }
+
+    /// A write that fails and cannot be cut back (the file turned immutable, say) must not stop
+    /// appends for good: the next append retries the cut and goes on once it works.
+    #[test]
+    fn appends_resume_by_themselves_once_the_failed_write_can_be_cut_off() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut s, _) = LeaseStore::open(dir.path()).unwrap();
+        let a = lease(1, LeaseState::Bound, 100);
+        s.append(std::slice::from_ref(&a)).unwrap();
+        let real = std::mem::replace(
+            &mut s.file,
+            OpenOptions::new().write(true).open("/dev/full").unwrap(),
+        );
+        s.append(&[lease(2, LeaseState::Bound, 100)]).unwrap_err();
+        assert!(s.is_poisoned());
+        let e = s.append(&[lease(3, LeaseState::Bound, 100)]).unwrap_err();
+        assert!(
+            e.to_string().contains("not appending until the leftover"),
+            "{e}"
+        );
+        // writing works again: the same journal, not reopened, goes on
+        s.file = real;
+        let b = lease(4, LeaseState::Bound, 100);
+        s.append(std::slice::from_ref(&b)).unwrap();
+        assert!(!s.is_poisoned());
+        drop(s);
+        assert_eq!(read_leases(dir.path()).unwrap(), vec![a, b]);
     }
 
     #[test]
@@ -1303,6 +1608,114 @@ ADDRESS     MAC                STATE     EXPIRES               REMAINING  CLIENT
         );
     }
 
+    /// A small xorshift generator: the property tests below are reproducible without a crate.
+    struct Rng(u64);
+
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+        fn below(&mut self, n: u64) -> u64 {
+            self.next() % n.max(1)
+        }
+        fn bytes(&mut self, n: usize) -> Vec<u8> {
+            (0..n).map(|_| self.next() as u8).collect()
+        }
+    }
+
+    /// One journal line: a valid record with hostile field values, a record with a valid
+    /// checksum but odd JSON, a damaged record, or noise.
+    fn line(r: &mut Rng, clean: bool) -> Vec<u8> {
+        let kind = if clean { r.below(2) } else { r.below(6) };
+        let json = match kind {
+            0 | 1 => {
+                let id_len = [0usize, 1, 128, 40_000][r.below(4) as usize];
+                let host: String = match r.below(3) {
+                    0 => "sw\u{1b}[2J\u{202e}\n".repeat(r.below(500) as usize),
+                    1 => {
+                        let n = r.below(300) as usize;
+                        String::from_utf8_lossy(&r.bytes(n)).into_owned()
+                    }
+                    _ => "h".into(),
+                };
+                let expires = [0u64, 1, u64::MAX, 253_402_300_800, r.next()][r.below(5) as usize];
+                let state = ["bound", "declined", "released"][r.below(3) as usize];
+                let rec = serde_json::json!({
+                    "addr": std::net::Ipv4Addr::from(r.next() as u32).to_string(),
+                    "mac": "02:00:00:00:00:01",
+                    "client_id": hex::encode(r.bytes(id_len)),
+                    "hostname": host,
+                    "expires": expires,
+                    "state": state,
+                });
+                serde_json::to_vec(&rec).unwrap()
+            }
+            2 => br#"{"addr":"192.0.2.1","mac":"zz","expires":-1,"state":"bound"}"#.to_vec(),
+            3 => "[".repeat(r.below(5000) as usize).into_bytes(),
+            4 => br#"{"addr":"192.0.2.1","mac":"02:00:00:00:00:01","expires":1e400,"state":"x"}"#
+                .to_vec(),
+            _ => {
+                let n = r.below(200) as usize;
+                r.bytes(n)
+            }
+        };
+        let mut l = format!("{:08x} ", crc32c(&json)).into_bytes();
+        if !clean && r.below(8) == 0 {
+            let i = r.below(8) as usize;
+            l[i] ^= 1;
+        }
+        l.extend_from_slice(&json);
+        if clean || r.below(10) != 0 {
+            l.push(b'\n');
+        }
+        l
+    }
+
+    /// Whatever a journal holds (edited, damaged, or written by an older version without
+    /// bounds), replaying and listing it answers (records or an error) and never panics: a
+    /// 32 KiB client identifier used to make every `leases` panic in `format!`'s width, and an
+    /// expiry past the year 9999 in the RFC 3339 formatting.
+    #[test]
+    fn replay_and_listing_never_panic_on_any_content() {
+        let mut r = Rng(0x2545_f491_4f6c_dd1d);
+        let path = Path::new("leases4.journal");
+        let mut listed = 0;
+        for round in 0..200 {
+            let mut data = Vec::new();
+            let lines = r.below(6) + 1;
+            for _ in 0..lines {
+                data.extend(line(&mut r, round % 2 == 0));
+            }
+            if let Ok(leases) = records_from_bytes::<Lease4>(path, &data) {
+                listed += leases.len();
+                for json in [false, true] {
+                    let mut out = Vec::new();
+                    render_leases(&leases, json, 1_800_000_000, &mut out).unwrap();
+                    let text = String::from_utf8(out).unwrap();
+                    assert!(!text.chars().any(|c| c == '\u{1b}' || c == '\u{202e}'));
+                }
+            }
+        }
+        assert!(
+            listed > 50,
+            "only {listed} leases listed: the generator tests too little"
+        );
+    }
+
+    #[test]
+    fn a_32_kib_client_id_is_listed() {
+        let mut l = lease(1, LeaseState::Bound, u64::MAX);
+        l.client_id = Some(vec![0xab; 40_000]);
+        let mut out = Vec::new();
+        render_leases(&[l], false, 0, &mut out).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.contains(&"ab".repeat(40_000)));
+        assert!(text.contains("9999-12-31T23:59:59Z"));
+    }
+
     #[test]
     fn read_leases_creates_nothing() {
         let dir = tempfile::tempdir().unwrap();
@@ -1311,7 +1724,7 @@ ADDRESS     MAC                STATE     EXPIRES               REMAINING  CLIENT
         let missing = dir.path().join("nope");
         let err = read_leases(&missing).unwrap_err().to_string();
         assert!(
-            err.starts_with(&missing.join(JOURNAL_FILE).display().to_string()),
+            err.starts_with(&format!("{}: ", missing.display())),
             "{err}"
         );
         assert!(!missing.exists());

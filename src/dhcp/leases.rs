@@ -108,6 +108,14 @@ impl Slot {
 pub struct LeaseTable {
     by_addr: HashMap<Ipv4Addr, Slot>,
     by_client: HashMap<ClientKey, Ipv4Addr>,
+    /// The journaled, bound lease of each client: released when the client takes another
+    /// address (its offer has taken its place in `by_client` by then).
+    bound: HashMap<ClientKey, Ipv4Addr>,
+    /// Outstanding offers by the time they lapse, `(expires, address)`: the oldest goes to a
+    /// new client when nothing else is free.
+    offered: BTreeSet<(u64, u32)>,
+    /// Quarantined (declined) addresses per client MAC, `(expires, address)`.
+    declined: HashMap<MacAddr, BTreeSet<(u64, u32)>>,
     /// Addresses in `by_addr`, as disjoint, non-adjacent runs `start → end` (inclusive).
     occupied: BTreeMap<u32, u32>,
     /// Addresses in `by_addr` available to any client: released, or expired (reclaimed).
@@ -146,6 +154,83 @@ impl LeaseTable {
         self.by_client.get(key).copied()
     }
 
+    /// The address this client holds a journaled, bound lease on (expired or not).
+    pub fn bound_addr(&self, key: &ClientKey) -> Option<Ipv4Addr> {
+        self.bound.get(key).copied()
+    }
+
+    /// How many addresses `mac` has declined that are still quarantined at `now`.
+    pub fn active_declines(&self, mac: MacAddr, now: u64) -> usize {
+        self.declined
+            .get(&mac)
+            .map_or(0, |d| d.range((now.saturating_add(1), 0)..).count())
+    }
+
+    /// The address of `start..=end` whose outstanding offer is the oldest (lapses first), for
+    /// which `usable` holds: when nothing else is free it goes to the client asking now, so a
+    /// flood of DISCOVERs that are never followed up cannot starve real clients.
+    pub fn oldest_offer(
+        &self,
+        start: Ipv4Addr,
+        end: Ipv4Addr,
+        usable: impl Fn(Ipv4Addr) -> bool,
+    ) -> Option<Ipv4Addr> {
+        let (s, e) = (u32::from(start), u32::from(end));
+        self.offered
+            .iter()
+            .map(|&(_, a)| a)
+            .filter(|a| (s..=e).contains(a))
+            .map(Ipv4Addr::from)
+            .find(|&a| usable(a))
+    }
+
+    /// Adds `slot` to the per-client indexes (bound lease, offers, quarantines).
+    fn index_client(&mut self, slot: &Slot) {
+        let l = slot.lease();
+        let a = u32::from(l.addr);
+        match slot {
+            Slot::Offered(_) => {
+                self.offered.insert((l.expires, a));
+            }
+            Slot::Stored(_) if l.state == LeaseState::Bound => {
+                self.bound.insert(ClientKey::of(l), l.addr);
+            }
+            Slot::Stored(_) if l.state == LeaseState::Declined => {
+                self.declined
+                    .entry(l.mac)
+                    .or_default()
+                    .insert((l.expires, a));
+            }
+            Slot::Stored(_) => {}
+        }
+    }
+
+    /// Removes `slot` from the per-client indexes.
+    fn unindex_client(&mut self, slot: &Slot) {
+        let l = slot.lease();
+        let a = u32::from(l.addr);
+        match slot {
+            Slot::Offered(_) => {
+                self.offered.remove(&(l.expires, a));
+            }
+            Slot::Stored(_) if l.state == LeaseState::Bound => {
+                let key = ClientKey::of(l);
+                if self.bound.get(&key) == Some(&l.addr) {
+                    self.bound.remove(&key);
+                }
+            }
+            Slot::Stored(_) if l.state == LeaseState::Declined => {
+                if let Some(d) = self.declined.get_mut(&l.mac) {
+                    d.remove(&(l.expires, a));
+                    if d.is_empty() {
+                        self.declined.remove(&l.mac);
+                    }
+                }
+            }
+            Slot::Stored(_) => {}
+        }
+    }
+
     /// Whether `key` may be given `addr` now.
     pub fn available_to(&self, addr: Ipv4Addr, key: &ClientKey, now: u64) -> bool {
         match self.by_addr.get(&addr) {
@@ -163,23 +248,40 @@ impl LeaseTable {
     }
 
     /// Store a slot, keeping the client index and the free-address indexes right.
+    ///
+    /// The client index names the address a client holds: a released address never takes
+    /// that place from another address the client holds or was offered. Replay puts records in
+    /// address order, and a client that moved from a higher address kept it released in the
+    /// journal: a restart gave it a new address while its real lease stayed bound (a fresh
+    /// start then answered unlike the running server).
     pub fn put(&mut self, slot: Slot) {
         let l = slot.lease();
         let addr = l.addr;
         if l.state != LeaseState::Declined {
-            self.by_client.insert(ClientKey::of(l), addr);
+            let key = ClientKey::of(l);
+            let holds = |s: &Slot| !matches!(s, Slot::Stored(l) if l.state != LeaseState::Bound);
+            let keep_other = self
+                .by_client
+                .get(&key)
+                .filter(|&&a| a != addr)
+                .and_then(|a| self.by_addr.get(a))
+                .is_some_and(|cur| holds(cur) && !holds(&slot));
+            if !keep_other {
+                self.by_client.insert(key, addr);
+            }
         }
-        if let Some(old) = self.by_addr.get(&addr) {
+        if let Some(old) = self.by_addr.get(&addr).cloned() {
             let old_key = ClientKey::of(old.lease());
             if old_key != ClientKey::of(slot.lease()) && self.by_client.get(&old_key) == Some(&addr)
             {
                 self.by_client.remove(&old_key);
             }
-            let expires = old.lease().expires;
-            self.unindex(addr, expires);
+            self.unindex(addr, old.lease().expires);
+            self.unindex_client(&old);
         } else {
             self.occupy(u32::from(addr));
         }
+        self.index_client(&slot);
         match &slot {
             Slot::Stored(l) if l.state == LeaseState::Released => {
                 self.reusable.insert(u32::from(addr));
@@ -202,6 +304,7 @@ impl LeaseTable {
     fn remove(&mut self, addr: Ipv4Addr) -> Option<Slot> {
         let slot = self.by_addr.remove(&addr)?;
         self.unindex(addr, slot.lease().expires);
+        self.unindex_client(&slot);
         self.vacate(u32::from(addr));
         let key = ClientKey::of(slot.lease());
         if self.by_client.get(&key) == Some(&addr) {
@@ -379,6 +482,37 @@ impl LeaseTable {
 }
 
 #[cfg(test)]
+impl LeaseTable {
+    /// The per-client indexes hold exactly what `by_addr` says.
+    fn check_client_indexes(&self) {
+        let mut offered = BTreeSet::new();
+        let mut declined: HashMap<MacAddr, BTreeSet<(u64, u32)>> = HashMap::new();
+        for (a, slot) in &self.by_addr {
+            let l = slot.lease();
+            match slot {
+                Slot::Offered(_) => {
+                    offered.insert((l.expires, u32::from(*a)));
+                }
+                Slot::Stored(_) if l.state == LeaseState::Declined => {
+                    declined
+                        .entry(l.mac)
+                        .or_default()
+                        .insert((l.expires, u32::from(*a)));
+                }
+                Slot::Stored(_) => {}
+            }
+        }
+        assert_eq!(self.offered, offered);
+        assert_eq!(self.declined, declined);
+        for (k, a) in &self.bound {
+            let l = self.by_addr[a].lease();
+            assert!(matches!(self.by_addr[a], Slot::Stored(_)) && l.state == LeaseState::Bound);
+            assert_eq!(ClientKey::of(l), *k);
+        }
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
@@ -464,6 +598,7 @@ mod tests {
                 7 => t.sweep(now, 5),
                 _ => {}
             }
+            t.check_client_indexes();
             let reserved = |a: u32| a % 7 == 3;
             let want = walk(&t, now, &|a| !reserved(a));
             let got = t.find_free(Ipv4Addr::from(s), Ipv4Addr::from(e), now, |a| {
@@ -478,6 +613,40 @@ mod tests {
                 "step {step}"
             );
         }
+    }
+
+    /// Replay goes in address order: a client's released old address (higher) must not hide
+    /// the address it holds now (lower).
+    #[test]
+    fn replay_keeps_the_address_a_client_holds_over_one_it_released() {
+        let mut old = lease([192, 0, 2, 150], 1, LeaseState::Released, 50);
+        old.client_id = Some(vec![1, 2, 3]);
+        let mut now = lease([192, 0, 2, 100], 1, LeaseState::Bound, 5000);
+        now.client_id = Some(vec![1, 2, 3]);
+        let key = ClientKey::Id(vec![1, 2, 3]);
+        for records in [
+            vec![now.clone(), old.clone()],
+            vec![old.clone(), now.clone()],
+        ] {
+            let t = LeaseTable::from_records(records);
+            assert_eq!(t.client_addr(&key), Some(now.addr));
+        }
+        // the running table: moving to a new address, releasing the old one
+        let mut t = LeaseTable::from_records(vec![old.clone()]);
+        assert_eq!(t.client_addr(&key), Some(old.addr));
+        t.put(Slot::Offered(now.clone()));
+        assert_eq!(
+            t.client_addr(&key),
+            Some(now.addr),
+            "an offer takes the place"
+        );
+        t.put(Slot::Stored(now.clone()));
+        assert_eq!(t.client_addr(&key), Some(now.addr));
+        // releasing the address it holds keeps it as the client's address
+        let mut rel = now.clone();
+        rel.state = LeaseState::Released;
+        t.put(Slot::Stored(rel));
+        assert_eq!(t.client_addr(&key), Some(now.addr));
     }
 
     #[test]

@@ -12,6 +12,7 @@ use serde_json::{json, Value};
 
 use crate::policy::MacAddr;
 use crate::sztp::decode_list;
+use crate::text::Printable;
 
 pub(crate) use crate::dhcp::v4::wire::{
     concat_option, raw_options, OPT_SZTP_REDIRECT, RAI_RELAY_PORT,
@@ -462,7 +463,7 @@ impl ProbeReport {
             Outcome::Nak { server, message } => {
                 let _ = write!(s, "nak from {server}");
                 if let Some(m) = message {
-                    let _ = write!(s, ": {m}");
+                    let _ = write!(s, ": {}", Printable(m));
                 }
                 s.push('\n');
             }
@@ -478,7 +479,7 @@ impl ProbeReport {
                     let _ = write!(s, " dns {}", join(&a.dns));
                 }
                 if let Some(d) = &a.domain {
-                    let _ = write!(s, " domain {d}");
+                    let _ = write!(s, " domain {}", Printable(d));
                 }
                 s.push('\n');
                 if self.released {
@@ -502,10 +503,10 @@ impl ProbeReport {
                     if n == 1 { "" } else { "s" }
                 );
                 for (i, u) in r.uris.iter().enumerate() {
-                    let _ = writeln!(s, "  {}. {u}", i + 1);
+                    let _ = writeln!(s, "  {}. {}", i + 1, Printable(u));
                 }
                 for u in &r.ignored {
-                    let _ = writeln!(s, "  ignored: {u:?}");
+                    let _ = writeln!(s, "  ignored: \"{}\"", Printable(u));
                 }
                 if r.truncated {
                     let _ = writeln!(s, "  truncated: the list ends inside an entry");

@@ -313,7 +313,15 @@ pub fn main(args: ProbeArgs) -> i32 {
         return match follow(&args, std::slice::from_ref(url)) {
             Ok(r) => {
                 if args.json {
-                    println!("{}", serde_json::json!({ "restconf": r.to_json() }));
+                    match crate::text::to_json_string(
+                        &serde_json::json!({ "restconf": r.to_json() }),
+                    ) {
+                        Ok(j) => println!("{j}"),
+                        Err(e) => {
+                            eprintln!("probe: {e}");
+                            return 1;
+                        }
+                    }
                 }
                 r.exit_code()
             }
@@ -352,7 +360,14 @@ pub fn main(args: ProbeArgs) -> i32 {
                 }
             }
             if args.json {
-                println!("{json}");
+                // serde_json leaves DEL, C1 controls and bidi overrides raw: the server chose them
+                match crate::text::to_json_string(&json) {
+                    Ok(j) => println!("{j}"),
+                    Err(e) => {
+                        eprintln!("probe: {e}");
+                        return 1;
+                    }
+                }
             }
             code
         }

@@ -278,9 +278,11 @@ impl RestconfReport {
 
     /// Text as the operator reads it, one block per hop.
     pub(crate) fn render_text(&self) -> String {
+        // every string that came from a server is escaped: a hostile one cannot drive the terminal
+        use crate::text::Printable as P;
         let mut out = String::new();
         for (i, h) in self.hops.iter().enumerate() {
-            let _ = writeln!(out, "RESTCONF hop {}: {}", i + 1, h.target.url());
+            let _ = writeln!(out, "RESTCONF hop {}: {}", i + 1, P(&h.target.url()));
             if let Some(c) = &h.server_certificate {
                 let how = match &h.authenticated {
                     Some(ta) => format!("authenticated with the redirect's trust-anchor {ta}"),
@@ -288,15 +290,17 @@ impl RestconfReport {
                 };
                 let _ = writeln!(
                     out,
-                    "  server certificate: {c}, {} ({how})",
-                    h.tls_version.as_deref().unwrap_or("TLS")
+                    "  server certificate: {}, {} ({})",
+                    P(&c.to_string()),
+                    h.tls_version.as_deref().unwrap_or("TLS"),
+                    P(&how)
                 );
             }
             if let Some(r) = &h.root {
-                let _ = writeln!(out, "  host-meta: RESTCONF root {r}");
+                let _ = writeln!(out, "  host-meta: RESTCONF root {}", P(&r.to_string()));
             }
             for n in &h.notes {
-                let _ = writeln!(out, "  note: {n}");
+                let _ = writeln!(out, "  note: {}", P(&n.to_string()));
             }
             let _ = match &h.answer {
                 Answer::Redirect { format, entries } => {
@@ -308,7 +312,7 @@ impl RestconfReport {
                         if entries.len() == 1 { "" } else { "s" }
                     );
                     for (j, e) in entries.iter().enumerate() {
-                        let _ = writeln!(out, "    {}. {}", j + 1, Target::from_entry(e).url());
+                        let _ = writeln!(out, "    {}. {}", j + 1, P(&Target::from_entry(e).url()));
                     }
                     Ok(())
                 }
@@ -331,8 +335,8 @@ impl RestconfReport {
                     );
                     for c in checks {
                         let _ = match &c.result {
-                            Ok(d) => writeln!(out, "  ok    {}: {d}", c.name),
-                            Err(e) => writeln!(out, "  FAIL  {}: {e}", c.name),
+                            Ok(d) => writeln!(out, "  ok    {}: {}", c.name, P(d)),
+                            Err(e) => writeln!(out, "  FAIL  {}: {}", c.name, P(e)),
                         };
                     }
                     match verdict {
@@ -357,7 +361,7 @@ impl RestconfReport {
                             let mut lines = String::new();
                             super::signed::render_redirect(entries, &mut lines);
                             for l in lines.lines() {
-                                let _ = writeln!(out, "    {l}");
+                                let _ = writeln!(out, "    {}", P(l));
                             }
                             Ok(())
                         }
@@ -370,28 +374,28 @@ impl RestconfReport {
                 } => writeln!(
                     out,
                     "  answer: HTTP {status}{}{}",
-                    tag.as_ref().map(|t| format!(" {t}")).unwrap_or_default(),
+                    tag.as_ref().map(|t| format!(" {}", P(t))).unwrap_or_default(),
                     message
                         .as_ref()
-                        .map(|m| format!(": {m}"))
+                        .map(|m| format!(": {}", P(m)))
                         .unwrap_or_default()
                 ),
-                Answer::Unreachable(e) => writeln!(out, "  unreachable: {e}"),
-                Answer::Invalid(e) => writeln!(out, "  invalid answer: {e}"),
+                Answer::Unreachable(e) => writeln!(out, "  unreachable: {}", P(&e.to_string())),
+                Answer::Invalid(e) => writeln!(out, "  invalid answer: {}", P(&e.to_string())),
             };
         }
         let _ = match &self.end {
             End::Reached(t) => writeln!(
                 out,
                 "result: bootstrapping data from {} after {} hop{}",
-                t.url(),
+                P(&t.url()),
                 self.hops.len(),
                 if self.hops.len() == 1 { "" } else { "s" }
             ),
             End::Loop(t) => writeln!(
                 out,
                 "result: redirect loop: {} was already visited",
-                t.url()
+                P(&t.url())
             ),
             End::HopLimit => writeln!(out, "result: more redirects than the limit; stopped"),
             End::Exhausted => writeln!(out, "result: no server gave bootstrapping data"),
@@ -1331,6 +1335,40 @@ mod tests {
             text.contains("result: bootstrapping data from https://b.example:8443 after 3 hops"),
             "{text}"
         );
+    }
+
+    /// Everything a server chose (error tag and message, certificate subject, notes) is printed
+    /// with terminal controls escaped.
+    #[test]
+    fn server_text_is_escaped() {
+        let mut m = HashMap::new();
+        m.insert(
+            "https://a.example:443".into(),
+            Answer::Error {
+                status: 404,
+                tag: Some("invalid-value\u{1b}[2J".into()),
+                message: Some("no rule\u{9b}31m \u{202e}gnp.exe".into()),
+            },
+        );
+        let mut script = scripted(m);
+        let r = walk(&[t("https://a.example")], 10, &mut |target: &Target| {
+            let mut h = script(target);
+            h.server_certificate = Some("CN=evil\u{7}".into());
+            h.notes.push("note\r\u{1b}]0;title\u{7}".into());
+            h
+        });
+        let text = r.render_text();
+        assert!(
+            !text
+                .chars()
+                .any(|c| c != '\n' && crate::text::needs_escape(c)),
+            "{text:?}"
+        );
+        assert!(
+            text.contains("answer: HTTP 404 invalid-value\\u{1b}[2J: no rule"),
+            "{text}"
+        );
+        assert!(text.contains("server certificate: CN=evil\\u{7}"), "{text}");
     }
 
     #[test]

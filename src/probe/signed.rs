@@ -137,6 +137,9 @@ pub(crate) fn bundle_main(dir: &Path, serial: Option<&str>, manufacturer: Option
             }
         },
     };
-    print!("{out}");
+    // names and messages come from the bundle's files: printed escaped, line by line
+    for l in out.lines() {
+        println!("{}", crate::text::Printable(l));
+    }
     code
 }

@@ -207,7 +207,13 @@ fn from_journal(args: &DevicesArgs, cfg: Option<&Config>, dir: &Path, out: &mut 
 
 fn render(args: &DevicesArgs, body: &[u8], origin: &Origin, out: &mut String) -> i32 {
     if args.json {
-        out.push_str(&String::from_utf8_lossy(body));
+        // re-encoded: serde_json (the API's and ours) leaves DEL, C1 controls and bidi
+        // overrides a device sent raw
+        let text = serde_json::from_slice::<serde_json::Value>(body)
+            .ok()
+            .and_then(|v| crate::text::to_json_string(&v).ok())
+            .unwrap_or_else(|| crate::text::printable_bytes(body));
+        out.push_str(&text);
         out.push('\n');
         return 0;
     }
@@ -252,18 +258,10 @@ struct DeviceDetailIn {
     timeline_truncated: bool,
 }
 
-/// Device-supplied text with control characters escaped, so printing it cannot drive the
-/// operator's terminal.
+/// Device-supplied text with control characters and bidi overrides escaped, so printing it
+/// cannot drive the operator's terminal ([`crate::text::printable`]).
 fn printable(s: &str) -> String {
-    s.chars()
-        .flat_map(|c| {
-            if c.is_control() {
-                c.escape_default().collect::<Vec<_>>()
-            } else {
-                vec![c]
-            }
-        })
-        .collect()
+    crate::text::printable(s).into_owned()
 }
 
 /// The device table as aligned columns, most recently seen first.
@@ -289,7 +287,7 @@ pub fn table(devices: &[DeviceSummary], out: &mut String) {
                         .ok()
                         .and_then(|v| v.as_str().map(str::to_owned))
                         .unwrap_or_default(),
-                    d.verdict.text
+                    printable(&d.verdict.text)
                 ),
             ]
         })
@@ -457,4 +455,30 @@ pub(crate) async fn get(
         .to_vec();
     driver.abort();
     Ok((status, body))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What a device sent (a serial with ESC and a bidi override) reaches `devices --json`
+    /// escaped, and still decodes to what it sent.
+    #[test]
+    fn json_output_escapes_device_text() {
+        let args = DevicesArgs {
+            key: None,
+            json: true,
+            config: None,
+            url: None,
+            state_dir: None,
+        };
+        let sent = "SN\u{1b}[2J\u{202e}1\u{9b}";
+        let body = serde_json::to_vec(&serde_json::json!({ "key": sent })).unwrap();
+        let mut out = String::new();
+        assert_eq!(render(&args, &body, &Origin::Api("x".into()), &mut out), 0);
+        assert!(!out.contains(['\u{1b}', '\u{202e}', '\u{9b}']), "{out:?}");
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(v["key"], sent);
+        assert_eq!(printable(sent), "SN\\u{1b}[2J\\u{202e}1\\u{9b}");
+    }
 }

@@ -83,6 +83,10 @@ impl Reply {
     }
 }
 
+/// How many addresses one client (by MAC) may have in quarantine at a time: its further
+/// DECLINEs are ignored ([`Ignored::DeclineLimit`]) until one lapses (`decline-time`).
+pub const MAX_ACTIVE_DECLINES: usize = 4;
+
 /// Why a request got no reply (counted, logged at debug).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Ignored {
@@ -92,8 +96,9 @@ pub enum Ignored {
     NoSubnet,
     /// The receiving interface has no address to use as server identifier.
     NoServerAddress,
-    /// A DISCOVER found every pool in use.
-    PoolExhausted,
+    /// A DISCOVER found every pool of this subnet in use: no free address and no outstanding
+    /// offer to reuse.
+    PoolExhausted(Ipv4Net),
     /// A REQUEST, DECLINE or RELEASE naming another server (option 54).
     ForOtherServer,
     /// A REQUEST with neither server id, requested address nor ciaddr.
@@ -102,6 +107,9 @@ pub enum Ignored {
     DeclineWithoutAddress,
     /// A DECLINE for an address this client does not hold.
     DeclineForUnknownLease,
+    /// A DECLINE from a client that already has [`MAX_ACTIVE_DECLINES`] addresses in
+    /// quarantine: not quarantined, so one client cannot take a pool out of service.
+    DeclineLimit,
     /// A RELEASE for an address this client does not hold.
     ReleaseForUnknownLease,
     /// A BOOTREQUEST whose option 53 is not one a server answers.
@@ -115,11 +123,12 @@ impl Ignored {
             Ignored::NoEthernetChaddr => "no-ethernet-chaddr",
             Ignored::NoSubnet => "no-subnet",
             Ignored::NoServerAddress => "no-server-address",
-            Ignored::PoolExhausted => "pool-exhausted",
+            Ignored::PoolExhausted(_) => "pool-exhausted",
             Ignored::ForOtherServer => "for-other-server",
             Ignored::RequestWithoutAddress => "request-without-address",
             Ignored::DeclineWithoutAddress => "decline-without-address",
             Ignored::DeclineForUnknownLease => "decline-for-unknown-lease",
+            Ignored::DeclineLimit => "decline-limit",
             Ignored::ReleaseForUnknownLease => "release-for-unknown-lease",
             Ignored::UnexpectedMessageType => "unexpected-message-type",
         }
@@ -371,7 +380,14 @@ impl Exchange<'_> {
                 return Some(a);
             }
         }
-        None
+        // Nothing free: the oldest outstanding offer goes to the client asking now. Offers
+        // that are never taken up (a DISCOVER flood, clients that went away) would otherwise
+        // hold every address for offer-time and starve real clients; a client whose offer is
+        // taken and that still REQUESTs it gets a NAK and starts over.
+        self.subnet
+            .pools
+            .iter()
+            .find_map(|p| leases.oldest_offer(p.start, p.end, |a| !reserved(a)))
     }
 
     fn lease(&self, addr: Ipv4Addr, state: LeaseState, expires: u64) -> Lease4 {
@@ -407,7 +423,8 @@ impl Exchange<'_> {
     fn discover(&self, leases: &mut LeaseTable, ev: &mut EventDraft) -> Outcome {
         let Some(addr) = self.choose(leases) else {
             ev.done(Dhcp4Kind::NoAddress, None).detail.reason = Some(Dhcp4Reason::PoolExhausted);
-            return self.outcome(ev, None, Vec::new(), Some(Ignored::PoolExhausted));
+            let subnet = self.subnet.subnet;
+            return self.outcome(ev, None, Vec::new(), Some(Ignored::PoolExhausted(subnet)));
         };
         // a bound client that discovers again keeps its stored lease: an offer must never
         // shorten or hide a binding that is on disk
@@ -416,7 +433,7 @@ impl Exchange<'_> {
                 && l.expires > self.now
                 && ClientKey::new(l.client_id.as_deref(), l.mac) == self.key);
         if !holds_binding {
-            let offer_until = self.now + self.ctx.dhcp4.offer_time.as_secs();
+            let offer_until = self.now.saturating_add(self.ctx.dhcp4.offer_time.as_secs());
             leases.put(Slot::Offered(self.lease(
                 addr,
                 LeaseState::Bound,
@@ -492,19 +509,26 @@ impl Exchange<'_> {
                 );
             }
         }
-        let expires = self.now + u64::from(self.lease_secs());
+        let expires = self.now.saturating_add(u64::from(self.lease_secs()));
         let mut commit = Vec::with_capacity(2);
-        if let Some(old) = leases.client_addr(&self.key).filter(|&o| o != addr) {
-            if let Some(Slot::Stored(l)) = leases.get(old) {
-                if l.state == LeaseState::Bound {
+        // the client's other offer, and the lease it held before moving here (its offer for
+        // this address took the old lease's place in the client index): one client, one lease
+        let last = leases.client_addr(&self.key);
+        let held = leases.bound_addr(&self.key).filter(|&b| Some(b) != last);
+        for old in [last, held].into_iter().flatten().filter(|&o| o != addr) {
+            match leases.get(old) {
+                Some(Slot::Stored(l))
+                    if l.state == LeaseState::Bound
+                        && ClientKey::new(l.client_id.as_deref(), l.mac) == self.key =>
+                {
                     let mut released = l.clone();
                     released.state = LeaseState::Released;
                     released.expires = self.now;
                     commit.push(released.clone());
                     leases.put(Slot::Stored(released));
                 }
-            } else {
-                leases.drop_offer(old);
+                Some(Slot::Offered(_)) => leases.drop_offer(old),
+                _ => {}
             }
         }
         let lease = self.lease(addr, LeaseState::Bound, expires);
@@ -528,7 +552,15 @@ impl Exchange<'_> {
         if holder.as_ref() != Some(&self.key) {
             return Outcome::ignore(Ignored::DeclineForUnknownLease);
         }
-        let until = self.now + self.ctx.dhcp4.decline_time.as_secs();
+        // Each DECLINE takes an address out of service for decline-time: without a bound, one
+        // client declining every offer empties the pool (a MAC changing each time is bounded by
+        // the pool itself, and the exhaustion is logged per subnet).
+        if leases.active_declines(self.mac, self.now) >= MAX_ACTIVE_DECLINES {
+            return Outcome::ignore(Ignored::DeclineLimit);
+        }
+        let until = self
+            .now
+            .saturating_add(self.ctx.dhcp4.decline_time.as_secs());
         let l = self.lease(addr, LeaseState::Declined, until);
         leases.put(Slot::Stored(l.clone()));
         ev.done(Dhcp4Kind::Decline, Some(addr)).detail.reason = Some(Dhcp4Reason::AddressInUse);
@@ -627,12 +659,7 @@ impl Exchange<'_> {
         let mut opts = ReplyOptions::default();
         opts.push(OPT_SERVER_ID, self.server_id.octets().to_vec());
         if with_lease {
-            let lease = self.lease_secs();
-            let t1 = s.renewal_time.map(secs).unwrap_or(lease / 2);
-            let t2 = s
-                .rebinding_time
-                .map(secs)
-                .unwrap_or((lease / 8).saturating_mul(7));
+            let (lease, t1, t2) = s.lease_times();
             opts.push(OPT_LEASE_TIME, lease.to_be_bytes().to_vec());
             opts.push(OPT_RENEWAL, t1.to_be_bytes().to_vec());
             opts.push(OPT_REBINDING, t2.to_be_bytes().to_vec());
@@ -1346,26 +1373,120 @@ pub(crate) mod tests {
         );
     }
 
+    fn at(d: &Dhcp4, t: &mut LeaseTable, m: &Message, now: u64) -> Outcome {
+        run_at(d, &policy(&KEA_URIS), t, &req(m), &meta(), now)
+    }
+
+    fn offered(o: &Outcome) -> Option<Ipv4Addr> {
+        o.reply.as_ref().map(|r| r.header.yiaddr)
+    }
+
+    fn selecting(mac: [u8; 6], addr: Ipv4Addr) -> Message {
+        let mut m = msg(MessageType::Request, mac, &[]);
+        m.opts_mut().insert(DhcpOption::RequestedIpAddress(addr));
+        m.opts_mut()
+            .insert(DhcpOption::ServerIdentifier(Ipv4Addr::new(198, 51, 100, 1)));
+        m
+    }
+
+    /// Offers that are never taken up cannot starve a real client: with the pool full of
+    /// them, the next DISCOVER gets the oldest one's address, and that client is ACKed; the
+    /// client whose offer was taken gets a NAK when it asks for it.
+    #[test]
+    fn offers_never_starve_real_clients() {
+        let d = dhcp4();
+        let mut t = LeaseTable::default();
+        let flood: Vec<Ipv4Addr> = (0..3u8)
+            .map(|i| {
+                let m = msg(MessageType::Discover, [2, 0, 0, 0, 1, i], &[]);
+                offered(&at(&d, &mut t, &m, NOW + u64::from(i))).unwrap()
+            })
+            .collect();
+        let real = [2, 0, 0, 0, 2, 1];
+        let o = at(&d, &mut t, &msg(MessageType::Discover, real, &[]), NOW + 5);
+        assert_eq!(offered(&o), Some(flood[0]), "the oldest offer is reused");
+        let o = at(&d, &mut t, &selecting(real, flood[0]), NOW + 6);
+        let r = o.reply.unwrap();
+        assert_eq!((r.msg_type, r.header.yiaddr), (MessageType::Ack, flood[0]));
+        let o = at(
+            &d,
+            &mut t,
+            &selecting([2, 0, 0, 0, 1, 0], flood[0]),
+            NOW + 7,
+        );
+        assert_eq!(o.reply.unwrap().msg_type, MessageType::Nak);
+        // the next newcomer takes the next-oldest offer, never the bound lease
+        let o = at(
+            &d,
+            &mut t,
+            &msg(MessageType::Discover, [2, 0, 0, 0, 2, 2], &[]),
+            NOW + 8,
+        );
+        assert_eq!(offered(&o), Some(flood[1]));
+    }
+
+    /// Only bound leases (and quarantined addresses) exhaust a pool; the outcome names the
+    /// subnet, which the server logs.
     #[test]
     fn pool_exhaustion_is_reported_not_crashed() {
-        let (d, p) = (dhcp4(), policy(&KEA_URIS));
+        let d = dhcp4();
         let mut t = LeaseTable::default();
         for i in 0..3u8 {
-            assert!(run(
-                &d,
-                &p,
-                &mut t,
-                &msg(MessageType::Discover, [2, 0, 0, 0, 1, i], &[])
-            )
-            .reply
-            .is_some());
+            let mac = [2, 0, 0, 0, 1, i];
+            let a = offered(&at(&d, &mut t, &msg(MessageType::Discover, mac, &[]), NOW)).unwrap();
+            let o = at(&d, &mut t, &selecting(mac, a), NOW);
+            assert_eq!(o.reply.unwrap().msg_type, MessageType::Ack);
         }
-        let o = run(
+        let o = at(
             &d,
-            &p,
             &mut t,
             &msg(MessageType::Discover, [2, 0, 0, 0, 1, 9], &[]),
+            NOW,
         );
-        assert_eq!(o.ignored, Some(Ignored::PoolExhausted));
+        assert!(o.reply.is_none());
+        assert_eq!(o.ignored, Some(Ignored::PoolExhausted(d.subnets[0].subnet)));
+        assert_eq!(o.ignored.unwrap().as_str(), "pool-exhausted");
+    }
+
+    /// One client declining every address it is offered quarantines at most
+    /// MAX_ACTIVE_DECLINES of them; once one lapses it may decline again.
+    #[test]
+    fn declines_are_bounded_per_client() {
+        let mut d = dhcp4();
+        d.subnets[0].pools[0].end = Ipv4Addr::new(198, 51, 100, 120);
+        let mut t = LeaseTable::default();
+        let mac = [2, 0, 0, 0, 3, 1];
+        let decline = |a: Ipv4Addr| {
+            let mut m = msg(MessageType::Decline, mac, &[]);
+            m.opts_mut().insert(DhcpOption::RequestedIpAddress(a));
+            m
+        };
+        let mut quarantined = 0;
+        for _ in 0..10 {
+            let a = offered(&at(&d, &mut t, &msg(MessageType::Discover, mac, &[]), NOW)).unwrap();
+            let o = at(&d, &mut t, &decline(a), NOW);
+            if o.commit
+                .first()
+                .is_some_and(|l| l.state == LeaseState::Declined)
+            {
+                quarantined += 1;
+            } else {
+                assert_eq!(o.ignored, Some(Ignored::DeclineLimit));
+                assert!(o.commit.is_empty());
+            }
+        }
+        assert_eq!(quarantined, MAX_ACTIVE_DECLINES);
+        assert_eq!(t.active_declines(MacAddr(mac), NOW), MAX_ACTIVE_DECLINES);
+        // after decline-time the quarantines lapse and a new DECLINE counts again
+        let later = NOW + 3601;
+        let a = offered(&at(
+            &d,
+            &mut t,
+            &msg(MessageType::Discover, mac, &[]),
+            later,
+        ))
+        .unwrap();
+        let o = at(&d, &mut t, &decline(a), later);
+        assert_eq!(o.commit[0].state, LeaseState::Declined);
     }
 }

@@ -17,19 +17,22 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
+use ipnet::Ipv4Net;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, debug_span, error, info, warn};
 
-use super::handler::{self, Context, Destination, Outcome, Reply, RequestMeta};
+use super::handler::{self, Context, Destination, Ignored, Outcome, Reply, RequestMeta};
 use super::sockets::{bind_udp4, iface_info, RawSender};
-use super::wire::Request;
+use super::wire::{Malformed, Request};
 use crate::config::Dhcp4;
 use crate::dhcp::lease_store::{should_compact, LeaseStore, LeaseWriter};
 use crate::dhcp::leases::{ClientKey, LeaseState, LeaseTable, Slot};
 use crate::journal::{DeviceEvent, Dhcp4Kind, EventDetail};
 use crate::policy::{ClientId, DeviceFacts};
+use crate::ratelimit::{KeyedLogLimiter, LogLimiter};
 use crate::runtime::{Clock, Events, LeaseFacts, LeaseLookup, Published, ServiceContext};
+use crate::udp_bind::PortClaim;
 
 /// Expired leases are remembered this long (seconds), so a returning device gets its old
 /// address.
@@ -37,19 +40,37 @@ pub const KEEP_EXPIRED_SECS: u64 = 86_400;
 /// How often stale offers are swept and the journal is checked for compaction.
 pub const HOUSEKEEPING_INTERVAL: Duration = Duration::from_secs(30);
 
+/// At most one "pool exhausted" line per subnet per this interval (the suppressed count is
+/// in the next line and every DISCOVER is counted in `Stats::pool_exhausted`).
+pub const EXHAUSTED_LOG_INTERVAL: Duration = Duration::from_secs(60);
+
 /// Counters, exported by the status page and logged at shutdown.
 #[derive(Debug, Default)]
 pub struct Stats {
     /// Datagrams received.
     pub received: AtomicU64,
-    /// Datagrams that did not decode as a BOOTREQUEST (dropped).
+    /// Datagrams that did not decode as a BOOTREQUEST (dropped), `oversized` ones apart.
     pub malformed: AtomicU64,
-    /// Requests handled without a reply (another server's, unknown lease, no subnet, …).
+    /// Requests dropped because an option the server keeps or echoes was over its bound
+    /// (`wire::max_option_len`: a client identifier over 128 octets, …).
+    pub oversized: AtomicU64,
+    /// Requests handled without a reply (another server's, unknown lease, no subnet, …),
+    /// `pool_exhausted` and `declines_refused` apart.
     pub ignored: AtomicU64,
+    /// DISCOVERs that found no free address and no outstanding offer to reuse in their
+    /// subnet (logged per subnet, at most once a minute).
+    pub pool_exhausted: AtomicU64,
+    /// DECLINEs not honoured: the client already had `handler::MAX_ACTIVE_DECLINES` addresses
+    /// in quarantine.
+    pub declines_refused: AtomicU64,
     /// Replies sent.
     pub replies: AtomicU64,
     /// Lease commits that failed: their ACKs were not sent.
     pub commits_failed: AtomicU64,
+    /// 1 while the lease journal cannot be written (the last commit failed: nothing is
+    /// acknowledged), 0 once a commit is durable again. A gauge for the status page and the
+    /// watchdog.
+    pub journal_failing: AtomicU64,
     /// Replies the socket refused.
     pub send_errors: AtomicU64,
     /// Packets whose decoding or handling panicked (dropped; the loop goes on).
@@ -65,6 +86,9 @@ pub struct BoundInterface {
     pub socket: StdUdpSocket,
     /// `None`: replies to clients without an address are broadcast.
     pub raw: Option<RawSender>,
+    /// Keeps other processes off this interface and port while the socket serves (`None` for
+    /// a socket the caller bound itself).
+    pub claim: Option<Arc<PortClaim>>,
 }
 
 impl BoundInterface {
@@ -76,6 +100,7 @@ impl BoundInterface {
             name: name.into(),
             socket,
             raw: None,
+            claim: None,
         })
     }
 }
@@ -113,7 +138,7 @@ pub fn bind(d: &Dhcp4) -> io::Result<Bound4> {
 /// Bind one interface: its UDP socket and, when CAP_NET_RAW allows, a raw sender.
 pub fn bind_interface(name: &str, port: u16) -> io::Result<BoundInterface> {
     let info = iface_info(name)?;
-    let socket = bind_udp4(name, port)?;
+    let (socket, claim) = bind_udp4(name, port)?;
     let raw = match RawSender::open(&info) {
         Ok(r) => Some(r),
         Err(e) => {
@@ -127,6 +152,7 @@ pub fn bind_interface(name: &str, port: u16) -> io::Result<BoundInterface> {
         name: name.to_owned(),
         socket,
         raw,
+        claim: Some(claim),
     })
 }
 
@@ -144,6 +170,10 @@ pub struct Shared {
     published: Published,
     events: Events,
     clock: Clock,
+    /// One error line per interval while lease commits fail.
+    commit_errors: LogLimiter,
+    /// One line per subnet per interval while its pools are exhausted.
+    exhausted_log: KeyedLogLimiter<Ipv4Net>,
 }
 
 impl Shared {
@@ -316,6 +346,8 @@ pub async fn serve_with_clock(
         published: ctx.published.clone(),
         events: ctx.events.clone(),
         clock,
+        commit_errors: LogLimiter::default(),
+        exhausted_log: KeyedLogLimiter::new(EXHAUSTED_LOG_INTERVAL),
     });
     // before the first request can bind a lease; dropped once every task has stopped
     let registration = ctx.leases.register(
@@ -341,7 +373,12 @@ pub async fn serve_with_clock(
             port,
         });
         let socket = tokio::net::UdpSocket::from_std(b.socket)?;
-        tasks.spawn(receive(Arc::clone(&shared), egress, socket, token.clone()));
+        let (sh, t, claim) = (Arc::clone(&shared), token.clone(), b.claim);
+        tasks.spawn(async move {
+            receive(sh, egress, socket, t).await;
+            // the interface and port stay ours until this instance stops receiving on them
+            drop(claim);
+        });
     }
     tasks.spawn(housekeeping_loop(Arc::clone(&shared), token.clone()));
     while let Some(r) = tasks.join_next().await {
@@ -361,10 +398,14 @@ pub async fn serve_with_clock(
     info!(
         received = n(&st.received),
         malformed = n(&st.malformed),
+        oversized = n(&st.oversized),
         ignored = n(&st.ignored),
+        pool_exhausted = n(&st.pool_exhausted),
+        declines_refused = n(&st.declines_refused),
         replies = n(&st.replies),
         send_errors = n(&st.send_errors),
         commits_failed = n(&st.commits_failed),
+        journal_failing = n(&st.journal_failing),
         lease_syncs = syncs,
         "dhcp4 stopped"
     );
@@ -410,15 +451,17 @@ fn housekeeping(shared: &Shared, now: u64) {
     let live = {
         let mut t = shared.table();
         t.sweep(now, KEEP_EXPIRED_SECS);
-        let live = t.records();
         // facts of addresses no longer leased to the client they were seen with
         shared.seen().retain(|addr, s| {
             t.get(*addr).is_some_and(|slot| {
                 ClientKey::new(slot.lease().client_id.as_deref(), slot.lease().mac) == s.client
             })
         });
-        if should_compact(shared.writer.records_since_compact(), live.len()) {
-            Some(live)
+        // a journal that keeps failing is rewritten whole: the way out when the failed write
+        // cannot be cut off in place (the old file turned append-only, say)
+        let failing = shared.writer.failing();
+        if failing || should_compact(shared.writer.records_since_compact(), t.stored_len()) {
+            Some(t.records())
         } else {
             None
         }
@@ -441,7 +484,11 @@ fn process(shared: &Arc<Shared>, egress: &Arc<Egress>, packet: &[u8], src: Socke
             return;
         }
         Ok(Err(why)) => {
-            stats.malformed.fetch_add(1, Ordering::Relaxed);
+            if let Malformed::OptionTooLong(_) = why {
+                stats.oversized.fetch_add(1, Ordering::Relaxed);
+            } else {
+                stats.malformed.fetch_add(1, Ordering::Relaxed);
+            }
             debug!(interface = %egress.name, %src, reason = why.as_str(), len = packet.len(), "dropped malformed packet");
             return;
         }
@@ -502,17 +549,45 @@ fn finish(shared: &Arc<Shared>, egress: &Arc<Egress>, outcome: Outcome, source: 
         event,
         ignored,
     } = outcome;
-    if let Some(why) = ignored {
-        shared.stats.ignored.fetch_add(1, Ordering::Relaxed);
-        debug!(reason = why.as_str(), "no reply");
+    match ignored {
+        Some(Ignored::PoolExhausted(subnet)) => {
+            shared.stats.pool_exhausted.fetch_add(1, Ordering::Relaxed);
+            // the operator's to fix (a pool too small, or leases too long), not the device's;
+            // keyed by configured subnets only, so the limiter stays small
+            if let Some(suppressed) = shared.exhausted_log.check(subnet) {
+                warn!(%subnet, interface = %egress.name, suppressed, "pool exhausted: no free address and no outstanding offer to reuse");
+            }
+        }
+        Some(why @ Ignored::DeclineLimit) => {
+            shared
+                .stats
+                .declines_refused
+                .fetch_add(1, Ordering::Relaxed);
+            debug!(reason = why.as_str(), "no reply");
+        }
+        Some(why) => {
+            shared.stats.ignored.fetch_add(1, Ordering::Relaxed);
+            debug!(reason = why.as_str(), "no reply");
+        }
+        None => {}
     }
-    if let Some(ev) = &event {
-        log_event(ev);
-        shared.events.emit(ev);
+    // an ACK is reported only once its lease is durable and it was sent
+    let acked_after_commit = reply.is_some() && !commit.is_empty();
+    if !acked_after_commit {
+        if let Some(ev) = &event {
+            log_event(ev);
+            shared.events.emit(ev);
+        }
     }
     let Some(reply) = reply else {
         if !commit.is_empty() {
-            shared.writer.commit(commit, Box::new(|_| {}));
+            let sh = Arc::clone(shared);
+            shared.writer.commit(
+                commit,
+                Box::new(move |res| {
+                    committed(&sh, &res, false);
+                }),
+            );
         }
         return;
     };
@@ -523,14 +598,41 @@ fn finish(shared: &Arc<Shared>, egress: &Arc<Egress>, outcome: Outcome, source: 
     let (sh, eg) = (Arc::clone(shared), Arc::clone(egress));
     shared.writer.commit(
         commit,
-        Box::new(move |res| match res {
-            Ok(()) => send(&sh, &eg, &reply, source),
-            Err(e) => {
-                sh.stats.commits_failed.fetch_add(1, Ordering::Relaxed);
-                error!(error = %e, "lease journal write failed: ACK not sent");
+        Box::new(move |res| {
+            if committed(&sh, &res, true) {
+                if let Some(ev) = &event {
+                    log_event(ev);
+                    sh.events.emit(ev);
+                }
+                send(&sh, &eg, &reply, source);
             }
         }),
     );
+}
+
+/// Counts a commit's outcome; whether it is durable. Failures are logged at most once per
+/// interval: while the journal cannot be written every REQUEST fails the same way.
+fn committed(shared: &Shared, res: &io::Result<()>, with_reply: bool) -> bool {
+    let st = &shared.stats;
+    match res {
+        Ok(()) => {
+            st.journal_failing.store(0, Ordering::Relaxed);
+            true
+        }
+        Err(e) => {
+            st.commits_failed.fetch_add(1, Ordering::Relaxed);
+            st.journal_failing.store(1, Ordering::Relaxed);
+            if let Some(suppressed) = shared.commit_errors.check() {
+                let what = if with_reply {
+                    "ACK not sent"
+                } else {
+                    "DECLINE or RELEASE not recorded"
+                };
+                error!(error = %e, suppressed, "lease journal write failed: {what}");
+            }
+            false
+        }
+    }
 }
 
 fn send(shared: &Shared, egress: &Egress, reply: &Reply, source: Ipv4Addr) {

@@ -5,6 +5,7 @@
 
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
+use std::sync::Arc;
 use std::time::Duration;
 
 use pnet::datalink::{self, Channel, DataLinkReceiver, DataLinkSender};
@@ -14,26 +15,31 @@ use super::frame::build_udp_frame;
 use crate::netif::find_interface;
 pub use crate::netif::{iface_info, IfaceInfo};
 use crate::policy::MacAddr;
+use crate::udp_bind::{bind_exclusive, PortClaim};
 
 /// Receive buffer asked for on each DHCP socket.
 pub const RECV_BUFFER: usize = 4 << 20;
 
 /// A UDP socket on `0.0.0.0:port` scoped to `iface` (SO_BINDTODEVICE), able to send to
-/// 255.255.255.255 (SO_BROADCAST), non-blocking so tokio can adopt it.
-pub fn bind_udp4(iface: &str, port: u16) -> io::Result<UdpSocket> {
+/// 255.255.255.255 (SO_BROADCAST), non-blocking so tokio can adopt it; no other process can
+/// bind the same interface and port while the returned claim lives ([`bind_exclusive`]).
+pub fn bind_udp4(iface: &str, port: u16) -> io::Result<(UdpSocket, Arc<PortClaim>)> {
     let s = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))?;
-    s.set_reuse_address(true)?;
     s.set_broadcast(true)?;
     s.bind_device(Some(iface.as_bytes()))
         .map_err(|e| io::Error::new(e.kind(), format!("SO_BINDTODEVICE {iface:?}: {e}")))?;
-    s.bind(&SocketAddr::from(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, port)).into())?;
+    let claim = bind_exclusive(
+        &s,
+        SocketAddr::from(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, port)),
+        Some(iface),
+    )?;
     // a deep queue absorbs bursts (a rack of devices powering up at once): ask for 4 MiB,
     // past net.core.rmem_max when allowed, else take what the kernel grants
     if crate::sys::force_recv_buffer(&s, RECV_BUFFER).is_err() {
         let _ = s.set_recv_buffer_size(RECV_BUFFER);
     }
     s.set_nonblocking(true)?;
-    Ok(s.into())
+    Ok((s.into(), claim))
 }
 
 /// Open an AF_PACKET Ethernet channel on `iface` (needs CAP_NET_RAW). `read_timeout` bounds
@@ -104,7 +110,7 @@ mod tests {
 
     #[test]
     fn bind_on_loopback_is_nonblocking() {
-        let s = bind_udp4("lo", 0).unwrap();
+        let (s, _claim) = bind_udp4("lo", 0).unwrap();
         let mut buf = [0u8; 4];
         let e = s.recv_from(&mut buf).unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::WouldBlock);

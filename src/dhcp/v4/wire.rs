@@ -87,6 +87,9 @@ pub enum Malformed {
     NoMessageType,
     /// An option runs past the end of its field.
     BadOptions,
+    /// An option the server stores or echoes (client identifier, host name, vendor or user
+    /// class, relay agent information, …) is longer than [`max_option_len`] allows.
+    OptionTooLong(u8),
 }
 
 impl Malformed {
@@ -100,7 +103,30 @@ impl Malformed {
             Malformed::Undecodable => "undecodable",
             Malformed::NoMessageType => "no-message-type",
             Malformed::BadOptions => "bad-options",
+            Malformed::OptionTooLong(_) => "option-too-long",
         }
+    }
+}
+
+/// The longest client identifier accepted, in octets (Kea's bound).
+pub const MAX_CLIENT_ID_LEN: usize = 128;
+/// The longest value accepted for the other options the server keeps (journal, device events,
+/// policy matching) or echoes: what one option instance can carry.
+pub const MAX_KEPT_OPTION_LEN: usize = 255;
+/// Client FQDN (RFC 4702).
+pub const OPT_CLIENT_FQDN: u8 = 81;
+
+/// The longest value, all instances joined (RFC 3396), the server accepts for option `code`,
+/// in octets; `None` for options it neither keeps nor echoes (bounded by the datagram only).
+/// RFC 3396 lets any option span instances, so a client identifier of 60 KB costs every
+/// lease lookup, journal write and listing that touches it; such a request is dropped
+/// ([`Malformed::OptionTooLong`]) and counted.
+pub fn max_option_len(code: u8) -> Option<usize> {
+    match code {
+        OPT_CLIENT_ID => Some(MAX_CLIENT_ID_LEN),
+        OPT_HOSTNAME | OPT_VENDOR_CLASS | OPT_USER_CLASS | OPT_RELAY_AGENT | OPT_PRL
+        | OPT_CLIENT_FQDN => Some(MAX_KEPT_OPTION_LEN),
+        _ => None,
     }
 }
 
@@ -231,6 +257,12 @@ impl Request {
             return Err(Malformed::BadHardwareLength);
         }
         let options = scan_options(packet).ok_or(Malformed::BadOptions)?;
+        if let Some((&code, _)) = options
+            .iter()
+            .find(|(&c, v)| max_option_len(c).is_some_and(|max| v.len() > max))
+        {
+            return Err(Malformed::OptionTooLong(code));
+        }
         // dhcproto decodes the fixed header only: the options are ours (scan_options joins
         // split options, which dhcproto does not, and dhcproto 0.15 debug-asserts on some
         // option lengths a device can send — found by fuzzing)
@@ -397,6 +429,51 @@ mod tests {
         assert_eq!(Request::decode(&p).unwrap_err(), Malformed::BadOptions);
         let p = packet(&[12, 1, b'h', 255]);
         assert_eq!(Request::decode(&p).unwrap_err(), Malformed::NoMessageType);
+    }
+
+    /// RFC 3396 lets a client identifier span instances: past 128 octets (Kea's bound) the
+    /// request is dropped, however it is split; at 128 it is served.
+    #[test]
+    fn stored_options_are_bounded_however_they_are_split() {
+        let split = |code: u8, len: usize| {
+            let mut opts = vec![53, 1, 1];
+            let data: Vec<u8> = (0..len).map(|i| i as u8).collect();
+            for chunk in data.chunks(255) {
+                opts.extend_from_slice(&[code, chunk.len() as u8]);
+                opts.extend_from_slice(chunk);
+            }
+            opts.push(255);
+            packet(&opts)
+        };
+        let r = Request::decode(&split(OPT_CLIENT_ID, 128)).unwrap();
+        assert_eq!(r.client_id().unwrap().len(), 128);
+        for len in [129, 255, 256, 32_768, 60_000] {
+            let mut p = split(OPT_CLIENT_ID, len);
+            // a datagram: at most 65,507 octets of UDP payload
+            p.truncate(65_507);
+            if p.last() != Some(&255) {
+                continue;
+            }
+            assert_eq!(
+                Request::decode(&p).unwrap_err(),
+                Malformed::OptionTooLong(OPT_CLIENT_ID),
+                "{len}"
+            );
+        }
+        for code in [
+            OPT_HOSTNAME,
+            OPT_VENDOR_CLASS,
+            OPT_USER_CLASS,
+            OPT_RELAY_AGENT,
+        ] {
+            Request::decode(&split(code, 255)).unwrap();
+            assert_eq!(
+                Request::decode(&split(code, 256)).unwrap_err(),
+                Malformed::OptionTooLong(code)
+            );
+        }
+        // an option nobody keeps may be long
+        Request::decode(&split(200, 4000)).unwrap();
     }
 
     #[test]
