@@ -301,6 +301,40 @@ redirect-to = ["owner"]
             "{want:?} not in {signing:?}"
         );
     }
+    // vouchers are re-read on SIGHUP: SN2 gets one and is signed from then on; a voucher
+    // whose serial-number is not its file name refuses the reload and the old set stays
+    pki.voucher("SN2");
+    daemon.signal("HUP");
+    assert!(
+        daemon.wait_for_lines("configuration reloaded", 1, LOG_WAIT),
+        "{}",
+        daemon.output_text()
+    );
+    let (status, body) = curl(&base, "SN2", "application/yang-data+json", SIGNED_JSON);
+    assert_eq!(status, 200);
+    assert!(body.contains("ownership-voucher"), "{body}");
+    pki.write_voucher_json(
+        "SN4.vcj",
+        &pki.voucher_json("SN5", Some(pki::now() + 86400)),
+    );
+    daemon.signal("HUP");
+    assert!(
+        daemon.wait_for_lines("reload refused", 1, LOG_WAIT),
+        "{}",
+        daemon.output_text()
+    );
+    assert!(
+        daemon
+            .output_text()
+            .contains("serial-number \"SN5\" does not match the file name (SN4.vcj)"),
+        "{}",
+        daemon.output_text()
+    );
+    let (_, body) = curl(&base, "SN2", "application/yang-data+json", SIGNED_JSON);
+    assert!(
+        body.contains("ownership-voucher"),
+        "old material kept: {body}"
+    );
     let st = daemon.stop("TERM", LOG_WAIT);
     assert!(st.is_some_and(|s| s.success()), "{}", daemon.output_text());
 }
