@@ -790,3 +790,81 @@ pub fn verify_bootstrapping_data(
     out.document = ci.content.map(|c| (ci.econtent_type, c));
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn voucher_json(extra: &str) -> String {
+        format!(
+            r#"{{"ietf-voucher:voucher":{{"created-on":"2026-01-01T00:00:00Z",{extra}"assertion":"verified","serial-number":"SN1","pinned-domain-cert":"AAEC"}}}}"#
+        )
+    }
+
+    #[test]
+    fn vouchers_parse_strictly_enough() {
+        let v = parse_voucher_json(voucher_json("").as_bytes()).unwrap();
+        assert_eq!(v.serial_number, "SN1");
+        assert_eq!(v.created_on, 1_767_225_600);
+        assert_eq!(v.expires_on, None);
+        assert!(!v.expired_at(u64::MAX), "no expires-on: never expires");
+        assert_eq!(v.pinned_domain_cert, [0, 1, 2]);
+        let v = parse_voucher_json(
+            voucher_json(r#""expires-on":"2026-01-02T01:00:00+01:00","nonce":"AAE=","#).as_bytes(),
+        )
+        .unwrap();
+        assert_eq!(v.expires_on, Some(1_767_225_600 + 86_400));
+        assert!(v.expired_at(1_767_225_600 + 86_401));
+        assert!(!v.expired_at(1_767_225_600 + 86_400));
+        assert_eq!(v.nonce.as_deref(), Some(&[0u8, 1][..]));
+        for (bad, why) in [
+            (r#"{"voucher":{}}"#, "not an RFC 8366 voucher"),
+            (
+                &voucher_json(r#""expires-on":"tomorrow","#)[..],
+                "expires-on: \"tomorrow\" is not an RFC 3339 date-and-time",
+            ),
+            (
+                &voucher_json("").replace("verified", "trusted")[..],
+                "assertion \"trusted\" is not verified, logged or proximity",
+            ),
+            (
+                &voucher_json("").replace("AAEC", "!!")[..],
+                "pinned-domain-cert is not base64",
+            ),
+        ] {
+            let e = parse_voucher_json(bad.as_bytes()).unwrap_err().to_string();
+            assert!(e.contains(why), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn not_signed_data_is_named() {
+        let unsigned = crate::sztp::conveyed::unsigned_redirect(
+            crate::sztp::conveyed::ContentFormat::Json,
+            &[],
+        )
+        .unwrap();
+        let e = open_signed_data("conveyed-information", &unsigned).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "conveyed-information: content type 1.2.840.113549.1.9.16.1.43 is not id-signedData \
+             (1.2.840.113549.1.7.2)"
+        );
+        let e = open_signed_data("ownership-voucher", b"\x30\x03\x02").unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("ownership-voucher is not valid DER"),
+            "{e}"
+        );
+        let v = verify_bootstrapping_data(&unsigned, &unsigned, b"junk", &[], None, 0);
+        assert!(!v.ok());
+        assert_eq!(v.checks.len(), 1);
+        assert_eq!(v.checks[0].name, "voucher format");
+    }
+
+    #[test]
+    fn dates_round_trip() {
+        assert_eq!(parse_date_and_time("1970-01-01T00:00:10Z"), Ok(10));
+        assert_eq!(format_date_and_time(10), "1970-01-01T00:00:10Z");
+    }
+}
