@@ -28,6 +28,7 @@ fn dhcp4() -> Dhcp4 {
         server_id: Some(Ipv4Addr::new(198, 18, 0, 1)),
         offer_time: Duration::from_secs(60),
         decline_time: Duration::from_secs(3600),
+        authoritative: false,
         subnets: vec![Subnet4 {
             subnet: "198.18.0.0/15".parse().unwrap(),
             pools: vec![Pool4 {
@@ -41,6 +42,7 @@ fn dhcp4() -> Dhcp4 {
             lease_time: Duration::from_secs(3600),
             renewal_time: None,
             rebinding_time: None,
+            authoritative: false,
             reservations: (0..64u32)
                 .map(|i| Reservation4 {
                     mac: MacAddr([2, 0xee, 0, 0, 0, i as u8]),

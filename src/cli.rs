@@ -9,21 +9,24 @@ use crate::EXIT_CONFIG;
 const LONG_ABOUT: &str = "\
 Makes a staging network ready for Secure Zero Touch Provisioning (RFC 8572). This version is \
 the segment's DHCPv4 server (RFC 2131: pools, reservations, leases, relays) and adds the SZTP \
-redirect list, option 143, to its answers; with [redirect-server] it is also the local \
-RESTCONF redirect server over HTTPS (RFC 8572 section 7: get-bootstrapping-data answered with \
-unsigned redirect-information, report-progress journaled), which sees a device's serial number \
-and hardware model. One policy, read from one TOML file, decides which bootstrap servers a \
+redirect list, option 143, to its answers. It also serves the SZTP DNS records ([dns]: \
+_sztp._tcp SRV and <serial>._sztp TXT over unicast DNS, and under .local over mDNS on the \
+[dns.mdns] interfaces), and with [redirect-server] it is the local RESTCONF redirect server \
+over HTTPS (RFC 8572 section 7: get-bootstrapping-data answered with unsigned \
+redirect-information, report-progress journaled), which sees a device's serial number and \
+hardware model. One policy, read from one TOML file, decides which bootstrap servers a \
 device is sent to. [status] serves the operator's status page over HTTP: every device seen, \
 where it got stuck and why, its timeline, the leases, and Prometheus metrics (`devices` prints \
-the same from the command line). The file's [dhcp6] and [dns] sections are validated but not \
-served yet: `run` logs a warning when they are enabled. A DHCP server never answers on an \
-interface the file does not name.";
+the same from the command line). The file's [dhcp6] section is validated but not served yet: \
+`run` logs a warning when it is enabled. A DHCP server never answers on an interface the file \
+does not name.";
 
 const AFTER_LONG_HELP: &str = "\
 Exit status: 0 success (run: stopped by SIGTERM or SIGINT); 1 runtime failure (a socket that \
 cannot be bound, a state directory in use by another sztp-redirector or not writable); 2 usage \
 error; 78 configuration error (EX_CONFIG: the systemd unit does not restart on it). probe: 0 an \
-ACK, 2 a NAK or no ACK, 3 no server answered, 1 local error; with --restconf or --follow, 0 \
+ACK, 2 a NAK or no ACK, 3 no server answered, 1 local error; in DNS mode (--dns-server, --mdns) \
+0 a redirect or SRV found, 2 answers without one, 3 no answer; with --restconf or --follow, 0 \
 a bootstrap server answered with onboarding information or signed data, 2 an error \
 answer, a loop or too many redirects, 3 no server reachable.
 

@@ -26,6 +26,7 @@ use tracing::{error, info, warn};
 use crate::config::{self, Appliance, Config, LogFormat};
 use crate::devices::{DeviceTable, Fold, Limits};
 use crate::dhcp::v4::server as dhcp4;
+use crate::dns;
 use crate::journal::DeviceJournal;
 use crate::metrics::{DeviceCollector, Metrics};
 use crate::notify;
@@ -40,10 +41,16 @@ pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 /// The lock file in state-dir held (flock, exclusive) while a daemon runs on it.
 pub const LOCK_FILE: &str = "lock";
 
-/// Install the tracing subscriber: text or JSON lines on stderr, `RUST_LOG` to filter.
+/// The log filter when `RUST_LOG` is not set: our info lines; hickory-server's per-query info
+/// lines (`request:… src:…`, `query:…`) only from warn up, since every DNS query would
+/// otherwise write two lines.
+pub const DEFAULT_LOG_FILTER: &str = "info,hickory_server=warn";
+
+/// Install the tracing subscriber: text or JSON lines on stderr, `RUST_LOG` to filter
+/// (default [`DEFAULT_LOG_FILTER`]).
 pub fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(DEFAULT_LOG_FILTER));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
@@ -66,11 +73,14 @@ pub struct Bound {
     pub dhcp4: Option<dhcp4::Bound4>,
     /// `[redirect-server]`: one TCP listener per `listen` address, and its TLS material.
     pub restconf: Option<restconf::BoundRestconf>,
+    /// `[dns]`: UDP and TCP on each `listen` address.
+    pub dns: Option<dns::BoundDns>,
+    /// `[dns.mdns]`: port 5353 on each interface, IPv4 and IPv6.
+    pub mdns: Option<dns::mdns::BoundMdns>,
     /// `[status]`: one TCP listener per `listen` address, and the token.
     pub status: Option<crate::status::BoundStatus>,
     // ADD A SERVICE (1/4): its bound sockets, e.g.
     //   pub dhcp6: Option<crate::dhcp::v6::server::Bound6>,
-    //   pub dns: Option<crate::dns::BoundDns>,          (unicast; mdns likewise)
 }
 
 /// Binds every socket the file enables, in file order of the services; logs one `listening for
@@ -94,6 +104,10 @@ pub enum ServiceName {
     Dhcp4,
     /// The RESTCONF redirect server over HTTPS (RFC 8572 §7, RFC 8040).
     Restconf,
+    /// Unicast DNS server (RFC 1035, RFC 8572 §4.2): `_sztp._tcp` SRV, `<serial>._sztp` TXT.
+    Dns,
+    /// mDNS responder (RFC 6762) for the same records under `.local`.
+    Mdns,
     /// Status server: the page, `/api`, `/metrics`.
     Status,
     // ADD A SERVICE (2/4): a variant, and its lines in ALL, as_str and binding_key.
@@ -101,8 +115,10 @@ pub enum ServiceName {
 
 impl ServiceName {
     /// Every service, in start order.
-    pub const ALL: [ServiceName; 3] = [
+    pub const ALL: [ServiceName; 5] = [
         ServiceName::Dhcp4,
+        ServiceName::Dns,
+        ServiceName::Mdns,
         ServiceName::Restconf,
         ServiceName::Status,
     ];
@@ -112,6 +128,8 @@ impl ServiceName {
         match self {
             ServiceName::Dhcp4 => "dhcp4",
             ServiceName::Restconf => "restconf",
+            ServiceName::Dns => "dns",
+            ServiceName::Mdns => "mdns",
             ServiceName::Status => "status",
         }
     }
@@ -130,6 +148,12 @@ impl ServiceName {
                 .redirect_server
                 .as_ref()
                 .map(|r| format!("{:?}", r.listen)),
+            ServiceName::Dns => cfg.dns.as_ref().map(|d| format!("{:?}", d.listen)),
+            ServiceName::Mdns => cfg
+                .dns
+                .as_ref()
+                .and_then(|d| d.mdns.as_ref())
+                .map(|m| format!("{:?}", m.interfaces)),
             // not the token: the running server re-reads it after a reload
             ServiceName::Status => cfg.status.as_ref().map(|s| format!("{:?}", s.listen)),
         }
@@ -137,7 +161,8 @@ impl ServiceName {
 }
 
 impl Bound {
-    /// Binds `name` for `cfg`; `running` is the instance it replaces on a reload, if any.
+    /// Binds `name`'s sockets; `running` is the instance a reload replaces (a unicast DNS
+    /// rebind takes over the addresses it still lists, see [`dns::Listeners`]).
     fn bind_one(
         &mut self,
         name: ServiceName,
@@ -145,6 +170,7 @@ impl Bound {
         running: Option<&Running>,
     ) -> anyhow::Result<()> {
         let prefix = |e: io::Error| anyhow::anyhow!("{}: {e}", name.as_str());
+        let on = name.binding_key(cfg).is_some();
         match name {
             ServiceName::Dhcp4 => {
                 self.dhcp4 = cfg
@@ -160,6 +186,15 @@ impl Bound {
                     .map_or(&[][..], |c| &c.listeners[..]);
                 self.restconf = restconf::bind_reusing(cfg, keep).map_err(prefix)?
             }
+            ServiceName::Dns if on => {
+                let previous = running.and_then(|r| r.dns_listeners.as_ref());
+                let b = dns::bind_reusing(cfg, previous.unwrap_or(&dns::Listeners::default()))
+                    .map_err(prefix)?;
+                self.dns = Some(b);
+            }
+            ServiceName::Mdns if on => self.mdns = Some(dns::mdns::bind(cfg).map_err(prefix)?),
+            // off in the file: nothing to bind
+            ServiceName::Dns | ServiceName::Mdns => {}
             ServiceName::Status => {
                 self.status = cfg
                     .status
@@ -186,6 +221,14 @@ impl Bound {
         if let Some(b) = &self.restconf {
             v.push((ServiceName::Restconf, b.local_addrs()));
         }
+        if let Some(b) = &self.dns {
+            let udp = b.udp.iter().filter_map(|s| s.local_addr().ok());
+            v.push((ServiceName::Dns, udp.collect()));
+        }
+        if let Some(b) = &self.mdns {
+            let addrs = b.sockets.iter().filter_map(|s| s.socket.local_addr().ok());
+            v.push((ServiceName::Mdns, addrs.collect()));
+        }
         if let Some(b) = &self.status {
             let addrs = b.listeners.iter().filter_map(|l| l.local_addr().ok());
             v.push((ServiceName::Status, addrs.collect()));
@@ -209,6 +252,8 @@ struct Running {
     id: Id,
     key: String,
     addrs: Vec<SocketAddr>,
+    /// Unicast DNS: duplicates of its sockets, for a reload that changes `[dns] listen`.
+    dns_listeners: Option<dns::Listeners>,
     /// The redirect server's controls, when this is the redirect server.
     restconf: Option<RestconfControl>,
 }
@@ -275,6 +320,7 @@ impl Supervisor {
             let token = self.token.child_token();
             let (ctx, t) = (self.ctx.clone(), token.clone());
             let mut restconf = None;
+            let mut dns_listeners = None;
             let handle = match name {
                 ServiceName::Dhcp4 => {
                     let b = bound.dhcp4.take().expect("listed as bound");
@@ -294,6 +340,22 @@ impl Supervisor {
                     self.tasks
                         .spawn(async move { (name, restconf::serve(b, ctx, t).await) })
                 }
+                ServiceName::Dns => {
+                    let b = bound.dns.take().expect("listed as bound");
+                    dns_listeners = b
+                        .listeners()
+                        .inspect_err(|e| {
+                            warn!(error = %e, "cannot duplicate the dns sockets: a reload changing [dns] listen will bind every address anew")
+                        })
+                        .ok();
+                    self.tasks
+                        .spawn(async move { (name, dns::serve(b, ctx, t).await) })
+                }
+                ServiceName::Mdns => {
+                    let b = bound.mdns.take().expect("listed as bound");
+                    self.tasks
+                        .spawn(async move { (name, dns::mdns::serve(b, ctx, t).await) })
+                }
                 ServiceName::Status => {
                     let b = bound.status.take().expect("listed as bound");
                     self.tasks
@@ -311,6 +373,7 @@ impl Supervisor {
                     key,
                     addrs,
                     restconf,
+                    dns_listeners,
                 },
             );
         }
@@ -757,7 +820,7 @@ async fn supervise(path: PathBuf, bound: Bound, ctx: ServiceContext) -> anyhow::
         None,
     )?;
     let cfg = ctx.published.load().config.clone();
-    for (on, what) in [(cfg.dhcp6.is_some(), "dhcp6"), (cfg.dns.is_some(), "dns")] {
+    for (on, what) in [(cfg.dhcp6.is_some(), "dhcp6")] {
         if on {
             warn!("[{what}] is enabled but this version does not serve it yet");
         }

@@ -1,4 +1,4 @@
-//! The device journal: one JSON line per DHCP step in state-dir, rotated by size
+//! The device journal: one JSON line per device step (DHCP, DNS, RESTCONF) in state-dir, rotated by size
 //!
 //! The packet path only serializes the event and `try_send`s the line into a bounded channel;
 //! a background thread owns the file. When the channel is full the event is dropped and counted
@@ -88,8 +88,64 @@ pub struct DeviceEvent {
 pub enum EventDetail {
     /// A DHCPv4 exchange step (RFC 2131).
     Dhcp4(Dhcp4Event),
+    /// A device-specific DNS or mDNS query, `<serial>._sztp.<domain>` TXT (RFC 8572 §4.2.2).
+    Dns(DnsEvent),
     /// A RESTCONF request to the redirect server (RFC 8572 §7, RFC 8040).
     Restconf(RestconfEvent),
+}
+
+/// How a device-specific DNS query was answered.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DnsKind {
+    /// The `ci=` TXT record was sent.
+    #[default]
+    Answered,
+    /// No record for this serial (unknown, or its rule sends it nowhere): NXDOMAIN over unicast
+    /// DNS; silence over mDNS, which has no negative answers (RFC 6762 §6).
+    Nxdomain,
+}
+
+impl DnsKind {
+    /// The kebab-case name used in the journal, logs and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DnsKind::Answered => "answered",
+            DnsKind::Nxdomain => "nxdomain",
+        }
+    }
+}
+
+/// The transport a DNS query came over.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DnsTransport {
+    /// Unicast DNS over UDP (RFC 1035 §4.2.1).
+    #[default]
+    Udp,
+    /// Unicast DNS over TCP (RFC 7766).
+    Tcp,
+    /// Multicast DNS (RFC 6762).
+    Mdns,
+}
+
+/// The DNS part of a [`DeviceEvent`]; the serial is in [`DeviceEvent::serial`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DnsEvent {
+    /// Answered or NXDOMAIN.
+    pub event: DnsKind,
+    /// Unicast UDP, TCP or mDNS.
+    pub transport: DnsTransport,
+    /// The query's IP source address.
+    pub source: std::net::IpAddr,
+    /// The query name as asked, lowercase, without the trailing dot.
+    pub qname: String,
+    /// The query type (`TXT` or `ANY`).
+    pub qtype: String,
+    /// For a device TXT answer: whether its `ci=` is signed (with `oc=` and `ov=` beside it,
+    /// RFC 8572 §4.2.2) and why not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signing: Option<Signing>,
 }
 
 /// The RESTCONF operation a request was for (RFC 8572 §7.2 `ietf-sztp-bootstrap-server`).
@@ -293,6 +349,9 @@ pub enum Dhcp4Kind {
     Inform,
     /// A DISCOVER found no free address in the subnet's pools.
     NoAddress,
+    /// A request dropped without an answer; `reason` says why (no subnet for its network,
+    /// a hardware type that cannot be served, no record of a rebooting client).
+    Dropped,
 }
 
 impl Dhcp4Kind {
@@ -306,6 +365,7 @@ impl Dhcp4Kind {
             Dhcp4Kind::Release => "release",
             Dhcp4Kind::Inform => "inform",
             Dhcp4Kind::NoAddress => "no-address",
+            Dhcp4Kind::Dropped => "dropped",
         }
     }
 }
@@ -334,6 +394,17 @@ pub enum Dhcp4Reason {
     AddressInUse,
     /// No address: every pool of the subnet is in use.
     PoolExhausted,
+    /// Dropped: no configured subnet for the request's network (relay giaddr, link selection
+    /// or receiving interface).
+    NoSubnet,
+    /// Dropped: chaddr is not an Ethernet address and there is no client identifier to key
+    /// the client by (RFC 4390 §2 makes option 61 mandatory where chaddr cannot be used).
+    UnsupportedHardware,
+    /// An INIT-REBOOT, RENEWING or REBINDING client this server has no record of: dropped
+    /// where the subnet is not `authoritative` (RFC 2131 §4.3.2), NAKed where it is.
+    NoRecord,
+    /// An OFFER or ACK without option 143: the device's rule has `redirect-to = []`.
+    Excluded,
 }
 
 impl Dhcp4Reason {
@@ -347,6 +418,10 @@ impl Dhcp4Reason {
             Dhcp4Reason::NoRequestedAddress => "no-requested-address",
             Dhcp4Reason::AddressInUse => "address-in-use",
             Dhcp4Reason::PoolExhausted => "pool-exhausted",
+            Dhcp4Reason::NoSubnet => "no-subnet",
+            Dhcp4Reason::UnsupportedHardware => "unsupported-hardware",
+            Dhcp4Reason::NoRecord => "no-record",
+            Dhcp4Reason::Excluded => "excluded",
         }
     }
 }
@@ -362,6 +437,10 @@ pub struct Dhcp4Event {
     /// Option 61, written as lowercase hex.
     #[serde(default, with = "hex_opt")]
     pub client_id: Option<Vec<u8>>,
+    /// Option 61 as text, when it is one (type 0 followed by printable text, RFC 2132 §9.14:
+    /// `cisco-0200.0000.0041-Vl1`); what `match.client-id` patterns are matched against.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_id_text: Option<String>,
     /// Option 60.
     pub vendor_class: Option<String>,
     /// Option 77, one string per instance.
@@ -400,6 +479,7 @@ impl DeviceEvent {
                 event,
                 xid,
                 client_id: None,
+                client_id_text: None,
                 vendor_class: None,
                 user_class: Vec::new(),
                 interface: None,
@@ -418,6 +498,7 @@ impl DeviceEvent {
     pub fn proto(&self) -> &'static str {
         match self.detail {
             EventDetail::Dhcp4(_) => "dhcp4",
+            EventDetail::Dns(_) => "dns",
             EventDetail::Restconf(_) => "restconf",
         }
     }

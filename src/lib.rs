@@ -18,7 +18,9 @@
 //!   (`v4::wire`, `v4::reply`), logic (`v4::handler`, no sockets, clock or randomness) and I/O
 //!   (`v4::server` with `v4::sockets` and `v4::frame`, the only DHCP code that touches
 //!   sockets; `v4::frame` builds the Ethernet/IPv4/UDP frames sent straight to a client MAC);
-//! - [`journal`]: the device journal (one JSON line per device step);
+//! - [`dns`]: `_sztp._tcp` SRV and `<serial>._sztp` TXT over unicast DNS (hickory-server) and
+//!   mDNS (a small RFC 6762 responder on hickory-proto), in the same three layers;
+//! - [`journal`]: the device journal (one JSON line per device step: DHCP, DNS);
 //! - [`devices`]: the device table (events folded per device: stages, verdict, timeline);
 //! - [`metrics`]: the Prometheus registry every service shares;
 //! - [`notify`]: systemd's notify protocol (READY, WATCHDOG, STOPPING);
@@ -49,6 +51,7 @@ pub mod config;
 pub mod daemon;
 pub mod devices;
 pub mod dhcp;
+pub mod dns;
 pub mod journal;
 pub mod metrics;
 pub mod netif;

@@ -12,7 +12,8 @@
 //! | `sztp_device_events_total` | `proto`, `event` | device events |
 //! | `sztp_dhcp_pool_size`, `_used`, `_free` | `proto`, `subnet`, `pool` | the lease tables |
 //! | `sztp_lease_commits_total`, `sztp_lease_fsync_seconds` | `proto` | the lease writers |
-//! | `sztp_dns_answers_total` | `transport`, `rcode` | the DNS service |
+//! | `sztp_dns_answers_total` | `transport`, `rcode` | the DNS and mDNS services |
+//! | `sztp_{dns,mdns}_srv_queries_total`, `_txt_queries_total`, `sztp_dns_forwarded_total`, `_truncated_total` | `answer` (TXT) | [`DnsSource`] |
 //! | `sztp_restconf_answers_total` | `rpc`, `status` | the redirect server |
 //! | `sztp_device_journal_dropped_total`, `sztp_device_table_dropped_total`, `sztp_device_table_devices`, `sztp_device_table_evicted_total` | – | journal and table |
 //!
@@ -48,6 +49,7 @@ use crate::config::Dhcp4;
 use crate::devices::{DeviceTable, Observation, Stage};
 use crate::dhcp::leases::{LeaseState, LeaseTable, Slot};
 use crate::dhcp::v4::server::Shared as Dhcp4Shared;
+use crate::dns::DnsStats;
 use crate::journal::{DeviceEvent, DeviceJournal};
 use crate::runtime::Published;
 
@@ -92,6 +94,13 @@ impl Service {
 pub struct DropLabels {
     /// Why the request was dropped.
     pub reason: String,
+}
+
+/// Labels of a per-relay-agent DHCP counter.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RelayLabels {
+    /// The relay agent's address (giaddr), `0.0.0.0` for a request that was not relayed.
+    relay: String,
 }
 
 /// The request/reply/drop counters of one service.
@@ -613,6 +622,36 @@ impl Source for Dhcp4Source {
             }
         }
         {
+            // Already inside dhcp4_dropped{reason="ignored"}: their own families, so a sum over
+            // the reasons stays the number of dropped requests.
+            let mut me = enc.encode_descriptor(
+                "dhcp4_no_subnet",
+                "Requests from a network with no configured subnet, per relay agent (0.0.0.0: \
+                 not relayed); also counted as dropped, reason ignored",
+                None,
+                MetricType::Counter,
+            )?;
+            let by_relay = st
+                .no_subnet
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone();
+            for (relay, v) in by_relay {
+                let l = RelayLabels {
+                    relay: relay.to_string(),
+                };
+                let fam = me.encode_family(&l)?;
+                ConstCounter::new(v).encode(fam)?;
+            }
+        }
+        counter(
+            enc,
+            "dhcp4_unsupported_hardware",
+            "Requests whose chaddr is not Ethernet and that carry no client identifier (RFC 4390 \
+             §2); also counted as dropped, reason ignored",
+            n(&st.unsupported_hardware),
+        )?;
+        {
             let g = ConstGauge::new(n(&st.journal_failing) as i64);
             let me = enc.encode_descriptor(
                 "dhcp4_lease_journal_failing",
@@ -634,6 +673,89 @@ impl Source for Dhcp4Source {
             None => Vec::new(),
         };
         encode_pools(enc, "dhcp4", &pools)
+    }
+}
+
+/// The DNS-specific numbers of a running unicast DNS or mDNS service, over a `Weak` of its
+/// [`DnsStats`] (set by `dns::serve` and `dns::mdns::serve` in the `dns` / `mdns` slot):
+/// `sztp_<svc>_srv_queries_total` (`_sztp._tcp` SRV questions, RFC 8572 §4.2.3),
+/// `sztp_<svc>_txt_queries_total{answer="record"|"nxdomain"}` (`<serial>._sztp` TXT
+/// questions), and for unicast `sztp_dns_forwarded_total` and `sztp_dns_truncated_total` (UDP
+/// answers sent with TC, RFC 7766). Requests, replies, drops and answers by RCODE are the
+/// shared [`ServiceCounters`] and `sztp_dns_answers_total`.
+pub struct DnsSource {
+    service: &'static str,
+    stats: Weak<DnsStats>,
+}
+
+impl DnsSource {
+    /// A source named `service` (`dns` or `mdns`, the metric prefix) over `stats`.
+    pub fn new(service: &'static str, stats: &Arc<DnsStats>) -> DnsSource {
+        DnsSource {
+            service,
+            stats: Arc::downgrade(stats),
+        }
+    }
+}
+
+impl std::fmt::Debug for DnsSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DnsSource")
+            .field("service", &self.service)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TxtLabels {
+    answer: &'static str,
+}
+
+impl Source for DnsSource {
+    fn encode(&self, enc: &mut DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
+        let Some(st) = self.stats.upgrade() else {
+            return Ok(());
+        };
+        let svc = self.service;
+        let n = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        counter(
+            enc,
+            &format!("{svc}_srv_queries"),
+            "_sztp._tcp SRV questions answered (RFC 8572 section 4.2.3)",
+            n(&st.srv_queries),
+        )?;
+        {
+            let name = format!("{svc}_txt_queries");
+            let mut me = enc.encode_descriptor(
+                &name,
+                "<serial>._sztp TXT questions, by whether a record answered them",
+                None,
+                MetricType::Counter,
+            )?;
+            for (answer, v) in [
+                ("record", n(&st.txt_answered)),
+                ("nxdomain", n(&st.txt_nxdomain)),
+            ] {
+                let l = TxtLabels { answer };
+                let fam = me.encode_family(&l)?;
+                ConstCounter::new(v).encode(fam)?;
+            }
+        }
+        if svc == "dns" {
+            counter(
+                enc,
+                "dns_forwarded",
+                "Queries outside the SZTP zones handed to [dns] forwarders",
+                n(&st.forwarded),
+            )?;
+            counter(
+                enc,
+                "dns_truncated",
+                "UDP answers cut to the client's size with TC set (RFC 7766)",
+                n(&st.truncated),
+            )?;
+        }
+        Ok(())
     }
 }
 

@@ -5,18 +5,42 @@ use std::str::FromStr;
 
 use crate::sztp::SztpUri;
 
+/// Lowercase hex digits, by value.
+const HEX: &[u8; 16] = b"0123456789abcdef";
+
 /// An Ethernet MAC address.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
 pub struct MacAddr(pub [u8; 6]);
 
+impl MacAddr {
+    /// The `aa:bb:cc:dd:ee:ff` text in a stack buffer: written for every lease record,
+    /// journal line and device-table entry, where going through the formatter six times per
+    /// address showed in the per-packet profile.
+    pub fn text(&self) -> MacText {
+        let mut b = [b':'; 17];
+        for (i, x) in self.0.iter().enumerate() {
+            b[i * 3] = HEX[usize::from(x >> 4)];
+            b[i * 3 + 1] = HEX[usize::from(x & 0xf)];
+        }
+        MacText(b)
+    }
+}
+
+/// A MAC address as 17 octets of lowercase colon hex ([`MacAddr::text`]).
+#[derive(Clone, Copy, Debug)]
+pub struct MacText([u8; 17]);
+
+impl MacText {
+    /// The text, `aa:bb:cc:dd:ee:ff`.
+    pub fn as_str(&self) -> &str {
+        // only ASCII hex digits and colons are ever written
+        std::str::from_utf8(&self.0).unwrap_or_default()
+    }
+}
+
 impl fmt::Display for MacAddr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let m = self.0;
-        write!(
-            f,
-            "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
-            m[0], m[1], m[2], m[3], m[4], m[5]
-        )
+        f.write_str(self.text().as_str())
     }
 }
 
@@ -138,11 +162,30 @@ fn glob_match(p: &[u8], t: &[u8]) -> bool {
 pub fn id_text(b: &[u8]) -> String {
     match std::str::from_utf8(b) {
         Ok(s) if !s.is_empty() && s.chars().all(|c| !c.is_control()) => s.to_string(),
-        _ => b
-            .iter()
-            .map(|x| format!("{x:02x}"))
-            .collect::<Vec<_>>()
-            .join(":"),
+        _ => {
+            let mut out = String::with_capacity(b.len() * 3);
+            for (i, x) in b.iter().enumerate() {
+                if i > 0 {
+                    out.push(':');
+                }
+                out.push(char::from(HEX[usize::from(x >> 4)]));
+                out.push(char::from(HEX[usize::from(x & 0xf)]));
+            }
+            out
+        }
+    }
+}
+
+/// DHCPv4 option 61 as text, when it is text: a type octet of 0 ("the rest is not a hardware
+/// address", RFC 2132 §9.14) followed by printable UTF-8, as Cisco IOS sends
+/// `\0cisco-0200.0000.0041-Vl1`. `None` for any other identifier.
+pub fn client_id_text(id: &[u8]) -> Option<String> {
+    let (&0, rest) = id.split_first()? else {
+        return None;
+    };
+    match std::str::from_utf8(rest) {
+        Ok(s) if !s.is_empty() && s.chars().all(|c| !c.is_control()) => Some(s.to_string()),
+        _ => None,
     }
 }
 
@@ -181,6 +224,15 @@ impl ClientId {
     pub fn as_bytes(&self) -> &[u8] {
         match self {
             ClientId::Dhcp4(b) | ClientId::Duid(b) => b,
+        }
+    }
+
+    /// What `match.client-id` patterns see: a DHCPv4 identifier of type 0 as the text after
+    /// the type octet ([`client_id_text`]), else the identifier as [`id_text`] renders it.
+    pub fn text(&self) -> String {
+        match self {
+            ClientId::Dhcp4(b) => client_id_text(b).unwrap_or_else(|| id_text(b)),
+            ClientId::Duid(b) => id_text(b),
         }
     }
 }
@@ -279,6 +331,9 @@ pub enum UriForm {
     Authority,
     /// The full get-bootstrapping-data URL (OPI sztp-agent).
     OperationUrl,
+    /// A bare `host:port` (port 443 when the URI has none), not a URI: the fl-sztp client
+    /// (interop.md §1). Only with the `text` encoding.
+    HostPort,
 }
 
 /// A named owner bootstrap server.
@@ -321,6 +376,12 @@ fn any_glob(globs: &[Glob], value: Option<&str>) -> bool {
     globs.is_empty() || value.is_some_and(|v| globs.iter().any(|g| g.matches(v)))
 }
 
+/// [`any_glob`] over a value rendered only when a pattern needs it: identifiers are turned
+/// into text (an allocation, hex for binary ones) per rule tried, on every packet.
+fn any_glob_with(globs: &[Glob], value: impl FnOnce() -> Option<String>) -> bool {
+    globs.is_empty() || any_glob(globs, value().as_deref())
+}
+
 impl Match {
     /// Whether every non-empty key matches `f`.
     pub fn matches(&self, f: &DeviceFacts) -> bool {
@@ -332,21 +393,9 @@ impl Match {
                 || f.user_class
                     .iter()
                     .any(|u| self.user_class.iter().any(|g| g.matches(u))))
-            && any_glob(
-                &self.client_id,
-                f.client_id
-                    .as_ref()
-                    .map(|c| id_text(c.as_bytes()))
-                    .as_deref(),
-            )
-            && any_glob(
-                &self.circuit_id,
-                f.circuit_id.as_deref().map(id_text).as_deref(),
-            )
-            && any_glob(
-                &self.remote_id,
-                f.remote_id.as_deref().map(id_text).as_deref(),
-            )
+            && any_glob_with(&self.client_id, || f.client_id.as_ref().map(ClientId::text))
+            && any_glob_with(&self.circuit_id, || f.circuit_id.as_deref().map(id_text))
+            && any_glob_with(&self.remote_id, || f.remote_id.as_deref().map(id_text))
             && any_glob(&self.interface, f.interface.as_deref())
             && any_glob(&self.serial, f.serial.as_ref().map(|s| s.value.as_str()))
             && any_glob(&self.hw_model, f.hw_model.as_deref())
@@ -419,6 +468,7 @@ impl Decision {
             .map(|u| match form {
                 UriForm::Authority => u.authority(),
                 UriForm::OperationUrl => u.operation_url(),
+                UriForm::HostPort => u.host_port(),
             })
             .collect()
     }
@@ -686,5 +736,9 @@ mod tests {
         assert!("00:1c:73:00:00:00/49".parse::<MacPattern>().is_err());
         assert_eq!(id_text(b"Gi0/1"), "Gi0/1");
         assert_eq!(id_text(&[1, 2, 0xff]), "01:02:ff");
+        assert_eq!(id_text(&[0xab]), "ab");
+        let m = MacAddr([0x02, 0xab, 0, 0x10, 0xff, 0x09]);
+        assert_eq!(m.to_string(), "02:ab:00:10:ff:09");
+        assert_eq!(m.to_string().parse::<MacAddr>(), Ok(m));
     }
 }

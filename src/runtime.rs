@@ -146,6 +146,16 @@ impl Events {
         }
     }
 
+    /// [`Events::emit`] for a caller done with `ev`: the device table takes it without a copy.
+    pub fn emit_owned(&self, ev: DeviceEvent) {
+        if let Some(j) = &self.journal {
+            j.record(&ev);
+        }
+        if let Some(t) = &self.table {
+            t.submit_owned(ev);
+        }
+    }
+
     /// The device table behind this sink, if any.
     pub fn table(&self) -> Option<&Arc<DeviceTable>> {
         self.table.as_ref()

@@ -77,6 +77,35 @@ fn reference_config_model() {
 }
 
 #[test]
+fn conformance_model() {
+    use sztp_redirector::policy::{UriEncoding, UriForm};
+    let path = Path::new(MANIFEST).join("tests/fixtures/config/good/conformance.toml");
+    let c = load(&path).unwrap();
+    assert!(
+        c.rules[0].redirect_to.is_empty(),
+        "redirect-to = [] is allowed"
+    );
+    assert_eq!(
+        (c.rules[1].encoding, c.rules[1].form),
+        (UriEncoding::Text, UriForm::HostPort)
+    );
+    let d4 = c.dhcp4.as_ref().unwrap();
+    assert!(d4.authoritative);
+    assert!(
+        d4.subnets[0].authoritative,
+        "inherits [dhcp4] authoritative"
+    );
+    assert!(!d4.subnets[1].authoritative, "the subnet's own value wins");
+    assert_eq!(
+        d4.subnets[1].reservations[0].hostname.as_deref(),
+        Some("switch-1")
+    );
+    // absent everywhere: not authoritative (RFC 2131 §4.3.2 silence, as Kea and ISC dhcpd)
+    let q = load(&Path::new(MANIFEST).join("config/quickstart.toml")).unwrap();
+    assert!(!q.dhcp4.unwrap().subnets[0].authoritative);
+}
+
+#[test]
 fn quickstart_model() {
     let c = load(&Path::new(MANIFEST).join("config/quickstart.toml")).unwrap();
     assert_eq!(c.appliance.state_dir, Path::new("target/quickstart-state"));
@@ -85,12 +114,11 @@ fn quickstart_model() {
         (d4.interfaces.as_slice(), d4.port),
         (&["lo".to_string()][..], 6767)
     );
-    assert!(c.dns.is_none() && c.dhcp6.is_none());
-    let rs = c.redirect_server.unwrap();
-    assert_eq!(rs.listen, ["127.0.0.1:9443".parse().unwrap()]);
-    // the lab rule (by serial, one owner server) first, then the default (both)
-    assert_eq!(c.rules[0].redirect_to.len(), 1);
-    assert_eq!(c.rules[1].redirect_to.len(), 2);
+    assert!(c.redirect_server.is_none() && c.dhcp6.is_none());
+    let dns = c.dns.unwrap();
+    assert_eq!(dns.listen, ["127.0.0.1:8053".parse().unwrap()]);
+    assert!(dns.mdns.is_none());
+    assert_eq!(c.rules[0].redirect_to.len(), 2);
 }
 
 #[test]

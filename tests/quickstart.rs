@@ -37,7 +37,7 @@ fn quickstart_script_shows_a_device_being_redirected() {
         text.contains("02:00:00:53:5a:50  192.0.2.100"),
         "devices table: {text}"
     );
-    // (the STAGE column is as wide as its longest value: redirect-served, step 4)
+    // the STAGE column is as wide as its longest entry (dns-answered)
     assert!(
         text.lines().any(|l| l.starts_with("02:00:00:53:5a:50")
             && l.contains(" dhcp-acked ")
@@ -52,32 +52,34 @@ fn quickstart_script_shows_a_device_being_redirected() {
         text.contains("DHCPv4 ACK 192.0.2.100: asked for option 143"),
         "{text}"
     );
-    // step 4: the redirect server, by serial, to the owner's bootstrap server (test double)
+    // step 3: DNS, the probe's TXT then SRV lookups, and the device it shows in the table
     assert!(
-        text.contains("listening for restconf on 127.0.0.1:9443"),
+        text.contains("listening for dns on udp 127.0.0.1:8053"),
         "{text}"
     );
     assert!(
         text.contains(
-            "answer: unsigned redirect-information (JSON, 1.2.840.113549.1.9.16.1.43), 1 bootstrap server:\n    1. https://127.0.0.1:9444"
+            "1. TXT SN0001._sztp.staging.example.com dns @127.0.0.1:8053: 127.0.0.1 answered: \
+             ci redirect-information\n   1. https://sztp.owner.example.com:8443"
         ),
         "{text}"
     );
     assert!(
-        text.contains("result: bootstrapping data from https://127.0.0.1:9444 after 2 hops"),
-        "{text}"
-    );
-    assert!(
-        text.contains("owner's bootstrap server: 1 get-bootstrapping-data request(s) recorded"),
+        text.contains("answered: 2 SRV target(s)\n   1. https://sztp.owner.example.com:8443"),
         "{text}"
     );
     assert!(
         text.contains(
-            "redirect-served  handed-off: got redirect-information naming https://127.0.0.1:9444"
+            "dns-answered  handed-off: got its SZTP TXT record naming the owner's bootstrap \
+             server (https://sztp.owner.example.com:8443"
         ),
         "{text}"
     );
-    // SLOTS 2-3 (DHCPv6, DNS): each service's engineer asserts its step here
+    assert!(
+        text.contains("\"proto\":\"dns\",\"event\":\"answered\",\"transport\":\"udp\""),
+        "{text}"
+    );
+    // SLOTS 2 and 4 (DHCPv6, RESTCONF): each service's engineer asserts its step here
     assert!(text.contains("--- 2. DHCPv6"), "{text}");
     assert!(text.contains("\"event\":\"ack\""), "{text}");
     assert!(text.contains("\"requested_143\":true"), "{text}");

@@ -9,9 +9,9 @@
 # config/quickstart.toml, a probe step here, a line in tests/quickstart.rs):
 #   1. DHCPv4 (relay path): an address and option 143                     served
 #   2. DHCPv6 (relay path): an address and option 136                     SLOT (issue 7)
-#   3. DNS: _sztp._tcp SRV and <serial>._sztp TXT                         SLOT (issue 8)
+#   3. DNS: _sztp._tcp SRV and <serial>._sztp TXT                         served
 #   4. RESTCONF get-bootstrapping-data on the redirect server, and the
-#      owner's bootstrap server (a test double) reached through it        served
+#      owner's bootstrap server (a test double) reached through it        SLOT (issue 9)
 #   5. the device's timeline (`devices`) and the status page              served
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -39,35 +39,19 @@ echo "--- 1. DHCPv4: a device asks (probe as relay agent 127.0.0.1, link 192.0.2
 # as a relay agent asking for an address and option 136, e.g. "$bin" probe ... --relay ...
 echo "--- 2. DHCPv6 (option 136): not served by this version yet"
 
-# ---- SLOT 3, DNS (issue 8): [dns] on a loopback high port, then the device's lookups:
-# _sztp._tcp SRV and <serial>._sztp TXT (probe, or dig -p PORT @127.0.0.1).
-echo "--- 3. DNS (_sztp._tcp SRV, <serial>._sztp TXT): not served by this version yet"
+echo "--- 3. DNS: a device with serial SN0001 looks up its TXT record, then the SRV:"
+"$bin" probe --dns-server 127.0.0.1:8053 --domain staging.example.com --serial SN0001
 
-echo "--- 4. RESTCONF: a lab device asks the redirect server with its serial (probe, Basic user"
-echo "    QS-0001) and follows the redirect to the owner's bootstrap server (a test double):"
-# the owner's bootstrap server: tests/owner_double.py (Python standard library only) with a
-# throw-away certificate; devices do not check the redirect server's or its certificate here
-owner_dir=target/quickstart-owner
-rm -rf "$owner_dir" && mkdir -p "$owner_dir"
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 \
-  -subj /CN=owner.example.com -keyout "$owner_dir/key.pem" -out "$owner_dir/cert.pem" 2>/dev/null
-/usr/bin/python3 tests/owner_double.py --cert "$owner_dir/cert.pem" --key "$owner_dir/key.pem" \
-  --record "$owner_dir/arrivals.jsonl" --port 9444 > "$owner_dir/owner.log" &
-owner=$!
-trap 'kill "$server" "$owner" 2>/dev/null || true; wait "$server" "$owner" 2>/dev/null || true' EXIT
-for _ in $(seq 100); do
-  grep -q "listening on" "$owner_dir/owner.log" && break
-  sleep 0.1
-done
-"$bin" probe --restconf https://127.0.0.1:9443 --serial QS-0001 --hw-model quickstart-model
-echo "owner's bootstrap server: $(grep -c get-bootstrapping-data "$owner_dir/arrivals.jsonl") get-bootstrapping-data request(s) recorded"
+# ---- SLOT 4, RESTCONF (issue 9): [redirect-server] on a loopback high port and an owner
+# bootstrap-server test double; the probe follows option 143 to the redirect server
+# (get-bootstrapping-data) and on to the owner's server.
+echo "--- 4. RESTCONF redirect to the owner's bootstrap server: not served by this version yet"
 
 echo "--- 5. the device's journey (sztp-redirector devices, from the status API):"
-# the status server folds each step just after the reply has left: wait for the ACK's
+# the status server folds each step just after the reply has left: wait for the last ones
 for _ in $(seq 50); do
   "$bin" devices --config "$cfg" --json "$mac" 2>/dev/null | grep -q '"dhcp-acked"' &&
-    "$bin" devices --config "$cfg" --json QS-0001 2>/dev/null | grep -q '"redirect-served"' &&
-    break
+    "$bin" devices --config "$cfg" --json SN0001 2>/dev/null | grep -q '"dns-answered"' && break
   sleep 0.1
 done
 "$bin" devices --config "$cfg"
@@ -75,7 +59,7 @@ done
 echo "--- status page: http://127.0.0.1:9143/ (metrics: http://127.0.0.1:9143/metrics)"
 echo "--- leases:"
 "$bin" leases --config "$cfg"
-echo "--- stop (SIGTERM), then the device journal's last DHCPv4 event:"
+echo "--- stop (SIGTERM), then the device journal's last two events (the ACK, the TXT answer):"
 kill -TERM "$server"
 wait "$server"
-grep '"proto":"dhcp4"' target/quickstart-state/devices.jsonl | tail -n 1
+tail -n 2 target/quickstart-state/devices.jsonl

@@ -126,7 +126,7 @@ pub(crate) struct RawRule {
     pub(crate) redirect_to: StrList,
     pub(crate) via: Option<Spanned<RawVia>>,
     pub(crate) dhcp_uri_encoding: Option<RawUriEncoding>,
-    pub(crate) dhcp_uri_form: Option<RawUriForm>,
+    pub(crate) dhcp_uri_form: Option<Spanned<RawUriForm>>,
     pub(crate) dhcp_always_send: Option<bool>,
 }
 
@@ -164,6 +164,7 @@ pub(crate) enum RawUriEncoding {
 pub(crate) enum RawUriForm {
     Authority,
     OperationUrl,
+    HostPort,
 }
 
 #[derive(Debug, Deserialize)]
@@ -184,6 +185,7 @@ pub(crate) struct RawDhcp4 {
     pub(crate) server_id: Option<Str>,
     pub(crate) offer_time: Option<Str>,
     pub(crate) decline_time: Option<Str>,
+    pub(crate) authoritative: Option<bool>,
     #[serde(default)]
     pub(crate) subnet: Vec<Spanned<RawSubnet4>>,
 }
@@ -203,6 +205,7 @@ pub(crate) struct RawSubnet4 {
     pub(crate) lease_time: Option<Str>,
     pub(crate) renewal_time: Option<Str>,
     pub(crate) rebinding_time: Option<Str>,
+    pub(crate) authoritative: Option<bool>,
     #[serde(default)]
     pub(crate) reservation: Vec<Spanned<RawReservation4>>,
 }
@@ -259,6 +262,7 @@ pub(crate) struct RawDns {
 pub(crate) struct RawMdns {
     pub(crate) enabled: Option<bool>,
     pub(crate) interfaces: Option<StrList>,
+    pub(crate) hostname: Option<Str>,
 }
 
 #[derive(Debug, Deserialize)]

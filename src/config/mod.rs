@@ -286,6 +286,8 @@ pub struct Dhcp4 {
     pub offer_time: Duration,
     /// How long a DECLINEd address is quarantined (`decline-time`, default 1h).
     pub decline_time: Duration,
+    /// `authoritative` (default false): the default of every subnet's own `authoritative`.
+    pub authoritative: bool,
     /// `[[dhcp4.subnet]]`, in file order.
     pub subnets: Vec<Subnet4>,
 }
@@ -311,6 +313,13 @@ pub struct Subnet4 {
     pub renewal_time: Option<Duration>,
     /// Option 59; default 7/8 of the lease time.
     pub rebinding_time: Option<Duration>,
+    /// `authoritative`, else `[dhcp4] authoritative`: whether this server is the only one that
+    /// knows the subnet's bindings. True: a REQUEST for an address this server cannot give
+    /// (another client's, another network's, or from a client it has no record of) gets a
+    /// NAK. False (the default, as Kea and ISC dhcpd): a client this server has no record of
+    /// gets no answer, so another server on the segment may keep serving it (RFC 2131
+    /// §4.3.2).
+    pub authoritative: bool,
     /// `[[dhcp4.subnet.reservation]]`, in file order.
     pub reservations: Vec<Reservation4>,
 }
@@ -368,7 +377,8 @@ pub struct Reservation4 {
     pub mac: MacAddr,
     /// The address it always gets.
     pub address: Ipv4Addr,
-    /// `hostname`, informational.
+    /// `hostname`: sent as option 12 (RFC 2132 §3.14) when the client asks for it or sends
+    /// its own, and recorded in the lease.
     pub hostname: Option<String>,
 }
 
@@ -431,6 +441,9 @@ pub struct Dns {
 pub struct Mdns {
     /// Interface names.
     pub interfaces: Vec<String>,
+    /// The appliance's `<hostname>.local` name (one DNS label, lowercase). `None`: the system
+    /// host name's first label, read when the responder starts.
+    pub hostname: Option<String>,
 }
 
 /// `[status]`: the operator's status server (device table, metrics, leases over HTTP).

@@ -707,13 +707,8 @@ fn rules(
         let name = r.name.get_ref();
         unique_name(cx, &mut seen, &r.name, format!("rule[{i}].name"), "rule");
         let key = format!("rule[{i}].redirect-to");
-        if r.redirect_to.get_ref().is_empty() {
-            cx.err(
-                r.redirect_to.span(),
-                &key,
-                "needs at least one bootstrap-server name",
-            );
-        }
+        // an empty list is allowed: the rule's devices are excluded from SZTP (no option
+        // 143/136, no SRV/TXT, no redirect), e.g. OpenConfig bootz devices that reuse 143/136
         let redirect_to = resolve(cx, &r.redirect_to, &key, servers, raw);
         let via = r.via.as_ref().map(|v| match v.get_ref() {
             RawVia::RedirectServer => Via::RedirectServer,
@@ -771,19 +766,33 @@ fn rules(
                 serial_verified: m.serial_verified,
             },
         };
+        let encoding = match r.dhcp_uri_encoding {
+            None | Some(RawUriEncoding::Rfc8572) => UriEncoding::Rfc8572,
+            Some(RawUriEncoding::Text) => UriEncoding::Text,
+        };
+        let form = match r.dhcp_uri_form.as_ref().map(Spanned::get_ref) {
+            None | Some(RawUriForm::Authority) => UriForm::Authority,
+            Some(RawUriForm::OperationUrl) => UriForm::OperationUrl,
+            Some(RawUriForm::HostPort) => UriForm::HostPort,
+        };
+        if let (UriForm::HostPort, UriEncoding::Rfc8572, Some(v)) =
+            (form, encoding, &r.dhcp_uri_form)
+        {
+            // a bare host:port is not a URI: the RFC 8572 list would carry a string no
+            // conforming client can use (interop.md §1: only fl-sztp reads it, as text)
+            cx.err(
+                v.span(),
+                format!("rule[{i}].dhcp-uri-form"),
+                "\"host-port\" needs dhcp-uri-encoding = \"text\" (RFC 8572 §8.3 lists carry URIs)",
+            );
+        }
         out.push(Rule {
             name: name.clone(),
             matches,
             redirect_to,
             via,
-            encoding: match r.dhcp_uri_encoding {
-                None | Some(RawUriEncoding::Rfc8572) => UriEncoding::Rfc8572,
-                Some(RawUriEncoding::Text) => UriEncoding::Text,
-            },
-            form: match r.dhcp_uri_form {
-                None | Some(RawUriForm::Authority) => UriForm::Authority,
-                Some(RawUriForm::OperationUrl) => UriForm::OperationUrl,
-            },
+            encoding,
+            form,
             always_send: r.dhcp_always_send.unwrap_or(false),
         });
     }
@@ -1047,6 +1056,7 @@ fn dhcp4(cx: &mut Ctx<'_>, raw: &RawConfig) -> Option<Dhcp4> {
         Duration::from_secs(3600),
         DECLINE_TIME,
     );
+    let authoritative = d.authoritative.unwrap_or(false);
     if let Some(p) = &d.client_port {
         if *p.get_ref() == 0 {
             cx.err(
@@ -1186,6 +1196,7 @@ fn dhcp4(cx: &mut Ctx<'_>, raw: &RawConfig) -> Option<Dhcp4> {
                 lease_time,
                 renewal_time,
                 rebinding_time,
+                authoritative: sn.authoritative.unwrap_or(authoritative),
                 reservations,
             });
         }
@@ -1197,6 +1208,7 @@ fn dhcp4(cx: &mut Ctx<'_>, raw: &RawConfig) -> Option<Dhcp4> {
         server_id,
         offer_time,
         decline_time,
+        authoritative,
         subnets,
     })
 }
@@ -1308,10 +1320,19 @@ fn dns(cx: &mut Ctx<'_>, raw: &RawConfig) -> Option<Dns> {
         if m.enabled == Some(false) {
             return None;
         }
+        let hostname = m
+            .hostname
+            .as_ref()
+            .and_then(|h| cx.parse(h, "dns.mdns.hostname", parse_host_label));
         Some(Mdns {
             interfaces: cx.interfaces(&m.interfaces, "dns.mdns", &mspan),
+            hostname,
         })
     });
+    serials_are_labels(cx, raw);
+    if !zones.is_empty() {
+        domains_are_zones(cx, raw, &zones);
+    }
     Some(Dns {
         listen,
         zones,
@@ -1320,6 +1341,100 @@ fn dns(cx: &mut Ctx<'_>, raw: &RawConfig) -> Option<Dns> {
         hosts,
         mdns,
     })
+}
+
+/// With DNS on, every `[[device]]` serial names one DNS label, `<serial>._sztp.<zone>` (RFC
+/// 8572 §4.2.2): 1–63 octets of printable ASCII, no `.` (a dot would split the label) and no
+/// space.
+fn serials_are_labels(cx: &mut Ctx<'_>, raw: &RawConfig) {
+    for (i, d) in raw.device.iter().enumerate() {
+        let Some(s) = &d.get_ref().serial else {
+            continue;
+        };
+        if s.get_ref().is_empty() {
+            continue; // reported by devices()
+        }
+        if let Err(m) = serial_label(s.get_ref()) {
+            cx.err(s.span(), format!("device[{i}].serial"), m);
+        }
+    }
+}
+
+/// Whether `serial` can be the one label of `<serial>._sztp.<zone>`.
+pub(crate) fn serial_label(serial: &str) -> Result<(), String> {
+    let why = if serial.len() > 63 {
+        "it is longer than 63 octets"
+    } else if serial.contains('.') {
+        "it contains '.', which would split it into several labels"
+    } else if !serial.bytes().all(|b| b.is_ascii_graphic()) {
+        "only printable ASCII without spaces is allowed"
+    } else {
+        return Ok(());
+    };
+    Err(format!(
+        "serial {serial:?} is not a single DNS label for <serial>._sztp.<zone> (RFC 8572 §4.2.2): {why}"
+    ))
+}
+
+/// A device looks for `<serial>._sztp.<domain>` and `_sztp._tcp.<domain>` under the domain DHCP
+/// gave it (options 15 and 119, DHCPv6 option 24): each such domain must be a zone we serve.
+fn domains_are_zones(cx: &mut Ctx<'_>, raw: &RawConfig, zones: &[String]) {
+    let mut handed_out: Vec<(String, &Str)> = Vec::new();
+    if let Some(d) = raw
+        .dhcp4
+        .as_ref()
+        .filter(|d| d.get_ref().enabled != Some(false))
+    {
+        for (i, sn) in d.get_ref().subnet.iter().enumerate() {
+            let sn = sn.get_ref();
+            if let Some(n) = &sn.domain_name {
+                handed_out.push((format!("dhcp4.subnet[{i}].domain-name"), n));
+            }
+            for (j, n) in sn.domain_search.iter().flatten().enumerate() {
+                handed_out.push((format!("dhcp4.subnet[{i}].domain-search[{j}]"), n));
+            }
+        }
+    }
+    if let Some(d) = raw
+        .dhcp6
+        .as_ref()
+        .filter(|d| d.get_ref().enabled != Some(false))
+    {
+        for (i, sn) in d.get_ref().subnet.iter().enumerate() {
+            for (j, n) in sn.get_ref().domain_search.iter().enumerate() {
+                handed_out.push((format!("dhcp6.subnet[{i}].domain-search[{j}]"), n));
+            }
+        }
+    }
+    for (key, name) in handed_out {
+        // a malformed name has its own error already
+        let Ok(domain) = parse_dns_name(name.get_ref()) else {
+            continue;
+        };
+        if !zones.contains(&domain) {
+            cx.err(
+                name.span(),
+                key,
+                format!(
+                    "domain {domain:?} is handed out by DHCP but is not one of dns.zones ({}): \
+                     a device would look for _sztp._tcp.{domain} and <serial>._sztp.{domain} \
+                     and find nothing",
+                    zones.join(", ")
+                ),
+            );
+        }
+    }
+}
+
+/// `[dns.mdns] hostname`: one DNS label, the `<hostname>.local` of the appliance.
+fn parse_host_label(s: &str) -> Result<String, String> {
+    let name = parse_dns_name(s)?;
+    if name.contains('.') {
+        return Err(format!(
+            "{s:?} is not a single label: the name is <hostname>.local (give \"appliance\", not \"appliance.local\")"
+        ));
+    }
+    Ok(name)
 }
 
 fn status(cx: &mut Ctx<'_>, raw: &RawConfig) -> Option<Status> {

@@ -46,6 +46,7 @@ use serde::Serialize;
 
 use crate::dhcp::leases::{Lease4, LeaseState};
 use crate::journal::rfc3339;
+use crate::policy::client_id_text;
 use crate::ratelimit::LogLimiter;
 use crate::state_dir::{Access, StateDir};
 
@@ -585,6 +586,8 @@ struct LeaseRow {
     expires: String,
     remaining: String,
     client_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    client_id_text: Option<String>,
     hostname: Option<String>,
     expires_unix: u64,
 }
@@ -598,6 +601,7 @@ impl LeaseRow {
             expires: rfc3339(l.expires),
             remaining: remaining(l.expires, now),
             client_id: l.client_id.as_ref().map(hex::encode),
+            client_id_text: l.client_id.as_deref().and_then(client_id_text),
             hostname: l.hostname.clone(),
             expires_unix: l.expires,
         }
@@ -653,11 +657,20 @@ pub fn render_leases(
         .map(|r| {
             [
                 r.address,
-                r.mac,
+                // a client keyed by option 61 alone (RFC 4390) has no MAC
+                if r.mac == "00:00:00:00:00:00" && r.client_id.is_some() {
+                    "-".into()
+                } else {
+                    r.mac
+                },
                 r.state.to_owned(),
                 r.expires,
                 r.remaining,
-                r.client_id.unwrap_or_else(|| "-".into()),
+                r.client_id_text
+                    .as_deref()
+                    .map(|t| crate::text::printable(t).into_owned())
+                    .or(r.client_id)
+                    .unwrap_or_else(|| "-".into()),
                 r.hostname
                     .as_deref()
                     .map_or_else(|| "-".into(), |h| crate::text::printable(h).into_owned()),

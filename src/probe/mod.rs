@@ -3,8 +3,11 @@
 //! Two ways onto the segment: `--interface` (raw frames, needs CAP_NET_RAW, sees every server on
 //! the link) and `--relay` (a UDP socket acting as a relay agent, no privileges). Exit codes: 0
 //! an ACK (with or without option 143), 2 a NAK or no ACK, 3 no server answered, 1 local error.
+//! DNS mode (`--dns-server`/`--domain` and/or `--mdns`, with `--serial`) makes the RFC 8572
+//! §4.2 lookups instead ([`dns`]): 0 a redirect or SRV found, 2 answers without one, 3 none.
 
 pub(crate) mod dhcp4;
+pub(crate) mod dns;
 pub(crate) mod exchange;
 pub mod restconf;
 pub(crate) mod signed;
@@ -21,7 +24,7 @@ use exchange::{RawTransport, RelayTransport, Timing};
 
 /// `probe` options.
 #[derive(Args, Debug, Clone)]
-#[command(group(clap::ArgGroup::new("via").required(true).args(["interface", "relay", "restconf", "bundle"])))]
+#[command(group(clap::ArgGroup::new("via").required(true).multiple(true).args(["interface", "relay", "dns_server", "mdns", "restconf", "bundle"])))]
 pub struct ProbeArgs {
     /// Act as a device on IFACE with raw frames (root or CAP_NET_RAW)
     #[arg(long, value_name = "IFACE")]
@@ -87,10 +90,6 @@ pub struct ProbeArgs {
     /// After DHCP, follow the option-143 URIs with RESTCONF as a device would
     #[arg(long, conflicts_with = "restconf")]
     pub follow: bool,
-    /// RESTCONF: HTTP Basic user name (the device serial), sent with an empty password; with
-    /// signed data and --bundle also the serial the voucher's serial-number must match
-    #[arg(long)]
-    pub serial: Option<String>,
     /// RESTCONF: TLS client certificate chain (PEM)
     #[arg(long, value_name = "PEM", requires = "client_key")]
     pub client_cert: Option<std::path::PathBuf>,
@@ -123,6 +122,31 @@ pub struct ProbeArgs {
     /// as a device does (RFC 8572 §5.4)
     #[arg(long, value_name = "FILE")]
     pub manufacturer_ca: Option<std::path::PathBuf>,
+    /// DNS mode: ask this unicast DNS server (ADDR, ADDR:PORT or [V6]:PORT; port 53 by default)
+    #[arg(long, value_name = "ADDR[:PORT]", value_parser = parse_dns_server, requires = "domain", conflicts_with_all = ["interface", "relay"])]
+    pub dns_server: Option<SocketAddr>,
+    /// DNS mode: the domain of the unicast lookups (<serial>._sztp.<domain>, _sztp._tcp.<domain>)
+    #[arg(long, requires = "dns_server")]
+    pub domain: Option<String>,
+    /// DNS mode: ask mDNS on IFACE (<serial>._sztp.local, _sztp._tcp.local)
+    #[arg(long, value_name = "IFACE", conflicts_with_all = ["interface", "relay"])]
+    pub mdns: Option<String>,
+    /// The device serial number: DNS mode's TXT lookups (without it only SRV is asked); the
+    /// RESTCONF HTTP Basic user name (sent with an empty password); with signed data (and
+    /// --bundle) the serial the voucher's serial-number must match
+    #[arg(long)]
+    pub serial: Option<String>,
+}
+
+fn parse_dns_server(s: &str) -> Result<SocketAddr, String> {
+    if let Ok(a) = s.parse::<SocketAddr>() {
+        return Ok(a);
+    }
+    s.parse::<IpAddr>()
+        .map(|ip| SocketAddr::new(ip, 53))
+        .map_err(|_| {
+            format!("{s:?} is not an address (192.0.2.53, 192.0.2.53:5353, [2001:db8::53]:53)")
+        })
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -308,6 +332,21 @@ fn follow(args: &ProbeArgs, uris: &[String]) -> Result<restconf::RestconfReport,
 pub fn main(args: ProbeArgs) -> i32 {
     if let Some(dir) = &args.bundle {
         return signed::bundle_main(dir, args.serial.as_deref(), args.manufacturer_ca.as_deref());
+    }
+    if args.dns_server.is_some() || args.mdns.is_some() {
+        let report = dns::run(
+            args.serial.as_deref(),
+            args.domain.as_deref(),
+            args.dns_server,
+            args.mdns.as_deref(),
+            args.wait,
+        );
+        if args.json {
+            println!("{}", report.to_json());
+        } else {
+            print!("{}", report.render_text());
+        }
+        return report.exit_code();
     }
     if let Some(url) = &args.restconf {
         return match follow(&args, std::slice::from_ref(url)) {

@@ -129,12 +129,68 @@ impl SztpUri {
 
     /// `https://host[:port]`, as configured (RFC 8572 §8.3 form).
     pub fn authority(&self) -> String {
-        self.to_string()
+        // rendered for every OFFER and ACK: names and IPv4 literals without the formatter
+        let mut s = String::with_capacity(48);
+        s.push_str("https://");
+        match &self.host {
+            Host::Name(n) => s.push_str(n),
+            Host::V4(a) => push_ipv4(&mut s, *a),
+            Host::V6(a) => {
+                use std::fmt::Write as _;
+                let _ = write!(s, "[{a}]");
+            }
+        }
+        if let Some(p) = self.port {
+            s.push(':');
+            push_decimal(&mut s, u32::from(p));
+        }
+        s
+    }
+
+    /// `host:port` with the effective port (`[2001:db8::1]:443` for an IPv6 literal): what
+    /// the fl-sztp client reads from option 143/136 (interop.md §1).
+    pub fn host_port(&self) -> String {
+        format!("{}:{}", self.host, self.effective_port())
     }
 
     /// The full get-bootstrapping-data URL, for agents that use the URL verbatim (OPI).
     pub fn operation_url(&self) -> String {
         format!("{self}{OPERATION_PATH}")
+    }
+}
+
+/// `a` in dotted decimal, as its `Display` writes it, without the formatter (per-packet
+/// device-table and option 143 text).
+pub(crate) fn ipv4_text(a: std::net::Ipv4Addr) -> String {
+    let mut s = String::with_capacity(15);
+    push_ipv4(&mut s, a);
+    s
+}
+
+fn push_ipv4(s: &mut String, a: std::net::Ipv4Addr) {
+    for (i, o) in a.octets().iter().enumerate() {
+        if i > 0 {
+            s.push('.');
+        }
+        push_decimal(s, u32::from(*o));
+    }
+}
+
+/// Appends `n` in decimal.
+fn push_decimal(s: &mut String, n: u32) {
+    let mut digits = [0u8; 10];
+    let mut i = digits.len();
+    let mut n = n;
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    for d in &digits[i..] {
+        s.push(char::from(*d));
     }
 }
 
@@ -223,5 +279,25 @@ mod tests {
             u.operation_url(),
             "https://192.0.2.1:8443/restconf/operations/ietf-sztp-bootstrap-server:get-bootstrapping-data"
         );
+    }
+
+    #[test]
+    fn authority_is_the_display_form() {
+        for u in [
+            "https://sztp1.example.test:8443",
+            "https://sztp1.example.test",
+            "https://192.0.2.1",
+            "https://198.51.100.255:65535",
+            "https://0.0.0.9:1",
+            "https://[2001:db8::1]:8443",
+            "https://[fd00::a:0:0:1]",
+        ] {
+            let p = SztpUri::parse(u).unwrap();
+            assert_eq!(p.authority(), p.to_string(), "{u}");
+            assert_eq!(p.authority(), u);
+        }
+        for a in ["0.0.0.0", "192.0.2.1", "255.255.255.255", "10.100.9.250"] {
+            assert_eq!(ipv4_text(a.parse().unwrap()), a);
+        }
     }
 }

@@ -2,7 +2,18 @@
 # DHCPv4 throughput side by side: kea-dhcp4 (memfile, persist) vs sztp-redirector, same box,
 # same veth pair in throwaway namespaces, same pool and option 143, perfdhcp -4 as a relay.
 #
-# usage: tests/bench/dhcp4.sh [--kea-only | --ours-only]
+# usage: tests/bench/dhcp4.sh [--kea-only | --ours-only] [--sweep | --pinned | --avalanche | --callgrind | --perfstat]
+#   --sweep      (default) the rate sweep, RSS and CPU-per-lease runs below
+#   --pinned     CPU time per 1,000 completed DORA at a fixed PINNED_RATE, the server pinned to
+#                CPU 1 and perfdhcp to CPU 0 (taskset): ours, kea single-threaded and kea
+#                multi-threaded (the issue-12 measure)
+#   --avalanche  perfdhcp --scenario avalanche with AVALANCHE_CLIENTS (default "500 5000")
+#                clients: time until every client is leased, ours and kea
+#   --perfstat   ours only: perf stat software counters (task clock, context switches) of the
+#                server for CALLGRIND_EXCHANGES exchanges at PINNED_RATE, per 1,000 DORA
+#   --callgrind  ours only, under valgrind: instructions per completed DORA (counters zeroed
+#                once the server is up, dumped after CALLGRIND_EXCHANGES exchanges); a measure
+#                robust to a busy machine, user space only (syscalls are not counted)
 # env:   SZTP_BIN   release binary (default target/release/sztp-redirector, built if missing)
 #        RATES      offered rates per step (default "1000 2000 3000 4000 6000 8000 12000 16000 24000 32000")
 #        PERIOD     seconds per step (default 10; shortened so a step never exceeds the pool)
@@ -13,16 +24,37 @@
 #                   load and the server's own CPU time (all threads, user+system) is read
 #                   from /proc, so the cost per lease compares even where perfdhcp, not the
 #                   server, is what saturates
-# needs: root, iproute2, kea-dhcp4-server, kea-admin (perfdhcp), jq; prints a table at the end.
+#        PINNED_RATE, PINNED_PERIOD  --pinned: rate (default 3000/s) and seconds (default 10)
+#        PINNED_REPEAT  --pinned: runs per server, alternating (default 3); the median counts
+#        AVALANCHE_CLIENTS  --avalanche: client counts (default "500 5000")
+#        CALLGRIND_EXCHANGES --callgrind: DORA exchanges measured (default 2000, at 100/s)
+# needs: root, iproute2, kea-dhcp4-server, kea-admin (perfdhcp), jq, util-linux (taskset),
+#        valgrind (--callgrind only); prints a table at the end.
 set -euo pipefail
 
 MODE=both
-case "${1:-}" in
-    --kea-only) MODE=kea ;;
-    --ours-only) MODE=ours ;;
-    "") ;;
-    *) echo "usage: $0 [--kea-only | --ours-only]" >&2; exit 2 ;;
-esac
+RUN=sweep
+usage() { echo "usage: $0 [--kea-only | --ours-only] [--sweep | --pinned | --avalanche | --callgrind | --perfstat]" >&2; exit 2; }
+for arg in "$@"; do
+    case "$arg" in
+        --kea-only) MODE=kea ;;
+        --ours-only) MODE=ours ;;
+        --sweep) RUN=sweep ;;
+        --pinned) RUN=pinned ;;
+        --avalanche) RUN=avalanche ;;
+        --callgrind) RUN=callgrind; MODE=ours ;;
+        --perfstat) RUN=perfstat; MODE=ours ;;
+        *) usage ;;
+    esac
+done
+PINNED_RATE=${PINNED_RATE:-3000}
+PINNED_PERIOD=${PINNED_PERIOD:-10}
+PINNED_REPEAT=${PINNED_REPEAT:-3}
+AVALANCHE_CLIENTS=${AVALANCHE_CLIENTS:-"500 5000"}
+CALLGRIND_EXCHANGES=${CALLGRIND_EXCHANGES:-2000}
+# the server's CPU list (taskset -c) for --pinned; empty elsewhere
+PIN_SERVER=""
+KEA_MT=false
 
 RATES=${RATES:-"1000 2000 3000 4000 6000 8000 12000 16000 24000 32000"}
 PERIOD=${PERIOD:-10}
@@ -98,6 +130,13 @@ echo "kernel: $(uname -r)"
 echo "kea: $(kea-dhcp4 -v 2>/dev/null || echo '?')  perfdhcp: $(perfdhcp -v 2>&1 | head -n1 || true)"
 echo "date: $(date -u +%FT%TZ)"
 
+# `taskset -c LIST` when the server is pinned (--pinned), nothing otherwise
+pin() {
+    if [ -n "$PIN_SERVER" ]; then
+        echo "taskset -c $PIN_SERVER"
+    fi
+}
+
 wait_port67() {
     # Ready when something in the server namespace has UDP :67 bound (Kea's raw mode keeps
     # a fallback UDP socket too); bounded to 15 s.
@@ -127,6 +166,7 @@ start_kea() {
   "lease-database": { "type": "memfile", "persist": true, "name": "$dir/kea-leases4.csv", "lfc-interval": 0 },
   "option-def": [ { "name": "sztp-redirect", "code": 143, "type": "binary", "space": "dhcp4" } ],
   "valid-lifetime": 3600,
+  "multi-threading": { "enable-multi-threading": $KEA_MT, "thread-pool-size": 2, "packet-queue-size": 64 },
   "subnet4": [ { "id": 1, "subnet": "198.18.0.0/15",
     "pools": [ { "pool": "$POOL_FIRST - $POOL_LAST" } ],
     "option-data": [ { "name": "sztp-redirect", "code": 143, "csv-format": false, "data": "$OPT143" } ] } ],
@@ -134,7 +174,7 @@ start_kea() {
 } }
 EOF
     KEA_PIDFILE_DIR=$dir KEA_LOCKFILE_DIR=$dir \
-        timeout -k 5 900 ip netns exec "$NS_S" kea-dhcp4 -c "$dir/kea-dhcp4.json" >"$dir/stdout.log" 2>&1 &
+        timeout -k 5 900 ip netns exec "$NS_S" $(pin) kea-dhcp4 -c "$dir/kea-dhcp4.json" >"$dir/stdout.log" 2>&1 &
     SERVER_PID=$!
     wait_port67 "$dir/stdout.log"
 }
@@ -168,7 +208,7 @@ pools = ["$POOL_FIRST-$POOL_LAST"]
 lease-time = "1h"
 EOF
     RUST_LOG=${RUST_LOG:-warn,sztp_redirector::daemon=info} timeout -k 5 900 ip netns exec "$NS_S" \
-        "$SZTP_BIN" run --config "$dir/sztp-redirector.toml" >"$dir/stdout.log" 2>&1 &
+        $(pin) ${OURS_WRAPPER:-} "$SZTP_BIN" run --config "$dir/sztp-redirector.toml" >"$dir/stdout.log" 2>&1 &
     SERVER_PID=$!
     wait_port67 "$dir/stdout.log"
 }
@@ -271,6 +311,116 @@ cpu_run() {
 
 if [ "$MODE" != kea ] && [ ! -x "$SZTP_BIN" ]; then
     (cd "$REPO" && timeout 1200 cargo build --release --locked)
+fi
+
+# --pinned: server CPU time per 1,000 completed DORA at a fixed rate, server on CPU 1,
+# perfdhcp on CPU 0. Prints one line per run and the median per server.
+pinned_run() {
+    local name=$1 starter=$2 i=$3
+    local dir="$WORK/$name-pinned-$i"
+    "$starter" "$dir"
+    local pid tck t0 t1
+    pid=$(server_real_pid)
+    tck=$(getconf CLK_TCK)
+    t0=$(awk '{print $14 + $15}' "/proc/$pid/stat")
+    timeout -k 5 $((PINNED_PERIOD + 30)) ip netns exec "$NS_C" taskset -c 0 \
+        perfdhcp -4 -l "$IF_C" -r "$PINNED_RATE" -R 1000000 -p "$PINNED_PERIOD" -o 55,01038f >"$dir/perfdhcp.txt" 2>&1 || true
+    t1=$(awk '{print $14 + $15}' "/proc/$pid/stat")
+    stop_server
+    local acks ms
+    read -r _ _ _ _ acks _ < <(perf_counts "$dir/perfdhcp.txt")
+    ms=$(awk -v a="$t0" -v b="$t1" -v t="$tck" -v n="$acks" 'BEGIN { if (n > 0) printf "%.1f", (b - a) / t * 1000 * 1000 / n; else print "nan" }')
+    echo "$name run $i: $acks DORA completed, $(awk -v a="$t0" -v b="$t1" -v t="$tck" 'BEGIN { printf "%.2f", (b - a) / t }') CPU-s, $ms ms CPU per 1000 DORA"
+    PINNED_RESULTS+=("$name $ms")
+}
+
+if [ "$RUN" = pinned ]; then
+    PINNED_RESULTS=()
+    PIN_SERVER=1
+    echo
+    echo "== pinned: server on CPU 1, perfdhcp on CPU 0, $PINNED_RATE/s for ${PINNED_PERIOD}s, relay mode, 143 requested"
+    for i in $(seq "$PINNED_REPEAT"); do
+        [ "$MODE" != kea ] && pinned_run ours start_ours "$i"
+        if [ "$MODE" != ours ]; then
+            KEA_MT=false pinned_run kea-st start_kea "$i"
+            KEA_MT=true pinned_run kea-mt start_kea "$i"
+        fi
+    done
+    median() { sort -n | awk '{ v[NR] = $1 } END { if (NR) print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2; else print 0 }'; }
+    echo
+    echo "== median ms of server CPU per 1000 completed DORA"
+    for n in ours kea-st kea-mt; do
+        m=$(printf '%s\n' "${PINNED_RESULTS[@]}" | awk -v s="$n" '$1 == s { print $2 }' | median)
+        [ "$m" != 0 ] && echo "$n $m"
+    done
+    exit 0
+fi
+
+# --avalanche: every client sends a DISCOVER at once, perfdhcp backs off and retransmits
+# until each is leased; its report gives the time the whole scenario took.
+if [ "$RUN" = avalanche ]; then
+    echo
+    echo "== avalanche: perfdhcp --scenario avalanche -R N, relay mode, 143 requested"
+    for n in $AVALANCHE_CLIENTS; do
+        for name in ours kea; do
+            [ "$MODE" = kea ] && [ "$name" = ours ] && continue
+            [ "$MODE" = ours ] && [ "$name" = kea ] && continue
+            dir="$WORK/$name-avalanche-$n"
+            if [ "$name" = ours ]; then start_ours "$dir"; else start_kea "$dir"; fi
+            timeout -k 5 300 ip netns exec "$NS_C" \
+                perfdhcp -4 -l "$IF_C" --scenario avalanche -R "$n" -o 55,01038f >"$dir/perfdhcp.txt" 2>&1 || true
+            stop_server
+            took=$(grep -i -E "took|time" "$dir/perfdhcp.txt" | head -n 3 | tr '\n' ' ')
+            read -r dos dor dod ras rar rad < <(perf_counts "$dir/perfdhcp.txt")
+            echo "$name, $n clients: $took(DO $dos/$dor/$dod, RA $ras/$rar/$rad)"
+        done
+    done
+    exit 0
+fi
+
+# --perfstat: software counters of our server per completed DORA (context switches, task
+# clock), perf stat attached for the load only: what callgrind does not see (wake-ups, syscalls)
+if [ "$RUN" = perfstat ]; then
+    dir="$WORK/ours-perfstat"
+    start_ours "$dir"
+    pid=$(server_real_pid)
+    perf stat -e task-clock,context-switches,cpu-migrations -p "$pid" -o "$dir/perfstat.txt" &
+    perf_pid=$!
+    timeout -k 5 $((CALLGRIND_EXCHANGES / PINNED_RATE + 60)) ip netns exec "$NS_C" \
+        perfdhcp -4 -l "$IF_C" -r "$PINNED_RATE" -R 1000000 -n "$CALLGRIND_EXCHANGES" -o 55,01038f >"$dir/perfdhcp.txt" 2>&1 || true
+    kill -INT "$perf_pid"
+    wait "$perf_pid" || true
+    stop_server
+    read -r _ _ _ _ acks _ < <(perf_counts "$dir/perfdhcp.txt")
+    awk -v n="$acks" '/task-clock|context-switches|cpu-migrations/ { gsub(",", "", $1); printf "ours: %s %s per 1000 DORA (%s for %d DORA)\n", $2, $1 * 1000 / (n > 0 ? n : 1), $1, n }' "$dir/perfstat.txt"
+    exit 0
+fi
+
+# --callgrind: instructions (user space) per completed DORA of our server
+if [ "$RUN" = callgrind ]; then
+    command -v valgrind >/dev/null || { echo "needs valgrind" >&2; exit 1; }
+    dir="$WORK/ours-callgrind"
+    OURS_WRAPPER="valgrind --tool=callgrind --callgrind-out-file=$dir/callgrind.out"
+    start_ours "$dir"
+    pid=$(pgrep -P "$SERVER_PID" | head -n1)
+    # the server is up: count from here
+    sleep 1
+    callgrind_control -z "$pid" >/dev/null
+    rate=100
+    timeout -k 5 $((CALLGRIND_EXCHANGES / rate + 60)) ip netns exec "$NS_C" \
+        perfdhcp -4 -l "$IF_C" -r "$rate" -R 1000000 -n "$CALLGRIND_EXCHANGES" -o 55,01038f >"$dir/perfdhcp.txt" 2>&1 || true
+    callgrind_control -d "$pid" >/dev/null
+    sleep 1
+    stop_server
+    read -r _ _ _ _ acks _ < <(perf_counts "$dir/perfdhcp.txt")
+    # the first dump holds exactly the load (zeroed before, dumped after); the final one at
+    # exit holds the shutdown and is left out
+    dump=$(ls "$dir"/callgrind.out* | grep -E '\.1$' | head -n1)
+    ir=$(awk '/^summary:|^totals:/ { print $2; exit }' "$dump")
+    echo "ours: $ir instructions for $acks completed DORA: $((ir / (acks > 0 ? acks : 1))) per DORA (user space)"
+    callgrind_annotate --inclusive=no "$dump" 2>/dev/null | sed -n '1,45p' || true
+    if [ -n "${CALLGRIND_KEEP:-}" ]; then cp "$dump" "$CALLGRIND_KEEP"; fi
+    exit 0
 fi
 # Alternate the servers so a slow patch of the machine does not fall on one of them only.
 for _ in $(seq "$REPEAT"); do

@@ -6,6 +6,7 @@
 //! these namespaces and uses documentation / benchmarking addresses only.
 #![allow(dead_code)]
 
+pub(crate) mod dns;
 pub(crate) mod relay;
 
 use std::collections::HashMap;

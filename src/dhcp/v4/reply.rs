@@ -134,7 +134,21 @@ pub fn encode(
     opts: &ReplyOptions,
     relay_agent_info: Option<&[u8]>,
 ) -> Vec<u8> {
-    let mut out = Vec::with_capacity(reply_len(opts, relay_agent_info).max(BOOTP_MIN_LEN));
+    let mut out = Vec::new();
+    encode_into(&mut out, msg_type, hdr, opts, relay_agent_info);
+    out
+}
+
+/// [`encode`] into `out`, which is cleared first (a sender reuses one buffer).
+pub fn encode_into(
+    out: &mut Vec<u8>,
+    msg_type: MessageType,
+    hdr: &ReplyHeader,
+    opts: &ReplyOptions,
+    relay_agent_info: Option<&[u8]>,
+) {
+    out.clear();
+    out.reserve(reply_len(opts, relay_agent_info).max(BOOTP_MIN_LEN));
     out.push(2); // BOOTREPLY
     out.push(hdr.htype);
     out.push(hdr.hlen);
@@ -152,16 +166,26 @@ pub fn encode(
     out.extend_from_slice(&MAGIC_COOKIE);
     out.extend_from_slice(&[OPT_MESSAGE_TYPE, 1, u8::from(msg_type)]);
     for (code, value) in &opts.opts {
-        out.extend_from_slice(&split_rfc3396(*code, value));
+        push_option(out, *code, value);
     }
     if let Some(rai) = relay_agent_info {
-        out.extend_from_slice(&split_rfc3396(OPT_RELAY_AGENT, rai));
+        push_option(out, OPT_RELAY_AGENT, rai);
     }
     out.push(OPT_END);
     if out.len() < BOOTP_MIN_LEN {
         out.resize(BOOTP_MIN_LEN, 0);
     }
-    out
+}
+
+/// One option as `code len value` instances of at most 255 octets each (RFC 3396); an empty
+/// value is one instance of length 0.
+fn push_option(out: &mut Vec<u8>, code: u8, value: &[u8]) {
+    if value.len() <= 255 {
+        out.extend_from_slice(&[code, value.len() as u8]);
+        out.extend_from_slice(value);
+    } else {
+        out.extend_from_slice(&split_rfc3396(code, value));
+    }
 }
 
 #[cfg(test)]

@@ -22,13 +22,13 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, debug_span, error, info, warn};
 
-use super::handler::{self, Context, Destination, Ignored, Outcome, Reply, RequestMeta};
+use super::handler::{self, Context, Ignored, Outcome, Reply, RequestMeta, Transmission};
 use super::sockets::{bind_udp4, iface_info, RawSender};
 use super::wire::{Malformed, Request};
 use crate::config::Dhcp4;
 use crate::dhcp::lease_store::{should_compact, LeaseStore, LeaseWriter};
 use crate::dhcp::leases::{ClientKey, LeaseState, LeaseTable, Slot};
-use crate::journal::{DeviceEvent, Dhcp4Kind, EventDetail};
+use crate::journal::{DeviceEvent, Dhcp4Kind, Dhcp4Reason, EventDetail};
 use crate::policy::{ClientId, DeviceFacts};
 use crate::ratelimit::{KeyedLogLimiter, LogLimiter};
 use crate::runtime::{Clock, Events, LeaseFacts, LeaseLookup, Published, ServiceContext};
@@ -75,6 +75,55 @@ pub struct Stats {
     pub send_errors: AtomicU64,
     /// Packets whose decoding or handling panicked (dropped; the loop goes on).
     pub handler_panics: AtomicU64,
+    /// Requests from a network with no configured subnet, per relay agent (giaddr;
+    /// 0.0.0.0 for requests that were not relayed).
+    pub no_subnet: Mutex<std::collections::BTreeMap<Ipv4Addr, u64>>,
+    /// Requests dropped because chaddr is not Ethernet and there is no client identifier.
+    pub unsupported_hardware: AtomicU64,
+}
+
+/// At most one log line per [`RateLimit::INTERVAL`] for one kind of trouble that a device or
+/// the network can repeat at packet rate; the lines it holds back are counted and reported in
+/// the next line. Hand-written: ten lines of atomics, where a crate would bring a token
+/// bucket and a clock of its own.
+#[derive(Debug, Default)]
+pub struct RateLimit {
+    /// Unix second of the last line, 0 before the first.
+    last: AtomicU64,
+    /// Lines held back since then.
+    suppressed: AtomicU64,
+}
+
+impl RateLimit {
+    /// Seconds between two lines.
+    pub const INTERVAL: u64 = 10;
+
+    /// `Some(n)` when a line may be logged at `now` (Unix seconds), `n` being how many were
+    /// held back before it; `None` when this one is held back.
+    pub fn allow(&self, now: u64) -> Option<u64> {
+        let last = self.last.load(Ordering::Relaxed);
+        if last != 0 && now < last + Self::INTERVAL {
+            self.suppressed.fetch_add(1, Ordering::Relaxed);
+            return None;
+        }
+        if self
+            .last
+            .compare_exchange(last, now.max(1), Ordering::Relaxed, Ordering::Relaxed)
+            .is_err()
+        {
+            self.suppressed.fetch_add(1, Ordering::Relaxed);
+            return None;
+        }
+        Some(self.suppressed.swap(0, Ordering::Relaxed))
+    }
+}
+
+/// The rate limits of one DHCPv4 service's repeatable log lines.
+#[derive(Debug, Default)]
+struct LogLimits {
+    send_error: RateLimit,
+    no_subnet: RateLimit,
+    unsupported_hardware: RateLimit,
 }
 
 /// One served interface: its UDP socket, already bound, and a raw sender for replies straight
@@ -86,6 +135,9 @@ pub struct BoundInterface {
     pub socket: StdUdpSocket,
     /// `None`: replies to clients without an address are broadcast.
     pub raw: Option<RawSender>,
+    /// Send-only socket for replies to a client's own address when `raw` is `None`
+    /// ([`Transmission::UdpIsolated`]); `None`: `serve` opens one on `0.0.0.0:0`.
+    pub isolated: Option<StdUdpSocket>,
     /// Keeps other processes off this interface and port while the socket serves (`None` for
     /// a socket the caller bound itself).
     pub claim: Option<Arc<PortClaim>>,
@@ -100,6 +152,7 @@ impl BoundInterface {
             name: name.into(),
             socket,
             raw: None,
+            isolated: None,
             claim: None,
         })
     }
@@ -139,6 +192,8 @@ pub fn bind(d: &Dhcp4) -> io::Result<Bound4> {
 pub fn bind_interface(name: &str, port: u16) -> io::Result<BoundInterface> {
     let info = iface_info(name)?;
     let (socket, claim) = bind_udp4(name, port)?;
+    // an ephemeral port: nothing is received on it, and 67 stays the DHCP socket's alone
+    let (isolated, _) = bind_udp4(name, 0)?;
     let raw = match RawSender::open(&info) {
         Ok(r) => Some(r),
         Err(e) => {
@@ -152,6 +207,7 @@ pub fn bind_interface(name: &str, port: u16) -> io::Result<BoundInterface> {
         name: name.to_owned(),
         socket,
         raw,
+        isolated: Some(isolated),
         claim: Some(claim),
     })
 }
@@ -170,6 +226,7 @@ pub struct Shared {
     published: Published,
     events: Events,
     clock: Clock,
+    limits: LogLimits,
     /// One error line per interval while lease commits fail.
     commit_errors: LogLimiter,
     /// One line per subnet per interval while its pools are exhausted.
@@ -271,34 +328,35 @@ pub struct Egress {
     pub socket: StdUdpSocket,
     /// Raw frames to a client MAC, when available.
     pub raw: Option<Mutex<RawSender>>,
+    /// Non-blocking, send-only: replies to a client's own address without raw frames.
+    pub isolated: StdUdpSocket,
     /// The local UDP port (the source port of raw frames).
     pub port: u16,
 }
 
 impl Egress {
-    /// Encodes `reply` and sends it where it goes; `source` is the IPv4 source of raw frames
-    /// (the served interface's address).
+    /// How `reply` leaves this interface.
+    pub fn transmission(&self, reply: &Reply) -> Transmission {
+        Transmission::of(reply.to, self.raw.is_some())
+    }
+
+    /// Encodes `reply` and sends it as [`Egress::transmission`] says; `source` is the IPv4
+    /// source of raw frames (the served interface's address). Every socket is non-blocking:
+    /// a full send buffer is an error for this reply, never a wait for the others.
     pub fn send(&self, reply: &Reply, source: Ipv4Addr) -> io::Result<()> {
         let bytes = reply.encode();
-        let broadcast = |port| {
-            self.socket
-                .send_to(&bytes, SocketAddrV4::new(Ipv4Addr::BROADCAST, port))
-                .map(|_| ())
-        };
-        match reply.to {
-            Destination::Relay(to) | Destination::Unicast(to) => {
-                self.socket.send_to(&bytes, to).map(|_| ())
+        match self.transmission(reply) {
+            Transmission::Udp(to) => self.socket.send_to(&bytes, to).map(|_| ()),
+            Transmission::UdpIsolated(to) => self.isolated.send_to(&bytes, to).map(|_| ()),
+            Transmission::Frame { mac, to } => {
+                let Some(raw) = &self.raw else {
+                    return Err(io::Error::other("no raw sender"));
+                };
+                let src = SocketAddrV4::new(source, self.port);
+                raw.lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .send_udp(mac, src, to, &bytes)
             }
-            Destination::Broadcast(port) => broadcast(port),
-            Destination::Link { mac, to } => match &self.raw {
-                Some(raw) => {
-                    let src = SocketAddrV4::new(source, self.port);
-                    raw.lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .send_udp(mac, src, to, &bytes)
-                }
-                None => broadcast(to.port()),
-            },
         }
     }
 }
@@ -346,6 +404,7 @@ pub async fn serve_with_clock(
         published: ctx.published.clone(),
         events: ctx.events.clone(),
         clock,
+        limits: LogLimits::default(),
         commit_errors: LogLimiter::default(),
         exhausted_log: KeyedLogLimiter::new(EXHAUSTED_LOG_INTERVAL),
     });
@@ -366,10 +425,19 @@ pub async fn serve_with_clock(
     let mut tasks = JoinSet::new();
     for b in bound.interfaces {
         let port = b.socket.local_addr()?.port();
+        let isolated = match b.isolated {
+            Some(s) => s,
+            None => {
+                let s = StdUdpSocket::bind("0.0.0.0:0")?;
+                s.set_nonblocking(true)?;
+                s
+            }
+        };
         let egress = Arc::new(Egress {
             name: b.name,
             socket: b.socket.try_clone()?,
             raw: b.raw.map(Mutex::new),
+            isolated,
             port,
         });
         let socket = tokio::net::UdpSocket::from_std(b.socket)?;
@@ -395,6 +463,10 @@ pub async fn serve_with_clock(
         .map_err(io::Error::other)?;
     let st = &shared.stats;
     let n = |c: &AtomicU64| c.load(Ordering::Relaxed);
+    let no_subnet = format!(
+        "{:?}",
+        st.no_subnet.lock().unwrap_or_else(|e| e.into_inner())
+    );
     info!(
         received = n(&st.received),
         malformed = n(&st.malformed),
@@ -405,6 +477,8 @@ pub async fn serve_with_clock(
         replies = n(&st.replies),
         send_errors = n(&st.send_errors),
         commits_failed = n(&st.commits_failed),
+        unsupported_hardware = n(&st.unsupported_hardware),
+        no_subnet_by_relay = %no_subnet,
         journal_failing = n(&st.journal_failing),
         lease_syncs = syncs,
         "dhcp4 stopped"
@@ -573,12 +647,15 @@ fn finish(shared: &Arc<Shared>, egress: &Arc<Egress>, outcome: Outcome, source: 
     }
     // an ACK is reported only once its lease is durable and it was sent
     let acked_after_commit = reply.is_some() && !commit.is_empty();
-    if !acked_after_commit {
-        if let Some(ev) = &event {
-            log_event(ev);
-            shared.events.emit(ev);
+    let event = if acked_after_commit {
+        event
+    } else {
+        if let Some(ev) = event {
+            log_event(shared, &ev);
+            shared.events.emit_owned(ev);
         }
-    }
+        None
+    };
     let Some(reply) = reply else {
         if !commit.is_empty() {
             let sh = Arc::clone(shared);
@@ -600,9 +677,9 @@ fn finish(shared: &Arc<Shared>, egress: &Arc<Egress>, outcome: Outcome, source: 
         commit,
         Box::new(move |res| {
             if committed(&sh, &res, true) {
-                if let Some(ev) = &event {
-                    log_event(ev);
-                    sh.events.emit(ev);
+                if let Some(ev) = event {
+                    log_event(&sh, &ev);
+                    sh.events.emit_owned(ev);
                 }
                 send(&sh, &eg, &reply, source);
             }
@@ -642,7 +719,10 @@ fn send(shared: &Shared, egress: &Egress, reply: &Reply, source: Ipv4Addr) {
         }
         Err(e) => {
             shared.stats.send_errors.fetch_add(1, Ordering::Relaxed);
-            warn!(interface = %egress.name, to = ?reply.to, error = %e, "send failed");
+            // a client that does not answer ARP can make this repeat at packet rate
+            if let Some(held_back) = shared.limits.send_error.allow(shared.clock.now()) {
+                warn!(interface = %egress.name, to = ?egress.transmission(reply), error = %e, held_back, "send failed");
+            }
         }
     }
 }
@@ -659,12 +739,16 @@ impl std::fmt::Display for OptAddr {
     }
 }
 
-fn log_event(ev: &DeviceEvent) {
+fn log_event(shared: &Shared, ev: &DeviceEvent) {
     #[allow(irrefutable_let_patterns)] // more protocols will share the event type
     let EventDetail::Dhcp4(d) = &ev.detail
     else {
         return;
     };
+    if d.event == Dhcp4Kind::Dropped {
+        log_dropped(shared, ev, d);
+        return;
+    }
     // formatted lazily: offers are logged at debug and must cost nothing on the packet path
     let mac = ev.mac.unwrap_or_default();
     let addr = OptAddr(d.address);
@@ -684,5 +768,51 @@ fn log_event(ev: &DeviceEvent) {
     }
     if !d.uris_dropped.is_empty() {
         warn!(%mac, dropped = ?d.uris_dropped, "option 143 trimmed to fit the reply size: lowest-preference URIs dropped");
+    }
+}
+
+/// A dropped request: counted, and logged at info at most once per [`RateLimit::INTERVAL`]
+/// per kind (a misconfigured relay or a foreign segment repeats at packet rate).
+fn log_dropped(shared: &Shared, ev: &DeviceEvent, d: &crate::journal::Dhcp4Event) {
+    let now = shared.clock.now();
+    let client_id = d.client_id.as_deref().map(hex::encode).unwrap_or_default();
+    match d.reason {
+        Some(Dhcp4Reason::NoSubnet) => {
+            let relay = d.relay.unwrap_or(Ipv4Addr::UNSPECIFIED);
+            *shared
+                .stats
+                .no_subnet
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .entry(relay)
+                .or_default() += 1;
+            if let Some(held_back) = shared.limits.no_subnet.allow(now) {
+                info!(relay = %relay, interface = d.interface.as_deref().unwrap_or(""), mac = %OptMac(ev.mac), held_back, "request from a network with no configured subnet dropped");
+            }
+        }
+        Some(Dhcp4Reason::UnsupportedHardware) => {
+            shared
+                .stats
+                .unsupported_hardware
+                .fetch_add(1, Ordering::Relaxed);
+            if let Some(held_back) = shared.limits.unsupported_hardware.allow(now) {
+                info!(relay = %OptAddr(d.relay), client_id, held_back, "request dropped: chaddr is not an ethernet address and there is no client identifier (option 61)");
+            }
+        }
+        reason => {
+            debug!(mac = %OptMac(ev.mac), address = %OptAddr(d.address), client_id, reason = reason.map_or("", |r| r.as_str()), "dropped");
+        }
+    }
+}
+
+/// An optional MAC for log fields.
+struct OptMac(Option<crate::policy::MacAddr>);
+
+impl std::fmt::Display for OptMac {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            Some(m) => write!(f, "{m}"),
+            None => Ok(()),
+        }
     }
 }

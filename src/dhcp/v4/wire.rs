@@ -365,11 +365,12 @@ impl Request {
         out
     }
 
-    /// Option 12, when not empty (lossy UTF-8).
+    /// Option 12, when not empty (lossy UTF-8), without trailing NUL octets: some clients
+    /// send the C string's terminator (RFC 2132 §3.14 says not to; ISC dhcpd strips it too).
     pub fn hostname(&self) -> Option<String> {
-        self.opt(OPT_HOSTNAME)
-            .map(|v| String::from_utf8_lossy(v).into_owned())
-            .filter(|s| !s.is_empty())
+        let v = self.opt(OPT_HOSTNAME)?;
+        let end = v.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
+        Some(String::from_utf8_lossy(&v[..end]).into_owned()).filter(|s| !s.is_empty())
     }
 
     /// chaddr, when `hlen` is 6 (Ethernet).

@@ -75,6 +75,7 @@ fn dhcp4() -> Dhcp4 {
         server_id: None,
         offer_time: Duration::from_secs(60),
         decline_time: Duration::from_secs(3600),
+        authoritative: false,
         subnets: vec![
             Subnet4 {
                 subnet: "198.51.100.0/24".parse().unwrap(),
@@ -95,6 +96,7 @@ fn dhcp4() -> Dhcp4 {
                 lease_time: Duration::from_secs(3600),
                 renewal_time: None,
                 rebinding_time: None,
+                authoritative: false,
                 reservations: vec![
                     Reservation4 {
                         mac: MacAddr([2, 0, 0, 0, 0, 0x42]),
@@ -121,6 +123,7 @@ fn dhcp4() -> Dhcp4 {
                 lease_time: Duration::from_secs(600),
                 renewal_time: Some(Duration::from_secs(200)),
                 rebinding_time: Some(Duration::from_secs(500)),
+                authoritative: true,
                 reservations: vec![],
             },
         ],
@@ -174,8 +177,29 @@ fn policy() -> Policy {
         &six,
     );
     client_id_text.encoding = UriEncoding::Text;
+    let mut host_port = rule(
+        "host-port",
+        Match {
+            vendor_class: vec![Glob("fl-sztp*".into())],
+            ..Match::default()
+        },
+        &KEA_URIS,
+    );
+    host_port.encoding = UriEncoding::Text;
+    host_port.form = UriForm::HostPort;
+    let mut excluded = rule(
+        "excluded",
+        Match {
+            vendor_class: vec![Glob("bootz*".into())],
+            ..Match::default()
+        },
+        &[] as &[&str],
+    );
+    excluded.always_send = true;
     Policy {
         rules: vec![
+            excluded,
+            host_port,
             text,
             opi,
             always,
@@ -318,6 +342,13 @@ fn is_valid_entry(u: &str) -> bool {
             .is_some_and(|a| SztpUri::parse(a).is_ok())
 }
 
+/// The fl-sztp form: what `https://` + it parses as, with an explicit port.
+fn is_host_port(u: &str) -> bool {
+    u.rsplit_once(':')
+        .is_some_and(|(_, p)| p.parse::<u16>().is_ok_and(|p| p > 0))
+        && SztpUri::parse(&format!("https://{u}")).is_ok()
+}
+
 /// Panics when `out` breaks an invariant (see the fuzz README).
 pub(crate) fn check(d: &Dhcp4, req: &Request, out: &Outcome) {
     for l in &out.commit {
@@ -393,6 +424,14 @@ pub(crate) fn check(d: &Dhcp4, req: &Request, out: &Outcome) {
         .collect();
     let has_143 = wire.iter().any(|(c, _)| *c == OPT_SZTP_REDIRECT);
     let ev = out.event.as_ref();
+    // a rule with redirect-to = [] never sends 143, even with always-send
+    if ev.and_then(|e| e.rule.as_deref()) == Some("excluded") {
+        assert!(
+            !has_143,
+            "option 143 sent to an excluded device: {}",
+            hex(b)
+        );
+    }
     if has_143 {
         let ev = ev.expect("a reply with option 143 has an event");
         assert!(!ev.uris.is_empty(), "option 143 sent but event.uris empty");
@@ -417,7 +456,7 @@ pub(crate) fn check(d: &Dhcp4, req: &Request, out: &Outcome) {
             Some(UriEncoding::Text) => {
                 assert_eq!(ev.uris.len(), 1, "text form carries one URI");
                 assert_eq!(p143, ev.uris[0].as_bytes(), "option 143 is not event.uris");
-                assert!(is_valid_entry(&ev.uris[0]));
+                assert!(is_valid_entry(&ev.uris[0]) || is_host_port(&ev.uris[0]));
             }
             other => panic!("option 143 sent with encoding {other:?}"),
         }
