@@ -23,7 +23,7 @@ fn event(n: u32, kind: Dhcp4Kind) -> DeviceEvent {
     ev.rule = Some("default".into());
     ev.uris = vec!["https://sztp.owner.example.com:8443".into()];
     let EventDetail::Dhcp4(d) = &mut ev.detail else {
-        unreachable!("a dhcp4 event")
+        unreachable!("built as a DHCPv4 event")
     };
     d.address = Some(Ipv4Addr::from(0xc612_0000 + n));
     d.requested_143 = true;

@@ -8,27 +8,28 @@ use crate::EXIT_CONFIG;
 
 const LONG_ABOUT: &str = "\
 Makes a staging network ready for Secure Zero Touch Provisioning (RFC 8572). This version is \
-the segment's DHCPv4 server (RFC 2131: pools, reservations, leases, relays) and adds the SZTP \
-redirect list, option 143, to its answers. It also serves the SZTP DNS records ([dns]: \
-_sztp._tcp SRV and <serial>._sztp TXT over unicast DNS, and under .local over mDNS on the \
-[dns.mdns] interfaces), and with [redirect-server] it is the local RESTCONF redirect server \
-over HTTPS (RFC 8572 section 7: get-bootstrapping-data answered with unsigned \
-redirect-information, report-progress journaled), which sees a device's serial number and \
-hardware model. One policy, read from one TOML file, decides which bootstrap servers a \
+the segment's DHCPv4 server (RFC 2131: pools, reservations, leases, relays) and DHCPv6 server \
+(RFC 8415: stateful and stateless, relays, Rapid Commit, reservations by DUID or MAC) and adds \
+the SZTP redirect list to their answers: option 143 (DHCPv4) and option 136 (DHCPv6). It also \
+serves the SZTP DNS records ([dns]: _sztp._tcp SRV and <serial>._sztp TXT over unicast DNS, and \
+under .local over mDNS on the [dns.mdns] interfaces), and with [redirect-server] it is the local \
+RESTCONF redirect server over HTTPS (RFC 8572 section 7: get-bootstrapping-data answered with \
+unsigned redirect-information, report-progress journaled), which sees a device's serial number \
+and hardware model. One policy, read from one TOML file, decides which bootstrap servers a \
 device is sent to. [status] serves the operator's status page over HTTP: every device seen, \
 where it got stuck and why, its timeline, the leases, and Prometheus metrics (`devices` prints \
-the same from the command line). The file's [dhcp6] section is validated but not served yet: \
-`run` logs a warning when it is enabled. A DHCP server never answers on an interface the file \
-does not name.";
+the same from the command line). A DHCP server never answers on an interface the file does not \
+name.";
 
 const AFTER_LONG_HELP: &str = "\
 Exit status: 0 success (run: stopped by SIGTERM or SIGINT); 1 runtime failure (a socket that \
 cannot be bound, a state directory in use by another sztp-redirector or not writable); 2 usage \
 error; 78 configuration error (EX_CONFIG: the systemd unit does not restart on it). probe: 0 an \
-ACK, 2 a NAK or no ACK, 3 no server answered, 1 local error; in DNS mode (--dns-server, --mdns) \
-0 a redirect or SRV found, 2 answers without one, 3 no answer; with --restconf or --follow, 0 \
-a bootstrap server answered with onboarding information or signed data, 2 an error \
-answer, a loop or too many redirects, 3 no server reachable.
+ACK or a DHCPv6 Reply, 2 a NAK, a refusal (a DHCPv6 status code) or no answer to the request, 3 \
+no server answered, 1 local error; in DNS mode (--dns-server, --mdns) 0 a redirect or SRV found, \
+2 answers without one, 3 no answer; with --restconf or --follow, 0 a bootstrap server answered \
+with onboarding information or signed data, 2 an error answer, a loop or too many redirects, 3 \
+no server reachable.
 
 Signals (run): SIGHUP re-reads the file, status.token-file and the redirect server's \
 certificate and key files (renewed certificates take effect for new connections); an invalid \
@@ -41,6 +42,7 @@ reload, STOPPING=1, and WATCHDOG=1 when WatchdogSec is set.
 Files: /etc/sztp-redirector/sztp-redirector.toml (configuration); \
 /usr/share/doc/sztp-redirector/example.toml (every key, explained); the state directory \
 (appliance.state-dir, default /var/lib/sztp-redirector) holds leases4.journal (DHCPv4 leases), \
+leases6.journal (DHCPv6 bindings), server-duid (the DHCPv6 server's DUID, made once), \
 devices.jsonl (one JSON event per device step), tls/ (the redirect server's generated \
 self-signed RSA and ECDSA certificates, when none is configured) and the lock held while a \
 daemon runs.";
@@ -76,9 +78,10 @@ pub enum Command {
         /// The configuration file.
         file: PathBuf,
     },
-    /// List DHCPv4 leases from the journal (read-only: safe while the server runs)
+    /// List DHCPv4 leases and DHCPv6 bindings from the journals (read-only: safe while the
+    /// server runs); the PROTO column (`proto` in JSON) says which
     Leases {
-        /// The state directory holding leases4.journal
+        /// The state directory holding leases4.journal and leases6.journal
         #[arg(long, conflicts_with = "config")]
         state_dir: Option<PathBuf>,
         /// Take the state directory from this configuration file
@@ -96,7 +99,7 @@ pub enum Command {
     /// Show the devices seen and where each got stuck, or one device's timeline: from the
     /// running appliance's status API, else from the device journal
     Devices(crate::status::client::DevicesArgs),
-    /// Act as an SZTP device (DHCPv4, then optionally RESTCONF) and print what it is told
+    /// Act as an SZTP device (DHCPv4 or DHCPv6, DNS, then RESTCONF) and print what it is told
     Probe(Box<crate::probe::ProbeArgs>),
     /// Write removable-storage bootstrapping data (RFC 8572 §4.1) for devices: signed with
     /// [owner] when the device has a voucher; unsigned bundles only with --unsigned

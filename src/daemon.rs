@@ -26,6 +26,7 @@ use tracing::{error, info, warn};
 use crate::config::{self, Appliance, Config, LogFormat};
 use crate::devices::{DeviceTable, Fold, Limits};
 use crate::dhcp::v4::server as dhcp4;
+use crate::dhcp::v6::server as dhcp6;
 use crate::dns;
 use crate::journal::DeviceJournal;
 use crate::metrics::{DeviceCollector, Metrics};
@@ -71,6 +72,8 @@ pub fn init_logging(format: LogFormat) {
 pub struct Bound {
     /// `[dhcp4]`: one UDP socket per interface (and raw senders).
     pub dhcp4: Option<dhcp4::Bound4>,
+    /// `[dhcp6]`: one UDP socket joined to ff02::1:2 on every interface.
+    pub dhcp6: Option<dhcp6::Bound6>,
     /// `[redirect-server]`: one TCP listener per `listen` address, and its TLS material.
     pub restconf: Option<restconf::BoundRestconf>,
     /// `[dns]`: UDP and TCP on each `listen` address.
@@ -80,7 +83,7 @@ pub struct Bound {
     /// `[status]`: one TCP listener per `listen` address, and the token.
     pub status: Option<crate::status::BoundStatus>,
     // ADD A SERVICE (1/4): its bound sockets, e.g.
-    //   pub dhcp6: Option<crate::dhcp::v6::server::Bound6>,
+    //   pub tftp: Option<crate::tftp::BoundTftp>,
 }
 
 /// Binds every socket the file enables, in file order of the services; logs one `listening for
@@ -102,6 +105,8 @@ pub fn bind(cfg: &Config) -> anyhow::Result<Bound> {
 pub enum ServiceName {
     /// DHCPv4 server (RFC 2131) with option 143.
     Dhcp4,
+    /// DHCPv6 server (RFC 8415) with option 136.
+    Dhcp6,
     /// The RESTCONF redirect server over HTTPS (RFC 8572 §7, RFC 8040).
     Restconf,
     /// Unicast DNS server (RFC 1035, RFC 8572 §4.2): `_sztp._tcp` SRV, `<serial>._sztp` TXT.
@@ -115,8 +120,9 @@ pub enum ServiceName {
 
 impl ServiceName {
     /// Every service, in start order.
-    pub const ALL: [ServiceName; 5] = [
+    pub const ALL: [ServiceName; 6] = [
         ServiceName::Dhcp4,
+        ServiceName::Dhcp6,
         ServiceName::Dns,
         ServiceName::Mdns,
         ServiceName::Restconf,
@@ -127,6 +133,7 @@ impl ServiceName {
     pub fn as_str(self) -> &'static str {
         match self {
             ServiceName::Dhcp4 => "dhcp4",
+            ServiceName::Dhcp6 => "dhcp6",
             ServiceName::Restconf => "restconf",
             ServiceName::Dns => "dns",
             ServiceName::Mdns => "mdns",
@@ -142,6 +149,10 @@ impl ServiceName {
         match self {
             ServiceName::Dhcp4 => cfg
                 .dhcp4
+                .as_ref()
+                .map(|d| format!("{:?} port {}", d.interfaces, d.port)),
+            ServiceName::Dhcp6 => cfg
+                .dhcp6
                 .as_ref()
                 .map(|d| format!("{:?} port {}", d.interfaces, d.port)),
             ServiceName::Restconf => cfg
@@ -180,6 +191,14 @@ impl Bound {
                     .transpose()
                     .map_err(prefix)?
             }
+            ServiceName::Dhcp6 => {
+                self.dhcp6 = cfg
+                    .dhcp6
+                    .as_ref()
+                    .map(dhcp6::bind)
+                    .transpose()
+                    .map_err(prefix)?
+            }
             ServiceName::Restconf => {
                 let keep = running
                     .and_then(|r| r.restconf.as_ref())
@@ -203,7 +222,7 @@ impl Bound {
                     .transpose()
                     .map_err(prefix)?
             } // ADD A SERVICE (3/4): bind it, e.g.
-              //   ServiceName::Dhcp6 => self.dhcp6 = cfg.dhcp6.as_ref().map(v6::bind).transpose().map_err(prefix)?,
+              //   ServiceName::Dns => self.dns = cfg.dns.as_ref().map(dns::bind).transpose().map_err(prefix)?,
         }
         Ok(())
     }
@@ -217,6 +236,12 @@ impl Bound {
                 .iter()
                 .filter_map(|i| i.socket.local_addr().ok());
             v.push((ServiceName::Dhcp4, addrs.collect()));
+        }
+        if let Some(b) = &self.dhcp6 {
+            v.push((
+                ServiceName::Dhcp6,
+                b.socket.local_addr().into_iter().collect(),
+            ));
         }
         if let Some(b) = &self.restconf {
             v.push((ServiceName::Restconf, b.local_addrs()));
@@ -327,6 +352,11 @@ impl Supervisor {
                     self.tasks
                         .spawn(async move { (name, dhcp4::serve(b, ctx, t).await) })
                 }
+                ServiceName::Dhcp6 => {
+                    let b = bound.dhcp6.take().expect("listed as bound");
+                    self.tasks
+                        .spawn(async move { (name, dhcp6::serve(b, ctx, t).await) })
+                }
                 ServiceName::Restconf => {
                     let b = bound.restconf.take().expect("listed as bound");
                     let listeners = b.listener_handles().unwrap_or_else(|e| {
@@ -361,8 +391,8 @@ impl Supervisor {
                     self.tasks
                         .spawn(async move { (name, crate::status::serve(b, ctx, t).await) })
                 } // ADD A SERVICE (4/4): spawn its serve, e.g.
-                  //   ServiceName::Dhcp6 => { let b = bound.dhcp6.take().expect("listed as bound");
-                  //       self.tasks.spawn(async move { (name, v6::serve(b, ctx, t).await) }) }
+                  //   ServiceName::Dns => { let b = bound.dns.take().expect("listed as bound");
+                  //       self.tasks.spawn(async move { (name, dns::serve(b, ctx, t).await) }) }
             };
             let key = name.binding_key(cfg).unwrap_or_default();
             self.running.insert(
@@ -819,12 +849,6 @@ async fn supervise(path: PathBuf, bound: Bound, ctx: ServiceContext) -> anyhow::
         Some(&handled_set()),
         None,
     )?;
-    let cfg = ctx.published.load().config.clone();
-    for (on, what) in [(cfg.dhcp6.is_some(), "dhcp6")] {
-        if on {
-            warn!("[{what}] is enabled but this version does not serve it yet");
-        }
-    }
     let names: Vec<&str> = bound.names().iter().map(|n| n.as_str()).collect();
     if names.is_empty() {
         warn!(

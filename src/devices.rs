@@ -26,9 +26,9 @@ use std::thread::JoinHandle;
 use serde::{Deserialize, Serialize};
 
 use crate::journal::{
-    rfc3339, DeviceEvent, Dhcp4Event, Dhcp4Kind, Dhcp4Reason, DnsEvent, DnsKind, DnsTransport,
-    EventDetail, IdentityMethod, RestconfAnswer, RestconfEvent, RestconfReason, RestconfRpc,
-    Signing, DEVICE_JOURNAL_FILE, KEEP_ROTATED,
+    rfc3339, DeviceEvent, Dhcp4Event, Dhcp4Kind, Dhcp4Reason, Dhcp6Event, Dhcp6Kind, Dhcp6Status,
+    DnsEvent, DnsKind, DnsTransport, EventDetail, IdentityMethod, RestconfAnswer, RestconfEvent,
+    RestconfReason, RestconfRpc, Signing, DEVICE_JOURNAL_FILE, KEEP_ROTATED,
 };
 use crate::metrics::EventMetrics;
 use crate::policy::{MacAddr, UriEncoding};
@@ -212,6 +212,7 @@ pub struct Observation {
 pub fn observe(ev: &DeviceEvent) -> Observation {
     match &ev.detail {
         EventDetail::Dhcp4(d) => observe_dhcp4(ev, d),
+        EventDetail::Dhcp6(d) => observe_dhcp6(ev, d),
         EventDetail::Restconf(d) => observe_restconf(ev, d),
         EventDetail::Dns(d) => observe_dns(ev, d),
     }
@@ -375,6 +376,126 @@ fn observe_dhcp4(ev: &DeviceEvent, d: &Dhcp4Event) -> Observation {
         let _ = write!(o.summary, " (rule {rule})");
     }
     o
+}
+
+fn observe_dhcp6(ev: &DeviceEvent, d: &Dhcp6Event) -> Observation {
+    let addr = d.address.map(IpAddr::V6);
+    let addr_text = d.address.map(|a| format!(" {a}")).unwrap_or_default();
+    let vendor_class = match (&d.vendor_class, d.enterprise_number) {
+        (Some(v), Some(e)) => Some(format!("{v} (enterprise {e})")),
+        (Some(v), None) => Some(v.clone()),
+        (None, Some(e)) => Some(format!("(enterprise {e})")),
+        (None, None) => None,
+    };
+    let mut o = Observation {
+        proto: "dhcp6",
+        kind: d.event.as_str(),
+        asked: Asked {
+            requested_136: Some(d.requested_136),
+            vendor_class,
+            user_class: (!d.user_class.is_empty()).then(|| d.user_class.clone()),
+            interface: d.interface.clone(),
+            relay: d.relay.clone(),
+            ..Asked::default()
+        },
+        ..Observation::default()
+    };
+    if !ev.uris.is_empty() {
+        o.told = Some(Told {
+            proto: "dhcp6".into(),
+            uris: ev.uris.clone(),
+            redirect: true,
+            signed: None,
+            encoding: d.encoding.clone(),
+            uris_dropped: d.uris_dropped.clone(),
+        });
+    }
+    let asked = if d.requested_136 {
+        "asked for option 136"
+    } else {
+        "did not ask for option 136"
+    };
+    let told = match ev.uris.len() {
+        0 => "no option 136".to_string(),
+        1 => "option 136 with 1 URI".to_string(),
+        n => format!("option 136 with {n} URIs"),
+    };
+    // A refusal without an address is the step failing; with an address (one IA_NA bound,
+    // another refused) the device still got what it needs to go on.
+    let refused = d.status.filter(|_| d.address.is_none());
+    let what = match d.event {
+        Dhcp6Kind::Advertise => "Advertise",
+        Dhcp6Kind::InformationRequest => "Reply to Information-request",
+        Dhcp6Kind::Request => "Reply to Request",
+        Dhcp6Kind::RapidCommit => "Reply to Solicit (Rapid Commit)",
+        Dhcp6Kind::Renew => "Reply to Renew",
+        Dhcp6Kind::Rebind => "Reply to Rebind",
+        Dhcp6Kind::Release => "Reply to Release",
+        Dhcp6Kind::Decline => "Reply to Decline",
+        Dhcp6Kind::Confirm => "Reply to Confirm",
+    };
+    if let Some(st) = refused {
+        o.problem = Some(format!(
+            "its DHCPv6 {} was refused ({}): {}",
+            d.event.as_str(),
+            st.as_str(),
+            status_words(st)
+        ));
+        o.summary = format!("DHCPv6 {what}: status {}, {asked}", st.as_str());
+    } else {
+        match d.event {
+            Dhcp6Kind::Advertise => {
+                o.stage = Some(Stage::DhcpOffered);
+                o.summary = format!("DHCPv6 {what}{addr_text}: {asked}, sent {told}");
+            }
+            Dhcp6Kind::Request | Dhcp6Kind::RapidCommit | Dhcp6Kind::Renew | Dhcp6Kind::Rebind => {
+                o.stage = Some(Stage::DhcpAcked);
+                o.assigned = addr;
+                o.summary = format!("DHCPv6 {what}{addr_text}: {asked}, sent {told}");
+            }
+            Dhcp6Kind::InformationRequest | Dhcp6Kind::Confirm => {
+                o.stage = Some(Stage::DhcpAcked);
+                o.summary = format!("DHCPv6 {what}: {asked}, sent {told}");
+            }
+            Dhcp6Kind::Release => {
+                o.unassigned = addr;
+                o.summary = format!("DHCPv6 Release of{addr_text}");
+            }
+            Dhcp6Kind::Decline => {
+                o.unassigned = addr;
+                o.problem = Some(format!(
+                    "it Declined{addr_text}: another host answers on that address (duplicate \
+                     address detection failed, RFC 8415 §18.2.8); the address is quarantined"
+                ));
+                o.summary = format!("DHCPv6 Decline of{addr_text}");
+            }
+        }
+    }
+    if let Some(rule) = &ev.rule {
+        let _ = write!(o.summary, " (rule {rule})");
+    }
+    o
+}
+
+/// A DHCPv6 status code the server sent, in words (RFC 8415 §21.13).
+fn status_words(s: Dhcp6Status) -> &'static str {
+    match s {
+        Dhcp6Status::NoAddrsAvail => {
+            "no free address for it: its link's pools are exhausted, or no [[dhcp6.subnet]] \
+             serves the link it (or its relay) is on"
+        }
+        Dhcp6Status::NoBinding => {
+            "this server has no binding for the address it renews, rebinds or releases (it got \
+             it from another server, or the binding expired)"
+        }
+        Dhcp6Status::NotOnLink => {
+            "the address it holds is not on the link it is on now (it moved, or remembers a \
+             binding from another segment)"
+        }
+        Dhcp6Status::UseMulticast => {
+            "it sent its message by unicast, which this server does not allow (no [dhcp6] server-unicast address)"
+        }
+    }
 }
 
 fn observe_restconf(ev: &DeviceEvent, d: &RestconfEvent) -> Observation {
@@ -1536,7 +1657,7 @@ mod tests {
         let mut ev = DeviceEvent::dhcp4(ts, kind, 0x42, mac(m));
         ev.rule = Some("default".into());
         let EventDetail::Dhcp4(d) = &mut ev.detail else {
-            unreachable!("a dhcp4 event")
+            unreachable!("built as a DHCPv4 event")
         };
         d.address = addr.map(Ipv4Addr::from);
         d.requested_143 = req;
@@ -1672,6 +1793,107 @@ mod tests {
         f.fold(dhcp4(T0, Dhcp4Kind::Ack, 8, Some([192, 0, 2, 111]), true));
         assert_eq!(f.find("192.0.2.111").unwrap().key(), "02:00:00:00:00:08");
         assert!(f.find("02:00:00:00:00:07").unwrap().addresses.is_empty());
+    }
+
+    fn dhcp6(ts: u64, kind: Dhcp6Kind, n: u8, addr: Option<&str>, req: bool) -> DeviceEvent {
+        let duid = vec![0, 3, 0, 1, 2, 0, 0, 0, 0x66, n];
+        let mut ev = DeviceEvent::dhcp6(ts, kind, 0x42, duid);
+        ev.rule = Some("default".into());
+        let EventDetail::Dhcp6(d) = &mut ev.detail else {
+            unreachable!("built as a DHCPv6 event")
+        };
+        d.iaid = Some(9);
+        d.address = addr.map(|a| a.parse().unwrap());
+        d.requested_136 = req;
+        d.relay = Some("2001:db8:1::1".into());
+        if req && kind != Dhcp6Kind::Decline {
+            ev.uris = vec!["https://sztp.owner.example.com:8443".into()];
+            d.encoding = Some("rfc8572".into());
+        }
+        ev
+    }
+
+    #[test]
+    fn dhcp6_steps_fold_by_duid_with_their_verdicts() {
+        let mut f = Fold::new(Limits::default());
+        f.fold(dhcp6(
+            T0,
+            Dhcp6Kind::Advertise,
+            1,
+            Some("2001:db8:1::10"),
+            true,
+        ));
+        let key = "00030001020000006601";
+        let v = f.find(key).unwrap().verdict(&cx());
+        assert_eq!(v.stage, Some(Stage::DhcpOffered));
+        f.fold(dhcp6(
+            T0,
+            Dhcp6Kind::Request,
+            1,
+            Some("2001:db8:1::10"),
+            true,
+        ));
+        let d = f.find(key).unwrap();
+        assert_eq!(f.find("2001:db8:1::10").unwrap().id, d.id);
+        let s = d.summary(&cx());
+        assert_eq!(
+            s.verdict.status,
+            VerdictStatus::HandedOff,
+            "{}",
+            s.verdict.text
+        );
+        assert!(
+            s.verdict.text.contains("option 136 naming"),
+            "{}",
+            s.verdict.text
+        );
+        assert_eq!(s.asked.requested_136, Some(true));
+        assert_eq!(s.asked.relay.as_deref(), Some("2001:db8:1::1"));
+        assert_eq!(
+            d.detail(&cx()).timeline[1].summary,
+            "DHCPv6 Reply to Request 2001:db8:1::10: asked for option 136, sent option 136 \
+             with 1 URI (rule default)"
+        );
+
+        // stateless: an answered Information-request is the furthest a device gets
+        f.fold(dhcp6(T0, Dhcp6Kind::InformationRequest, 2, None, false));
+        let key2 = "00030001020000006602";
+        let v = f.find(key2).unwrap().verdict(&cx());
+        assert_eq!(v.stage, Some(Stage::DhcpAcked));
+        assert_eq!(
+            v.text,
+            "got a lease but never asked for option 136: its DHCP client is not configured \
+             for SZTP"
+        );
+
+        // a refusal without an address is the verdict, in words
+        let mut ev = dhcp6(T0, Dhcp6Kind::Advertise, 3, None, true);
+        let EventDetail::Dhcp6(d) = &mut ev.detail else {
+            unreachable!()
+        };
+        d.status = Some(Dhcp6Status::NoAddrsAvail);
+        f.fold(ev);
+        let v = f.find("00030001020000006603").unwrap().verdict(&cx());
+        assert_eq!(v.status, VerdictStatus::Failed);
+        assert!(v.text.contains("(no-addrs-avail)"), "{}", v.text);
+        assert!(v.text.contains("pools are exhausted"), "{}", v.text);
+
+        // a Decline fails the device and unlinks the address
+        f.fold(dhcp6(
+            T0 + 1,
+            Dhcp6Kind::Decline,
+            1,
+            Some("2001:db8:1::10"),
+            true,
+        ));
+        assert!(f.find("2001:db8:1::10").is_none());
+        let v = f.find(key).unwrap().verdict(&cx());
+        assert_eq!(v.status, VerdictStatus::Failed);
+        assert!(
+            v.text.starts_with("it Declined 2001:db8:1::10"),
+            "{}",
+            v.text
+        );
     }
 
     /// A later protocol's step that carries only a serial and a source address links the

@@ -88,6 +88,8 @@ pub struct DeviceEvent {
 pub enum EventDetail {
     /// A DHCPv4 exchange step (RFC 2131).
     Dhcp4(Dhcp4Event),
+    /// A DHCPv6 exchange step (RFC 8415).
+    Dhcp6(Dhcp6Event),
     /// A device-specific DNS or mDNS query, `<serial>._sztp.<domain>` TXT (RFC 8572 §4.2.2).
     Dns(DnsEvent),
     /// A RESTCONF request to the redirect server (RFC 8572 §7, RFC 8040).
@@ -465,7 +467,150 @@ pub struct Dhcp4Event {
     pub message: Option<String>,
 }
 
+/// Which DHCPv6 client message was answered, and how (RFC 8415 §18.3).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Dhcp6Kind {
+    /// An Advertise answered a Solicit (nothing committed).
+    #[default]
+    Advertise,
+    /// A Reply to a Request: the addresses are bound and durable.
+    Request,
+    /// A Reply to a Solicit with Rapid Commit (RFC 8415 §18.3.1): bound and durable.
+    RapidCommit,
+    /// A Reply to a Renew.
+    Renew,
+    /// A Reply to a Rebind.
+    Rebind,
+    /// A Reply to a Release.
+    Release,
+    /// A Reply to a Decline: the addresses are quarantined (RFC 8415 §18.3.8).
+    Decline,
+    /// A Reply to a Confirm.
+    Confirm,
+    /// A Reply to an Information-request (stateless, RFC 8415 §18.3.6).
+    InformationRequest,
+}
+
+impl Dhcp6Kind {
+    /// The kebab-case name used in the journal and logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Dhcp6Kind::Advertise => "advertise",
+            Dhcp6Kind::Request => "request",
+            Dhcp6Kind::RapidCommit => "rapid-commit",
+            Dhcp6Kind::Renew => "renew",
+            Dhcp6Kind::Rebind => "rebind",
+            Dhcp6Kind::Release => "release",
+            Dhcp6Kind::Decline => "decline",
+            Dhcp6Kind::Confirm => "confirm",
+            Dhcp6Kind::InformationRequest => "information-request",
+        }
+    }
+}
+
+impl std::fmt::Display for Dhcp6Kind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A DHCPv6 status code the server sent (RFC 8415 §21.13), when it was not Success.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Dhcp6Status {
+    /// No address could be assigned to an IA (pool exhausted, or no subnet for the link).
+    NoAddrsAvail,
+    /// The client has no binding for an IA it renews, releases or declines.
+    NoBinding,
+    /// The client's addresses are not appropriate for its link (Confirm).
+    NotOnLink,
+    /// The client unicast a message without being allowed to (RFC 8415 §18.4).
+    UseMulticast,
+}
+
+impl Dhcp6Status {
+    /// The RFC 8415 status code value.
+    pub fn code(self) -> u16 {
+        match self {
+            Dhcp6Status::NoAddrsAvail => 2,
+            Dhcp6Status::NoBinding => 3,
+            Dhcp6Status::NotOnLink => 4,
+            Dhcp6Status::UseMulticast => 5,
+        }
+    }
+
+    /// The kebab-case name used in the journal and logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Dhcp6Status::NoAddrsAvail => "no-addrs-avail",
+            Dhcp6Status::NoBinding => "no-binding",
+            Dhcp6Status::NotOnLink => "not-on-link",
+            Dhcp6Status::UseMulticast => "use-multicast",
+        }
+    }
+}
+
+/// The DHCPv6 part of a [`DeviceEvent`] (the DUID and MAC are the shared fields).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Dhcp6Event {
+    /// What happened.
+    pub event: Dhcp6Kind,
+    /// Transaction id (3 octets), written as `"0x00abcdef"`.
+    #[serde(with = "xid_hex")]
+    pub xid: u32,
+    /// IAID of the first IA_NA of the message, if any.
+    pub iaid: Option<u32>,
+    /// Address assigned, renewed, released or declined in that IA_NA.
+    pub address: Option<std::net::Ipv6Addr>,
+    /// First vendor-class-data of option 16.
+    pub vendor_class: Option<String>,
+    /// Enterprise number of option 16.
+    pub enterprise_number: Option<u32>,
+    /// Option 15 entries.
+    pub user_class: Vec<String>,
+    /// Interface the message came in on.
+    pub interface: Option<String>,
+    /// The relay agent that sent the outermost Relay-forward (its source address), if relayed.
+    pub relay: Option<String>,
+    /// Whether the device listed option 136 (SZTP redirect) in its Option Request option.
+    pub requested_136: bool,
+    /// URIs left out to keep the message within the client's link MTU.
+    pub uris_dropped: Vec<String>,
+    /// How the URIs were encoded: `"rfc8572"` or `"text"`.
+    pub encoding: Option<String>,
+    /// The status code sent, when not Success.
+    pub status: Option<Dhcp6Status>,
+}
+
 impl DeviceEvent {
+    /// A DHCPv6 event for the client `duid`, everything optional left empty.
+    pub fn dhcp6(unix_secs: u64, event: Dhcp6Kind, xid: u32, duid: Vec<u8>) -> DeviceEvent {
+        DeviceEvent {
+            ts: unix_secs,
+            mac: None,
+            duid: Some(duid),
+            serial: None,
+            rule: None,
+            uris: Vec::new(),
+            detail: EventDetail::Dhcp6(Dhcp6Event {
+                event,
+                xid,
+                iaid: None,
+                address: None,
+                vendor_class: None,
+                enterprise_number: None,
+                user_class: Vec::new(),
+                interface: None,
+                relay: None,
+                requested_136: false,
+                uris_dropped: Vec::new(),
+                encoding: None,
+                status: None,
+            }),
+        }
+    }
+
     /// A DHCPv4 event with everything optional left empty.
     pub fn dhcp4(unix_secs: u64, event: Dhcp4Kind, xid: u32, mac: MacAddr) -> DeviceEvent {
         DeviceEvent {
@@ -498,6 +643,7 @@ impl DeviceEvent {
     pub fn proto(&self) -> &'static str {
         match self.detail {
             EventDetail::Dhcp4(_) => "dhcp4",
+            EventDetail::Dhcp6(_) => "dhcp6",
             EventDetail::Dns(_) => "dns",
             EventDetail::Restconf(_) => "restconf",
         }
@@ -825,7 +971,7 @@ mod tests {
         );
         ev.uris = vec![format!("https://bs{i}.example.net:8443")];
         let EventDetail::Dhcp4(d) = &mut ev.detail else {
-            unreachable!()
+            unreachable!("a dhcp4 event")
         };
         d.client_id = Some(vec![1, 0xaa, 0xbb]);
         d.vendor_class = Some("Juniper-ex4300".into());

@@ -25,7 +25,7 @@
 //!   (`get_or_create(&labels).inc()`);
 //! - numbers that already live in the service (atomics, a table): implement [`Source`] over a
 //!   `Weak` of the service's shared state and call [`Metrics::set_source`] from `serve` (see
-//!   [`Dhcp4Source`], set by `dhcp::v4::server::serve`). A `Weak`, so a service stopped by a
+//!   [`Dhcp4Source`], set by `dhcp::v4::server::serve`, and `dhcp::v6::server`'s). A `Weak`, so a service stopped by a
 //!   reload reports nothing and its lease writer is not kept alive; a named slot, so a service
 //!   turned off and on again replaces its old source instead of adding a second one;
 //! - per-device facts (redirect option asked/sent, decisions per rule) need nothing: they are
@@ -53,11 +53,10 @@ use crate::dns::DnsStats;
 use crate::journal::{DeviceEvent, DeviceJournal};
 use crate::runtime::Published;
 
-/// The services with request/reply/drop counters.
+/// The services with request/reply/drop counters registered here (DHCPv4 and DHCPv6 export
+/// theirs from their own [`Source`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Service {
-    /// DHCPv6 server (RFC 8415).
-    Dhcp6,
     /// Unicast DNS (RFC 1035).
     Dns,
     /// mDNS responder (RFC 6762).
@@ -69,8 +68,7 @@ pub enum Service {
 }
 
 impl Service {
-    const ALL: [Service; 5] = [
-        Service::Dhcp6,
+    const ALL: [Service; 4] = [
         Service::Dns,
         Service::Mdns,
         Service::Restconf,
@@ -79,7 +77,6 @@ impl Service {
 
     fn name(self) -> &'static str {
         match self {
-            Service::Dhcp6 => "dhcp6",
             Service::Dns => "dns",
             Service::Mdns => "mdns",
             Service::Restconf => "restconf",
@@ -448,7 +445,8 @@ impl Metrics {
     }
 }
 
-fn counter(
+/// Encodes one unlabelled counter `name` (prometheus-client appends `_total`).
+pub(crate) fn counter(
     enc: &mut DescriptorEncoder,
     name: &str,
     help: &str,
@@ -837,7 +835,7 @@ mod tests {
         m.events.observe(&ev, &o);
         ev.uris = vec!["https://a.example".into()];
         let crate::journal::EventDetail::Dhcp4(d) = &mut ev.detail else {
-            unreachable!("a dhcp4 event")
+            unreachable!("built as a DHCPv4 event")
         };
         d.requested_143 = true;
         let o = observe(&ev);

@@ -86,6 +86,7 @@ fn the_committed_man_page_is_generated_from_the_cli() {
     assert!(text.contains("option 143"));
     assert!(text.contains("RESTCONF redirect server over HTTPS"));
     assert!(text.contains("[status] serves the operator\\*(Aqs status page"));
-    assert!(text.contains("[dhcp6] section is validated but not served yet"));
+    assert!(text.contains("option 136 (DHCPv6)"));
+    assert!(!text.contains("not served yet"));
     assert!(text.contains("SZTP DNS records"));
 }

@@ -114,7 +114,12 @@ fn quickstart_model() {
         (d4.interfaces.as_slice(), d4.port),
         (&["lo".to_string()][..], 6767)
     );
-    assert!(c.redirect_server.is_none() && c.dhcp6.is_none());
+    let d6 = c.dhcp6.unwrap();
+    assert_eq!(
+        (d6.interfaces.as_slice(), d6.port),
+        (&["lo".to_string()][..], 6547)
+    );
+    assert!(c.redirect_server.is_none());
     let dns = c.dns.unwrap();
     assert_eq!(dns.listen, ["127.0.0.1:8053".parse().unwrap()]);
     assert!(dns.mdns.is_none());

@@ -44,6 +44,7 @@ fn quickstart_script_shows_a_device_being_redirected() {
             && l.contains("  handed-off: got a lease and option 143")),
         "{text}"
     );
+    // one device: DHCPv4 and DHCPv6 folded by its MAC
     assert!(
         text.contains("(2 devices from http://127.0.0.1:9143)"),
         "{text}"
@@ -52,6 +53,30 @@ fn quickstart_script_shows_a_device_being_redirected() {
         text.contains("DHCPv4 ACK 192.0.2.100: asked for option 143"),
         "{text}"
     );
+    // step 2: DHCPv6 through the relay path, the same device (its DUID-LL carries the MAC)
+    assert!(
+        text.contains("listening for dhcp6 on lo [::]:6547"),
+        "{text}"
+    );
+    assert!(
+        text.contains("sztp redirect (option 136, rfc8572 encoding, 2 URIs):"),
+        "{text}"
+    );
+    assert!(text.contains("reply 2001:db8:1::"), "{text}");
+    assert!(
+        text.contains("DHCPv6 Reply to Request 2001:db8:1::"),
+        "{text}"
+    );
+    assert!(
+        text.contains("asked      option 143: yes; option 136: yes"),
+        "{text}"
+    );
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("dhcp6  2001:db8:1::") && l.contains(" 00030001020000535a50 ")),
+        "leases: {text}"
+    );
+    assert!(text.contains("\"requested_136\":true"), "{text}");
     // step 3: DNS, the probe's TXT then SRV lookups, and the device it shows in the table
     assert!(
         text.contains("listening for dns on udp 127.0.0.1:8053"),
@@ -79,8 +104,7 @@ fn quickstart_script_shows_a_device_being_redirected() {
         text.contains("\"proto\":\"dns\",\"event\":\"answered\",\"transport\":\"udp\""),
         "{text}"
     );
-    // SLOTS 2 and 4 (DHCPv6, RESTCONF): each service's engineer asserts its step here
-    assert!(text.contains("--- 2. DHCPv6"), "{text}");
+    // SLOT 4 (RESTCONF): its engineer asserts its step here
     assert!(text.contains("\"event\":\"ack\""), "{text}");
     assert!(text.contains("\"requested_143\":true"), "{text}");
 }

@@ -8,7 +8,7 @@
 # step as a marked SLOT that says so; the service's engineer fills it in (its section in
 # config/quickstart.toml, a probe step here, a line in tests/quickstart.rs):
 #   1. DHCPv4 (relay path): an address and option 143                     served
-#   2. DHCPv6 (relay path): an address and option 136                     SLOT (issue 7)
+#   2. DHCPv6 (relay path): an address and option 136                     served
 #   3. DNS: _sztp._tcp SRV and <serial>._sztp TXT                         served
 #   4. RESTCONF get-bootstrapping-data on the redirect server, and the
 #      owner's bootstrap server (a test double) reached through it        SLOT (issue 9)
@@ -16,9 +16,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --quiet
-bin=target/debug/sztp-redirector
+bin=${CARGO_TARGET_DIR:-target}/debug/sztp-redirector
 cfg=config/quickstart.toml
 mac=02:00:00:53:5a:50
+mkdir -p target
 rm -rf target/quickstart-state  # a fresh appliance every time
 "$bin" check-config "$cfg"
 "$bin" run --config "$cfg" 2> target/quickstart.log &
@@ -35,9 +36,8 @@ grep -e "listening for" -e "daemon: ready" target/quickstart.log
 echo "--- 1. DHCPv4: a device asks (probe as relay agent 127.0.0.1, link 192.0.2.1):"
 "$bin" probe --relay 127.0.0.1:6767 --link-selection 192.0.2.1 --mac "$mac" --wait 500ms
 
-# ---- SLOT 2, DHCPv6 (issue 7): [dhcp6] on loopback in config/quickstart.toml, then the probe
-# as a relay agent asking for an address and option 136, e.g. "$bin" probe ... --relay ...
-echo "--- 2. DHCPv6 (option 136): not served by this version yet"
+echo "--- 2. DHCPv6: the same device asks (probe as relay agent [::1], link 2001:db8:1::1):"
+"$bin" probe --relay6 "[::1]:6547" --link-address 2001:db8:1::1 --mac "$mac" --wait 500ms
 
 echo "--- 3. DNS: a device with serial SN0001 looks up its TXT record, then the SRV:"
 "$bin" probe --dns-server 127.0.0.1:8053 --domain staging.example.com --serial SN0001
@@ -50,7 +50,7 @@ echo "--- 4. RESTCONF redirect to the owner's bootstrap server: not served by th
 echo "--- 5. the device's journey (sztp-redirector devices, from the status API):"
 # the status server folds each step just after the reply has left: wait for the last ones
 for _ in $(seq 50); do
-  "$bin" devices --config "$cfg" --json "$mac" 2>/dev/null | grep -q '"dhcp-acked"' &&
+  "$bin" devices --config "$cfg" --json "$mac" 2>/dev/null | grep -q 'DHCPv6 Reply to Request' &&
     "$bin" devices --config "$cfg" --json SN0001 2>/dev/null | grep -q '"dns-answered"' && break
   sleep 0.1
 done
@@ -59,7 +59,9 @@ done
 echo "--- status page: http://127.0.0.1:9143/ (metrics: http://127.0.0.1:9143/metrics)"
 echo "--- leases:"
 "$bin" leases --config "$cfg"
-echo "--- stop (SIGTERM), then the device journal's last two events (the ACK, the TXT answer):"
+echo "--- stop (SIGTERM), then the device journal's last events (the ACK, the DHCPv6 Reply, the TXT answer):"
 kill -TERM "$server"
 wait "$server"
-tail -n 2 target/quickstart-state/devices.jsonl
+grep '"event":"ack"' target/quickstart-state/devices.jsonl | tail -n 1
+grep '"event":"request"' target/quickstart-state/devices.jsonl | tail -n 1
+grep '"proto":"dns"' target/quickstart-state/devices.jsonl | tail -n 1

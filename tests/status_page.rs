@@ -95,7 +95,7 @@ fn event(ts: u64, kind: Dhcp4Kind, last: u8, requested_143: bool) -> DeviceEvent
     let mut ev = DeviceEvent::dhcp4(ts, kind, 0x1234, MacAddr([2, 0, 0, 0x53, 0x5a, last]));
     ev.rule = Some("default".into());
     let EventDetail::Dhcp4(d) = &mut ev.detail else {
-        unreachable!("a dhcp4 event")
+        unreachable!("built as a DHCPv4 event")
     };
     d.address = Some(Ipv4Addr::new(192, 0, 2, 100 + last));
     d.requested_143 = requested_143;
@@ -241,7 +241,7 @@ fn readme_screenshot() {
     let mut add = |dt: u64, kind: Dhcp4Kind, last: u8, req: bool, vendor: &str| {
         let mut ev = event(t0 + dt, kind, last, req);
         let EventDetail::Dhcp4(d) = &mut ev.detail else {
-            unreachable!("a dhcp4 event")
+            unreachable!("built as a DHCPv4 event")
         };
         d.vendor_class = Some(vendor.to_owned());
         d.interface = Some("eth1".into());

@@ -224,6 +224,10 @@ pub(crate) struct RawDhcp6 {
     pub(crate) enabled: Option<bool>,
     pub(crate) interfaces: Option<StrList>,
     pub(crate) port: Option<u16>,
+    pub(crate) rapid_commit: Option<bool>,
+    pub(crate) server_unicast: Option<Str>,
+    pub(crate) offer_time: Option<Str>,
+    pub(crate) decline_time: Option<Str>,
     #[serde(default)]
     pub(crate) subnet: Vec<Spanned<RawSubnet6>>,
 }
@@ -240,6 +244,19 @@ pub(crate) struct RawSubnet6 {
     pub(crate) domain_search: Vec<Str>,
     pub(crate) preferred_lifetime: Option<Str>,
     pub(crate) valid_lifetime: Option<Str>,
+    pub(crate) renewal_time: Option<Str>,
+    pub(crate) rebinding_time: Option<Str>,
+    pub(crate) interface: Option<Str>,
+    #[serde(default)]
+    pub(crate) reservation: Vec<Spanned<RawReservation6>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub(crate) struct RawReservation6 {
+    pub(crate) duid: Option<Str>,
+    pub(crate) mac: Option<Str>,
+    pub(crate) address: Str,
 }
 
 #[derive(Debug, Deserialize)]

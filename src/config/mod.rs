@@ -382,41 +382,104 @@ pub struct Reservation4 {
     pub hostname: Option<String>,
 }
 
-/// `[dhcp6]`: the DHCPv6 server (RFC 8415).
+/// The `[dhcp6]` section: the DHCPv6 server (RFC 8415).
 #[derive(Clone, Debug)]
 pub struct Dhcp6 {
-    /// Interface names.
+    /// Interface names; never checked against the live system at validation time.
     pub interfaces: Vec<String>,
     /// Server port (default 547).
     pub port: u16,
+    /// `rapid-commit`: answer a Solicit carrying Rapid Commit with a committed Reply
+    /// (RFC 8415 §18.3.1, §21.14). Default false.
+    pub rapid_commit: bool,
+    /// `server-unicast`: the address put in the Server Unicast option (RFC 8415 §21.12);
+    /// when set, clients may unicast Request/Renew/Release/Decline, otherwise such messages
+    /// get a Reply with status UseMulticast (§18.4).
+    pub server_unicast: Option<Ipv6Addr>,
+    /// How long an Advertise holds its address for the client (`offer-time`, default 60s).
+    pub offer_time: Duration,
+    /// How long a Declined address is quarantined (`decline-time`, default 1h).
+    pub decline_time: Duration,
     /// `[[dhcp6.subnet]]`, in file order.
     pub subnets: Vec<Subnet6>,
 }
 
-/// One `[[dhcp6.subnet]]`.
+/// One `[[dhcp6.subnet]]`: a link's prefix, its address pools and options.
 #[derive(Clone, Debug)]
 pub struct Subnet6 {
     /// `prefix`: the link's prefix (host bits clear).
     pub prefix: Ipv6Net,
     /// `pools`: address ranges handed out, inside the prefix.
     pub pools: Vec<Pool6>,
-    /// `dns-servers`: option 23.
+    /// Option 23 (RFC 3646).
     pub dns_servers: Vec<Ipv6Addr>,
-    /// `domain-search`: option 24.
+    /// Option 24 (RFC 3646), lowercase, without the trailing dot.
     pub domain_search: Vec<String>,
     /// `preferred-lifetime` (default 30m).
     pub preferred_lifetime: Duration,
     /// `valid-lifetime` (default 1h).
     pub valid_lifetime: Duration,
+    /// T1 of IA_NA (`renewal-time`); default half the preferred lifetime (RFC 8415 §21.4).
+    pub renewal_time: Option<Duration>,
+    /// T2 of IA_NA (`rebinding-time`); default 0.8 × the preferred lifetime (RFC 8415 §21.4).
+    pub rebinding_time: Option<Duration>,
+    /// `interface`: clients on this directly attached link (not relayed) get this subnet.
+    pub interface: Option<String>,
+    /// `[[dhcp6.subnet.reservation]]`, in file order.
+    pub reservations: Vec<Reservation6>,
 }
 
-/// A DHCPv6 pool range, both ends included.
+impl Subnet6 {
+    /// T1 in seconds (RFC 8415 §21.4): `renewal-time`, else ½ of the preferred lifetime.
+    pub fn t1(&self) -> Duration {
+        self.renewal_time.unwrap_or(self.preferred_lifetime / 2)
+    }
+
+    /// T2 in seconds (RFC 8415 §21.4): `rebinding-time`, else 0.8 × the preferred lifetime.
+    pub fn t2(&self) -> Duration {
+        self.rebinding_time
+            .unwrap_or(self.preferred_lifetime * 4 / 5)
+    }
+}
+
+/// An IPv6 address range, both ends included.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Pool6 {
     /// First address.
     pub start: Ipv6Addr,
     /// Last address.
     pub end: Ipv6Addr,
+}
+
+impl Pool6 {
+    /// Whether `a` lies in the range.
+    pub fn contains(&self, a: Ipv6Addr) -> bool {
+        self.start <= a && a <= self.end
+    }
+
+    /// Number of addresses, minus one (a /64 pool holds 2^64, which `u128` counts exactly).
+    pub fn last_offset(&self) -> u128 {
+        u128::from(self.end) - u128::from(self.start)
+    }
+}
+
+/// Who a DHCPv6 reservation is for: the client's DUID, or its MAC (from a DUID-LL/LLT or the
+/// relay's RFC 6939 Client Link-Layer Address option).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Reservation6Key {
+    /// `duid`: the client's whole DUID (option 1 contents).
+    Duid(Vec<u8>),
+    /// `mac`: the client's link-layer address.
+    Mac(MacAddr),
+}
+
+/// A `[[dhcp6.subnet.reservation]]`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Reservation6 {
+    /// Whose reservation it is.
+    pub key: Reservation6Key,
+    /// `address`: the address the client always gets.
+    pub address: Ipv6Addr,
 }
 
 /// `[dns]`: unicast DNS for the SZTP names (RFC 8572 §4.2).

@@ -16,8 +16,8 @@ use super::file::{
 };
 use super::{
     Appliance, Config, ConveyedEncoding, Dhcp4, Dhcp6, Dns, FileRef, LogFormat, Mdns, Owner, Pool4,
-    Pool6, RedirectServer, ReportProgress, Reservation4, SerialFrom, Status, Subnet4, Subnet6,
-    TlsFiles, TlsVersion,
+    Pool6, RedirectServer, ReportProgress, Reservation4, Reservation6, Reservation6Key, SerialFrom,
+    Status, Subnet4, Subnet6, TlsFiles, TlsVersion,
 };
 use crate::policy::{
     BootstrapServer, Glob, KnownDevice, MacAddr, MacPattern, Match, Rule, UriEncoding, UriForm, Via,
@@ -76,6 +76,11 @@ const T1_T2: Range4<Duration> = Range4 {
     min: secs(1),
     max: secs(MAX_FINITE_LEASE_SECS),
     why: " (options 58 and 59 are 32 bits)",
+};
+const IA_T1_T2: Range4<Duration> = Range4 {
+    min: secs(1),
+    max: secs(MAX_FINITE_LEASE_SECS),
+    why: " (an IA_NA's T1 and T2 are 32 bits)",
 };
 const PREFERRED_LIFETIME: Range4<Duration> = Range4 {
     min: secs(0),
@@ -1221,11 +1226,35 @@ fn dhcp6(cx: &mut Ctx<'_>, raw: &RawConfig) -> Option<Dhcp6> {
         return None;
     }
     let interfaces = cx.interfaces(&d.interfaces, "dhcp6", &span);
+    let server_unicast = d.server_unicast.as_ref().and_then(|v| {
+        cx.parse(v, "dhcp6.server-unicast", |s| {
+            let a = parse_ip::<Ipv6Addr>(s, "an IPv6 address")?;
+            if a.is_multicast() || a.is_unspecified() {
+                return Err(format!("{s:?} is not a unicast address"));
+            }
+            Ok(a)
+        })
+    });
+    let offer_time = cx.duration_in(
+        &d.offer_time,
+        "dhcp6.offer-time",
+        Duration::from_secs(60),
+        OFFER_TIME,
+    );
+    let decline_time = cx.duration_in(
+        &d.decline_time,
+        "dhcp6.decline-time",
+        Duration::from_secs(3600),
+        DECLINE_TIME,
+    );
     if d.subnet.is_empty() {
         cx.err(span.clone(), "dhcp6", "needs at least one [[dhcp6.subnet]]");
     }
     let mut subnets = Vec::new();
     let mut nets: Vec<(usize, IpNet)> = Vec::new();
+    let mut res_keys: HashMap<Reservation6Key, Range<usize>> = HashMap::new();
+    let mut res_addrs: HashMap<Ipv6Addr, Range<usize>> = HashMap::new();
+    let mut links: HashMap<String, Range<usize>> = HashMap::new();
     for (i, sn) in d.subnet.iter().enumerate() {
         let sn = sn.get_ref();
         let key = format!("dhcp6.subnet[{i}]");
@@ -1266,6 +1295,148 @@ fn dhcp6(cx: &mut Ctx<'_>, raw: &RawConfig) -> Option<Dhcp6> {
                 ),
             );
         }
+        let renewal_time =
+            cx.opt_duration_in(&sn.renewal_time, &format!("{key}.renewal-time"), IA_T1_T2);
+        let rebinding_time = cx.opt_duration_in(
+            &sn.rebinding_time,
+            &format!("{key}.rebinding-time"),
+            IA_T1_T2,
+        );
+        let t1 = renewal_time.unwrap_or(preferred / 2);
+        let t2 = rebinding_time.unwrap_or(preferred * 4 / 5);
+        if let (Some(v), Some(t1)) = (&sn.renewal_time, renewal_time) {
+            if t1 >= t2 {
+                let other = if rebinding_time.is_some() {
+                    format!("rebinding-time {}", show(t2))
+                } else {
+                    format!(
+                        "rebinding-time (default 0.8 of preferred-lifetime: {})",
+                        show(t2)
+                    )
+                };
+                cx.err(
+                    v.span(),
+                    format!("{key}.renewal-time"),
+                    format!("renewal-time {} must be shorter than {other}", show(t1)),
+                );
+            }
+        }
+        if let (Some(v), Some(t2)) = (&sn.rebinding_time, rebinding_time) {
+            if t2 > valid {
+                cx.err(
+                    v.span(),
+                    format!("{key}.rebinding-time"),
+                    format!(
+                        "rebinding-time {} must not be longer than valid-lifetime {}",
+                        show(t2),
+                        show(valid)
+                    ),
+                );
+            } else if renewal_time.is_none() && t1 >= t2 {
+                cx.err(
+                    v.span(),
+                    format!("{key}.rebinding-time"),
+                    format!(
+                        "rebinding-time {} must be longer than renewal-time (default half of preferred-lifetime: {})",
+                        show(t2),
+                        show(t1)
+                    ),
+                );
+            }
+        }
+        let interface = sn.interface.as_ref().and_then(|v| {
+            let k = format!("{key}.interface");
+            let name = cx.parse(v, &k, parse_interface)?;
+            if !interfaces.is_empty() && !interfaces.contains(&name) {
+                cx.err(
+                    v.span(),
+                    &k,
+                    format!("interface {name:?} is not in dhcp6.interfaces (the server never answers there)"),
+                );
+            }
+            if let Some(first) = links.get(&name) {
+                let line = cx.line(first);
+                cx.err(
+                    v.span(),
+                    k,
+                    format!("interface {name:?} already has a subnet (line {line})"),
+                );
+            } else {
+                links.insert(name.clone(), v.span());
+            }
+            Some(name)
+        });
+        let mut reservations = Vec::new();
+        for (j, r) in sn.reservation.iter().enumerate() {
+            let rspan = r.span();
+            let r = r.get_ref();
+            let rkey = format!("{key}.reservation[{j}]");
+            let (k, kspan) = match (&r.duid, &r.mac) {
+                (Some(v), None) => (
+                    cx.parse(v, &format!("{rkey}.duid"), parse_duid)
+                        .map(Reservation6Key::Duid),
+                    Some((v.span(), "duid")),
+                ),
+                (None, Some(v)) => (
+                    cx.parse(v, &format!("{rkey}.mac"), |s| s.parse::<MacAddr>())
+                        .map(Reservation6Key::Mac),
+                    Some((v.span(), "mac")),
+                ),
+                (Some(v), Some(_)) => {
+                    cx.err(v.span(), &rkey, "give duid or mac, not both");
+                    (None, None)
+                }
+                (None, None) => {
+                    cx.err(rspan, &rkey, "needs a duid or a mac");
+                    (None, None)
+                }
+            };
+            if let (Some(k), Some((kspan, what))) = (&k, kspan) {
+                if let Some(first) = res_keys.get(k) {
+                    let line = cx.line(first);
+                    cx.err(
+                        kspan.clone(),
+                        format!("{rkey}.{what}"),
+                        format!(
+                            "duplicate reservation for {what} {} (first at line {line})",
+                            r.duid
+                                .as_ref()
+                                .or(r.mac.as_ref())
+                                .map_or("", |v| v.get_ref())
+                        ),
+                    );
+                } else {
+                    res_keys.insert(k.clone(), kspan);
+                }
+            }
+            let address = cx.parse(&r.address, &format!("{rkey}.address"), |s| {
+                parse_ip::<Ipv6Addr>(s, "an IPv6 address")
+            });
+            if let Some(a) = address {
+                if let Some(first) = res_addrs.get(&a) {
+                    let line = cx.line(first);
+                    cx.err(
+                        r.address.span(),
+                        format!("{rkey}.address"),
+                        format!("duplicate reservation for address {a} (first at line {line})"),
+                    );
+                } else {
+                    res_addrs.insert(a, r.address.span());
+                }
+                if let Some(n) = prefix {
+                    if !n.contains(&a) {
+                        cx.err(
+                            r.address.span(),
+                            format!("{rkey}.address"),
+                            format!("{a} is not inside prefix {n}"),
+                        );
+                    }
+                }
+            }
+            if let (Some(key), Some(address)) = (k, address) {
+                reservations.push(Reservation6 { key, address });
+            }
+        }
         if let Some(prefix) = prefix {
             subnets.push(Subnet6 {
                 prefix,
@@ -1274,14 +1445,37 @@ fn dhcp6(cx: &mut Ctx<'_>, raw: &RawConfig) -> Option<Dhcp6> {
                 domain_search,
                 preferred_lifetime: preferred,
                 valid_lifetime: valid,
+                renewal_time,
+                rebinding_time,
+                interface,
+                reservations,
             });
         }
     }
     Some(Dhcp6 {
         interfaces,
         port: d.port.unwrap_or(547),
+        rapid_commit: d.rapid_commit.unwrap_or(false),
+        server_unicast,
+        offer_time,
+        decline_time,
         subnets,
     })
+}
+
+/// A DUID as colon or plain hex (`00:03:00:01:02:00:00:00:00:01`, `000300010200…`): a 2-octet
+/// type and 1 to 128 octets of identifier (RFC 8415 §11.1).
+pub(crate) fn parse_duid(s: &str) -> Result<Vec<u8>, String> {
+    let bad = |why: &str| format!("{s:?} is not a DUID: {why}");
+    let digits: String = s.chars().filter(|&c| c != ':' && c != '-').collect();
+    let bytes =
+        hex::decode(&digits).map_err(|_| bad("hex octets like 00:03:00:01:02:00:00:00:00:01"))?;
+    if !(3..=130).contains(&bytes.len()) {
+        return Err(bad(
+            "a 2-octet type and 1 to 128 octets of identifier (RFC 8415 §11.1)",
+        ));
+    }
+    Ok(bytes)
 }
 
 fn dns(cx: &mut Ctx<'_>, raw: &RawConfig) -> Option<Dns> {

@@ -45,6 +45,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::dhcp::leases::{Lease4, LeaseState};
+use crate::dhcp::v6::bindings::Lease6;
 use crate::journal::rfc3339;
 use crate::policy::client_id_text;
 use crate::ratelimit::LogLimiter;
@@ -580,12 +581,14 @@ fn state_word(s: LeaseState) -> &'static str {
 
 #[derive(Serialize)]
 struct LeaseRow {
+    proto: &'static str,
     address: String,
-    mac: String,
+    mac: Option<String>,
     state: &'static str,
     expires: String,
     remaining: String,
     client_id: Option<String>,
+    iaid: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     client_id_text: Option<String>,
     hostname: Option<String>,
@@ -593,40 +596,67 @@ struct LeaseRow {
 }
 
 impl LeaseRow {
-    fn new(l: &Lease4, now: u64) -> LeaseRow {
+    fn v4(l: &Lease4, now: u64) -> LeaseRow {
         LeaseRow {
+            proto: "dhcp4",
             address: l.addr.to_string(),
-            mac: l.mac.to_string(),
+            mac: Some(l.mac.to_string()),
             state: state_word(l.state),
             expires: rfc3339(l.expires),
             remaining: remaining(l.expires, now),
             client_id: l.client_id.as_ref().map(hex::encode),
+            iaid: None,
             client_id_text: l.client_id.as_deref().and_then(client_id_text),
             hostname: l.hostname.clone(),
             expires_unix: l.expires,
         }
     }
+
+    fn v6(l: &Lease6, now: u64) -> LeaseRow {
+        LeaseRow {
+            proto: "dhcp6",
+            address: l.addr.to_string(),
+            mac: l.mac.map(|m| m.to_string()),
+            state: state_word(l.state),
+            expires: rfc3339(l.expires),
+            remaining: remaining(l.expires, now),
+            // the DHCPv6 Client Identifier option carries the DUID (RFC 8415 §21.2)
+            client_id: Some(hex::encode(&l.duid)),
+            client_id_text: None,
+            iaid: Some(l.iaid),
+            hostname: None,
+            expires_unix: l.expires,
+        }
+    }
 }
 
-/// `sztp-redirector leases`: the journal's leases, sorted by address, as an aligned table or
-/// (`json`) a JSON array. Read-only: safe while the daemon runs.
+/// `sztp-redirector leases`: the DHCPv4 leases (`leases4.journal`) then the DHCPv6 bindings
+/// (`leases6.journal`), each sorted by address, as an aligned table or (`json`) one JSON
+/// array; `proto` (`dhcp4`/`dhcp6`) says which, `client_id` is option 61 (DHCPv4) or the DUID
+/// (DHCPv6) in hex, `iaid` is set for DHCPv6 only. Read-only: safe while the daemon runs.
 ///
 /// # Errors
-/// As [`read_leases`], or writing to `out` fails.
+/// As [`read_leases`] (for either journal), or writing to `out` fails.
 pub fn print_leases(
     dir: &Path,
     json: bool,
     now: u64,
     out: &mut dyn Write,
 ) -> Result<(), StoreError> {
-    let leases = read_leases(dir)?;
-    render_leases(&leases, json, now, out)
+    let v4 = read_leases(dir)?;
+    let v6 = read_records::<Lease6>(dir)?;
+    let rows: Vec<LeaseRow> = v4
+        .iter()
+        .map(|l| LeaseRow::v4(l, now))
+        .chain(v6.iter().map(|l| LeaseRow::v6(l, now)))
+        .collect();
+    render_rows(rows, json, out)
 }
 
-/// The table or JSON of [`print_leases`] for `leases`. Whatever the records hold (they come
-/// from a file anyone with access to state-dir could edit), this never panics, and text from
-/// devices (a hostname is whatever option 12 said) is escaped ([`crate::text`]) so printing it
-/// cannot drive the operator's terminal.
+/// The table or JSON of [`print_leases`] for DHCPv4 `leases`. Whatever the records hold (they
+/// come from a file anyone with access to state-dir could edit), this never panics, and text
+/// from devices (a hostname is whatever option 12 said) is escaped ([`crate::text`]) so
+/// printing it cannot drive the operator's terminal.
 ///
 /// # Errors
 /// Writing to `out` fails.
@@ -636,33 +666,44 @@ pub fn render_leases(
     now: u64,
     out: &mut dyn Write,
 ) -> Result<(), StoreError> {
-    let rows: Vec<LeaseRow> = leases.iter().map(|l| LeaseRow::new(l, now)).collect();
+    render_rows(
+        leases.iter().map(|l| LeaseRow::v4(l, now)).collect(),
+        json,
+        out,
+    )
+}
+
+fn render_rows(rows: Vec<LeaseRow>, json: bool, out: &mut dyn Write) -> Result<(), StoreError> {
     if json {
         let mut text = crate::text::to_json_string_pretty(&rows)
             .map_err(|e| StoreError::Output(io::Error::other(e)))?;
         text.push('\n');
         return out.write_all(text.as_bytes()).map_err(StoreError::Output);
     }
-    const HEAD: [&str; 7] = [
+    const HEAD: [&str; 9] = [
+        "PROTO",
         "ADDRESS",
         "MAC",
         "STATE",
         "EXPIRES",
         "REMAINING",
         "CLIENT-ID",
+        "IAID",
         "HOSTNAME",
     ];
-    let cells: Vec<[String; 7]> = rows
+    let dash = || "-".to_owned();
+    let cells: Vec<[String; 9]> = rows
         .into_iter()
         .map(|r| {
+            // a client keyed by option 61 alone (RFC 4390) has no MAC
+            let mac = match r.mac {
+                Some(m) if !(m == "00:00:00:00:00:00" && r.client_id.is_some()) => m,
+                _ => dash(),
+            };
             [
+                r.proto.to_owned(),
                 r.address,
-                // a client keyed by option 61 alone (RFC 4390) has no MAC
-                if r.mac == "00:00:00:00:00:00" && r.client_id.is_some() {
-                    "-".into()
-                } else {
-                    r.mac
-                },
+                mac,
                 r.state.to_owned(),
                 r.expires,
                 r.remaining,
@@ -670,10 +711,11 @@ pub fn render_leases(
                     .as_deref()
                     .map(|t| crate::text::printable(t).into_owned())
                     .or(r.client_id)
-                    .unwrap_or_else(|| "-".into()),
+                    .unwrap_or_else(dash),
+                r.iaid.map_or_else(dash, |i| i.to_string()),
                 r.hostname
                     .as_deref()
-                    .map_or_else(|| "-".into(), |h| crate::text::printable(h).into_owned()),
+                    .map_or_else(dash, |h| crate::text::printable(h).into_owned()),
             ]
         })
         .collect();
@@ -1580,9 +1622,9 @@ mod tests {
         let mut out = Vec::new();
         print_leases(dir.path(), false, now, &mut out).unwrap();
         let want = "\
-ADDRESS     MAC                STATE     EXPIRES               REMAINING  CLIENT-ID       HOSTNAME
-192.0.2.3   00:11:22:00:00:03  declined  2026-11-27T19:15:47Z  expired    -               -
-192.0.2.12  00:11:22:00:00:0c  bound     2026-11-27T20:15:00Z  59m12s     0100112200000c  sw-12\\u{1b}[2J
+PROTO  ADDRESS     MAC                STATE     EXPIRES               REMAINING  CLIENT-ID       IAID  HOSTNAME
+dhcp4  192.0.2.3   00:11:22:00:00:03  declined  2026-11-27T19:15:47Z  expired    -               -     -
+dhcp4  192.0.2.12  00:11:22:00:00:0c  bound     2026-11-27T20:15:00Z  59m12s     0100112200000c  -     sw-12\\u{1b}[2J
 ";
         assert_eq!(String::from_utf8(out).unwrap(), want);
         assert_eq!(fs::read(journal(dir.path())).unwrap(), before);
@@ -1598,22 +1640,26 @@ ADDRESS     MAC                STATE     EXPIRES               REMAINING  CLIENT
             got,
             serde_json::json!([
                 {
+                    "proto": "dhcp4",
                     "address": "192.0.2.3",
                     "mac": "00:11:22:00:00:03",
                     "state": "declined",
                     "expires": "2026-11-27T19:15:47Z",
                     "remaining": "expired",
                     "client_id": null,
+                    "iaid": null,
                     "hostname": null,
                     "expires_unix": 1_795_806_947u64,
                 },
                 {
+                    "proto": "dhcp4",
                     "address": "192.0.2.12",
                     "mac": "00:11:22:00:00:0c",
                     "state": "bound",
                     "expires": "2026-11-27T20:15:00Z",
                     "remaining": "59m12s",
                     "client_id": "0100112200000c",
+                    "iaid": null,
                     "hostname": "sw-12\u{1b}[2J",
                     "expires_unix": 1_795_810_500u64,
                 }
@@ -1727,6 +1773,63 @@ ADDRESS     MAC                STATE     EXPIRES               REMAINING  CLIENT
         let text = String::from_utf8(out).unwrap();
         assert!(text.contains(&"ab".repeat(40_000)));
         assert!(text.contains("9999-12-31T23:59:59Z"));
+    }
+
+    #[test]
+    fn print_leases_lists_dhcp4_and_dhcp6_together() {
+        let (dir, now) = print_fixture();
+        let (mut j6, _) = Journal::<Lease6>::open(dir.path()).unwrap();
+        let duid = vec![0, 3, 0, 1, 2, 0, 0, 0, 0, 1];
+        j6.append(&[
+            Lease6 {
+                addr: "2001:db8:1::1f".parse().unwrap(),
+                duid: duid.clone(),
+                iaid: 7,
+                mac: Some(MacAddr([2, 0, 0, 0, 0, 1])),
+                expires: 1_795_810_500,
+                state: LeaseState::Bound,
+            },
+            Lease6 {
+                addr: "2001:db8:1::1a".parse().unwrap(),
+                duid,
+                iaid: 8,
+                mac: None,
+                expires: now + 45,
+                state: LeaseState::Declined,
+            },
+        ])
+        .unwrap();
+        drop(j6);
+        let mut out = Vec::new();
+        print_leases(dir.path(), false, now, &mut out).unwrap();
+        let want = "\
+PROTO  ADDRESS         MAC                STATE     EXPIRES               REMAINING  CLIENT-ID             IAID  HOSTNAME
+dhcp4  192.0.2.3       00:11:22:00:00:03  declined  2026-11-27T19:15:47Z  expired    -                     -     -
+dhcp4  192.0.2.12      00:11:22:00:00:0c  bound     2026-11-27T20:15:00Z  59m12s     0100112200000c        -     sw-12\\u{1b}[2J
+dhcp6  2001:db8:1::1a  -                  declined  2026-11-27T19:16:33Z  45s        00030001020000000001  8     -
+dhcp6  2001:db8:1::1f  02:00:00:00:00:01  bound     2026-11-27T20:15:00Z  59m12s     00030001020000000001  7     -
+";
+        assert_eq!(String::from_utf8(out).unwrap(), want);
+        let mut out = Vec::new();
+        print_leases(dir.path(), true, now, &mut out).unwrap();
+        let got: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(
+            got[3],
+            serde_json::json!({
+                "proto": "dhcp6",
+                "address": "2001:db8:1::1f",
+                "mac": "02:00:00:00:00:01",
+                "state": "bound",
+                "expires": "2026-11-27T20:15:00Z",
+                "remaining": "59m12s",
+                "client_id": "00030001020000000001",
+                "iaid": 7,
+                "hostname": null,
+                "expires_unix": 1_795_810_500u64,
+            })
+        );
+        assert_eq!(got[2]["mac"], serde_json::Value::Null);
+        assert_eq!(got.as_array().unwrap().len(), 4);
     }
 
     #[test]

@@ -1,12 +1,15 @@
 //! `probe`: behave like an SZTP device on a segment and print what it is told
 //!
 //! Two ways onto the segment: `--interface` (raw frames, needs CAP_NET_RAW, sees every server on
-//! the link) and `--relay` (a UDP socket acting as a relay agent, no privileges). Exit codes: 0
-//! an ACK (with or without option 143), 2 a NAK or no ACK, 3 no server answered, 1 local error.
+//! the link) and `--relay` (a UDP socket acting as a relay agent, no privileges). DHCPv6 the
+//! same way: `--interface IF --dhcp6` (link-local, port 546) or `--relay6 [ADDR]:PORT`.
+//! Exit codes: 0 an ACK or Reply (with or without option 143/136), 2 a NAK, a refusal or no
+//! answer to the request, 3 no server answered, 1 local error.
 //! DNS mode (`--dns-server`/`--domain` and/or `--mdns`, with `--serial`) makes the RFC 8572
 //! §4.2 lookups instead ([`dns`]): 0 a redirect or SRV found, 2 answers without one, 3 none.
 
 pub(crate) mod dhcp4;
+pub(crate) mod dhcp6;
 pub(crate) mod dns;
 pub(crate) mod exchange;
 pub mod restconf;
@@ -24,7 +27,8 @@ use exchange::{RawTransport, RelayTransport, Timing};
 
 /// `probe` options.
 #[derive(Args, Debug, Clone)]
-#[command(group(clap::ArgGroup::new("via").required(true).multiple(true).args(["interface", "relay", "dns_server", "mdns", "restconf", "bundle"])))]
+#[command(group(clap::ArgGroup::new("via").required(true).multiple(true).args(["interface", "relay", "relay6", "dns_server", "mdns", "restconf", "bundle"])))]
+#[command(group(clap::ArgGroup::new("relaying").multiple(false).args(["relay", "relay6"])))]
 pub struct ProbeArgs {
     /// Act as a device on IFACE with raw frames (root or CAP_NET_RAW)
     #[arg(long, value_name = "IFACE")]
@@ -32,8 +36,33 @@ pub struct ProbeArgs {
     /// Act as a relay agent and unicast to the server at ADDR:PORT (no privileges needed)
     #[arg(long, value_name = "ADDR:PORT")]
     pub relay: Option<SocketAddr>,
-    /// Relay mode: local address to bind [default: 127.0.0.1:0 for a loopback server, else 0.0.0.0:0]
-    #[arg(long, value_name = "ADDR:PORT", requires = "relay")]
+    /// DHCPv6 as a relay agent: Relay-forward unicast to the server at [ADDR]:PORT (no
+    /// privileges needed; RFC 8357 brings the answer back to the probe's port)
+    #[arg(long, value_name = "[ADDR]:PORT")]
+    pub relay6: Option<std::net::SocketAddrV6>,
+    /// DHCPv6 on --interface: Solicit with 136 in the ORO from the link-local address (port 546)
+    #[arg(long, short = '6', requires = "interface")]
+    pub dhcp6: bool,
+    /// DHCPv6 Information-request instead of Solicit/Request (no address)
+    #[arg(long)]
+    pub stateless: bool,
+    /// DHCPv6: include Rapid Commit in the Solicit
+    #[arg(long)]
+    pub rapid_commit: bool,
+    /// DHCPv6 relay mode: the Relay-forward link-address, which selects the server's subnet
+    #[arg(long, value_name = "ADDR", requires = "relay6", default_value = "::")]
+    pub link_address: std::net::Ipv6Addr,
+    /// DHCPv6 client DUID in hex [default: DUID-LL of the MAC]
+    #[arg(long, value_name = "HEX")]
+    pub duid: Option<String>,
+    /// DHCPv6 option 16 enterprise number for --vendor-class [default: 32473, RFC 5612]
+    #[arg(long, value_name = "N")]
+    pub enterprise_number: Option<u32>,
+    /// DHCPv6: do not list 136 in the Option Request option
+    #[arg(long)]
+    pub no_request_136: bool,
+    /// Relay mode: local address to bind [default: 127.0.0.1:0 ([::1]:0) for a loopback server, else 0.0.0.0:0 ([::]:0)]
+    #[arg(long, value_name = "ADDR:PORT", requires = "relaying")]
     pub bind: Option<SocketAddr>,
     /// Relay mode: giaddr [default: the address the socket sends from]
     #[arg(long, value_name = "ADDR", requires = "relay")]
@@ -41,11 +70,11 @@ pub struct ProbeArgs {
     /// Relay mode: option 82 link-selection sub-option (RFC 3527), selects the server's subnet
     #[arg(long, value_name = "ADDR", requires = "relay")]
     pub link_selection: Option<Ipv4Addr>,
-    /// Relay mode: option 82 circuit-id (82.1)
-    #[arg(long, requires = "relay")]
+    /// Relay mode: option 82 circuit-id (82.1); with --relay6 the interface-id (option 18)
+    #[arg(long, requires = "relaying")]
     pub circuit_id: Option<String>,
-    /// Relay mode: option 82 remote-id (82.2)
-    #[arg(long, requires = "relay")]
+    /// Relay mode: option 82 remote-id (82.2); with --relay6 the remote-id (option 37)
+    #[arg(long, requires = "relaying")]
     pub remote_id: Option<String>,
     /// Client hardware address [default: the interface MAC]
     #[arg(long)]
@@ -297,6 +326,91 @@ fn probe(args: &ProbeArgs) -> Result<ProbeReport, String> {
         .map_err(|e| format!("relay {server}: {e}"))
 }
 
+impl ProbeArgs {
+    /// Whether this probe speaks DHCPv6.
+    pub fn is_dhcp6(&self) -> bool {
+        self.relay6.is_some() || self.dhcp6 || self.stateless
+    }
+}
+
+fn params6(args: &ProbeArgs, mac: MacAddr) -> Result<dhcp6::Probe6Params, String> {
+    let mut p = dhcp6::Probe6Params::new(new_xid(), mac);
+    if let Some(d) = &args.duid {
+        p.duid = crate::config::validate::parse_duid(d).map_err(|e| format!("--duid: {e}"))?;
+    }
+    p.request_136 = !args.no_request_136;
+    p.stateless = args.stateless;
+    p.rapid_commit = args.rapid_commit;
+    p.vendor_class = args.vendor_class.clone().map(|v| {
+        (
+            args.enterprise_number.unwrap_or(dhcp6::EXAMPLE_ENTERPRISE),
+            v,
+        )
+    });
+    p.user_class = args.user_class.clone();
+    Ok(p)
+}
+
+fn probe6(args: &ProbeArgs) -> Result<dhcp6::Probe6Report, String> {
+    let timing = dhcp6::Timing6 {
+        wait: args.wait,
+        attempts: args.attempts,
+    };
+    let mode = if args.stateless {
+        "Information-request"
+    } else {
+        "Solicit"
+    };
+    if let Some(name) = &args.interface {
+        let info = iface_info(name).map_err(|e| e.to_string())?;
+        let mac = args
+            .mac
+            .or(info.mac)
+            .unwrap_or(MacAddr([0x02, 0, 0, 0x53, 0x5a, 0x50]));
+        let p = params6(args, mac)?;
+        let mut t = dhcp6::UdpTransport6::device(name).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::PermissionDenied {
+                format!("{name}: {e} (binding port 546 needs root or CAP_NET_BIND_SERVICE; --relay6 does not)")
+            } else {
+                format!("{name}: {e}")
+            }
+        })?;
+        let heading = format!("DHCPv6 {mode} on {name} as {}", hex_duid(&p.duid));
+        return dhcp6::run(&mut t, &p, timing, args.release, heading, name.clone())
+            .map_err(|e| format!("{name}: {e}"));
+    }
+    let server = args.relay6.ok_or("give --interface or --relay6")?;
+    let bind = args.bind.unwrap_or_else(|| {
+        if server.ip().is_loopback() {
+            SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, 0))
+        } else {
+            SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, 0))
+        }
+    });
+    let mut t =
+        dhcp6::UdpTransport6::relay(bind, server).map_err(|e| format!("bind {bind}: {e}"))?;
+    let bound = t.local_addr().map_err(|e| e.to_string())?;
+    let mac = args.mac.unwrap_or(MacAddr([0x02, 0, 0, 0x53, 0x5a, 0x50]));
+    let mut p = params6(args, mac)?;
+    p.relay = Some(dhcp6::Relay6 {
+        link_address: args.link_address,
+        peer_address: dhcp6::link_local_of(mac),
+        interface_id: args.circuit_id.as_ref().map(|s| s.as_bytes().to_vec()),
+        remote_id: args.remote_id.as_ref().map(|s| s.as_bytes().to_vec()),
+    });
+    let heading = format!(
+        "DHCPv6 {mode} via relay {bound} to {server} (link-address {}) as {}",
+        args.link_address,
+        hex_duid(&p.duid)
+    );
+    dhcp6::run(&mut t, &p, timing, args.release, heading, bound.to_string())
+        .map_err(|e| format!("relay6 {server}: {e}"))
+}
+
+fn hex_duid(d: &[u8]) -> String {
+    format!("duid {}", hex::encode(d))
+}
+
 fn restconf_params(args: &ProbeArgs) -> Result<restconf::RestconfParams, String> {
     let manufacturer_ca = match &args.manufacturer_ca {
         Some(p) => signed::read_anchors(p).map_err(|e| format!("--manufacturer-ca {e}"))?,
@@ -332,6 +446,32 @@ fn follow(args: &ProbeArgs, uris: &[String]) -> Result<restconf::RestconfReport,
 pub fn main(args: ProbeArgs) -> i32 {
     if let Some(dir) = &args.bundle {
         return signed::bundle_main(dir, args.serial.as_deref(), args.manufacturer_ca.as_deref());
+    }
+    if args.is_dhcp6() {
+        return match probe6(&args) {
+            Ok(report) => {
+                if args.json {
+                    // as for DHCPv4: the server chose the text, escape what serde_json leaves
+                    match crate::text::to_json_string(&report.to_json()) {
+                        Ok(j) => println!("{j}"),
+                        Err(e) => {
+                            eprintln!("probe: {e}");
+                            return 1;
+                        }
+                    }
+                } else {
+                    print!("{}", report.render_text());
+                }
+                for w in report.warnings() {
+                    eprintln!("warning: {w}");
+                }
+                report.exit_code()
+            }
+            Err(e) => {
+                eprintln!("probe: {e}");
+                1
+            }
+        };
     }
     if args.dns_server.is_some() || args.mdns.is_some() {
         let report = dns::run(

@@ -11,8 +11,9 @@
 //!   polls this way);
 //! - `/api/devices/{key}`: one [`DeviceDetail`] (summary and timeline) by serial, MAC, DUID
 //!   (hex), address or `#id`; 404 with `{"error": …}` when unknown;
-//! - `/api/leases`: the DHCPv4 lease journal, `[{"proto", "address", "mac", "state",
-//!   "expires", "expires_unix", "client_id", "hostname"}]`.
+//! - `/api/leases`: the DHCPv4 and DHCPv6 lease journals, `[{"proto", "address", "mac", "state",
+//!   "expires", "expires_unix", "client_id", "hostname"}]`, DHCPv6 rows with `"iaid"` and the
+//!   DUID as `client_id`; DHCPv4 first, each by address.
 //!
 //! Access: listens on loopback unless `[status] listen` names other addresses; with
 //! `token-file`, `/api/*` and `/metrics` need `Authorization: Bearer <token>` (401
@@ -461,54 +462,82 @@ async fn device(State(st): State<StatusState>, Path(key): Path<String>) -> Respo
     }
 }
 
-/// One lease as `/api/leases` lists it.
+/// One lease as `/api/leases` lists it: a DHCPv4 lease or a DHCPv6 binding.
 #[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct LeaseEntry {
-    /// `dhcp4`.
+    /// `dhcp4` or `dhcp6`.
     pub proto: String,
     /// The leased address.
     pub address: String,
-    /// The client's MAC.
-    pub mac: String,
+    /// The client's MAC (for DHCPv6 when its DUID or the relay's option 79 gave one).
+    pub mac: Option<String>,
     /// `bound`, `declined` or `released`.
     pub state: String,
     /// When it ends, RFC 3339 UTC.
     pub expires: String,
     /// When it ends, Unix seconds.
     pub expires_unix: u64,
-    /// Option 61, lowercase hex.
+    /// Option 61 (DHCPv4) or the DUID (DHCPv6, RFC 8415 §21.2), lowercase hex.
     pub client_id: Option<String>,
+    /// DHCPv6: the IAID of the IA_NA holding the address (absent for DHCPv4).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iaid: Option<u32>,
     /// Option 12.
     pub hostname: Option<String>,
 }
 
 async fn leases(State(st): State<StatusState>) -> Response {
     let dir = st.state_dir.clone();
-    let read =
-        tokio::task::spawn_blocking(move || crate::dhcp::lease_store::read_leases(&dir)).await;
+    let read = tokio::task::spawn_blocking(move || {
+        use crate::dhcp::lease_store::{read_leases, read_records};
+        Ok::<_, crate::dhcp::lease_store::StoreError>((
+            read_leases(&dir)?,
+            read_records::<crate::dhcp::v6::bindings::Lease6>(&dir)?,
+        ))
+    })
+    .await;
+    let word = |s| {
+        serde_json::to_value(s)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default()
+    };
     match read {
-        Ok(Ok(ls)) => {
-            let mut out: Vec<LeaseEntry> = ls
+        Ok(Ok((v4, v6))) => {
+            let mut out: Vec<(std::net::IpAddr, LeaseEntry)> = v4
                 .into_iter()
-                .map(|l| LeaseEntry {
-                    proto: "dhcp4".into(),
-                    address: l.addr.to_string(),
-                    mac: l.mac.to_string(),
-                    state: serde_json::to_value(l.state)
-                        .ok()
-                        .and_then(|v| v.as_str().map(str::to_owned))
-                        .unwrap_or_default(),
-                    expires: crate::journal::rfc3339(l.expires),
-                    expires_unix: l.expires,
-                    client_id: l.client_id.as_deref().map(hex::encode),
-                    hostname: l.hostname,
+                .map(|l| {
+                    let e = LeaseEntry {
+                        proto: "dhcp4".into(),
+                        address: l.addr.to_string(),
+                        mac: Some(l.mac.to_string()),
+                        state: word(l.state),
+                        expires: crate::journal::rfc3339(l.expires),
+                        expires_unix: l.expires,
+                        client_id: l.client_id.as_deref().map(hex::encode),
+                        iaid: None,
+                        hostname: l.hostname,
+                    };
+                    (l.addr.into(), e)
                 })
+                .chain(v6.into_iter().map(|l| {
+                    let e = LeaseEntry {
+                        proto: "dhcp6".into(),
+                        address: l.addr.to_string(),
+                        mac: l.mac.map(|m| m.to_string()),
+                        state: word(l.state),
+                        expires: crate::journal::rfc3339(l.expires),
+                        expires_unix: l.expires,
+                        client_id: Some(hex::encode(&l.duid)),
+                        iaid: Some(l.iaid),
+                        hostname: None,
+                    };
+                    (l.addr.into(), e)
+                }))
                 .collect();
-            out.sort_by(|a, b| {
-                let k = |e: &LeaseEntry| e.address.parse::<std::net::Ipv4Addr>().ok();
-                k(a).cmp(&k(b))
-            });
-            Json(out).into_response()
+            // DHCPv4 first (IpAddr orders V4 before V6), each by address
+            out.sort_by_key(|(a, _)| *a);
+            Json(out.into_iter().map(|(_, e)| e).collect::<Vec<_>>()).into_response()
         }
         Ok(Err(e)) => {
             tracing::error!(error = %e, "cannot read the lease journal");

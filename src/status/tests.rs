@@ -62,7 +62,7 @@ fn event(kind: Dhcp4Kind, last: u8, requested_143: bool) -> DeviceEvent {
     let mut ev = DeviceEvent::dhcp4(1_795_810_500, kind, 7, MacAddr([2, 0, 0, 0, 0, last]));
     ev.rule = Some("default".into());
     let EventDetail::Dhcp4(d) = &mut ev.detail else {
-        unreachable!("a dhcp4 event")
+        unreachable!("built as a DHCPv4 event")
     };
     d.address = Some(Ipv4Addr::new(192, 0, 2, 100 + last));
     d.requested_143 = requested_143;
@@ -330,6 +330,33 @@ async fn leases_from_the_journal() {
             {"proto": "dhcp4", "address": "192.0.2.110", "mac": "02:00:00:00:00:01", "state": "bound",
              "expires": "2026-11-27T20:15:00Z", "expires_unix": 1_795_810_500u64, "client_id": "0102", "hostname": null},
         ])
+    );
+
+    // DHCPv6 bindings follow, with their IAID and the DUID as client_id
+    use crate::dhcp::v6::bindings::Lease6;
+    let (mut store6, _) = crate::dhcp::lease_store::Journal::<Lease6>::open(f.dir.path()).unwrap();
+    store6
+        .append(&[Lease6 {
+            addr: "2001:db8:1::1000".parse().unwrap(),
+            duid: vec![0, 3, 0, 1, 2, 0, 0, 0, 0, 3],
+            iaid: 9,
+            mac: None,
+            expires: 1_795_810_500,
+            state: LeaseState::Declined,
+        }])
+        .unwrap();
+    drop(store6);
+    let (s, v) = json(&f.state, "/api/leases").await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(v.as_array().unwrap().len(), 3);
+    assert_eq!(v[0]["address"], "192.0.2.9");
+    assert_eq!(v[0].get("iaid"), None);
+    assert_eq!(
+        v[2],
+        serde_json::json!({"proto": "dhcp6", "address": "2001:db8:1::1000", "mac": null,
+            "state": "declined", "expires": "2026-11-27T20:15:00Z",
+            "expires_unix": 1_795_810_500u64, "client_id": "00030001020000000003", "iaid": 9,
+            "hostname": null})
     );
 }
 

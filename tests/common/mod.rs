@@ -8,6 +8,7 @@
 
 pub(crate) mod dns;
 pub(crate) mod relay;
+pub(crate) mod v6;
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
