@@ -1,9 +1,10 @@
 //! The owner's signing material (`[owner]`): certificate chain, private key, ownership vouchers and bootstrap-server trust anchors, and the signed artifacts built from them (RFC 8572 §3.1–§3.3, §5.4)
 //!
-//! Loading reads files (once per start or reload); signing is a pure function of the loaded
-//! material and its inputs: ECDSA signatures are deterministic (RFC 6979) and RSA PKCS#1 v1.5
-//! needs no randomness, and no signing-time attribute is added, so the same redirect signed
-//! twice gives the same bytes. CMS structures come from the `cms` crate's `SignedDataBuilder`.
+//! Loading reads files (once per start or reload); signing gives the same bytes for the same
+//! inputs: ECDSA signatures are deterministic (RFC 6979), RSA PKCS#1 v1.5 signatures are too
+//! (the `rsa` crate blinds the private-key operation with OS randomness, which does not change
+//! the result), and no signing-time attribute is added. CMS structures come from the `cms`
+//! crate's `SignedDataBuilder`.
 
 use std::collections::{BTreeMap, HashMap};
 use std::os::unix::fs::MetadataExt;
