@@ -101,6 +101,9 @@ pub enum Command {
     Devices(crate::status::client::DevicesArgs),
     /// Act as an SZTP device (DHCPv4 or DHCPv6, DNS, then RESTCONF) and print what it is told
     Probe(Box<crate::probe::ProbeArgs>),
+    /// Write removable-storage bootstrapping data (RFC 8572 §4.1) for devices: signed with
+    /// [owner] when the device has a voucher; unsigned bundles only with --unsigned
+    Bundle(Box<crate::bundle::BundleArgs>),
 }
 
 /// Parses the command line and runs it; returns the process exit code (0 ok, 1 runtime failure, 2 usage, 78 configuration error; `probe` documents its own).
@@ -108,9 +111,20 @@ pub fn main() -> i32 {
     let cli = Cli::parse();
     match cli.command {
         Command::CheckConfig { file } => match crate::config::load(&file) {
-            Ok(_) => {
-                println!("{}: ok", file.display());
-                0
+            Ok(cfg) => {
+                // the files [owner] and trust-anchor name are read here, every problem at once;
+                // an expired voucher is an error here (run only warns: those devices get
+                // unsigned redirects)
+                let loaded = crate::owner::load(&cfg, crate::journal::unix_now());
+                let mut errors = loaded.errors;
+                errors.extend(loaded.expired);
+                if errors.is_empty() {
+                    println!("{}: ok", file.display());
+                    0
+                } else {
+                    eprintln!("{}", crate::config::ConfigErrors(errors));
+                    EXIT_CONFIG
+                }
             }
             Err(e) => {
                 eprintln!("{e}");
@@ -126,6 +140,7 @@ pub fn main() -> i32 {
         } => leases(state_dir, config, json, salvage),
         Command::Devices(args) => crate::status::client::main(args),
         Command::Probe(args) => crate::probe::main(*args),
+        Command::Bundle(args) => crate::bundle::main(*args),
     }
 }
 

@@ -478,12 +478,14 @@ impl Supervisor {
         if let Some(st) = &cfg.status {
             crate::status::read_token(st).map_err(|e| anyhow::anyhow!("status: {e}"))?;
         }
+        // vouchers and keys are read again: a bad one refuses the reload, the old stay
+        let owner = load_owner(&cfg).map_err(|e| anyhow::anyhow!("{e}"))?;
         if let Some(j) = self.ctx.events.journal() {
             j.set_max_bytes(cfg.appliance.journal_max_bytes);
         }
         self.ctx
             .published
-            .publish(Snapshot::read(cfg, old.generation + 1));
+            .publish(Snapshot::read(cfg, old.generation + 1).with_owner(owner));
         if let Some((handle, prepared)) = tls {
             handle.install(prepared);
             info!("restconf: TLS certificates reloaded");
@@ -650,6 +652,26 @@ pub fn lock_state_dir(dir: &StateDir) -> anyhow::Result<nix::fcntl::Flock<File>>
     )
 }
 
+/// Reads `[owner]` and the trust anchors of `cfg`: an error refuses the configuration; an
+/// expired voucher is only logged (those devices get unsigned redirects, journaled as such).
+fn load_owner(cfg: &Config) -> Result<Option<crate::owner::OwnerMaterial>, config::ConfigErrors> {
+    let loaded = crate::owner::load(cfg, crate::journal::unix_now());
+    if !loaded.errors.is_empty() {
+        return Err(config::ConfigErrors(loaded.errors));
+    }
+    for e in &loaded.expired {
+        warn!("{e}");
+    }
+    if let Some(m) = &loaded.material {
+        info!(
+            vouchers = m.vouchers.len(),
+            owner = %m.chain[0].tbs_certificate().subject(),
+            "owner material loaded: devices with a voucher get signed redirects"
+        );
+    }
+    Ok(loaded.material)
+}
+
 /// The signals `run` handles; blocked from the start until their handlers are installed.
 const HANDLED: [nix::sys::signal::Signal; 3] = [
     nix::sys::signal::Signal::SIGHUP,
@@ -689,7 +711,15 @@ pub fn run(path: &Path) -> i32 {
         }
     };
     init_logging(cfg.appliance.log_format);
-    match start(path, cfg) {
+    // read before the privilege drop, like the sockets
+    let owner = match load_owner(&cfg) {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("{e}");
+            return EXIT_CONFIG;
+        }
+    };
+    match start(path, cfg, owner) {
         Ok(()) => 0,
         Err(e) => {
             error!("{e:#}");
@@ -698,7 +728,11 @@ pub fn run(path: &Path) -> i32 {
     }
 }
 
-fn start(path: &Path, cfg: Config) -> anyhow::Result<()> {
+fn start(
+    path: &Path,
+    cfg: Config,
+    owner: Option<crate::owner::OwnerMaterial>,
+) -> anyhow::Result<()> {
     let state_dir = cfg.appliance.state_dir.clone();
     // who the process will be: the state-dir must belong to it (or to root, before the drop)
     let target = match &cfg.appliance.user {
@@ -739,7 +773,7 @@ fn start(path: &Path, cfg: Config) -> anyhow::Result<()> {
         .map_err(|e| anyhow::anyhow!("cannot start the runtime: {e}"))?;
     let (events, metrics) = device_table(&cfg, &state_dir, &journal)?;
     let ctx = ServiceContext::new(
-        Published::new(Snapshot::read(cfg, 0)),
+        Published::new(Snapshot::read(cfg, 0).with_owner(owner)),
         events,
         state_dir,
         metrics,

@@ -28,7 +28,7 @@ use serde::{Deserialize, Serialize};
 use crate::journal::{
     rfc3339, DeviceEvent, Dhcp4Event, Dhcp4Kind, Dhcp4Reason, Dhcp6Event, Dhcp6Kind, Dhcp6Status,
     DnsEvent, DnsKind, DnsTransport, EventDetail, IdentityMethod, RestconfAnswer, RestconfEvent,
-    RestconfReason, RestconfRpc, DEVICE_JOURNAL_FILE, KEEP_ROTATED,
+    RestconfReason, RestconfRpc, Signing, DEVICE_JOURNAL_FILE, KEEP_ROTATED,
 };
 use crate::metrics::EventMetrics;
 use crate::policy::{MacAddr, UriEncoding};
@@ -527,16 +527,29 @@ fn observe_restconf(ev: &DeviceEvent, d: &RestconfEvent) -> Observation {
                 proto: "restconf".into(),
                 uris: ev.uris.clone(),
                 redirect: true,
-                // RestconfAnswer::Redirect is unsigned (issue 10 adds the signed answer)
-                signed: Some(false),
+                signed: Some(d.signing == Some(Signing::Signed)),
                 ..Told::default()
             });
+            // "signed" or "unsigned" and, when unsigned and signing was possible, why not
+            let signing = match d.signing {
+                Some(Signing::Signed) => "signed".to_owned(),
+                None | Some(Signing::NotRequested | Signing::NoOwner) => "unsigned".to_owned(),
+                Some(other) => format!(
+                    "unsigned ({})",
+                    other.as_str().trim_start_matches("unsigned: ")
+                ),
+            };
             o.summary = format!(
-                "RESTCONF {rpc} from {} ({who}): {http}, unsigned redirect-information naming {}",
+                "RESTCONF {rpc} from {} ({who}): {http}, {signing} redirect-information naming {}{}",
                 d.source,
                 match ev.uris.len() {
                     1 => "1 bootstrap server".to_owned(),
                     n => format!("{n} bootstrap servers"),
+                },
+                if d.nonceless_voucher {
+                    ", nonceless voucher for a device that sent a nonce"
+                } else {
+                    ""
                 }
             );
         }
@@ -1977,6 +1990,7 @@ mod tests {
                 source: IpAddr::V4(Ipv4Addr::from(src)),
                 qname: format!("{}._sztp.example.com", serial.to_lowercase()),
                 qtype: "TXT".into(),
+                signing: None,
             }),
         }
     }
@@ -2205,6 +2219,8 @@ mod tests {
                 os_version: None,
                 progress_type: None,
                 message: None,
+                signing: None,
+                nonceless_voucher: false,
             }),
         }
     }

@@ -144,6 +144,10 @@ pub struct DnsEvent {
     pub qname: String,
     /// The query type (`TXT` or `ANY`).
     pub qtype: String,
+    /// For a device TXT answer: whether its `ci=` is signed (with `oc=` and `ov=` beside it,
+    /// RFC 8572 §4.2.2) and why not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signing: Option<Signing>,
 }
 
 /// The RESTCONF operation a request was for (RFC 8572 §7.2 `ietf-sztp-bootstrap-server`).
@@ -268,6 +272,64 @@ pub struct RestconfEvent {
     pub progress_type: Option<String>,
     /// `message` of a report-progress.
     pub message: Option<String>,
+    /// Whether the conveyed information was signed, and why not; `None` when no
+    /// conveyed information was sent (errors, report-progress).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signing: Option<Signing>,
+    /// The device sent a `nonce` but its voucher has none: it got the nonceless voucher
+    /// (RFC 8366 §5.3; a device whose clock it cannot trust may reject it).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub nonceless_voucher: bool,
+}
+
+/// Whether an answer's conveyed information was signed with the owner key (RFC 8572 §3.5
+/// signed data: conveyed information, owner certificate, ownership voucher), and why not.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Signing {
+    /// Signed data was sent.
+    Signed,
+    /// Unsigned: the device did not ask for signed data (`signed-data-preferred`).
+    NotRequested,
+    /// Unsigned: no `[owner]` is configured.
+    NoOwner,
+    /// Unsigned: the device's serial number is unknown.
+    NoSerial,
+    /// Unsigned: no voucher for this serial number.
+    NoVoucher,
+    /// Unsigned: the device's voucher has expired.
+    VoucherExpired,
+    /// Unsigned: signing failed (our fault, logged as an error).
+    SigningFailed,
+}
+
+impl Signing {
+    /// In words, for the status page and the `devices` command.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Signing::Signed => "signed",
+            Signing::NotRequested => "unsigned: not requested",
+            Signing::NoOwner => "unsigned: no owner key configured",
+            Signing::NoSerial => "unsigned: serial number unknown",
+            Signing::NoVoucher => "unsigned: no voucher",
+            Signing::VoucherExpired => "unsigned: voucher expired",
+            Signing::SigningFailed => "unsigned: signing failed",
+        }
+    }
+}
+
+impl From<crate::owner::UnsignedReason> for Signing {
+    fn from(r: crate::owner::UnsignedReason) -> Signing {
+        use crate::owner::UnsignedReason as U;
+        match r {
+            U::NotRequested => Signing::NotRequested,
+            U::NoOwner => Signing::NoOwner,
+            U::NoSerial => Signing::NoSerial,
+            U::NoVoucher => Signing::NoVoucher,
+            U::VoucherExpired => Signing::VoucherExpired,
+            U::SigningFailed => Signing::SigningFailed,
+        }
+    }
 }
 
 /// What a DHCPv4 step was.

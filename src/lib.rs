@@ -10,6 +10,10 @@
 //!   `FILE:LINE:COL: key: message`) and the checked model;
 //! - [`policy`]: device facts → first matching known device / rule → decision;
 //! - [`sztp`]: SZTP wire specifics as pure functions (URI rules, bootstrap-server list, RFC 3396);
+//! - [`owner`]: `[owner]` material (owner certificate, key, vouchers, trust anchors) loaded
+//!   and checked, and the signed artifacts built from it (RFC 8572 §3, CMS via `cms`);
+//!   [`sztp::signed`] reads them back as a device does (§5.4);
+//! - [`bundle`]: removable-storage bundles (RFC 8572 §4.1) written and found;
 //! - [`dhcp`]: the lease journal and, per protocol version, three layers: wire
 //!   (`v4::wire`, `v4::reply`), logic (`v4::handler`, no sockets, clock or randomness) and I/O
 //!   (`v4::server` with `v4::sockets` and `v4::frame`, the only DHCP code that touches
@@ -38,9 +42,10 @@
 //! - [`udp_bind`]: server UDP ports bound so no other process shares them, rebindable on
 //!   reload;
 //! - [`probe`]: the client side, an SZTP device on a segment (operator's doctor and test client);
-//! - [`cli`]: subcommands `run`, `check-config`, `leases`, `devices`, `probe`.
+//! - [`cli`]: subcommands `run`, `check-config`, `leases`, `devices`, `probe`, `bundle`.
 #![forbid(unsafe_code)]
 
+pub mod bundle;
 pub mod cli;
 pub mod config;
 pub mod daemon;
@@ -51,6 +56,7 @@ pub mod journal;
 pub mod metrics;
 pub mod netif;
 pub mod notify;
+pub mod owner;
 pub mod policy;
 pub mod probe;
 pub mod ratelimit;

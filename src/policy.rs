@@ -204,6 +204,9 @@ pub enum Source {
     Dns,
     /// A RESTCONF request to the redirect server (RFC 8572 §7).
     Restconf,
+    /// A removable-storage bundle written by `bundle` (RFC 8572 §4.1): the serial comes from
+    /// the operator.
+    RemovableStorage,
 }
 
 /// The client identifier a DHCP client sent: option 61 (RFC 2132 §9.14) or a DUID (RFC 8415

@@ -52,6 +52,9 @@ pub struct Snapshot {
     /// Facts (addresses, MAC, index) of every interface the file names, read from the system
     /// when this snapshot was made: at start and on every SIGHUP. Empty in [`Snapshot::new`].
     pub interfaces: Arc<Interfaces>,
+    /// `[owner]` material (key, certificates, vouchers, trust anchors) read with this
+    /// configuration; `None` without `[owner]` (every answer unsigned).
+    pub owner: Option<Arc<crate::owner::OwnerMaterial>>,
 }
 
 impl Snapshot {
@@ -63,7 +66,14 @@ impl Snapshot {
             policy,
             generation,
             interfaces: Arc::new(Interfaces::new()),
+            owner: None,
         }
+    }
+
+    /// The same snapshot with `owner` as its signing material.
+    pub fn with_owner(mut self, owner: Option<crate::owner::OwnerMaterial>) -> Snapshot {
+        self.owner = owner.map(Arc::new);
+        self
     }
 
     /// The same snapshot with `interfaces` as its interface facts.

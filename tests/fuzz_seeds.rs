@@ -3,6 +3,8 @@
 //! them), each config seed through `config::load_str`. A seed that once crashed the target (`f1-…`, `f2-…`) fails
 //! here if the bug comes back.
 
+#[path = "fuzz/oracle/cms.rs"]
+mod cms_oracle;
 #[path = "fuzz/oracle/dhcp4.rs"]
 mod oracle;
 #[path = "fuzz/oracle/dhcp6.rs"]
@@ -51,6 +53,24 @@ fn every_config_seed_loads_or_is_refused_without_panic() {
         let r = sztp_redirector::config::load_str(Path::new("fuzz.toml"), &text);
         assert!(r.is_ok(), "{}: {}", f.display(), r.unwrap_err());
     }
+}
+
+#[test]
+fn every_cms_seed_passes_the_oracle() {
+    let files = seeds("cms");
+    assert!(files.len() >= 8, "seeds missing: {files:?}");
+    let mut opened = 0;
+    for f in &files {
+        let data = std::fs::read(f).unwrap();
+        eprintln!("seed {}", f.display());
+        opened += usize::from(cms_oracle::check(&data));
+    }
+    // the signed seeds (voucher, conveyed information, certs-only) must keep opening
+    assert!(
+        opened >= 5,
+        "{opened} of {} seeds opened as SignedData",
+        files.len()
+    );
 }
 
 #[test]

@@ -32,6 +32,16 @@ pub(crate) struct RawConfig {
     pub(crate) dhcp6: Option<Spanned<RawDhcp6>>,
     pub(crate) dns: Option<Spanned<RawDns>>,
     pub(crate) status: Option<Spanned<RawStatus>>,
+    pub(crate) owner: Option<Spanned<RawOwner>>,
+}
+
+/// `[owner]`: the owner's signing material (RFC 8572 §3.2, §3.3).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub(crate) struct RawOwner {
+    pub(crate) certificate: Str,
+    pub(crate) key: Str,
+    pub(crate) vouchers: Option<Str>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -55,6 +65,7 @@ pub(crate) enum RawLogFormat {
 pub(crate) struct RawBootstrapServer {
     pub(crate) name: Str,
     pub(crate) uri: Str,
+    pub(crate) trust_anchor: Option<Str>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -87,6 +87,51 @@ pub struct Config {
     pub dns: Option<Dns>,
     /// `[status]`; `None` when absent or `enabled = false`.
     pub status: Option<Status>,
+    /// `[owner]`: signing material for signed redirects and bundles; `None` when absent.
+    pub owner: Option<Owner>,
+    /// `bootstrap-server[i].trust-anchor` by bootstrap-server name, in file order.
+    pub trust_anchors: Vec<(String, FileRef)>,
+}
+
+/// A file the configuration names, with where it is named (for `FILE:LINE:COL: key: message`
+/// errors about its content, which `crate::owner` reads).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FileRef {
+    /// The path as written (relative paths are relative to the working directory).
+    pub path: PathBuf,
+    /// Key path, e.g. `owner.key` or `bootstrap-server[1].trust-anchor`.
+    pub key: String,
+    /// 1-based line of the value in the configuration file.
+    pub line: usize,
+    /// 1-based column of the value.
+    pub col: usize,
+}
+
+impl FileRef {
+    /// An error about this file's content, located at the key that names it.
+    pub fn error(&self, config: &Path, message: impl Into<String>) -> ConfigError {
+        ConfigError {
+            file: config.to_path_buf(),
+            line: self.line,
+            col: self.col,
+            key: self.key.clone(),
+            message: message.into(),
+        }
+    }
+}
+
+/// `[owner]`: the device owner's certificate, key and ownership vouchers (RFC 8572 §3.2,
+/// §3.3), with which the appliance signs redirect-information (§3.1, §5.4).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Owner {
+    /// `certificate`: PEM, the owner certificate first, then its CA certificates up to the
+    /// vouchers' pinned-domain-cert.
+    pub certificate: FileRef,
+    /// `key`: PEM private key of the owner certificate (PKCS#8, SEC1 EC or PKCS#1 RSA); the
+    /// file must be readable only by root or the service user.
+    pub key: FileRef,
+    /// `vouchers`: directory of RFC 8366 vouchers named `<serial>.vcj`, re-read on SIGHUP.
+    pub vouchers: Option<FileRef>,
 }
 
 impl Config {

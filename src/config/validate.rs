@@ -15,8 +15,8 @@ use super::file::{
     RawTlsVersion, RawUriEncoding, RawUriForm, RawVia, Str, StrList,
 };
 use super::{
-    Appliance, Config, ConveyedEncoding, Dhcp4, Dhcp6, Dns, LogFormat, Mdns, Pool4, Pool6,
-    RedirectServer, ReportProgress, Reservation4, Reservation6, Reservation6Key, SerialFrom,
+    Appliance, Config, ConveyedEncoding, Dhcp4, Dhcp6, Dns, FileRef, LogFormat, Mdns, Owner, Pool4,
+    Pool6, RedirectServer, ReportProgress, Reservation4, Reservation6, Reservation6Key, SerialFrom,
     Status, Subnet4, Subnet6, TlsFiles, TlsVersion,
 };
 use crate::policy::{
@@ -279,6 +279,7 @@ pub(crate) fn validate(path: &Path, text: &str, raw: RawConfig) -> Result<Config
     let dhcp6 = dhcp6(&mut cx, &raw);
     let dns = dns(&mut cx, &raw);
     let status = status(&mut cx, &raw);
+    let (owner, trust_anchors) = owner(&mut cx, &raw);
     if !cx.errors.is_empty() {
         cx.errors.sort_by_key(|(offset, _)| *offset);
         return Err(ConfigErrors(
@@ -296,7 +297,53 @@ pub(crate) fn validate(path: &Path, text: &str, raw: RawConfig) -> Result<Config
         dhcp6,
         dns,
         status,
+        owner,
+        trust_anchors,
     })
+}
+
+/// A path value: kept as written (relative to the working directory), with its position.
+fn file_ref(cx: &mut Ctx<'_>, v: &Str, key: String) -> Option<FileRef> {
+    if v.get_ref().is_empty() {
+        cx.err(v.span(), key, "must not be empty");
+        return None;
+    }
+    let (line, col) = line_col(cx.text, v.span().start);
+    Some(FileRef {
+        path: PathBuf::from(v.get_ref()),
+        key,
+        line,
+        col,
+    })
+}
+
+/// `[owner]` and every `bootstrap-server[i].trust-anchor`; the files are read by
+/// `crate::owner`, not here (this module stays free of I/O beyond the TOML text).
+fn owner(cx: &mut Ctx<'_>, raw: &RawConfig) -> (Option<Owner>, Vec<(String, FileRef)>) {
+    let owner = raw.owner.as_ref().and_then(|o| {
+        let o = o.get_ref();
+        let certificate = file_ref(cx, &o.certificate, "owner.certificate".into());
+        let key = file_ref(cx, &o.key, "owner.key".into());
+        let vouchers = o
+            .vouchers
+            .as_ref()
+            .and_then(|v| file_ref(cx, v, "owner.vouchers".into()));
+        Some(Owner {
+            certificate: certificate?,
+            key: key?,
+            vouchers,
+        })
+    });
+    let mut anchors = Vec::new();
+    for (i, b) in raw.bootstrap_server.iter().enumerate() {
+        let b = b.get_ref();
+        if let Some(t) = &b.trust_anchor {
+            if let Some(f) = file_ref(cx, t, format!("bootstrap-server[{i}].trust-anchor")) {
+                anchors.push((b.name.get_ref().clone(), f));
+            }
+        }
+    }
+    (owner, anchors)
 }
 
 fn appliance(cx: &mut Ctx<'_>, raw: &RawConfig) -> Appliance {

@@ -194,6 +194,9 @@ pub fn handle(set: &RecordSet, req: &MessageRequest, meta: &QueryMeta) -> Outcom
                     a.class = QueryClass::DeviceTxt;
                     let mut ev = dns_event(meta, name, qtype, DnsKind::Answered);
                     ev.serial = Some(d.serial.clone());
+                    if let EventDetail::Dns(dns) = &mut ev.detail {
+                        dns.signing = Some(d.signing);
+                    }
                     ev.rule = Some(d.rule.clone());
                     ev.uris = d.uris.clone();
                     a.event = Some(ev);
@@ -254,6 +257,7 @@ fn dns_event(meta: &QueryMeta, name: &LowerName, qtype: RecordType, kind: DnsKin
             source: meta.src.ip(),
             qname: qname.strip_suffix('.').unwrap_or(&qname).to_string(),
             qtype: qtype.to_string(),
+            signing: None,
         }),
     }
 }

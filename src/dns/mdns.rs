@@ -260,6 +260,7 @@ fn event(
             source: meta.src.ip(),
             qname: q.strip_suffix('.').unwrap_or(&q).to_string(),
             qtype: qtype.to_string(),
+            signing: who.map(|w| w.signing),
         }),
     }
 }

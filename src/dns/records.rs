@@ -57,7 +57,13 @@ pub struct DeviceTxt {
     pub rule: String,
     /// The URIs the redirect-information names, most preferred first.
     pub uris: Vec<String>,
+    /// Whether the records carry signed data (`ci` signed, `oc`, `ov`) and why not.
+    pub signing: crate::journal::Signing,
 }
+
+/// One device's TXT artifacts: `(key, value)` pairs in RFC 8572 §4.2.2 order, who they are
+/// for, and whether they are signed.
+type DeviceArtifacts = (String, DeviceTxt, Vec<(&'static str, Vec<u8>)>);
 
 /// The records at one owner name.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -177,6 +183,71 @@ pub fn conveyed_information(decision: &Decision) -> Option<Vec<u8>> {
     unsigned_redirect(ContentFormat::Json, &entries).ok()
 }
 
+/// A device's TXT artifacts: signed (redirect-information naming the decision's bootstrap
+/// servers with their trust anchors, owner certificate, voucher) when `owner` has an unexpired
+/// voucher for it, else the unsigned `ci` naming the decision's targets.
+fn device_artifacts(
+    owner: Option<&crate::owner::OwnerMaterial>,
+    now: u64,
+    serial: String,
+    d: &Decision,
+) -> Option<DeviceArtifacts> {
+    use crate::journal::Signing;
+    use crate::owner::Conveyed;
+    let entries: Vec<RedirectEntry> = d
+        .bootstrap_servers
+        .iter()
+        .map(|b| RedirectEntry::from_uri(&b.uri))
+        .collect();
+    let names: Vec<&str> = d
+        .bootstrap_servers
+        .iter()
+        .map(|b| b.name.as_str())
+        .collect();
+    // DNS is an untrusted source: signed data whenever there is a voucher (RFC 8572 §4.2)
+    let signed = crate::owner::conveyed(
+        owner,
+        true,
+        Some(&serial),
+        ContentFormat::Json,
+        &entries,
+        &names,
+        now,
+    )
+    .ok()?;
+    let who = |signing: Signing, uris: Vec<String>| DeviceTxt {
+        serial: serial.clone(),
+        rule: d.rule.clone(),
+        uris,
+        signing,
+    };
+    match signed {
+        Conveyed::Signed(a) => Some((
+            serial.clone(),
+            who(
+                Signing::Signed,
+                d.bootstrap_servers
+                    .iter()
+                    .map(|b| b.uri.authority())
+                    .collect(),
+            ),
+            vec![
+                ("ci", a.conveyed_information),
+                ("oc", a.owner_certificate),
+                ("ov", a.ownership_voucher),
+            ],
+        )),
+        Conveyed::Unsigned(_, reason) => {
+            let der = conveyed_information(d)?;
+            Some((
+                serial.clone(),
+                who(reason.into(), d.uris(crate::policy::UriForm::Authority)),
+                vec![("ci", der)],
+            ))
+        }
+    }
+}
+
 /// The Decision for a device about which nothing is known: what `_sztp._tcp` SRV advertises.
 pub fn default_decision(policy: &Policy) -> Option<Decision> {
     let facts = DeviceFacts {
@@ -218,6 +289,22 @@ impl RecordSet {
     /// SOA serial (the caller makes it grow on each rebuild); `local_host` the one label of
     /// `<hostname>.local`.
     pub fn build(config: &Config, policy: &Policy, soa_serial: u32, local_host: &str) -> RecordSet {
+        Self::build_signed(config, policy, None, 0, soa_serial, local_host)
+    }
+
+    /// [`RecordSet::build`] with the owner's signing material: a device whose serial has an
+    /// unexpired voucher at `now` (Unix seconds) gets `ci=` signed redirect-information naming
+    /// its bootstrap servers directly (with their trust anchors), `oc=` and `ov=` (RFC 8572
+    /// §4.2.2); every other device the unsigned `ci=` as before. Devices are the `[[device]]`
+    /// serials and, with `owner`, every serial that has a voucher.
+    pub fn build_signed(
+        config: &Config,
+        policy: &Policy,
+        owner: Option<&crate::owner::OwnerMaterial>,
+        now: u64,
+        soa_serial: u32,
+        local_host: &str,
+    ) -> RecordSet {
         let mut set = RecordSet::empty();
         set.local.host = fqdn(&format!("{local_host}.local"))
             .unwrap_or_else(|| Name::from_ascii("sztp-redirector.local.").unwrap_or_default());
@@ -246,15 +333,24 @@ impl RecordSet {
         }
 
         let srv_decision = default_decision(policy);
-        let devices: Vec<(String, Decision)> = policy
+        let mut serials: Vec<String> = policy
             .devices
             .iter()
             .filter_map(|d| d.serial.clone())
-            .filter_map(|s| device_decision(policy, &s).map(|d| (s, d)))
             .collect();
-        let ci: Vec<(String, Decision, Vec<u8>)> = devices
+        if let Some(o) = owner {
+            let extra: Vec<String> = o
+                .vouchers
+                .keys()
+                .filter(|s| !serials.contains(s))
+                .cloned()
+                .collect();
+            serials.extend(extra);
+        }
+        let ci: Vec<DeviceArtifacts> = serials
             .into_iter()
-            .filter_map(|(s, d)| conveyed_information(&d).map(|der| (s, d, der)))
+            .filter_map(|s| device_decision(policy, &s).map(|d| (s, d)))
+            .filter_map(|(s, d)| device_artifacts(owner, now, s, &d))
             .collect();
 
         let ns_addrs: Vec<IpAddr> = dns
@@ -285,7 +381,7 @@ impl RecordSet {
         soa_serial: u32,
         ns_addrs: &[IpAddr],
         srv: Option<&Decision>,
-        ci: &[(String, Decision, Vec<u8>)],
+        ci: &[DeviceArtifacts],
     ) {
         let ttl = self.ttl;
         let ns_name = origin
@@ -358,22 +454,20 @@ impl RecordSet {
                 },
             );
         }
-        for (serial, decision, der) in ci {
+        for (serial, who, artifacts) in ci {
             let Ok(owner) = sztp.prepend_label(serial.as_bytes()) else {
                 continue;
             };
-            let records = txt_artifacts(&[("ci", der)])
+            let pairs: Vec<(&str, &[u8])> =
+                artifacts.iter().map(|(k, v)| (*k, v.as_slice())).collect();
+            let records = txt_artifacts(&pairs)
                 .into_iter()
                 .map(|t| Record::from_rdata(owner.clone(), ttl, RData::TXT(t)))
                 .collect();
             self.nodes.insert(
                 LowerName::new(&owner),
                 Node {
-                    kind: NodeKind::Device(DeviceTxt {
-                        serial: serial.clone(),
-                        rule: decision.rule.clone(),
-                        uris: decision.uris(crate::policy::UriForm::Authority),
-                    }),
+                    kind: NodeKind::Device(who.clone()),
                     records,
                 },
             );
@@ -426,7 +520,7 @@ impl RecordSet {
         }
     }
 
-    fn build_local(&mut self, srv: Option<&Decision>, ci: &[(String, Decision, Vec<u8>)]) {
+    fn build_local(&mut self, srv: Option<&Decision>, ci: &[DeviceArtifacts]) {
         let local = fqdn("local").unwrap_or_else(Name::root);
         let host = self.local.host.clone();
         if let Some(d) = srv {
@@ -475,11 +569,13 @@ impl RecordSet {
         let Ok(sztp) = local.prepend_label(SZTP_LABEL) else {
             return;
         };
-        for (serial, decision, der) in ci {
+        for (serial, who, artifacts) in ci {
             let Ok(owner) = sztp.prepend_label(serial.as_bytes()) else {
                 continue;
             };
-            let records = txt_artifacts(&[("ci", der)])
+            let pairs: Vec<(&str, &[u8])> =
+                artifacts.iter().map(|(k, v)| (*k, v.as_slice())).collect();
+            let records = txt_artifacts(&pairs)
                 .into_iter()
                 .map(|t| {
                     let mut r = Record::from_rdata(owner.clone(), MDNS_OTHER_TTL, RData::TXT(t));
@@ -487,17 +583,9 @@ impl RecordSet {
                     r
                 })
                 .collect();
-            self.local.devices.insert(
-                LowerName::new(&owner),
-                (
-                    records,
-                    DeviceTxt {
-                        serial: serial.clone(),
-                        rule: decision.rule.clone(),
-                        uris: decision.uris(crate::policy::UriForm::Authority),
-                    },
-                ),
-            );
+            self.local
+                .devices
+                .insert(LowerName::new(&owner), (records, who.clone()));
         }
     }
 

@@ -523,9 +523,13 @@ fn soa_serial(previous: u32, now: u64) -> u32 {
 
 fn build(snapshot: Arc<Snapshot>, serial: u32, forwarding: bool) -> Built {
     let host = local_host(&snapshot.config);
-    let records = Arc::new(RecordSet::build(
+    // vouchers are judged at each rebuild (start, SIGHUP): one that expires later keeps being
+    // served until the next reload
+    let records = Arc::new(RecordSet::build_signed(
         &snapshot.config,
         &snapshot.policy,
+        snapshot.owner.as_deref(),
+        crate::journal::unix_now(),
         serial,
         &host,
     ));

@@ -13,6 +13,7 @@ pub(crate) mod dhcp6;
 pub(crate) mod dns;
 pub(crate) mod exchange;
 pub mod restconf;
+pub(crate) mod signed;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
@@ -26,7 +27,7 @@ use exchange::{RawTransport, RelayTransport, Timing};
 
 /// `probe` options.
 #[derive(Args, Debug, Clone)]
-#[command(group(clap::ArgGroup::new("via").required(true).multiple(true).args(["interface", "relay", "relay6", "dns_server", "mdns", "restconf"])))]
+#[command(group(clap::ArgGroup::new("via").required(true).multiple(true).args(["interface", "relay", "relay6", "dns_server", "mdns", "restconf", "bundle"])))]
 #[command(group(clap::ArgGroup::new("relaying").multiple(false).args(["relay", "relay6"])))]
 pub struct ProbeArgs {
     /// Act as a device on IFACE with raw frames (root or CAP_NET_RAW)
@@ -147,6 +148,14 @@ pub struct ProbeArgs {
     /// RESTCONF: bound on each connection and request: 10s, 500ms
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     pub restconf_timeout: Duration,
+    /// Read a removable-storage bundle (RFC 8572 §4.1) from DIR instead of the network: the
+    /// device directory itself, or a bundle root with --serial (flat or IOS-XR layout)
+    #[arg(long, value_name = "DIR")]
+    pub bundle: Option<std::path::PathBuf>,
+    /// PEM trust anchors for ownership vouchers (the manufacturer's): signed data is verified
+    /// as a device does (RFC 8572 §5.4)
+    #[arg(long, value_name = "FILE")]
+    pub manufacturer_ca: Option<std::path::PathBuf>,
     /// DNS mode: ask this unicast DNS server (ADDR, ADDR:PORT or [V6]:PORT; port 53 by default)
     #[arg(long, value_name = "ADDR[:PORT]", value_parser = parse_dns_server, requires = "domain", conflicts_with_all = ["interface", "relay"])]
     pub dns_server: Option<SocketAddr>,
@@ -157,7 +166,8 @@ pub struct ProbeArgs {
     #[arg(long, value_name = "IFACE", conflicts_with_all = ["interface", "relay"])]
     pub mdns: Option<String>,
     /// The device serial number: DNS mode's TXT lookups (without it only SRV is asked); the
-    /// RESTCONF HTTP Basic user name (sent with an empty password)
+    /// RESTCONF HTTP Basic user name (sent with an empty password); with signed data (and
+    /// --bundle) the serial the voucher's serial-number must match
     #[arg(long)]
     pub serial: Option<String>,
 }
@@ -406,8 +416,12 @@ fn hex_duid(d: &[u8]) -> String {
     format!("duid {}", hex::encode(d))
 }
 
-fn restconf_params(args: &ProbeArgs) -> restconf::RestconfParams {
-    restconf::RestconfParams {
+fn restconf_params(args: &ProbeArgs) -> Result<restconf::RestconfParams, String> {
+    let manufacturer_ca = match &args.manufacturer_ca {
+        Some(p) => signed::read_anchors(p).map_err(|e| format!("--manufacturer-ca {e}"))?,
+        None => Vec::new(),
+    };
+    Ok(restconf::RestconfParams {
         serial: args.serial.clone(),
         client_cert: args.client_cert.clone().zip(args.client_key.clone()),
         hw_model: args.hw_model.clone(),
@@ -417,7 +431,8 @@ fn restconf_params(args: &ProbeArgs) -> restconf::RestconfParams {
         max_hops: args.max_hops,
         timeout: args.restconf_timeout,
         source: None,
-    }
+        manufacturer_ca,
+    })
 }
 
 /// The RESTCONF walk from `uris`, its connections made from `source` when given; prints it
@@ -433,7 +448,7 @@ fn follow(
         .collect::<Result<Vec<_>, _>>()?;
     let params = restconf::RestconfParams {
         source,
-        ..restconf_params(args)
+        ..restconf_params(args)?
     };
     let report = restconf::run(&start, &params)?;
     if !args.json {
@@ -444,6 +459,9 @@ fn follow(
 
 /// `sztp-redirector probe`: returns the process exit code.
 pub fn main(args: ProbeArgs) -> i32 {
+    if let Some(dir) = &args.bundle {
+        return signed::bundle_main(dir, args.serial.as_deref(), args.manufacturer_ca.as_deref());
+    }
     if args.is_dhcp6() {
         return match probe6(&args) {
             Ok(report) => {

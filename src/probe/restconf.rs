@@ -27,6 +27,7 @@ use serde_json::{json, Value};
 use crate::sztp::conveyed::{
     parse_redirect_json, parse_redirect_xml, ContentFormat, RedirectEntry, ID_SIGNED_DATA,
 };
+use crate::sztp::signed::{certs_only_certificates, verify_bootstrapping_data, Check};
 use crate::sztp::uri::{Host, SztpUri};
 
 /// RFC 8572 §5.5: devices SHOULD stop after this many redirects.
@@ -57,6 +58,9 @@ pub struct RestconfParams {
     /// leased, which is how the device table links its RESTCONF steps to its lease); `None`
     /// lets the kernel choose.
     pub source: Option<IpAddr>,
+    /// Manufacturer trust anchors for ownership vouchers (`--manufacturer-ca`): signed data is
+    /// verified as a device does (RFC 8572 §5.4); empty: signed data is reported unchecked.
+    pub manufacturer_ca: Vec<x509_cert::Certificate>,
 }
 
 impl Default for RestconfParams {
@@ -71,6 +75,7 @@ impl Default for RestconfParams {
             max_hops: DEFAULT_MAX_HOPS,
             timeout: Duration::from_secs(10),
             source: None,
+            manufacturer_ca: Vec::new(),
         }
     }
 }
@@ -86,6 +91,9 @@ pub(crate) struct Target {
     pub port: u16,
     /// The operation path when given; `None`: discover through host-meta.
     pub path: Option<String>,
+    /// DER certs-only SignedData to authenticate the server's TLS certificate with: the
+    /// `trust-anchor` of a verified signed redirect (RFC 8572 §5.5); `None`: provisional.
+    pub trust_anchor: Option<Vec<u8>>,
 }
 
 impl Target {
@@ -111,6 +119,7 @@ impl Target {
             },
             port: uri.effective_port(),
             path: path.filter(|p| p != "/"),
+            trust_anchor: None,
         })
     }
 
@@ -120,6 +129,16 @@ impl Target {
             host: e.address.clone(),
             port: e.port,
             path: None,
+            trust_anchor: None,
+        }
+    }
+
+    /// The target an entry of a trusted (verified signed) redirect names: its trust anchor,
+    /// if any, authenticates the server (RFC 8572 §5.5).
+    pub(crate) fn from_trusted_entry(e: &RedirectEntry) -> Target {
+        Target {
+            trust_anchor: e.trust_anchor.clone(),
+            ..Target::from_entry(e)
         }
     }
 
@@ -158,12 +177,17 @@ pub enum Answer {
         /// JSON (1.43) or XML (1.42) content.
         format: ContentFormat,
     },
-    /// Signed conveyed information (id-signedData); not verified by the probe.
+    /// Signed conveyed information (id-signedData), verified as a device does when
+    /// `--manufacturer-ca` is given (RFC 8572 §5.4).
     Signed {
         /// The output carried `owner-certificate`.
         owner_certificate: bool,
         /// The output carried `ownership-voucher`.
         ownership_voucher: bool,
+        /// The §5.4 checks, in order (empty when not checked).
+        checks: Vec<Check>,
+        /// What the checks concluded.
+        verdict: SignedVerdict,
     },
     /// A non-200 answer, with the RFC 8040 error-tag and message when there is one.
     Error {
@@ -180,6 +204,24 @@ pub enum Answer {
     Invalid(String),
 }
 
+/// What signed data amounted to after the §5.4 checks.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SignedVerdict {
+    /// No manufacturer trust anchor was given: not checked.
+    NotChecked,
+    /// A check failed: a device rejects it and tries the next server.
+    Rejected,
+    /// Trusted redirect-information: its trust anchors authenticate the next servers.
+    Redirect {
+        /// JSON (1.43) or XML (1.42) content.
+        format: ContentFormat,
+        /// The entries, trust anchors included.
+        entries: Vec<RedirectEntry>,
+    },
+    /// Trusted onboarding-information.
+    Onboarding,
+}
+
 /// One server visited.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Hop {
@@ -193,6 +235,9 @@ pub(crate) struct Hop {
     pub server_certificate: Option<String>,
     /// The negotiated TLS version.
     pub tls_version: Option<String>,
+    /// The trust anchor's subjects, when the server certificate was authenticated with the
+    /// trust-anchor of a verified signed redirect.
+    pub authenticated: Option<String>,
     /// What it answered.
     pub answer: Answer,
 }
@@ -244,11 +289,16 @@ impl RestconfReport {
         for (i, h) in self.hops.iter().enumerate() {
             let _ = writeln!(out, "RESTCONF hop {}: {}", i + 1, P(&h.target.url()));
             if let Some(c) = &h.server_certificate {
+                let how = match &h.authenticated {
+                    Some(ta) => format!("authenticated with the redirect's trust-anchor {ta}"),
+                    None => "not verified: untrusted source".to_string(),
+                };
                 let _ = writeln!(
                     out,
-                    "  server certificate: {}, {} (not verified: untrusted source)",
+                    "  server certificate: {}, {} ({})",
                     P(&c.to_string()),
-                    h.tls_version.as_deref().unwrap_or("TLS")
+                    h.tls_version.as_deref().unwrap_or("TLS"),
+                    P(&how)
                 );
             }
             if let Some(r) = &h.root {
@@ -279,12 +329,49 @@ impl RestconfReport {
                 Answer::Signed {
                     owner_certificate,
                     ownership_voucher,
-                } => writeln!(
-                    out,
-                    "  answer: signed conveyed information (owner certificate {}, ownership voucher {}); signatures not checked by the probe",
-                    yes(*owner_certificate),
-                    yes(*ownership_voucher)
-                ),
+                    checks,
+                    verdict,
+                } => {
+                    let _ = writeln!(
+                        out,
+                        "  answer: signed conveyed information (owner certificate {}, ownership voucher {})",
+                        yes(*owner_certificate),
+                        yes(*ownership_voucher)
+                    );
+                    for c in checks {
+                        let _ = match &c.result {
+                            Ok(d) => writeln!(out, "  ok    {}: {}", c.name, P(d)),
+                            Err(e) => writeln!(out, "  FAIL  {}: {}", c.name, P(e)),
+                        };
+                    }
+                    match verdict {
+                        SignedVerdict::NotChecked => writeln!(
+                            out,
+                            "  signatures not checked: give --manufacturer-ca to verify as a device does"
+                        ),
+                        SignedVerdict::Rejected => {
+                            writeln!(out, "  rejected: a device discards it")
+                        }
+                        SignedVerdict::Onboarding => {
+                            writeln!(out, "  trusted onboarding-information")
+                        }
+                        SignedVerdict::Redirect { format, entries } => {
+                            let _ = writeln!(
+                                out,
+                                "  trusted redirect-information ({}), {} bootstrap server{}:",
+                                format_name(*format),
+                                entries.len(),
+                                if entries.len() == 1 { "" } else { "s" }
+                            );
+                            let mut lines = String::new();
+                            super::signed::render_redirect(entries, &mut lines);
+                            for l in lines.lines() {
+                                let _ = writeln!(out, "    {}", P(l));
+                            }
+                            Ok(())
+                        }
+                    }
+                }
                 Answer::Error {
                     status,
                     tag,
@@ -339,7 +426,28 @@ impl RestconfReport {
                     Answer::Signed {
                         owner_certificate,
                         ownership_voucher,
-                    } => json!({"kind": "signed", "owner_certificate": owner_certificate, "ownership_voucher": ownership_voucher}),
+                        checks,
+                        verdict,
+                    } => json!({
+                        "kind": "signed",
+                        "owner_certificate": owner_certificate,
+                        "ownership_voucher": ownership_voucher,
+                        "checks": checks.iter().map(|c| json!({
+                            "check": c.name,
+                            "ok": c.result.is_ok(),
+                            "detail": match &c.result { Ok(d) | Err(d) => d },
+                        })).collect::<Vec<_>>(),
+                        "verdict": match verdict {
+                            SignedVerdict::NotChecked => "not-checked",
+                            SignedVerdict::Rejected => "rejected",
+                            SignedVerdict::Redirect { .. } => "trusted-redirect",
+                            SignedVerdict::Onboarding => "trusted-onboarding",
+                        },
+                        "bootstrap_servers": match verdict {
+                            SignedVerdict::Redirect { entries, .. } => entries.iter().map(|e| json!({"address": e.address, "port": e.port, "trust_anchor": e.trust_anchor.is_some()})).collect::<Vec<_>>(),
+                            _ => Vec::new(),
+                        },
+                    }),
                     Answer::Error {
                         status,
                         tag,
@@ -353,6 +461,7 @@ impl RestconfReport {
                     "root": h.root,
                     "server_certificate": h.server_certificate,
                     "tls_version": h.tls_version,
+                    "authenticated_with_trust_anchor": h.authenticated,
                     "notes": h.notes,
                     "answer": answer,
                 })
@@ -430,14 +539,34 @@ fn walk_list(
         let answer = hop.answer.clone();
         hops.push(hop);
         match answer {
-            Answer::Onboarding { .. } | Answer::Signed { .. } => {
-                return Some(End::Reached(t.clone()))
-            }
-            Answer::Redirect { entries, .. } => {
+            Answer::Onboarding { .. }
+            | Answer::Signed {
+                verdict: SignedVerdict::NotChecked | SignedVerdict::Onboarding,
+                ..
+            } => return Some(End::Reached(t.clone())),
+            Answer::Signed {
+                verdict: SignedVerdict::Rejected,
+                ..
+            } => {}
+            Answer::Redirect { .. }
+            | Answer::Signed {
+                verdict: SignedVerdict::Redirect { .. },
+                ..
+            } => {
                 if depth + 1 > max_hops {
                     return Some(End::HopLimit);
                 }
-                let next: Vec<Target> = entries.iter().map(Target::from_entry).collect();
+                // only a verified signed redirect's trust anchors are used (RFC 8572 §5.5)
+                let next: Vec<Target> = match &answer {
+                    Answer::Signed {
+                        verdict: SignedVerdict::Redirect { entries, .. },
+                        ..
+                    } => entries.iter().map(Target::from_trusted_entry).collect(),
+                    Answer::Redirect { entries, .. } => {
+                        entries.iter().map(Target::from_entry).collect()
+                    }
+                    _ => Vec::new(),
+                };
                 if let Some(end) =
                     walk_list(&next, depth + 1, max_hops, fetch, hops, visited, looped)
                 {
@@ -513,13 +642,26 @@ pub(crate) fn host_meta_root(xrd: &[u8]) -> Option<String> {
 /// Reads a 200 body of get-bootstrapping-data as a strict device decoder does: the answer,
 /// and notes for anything such a decoder would refuse but the probe tolerates.
 pub fn read_output(xml: bool, body: &[u8]) -> (Answer, Vec<String>) {
+    read_output_checked(xml, body, &[], None, 0)
+}
+
+/// [`read_output`], verifying signed data as a device does (RFC 8572 §5.4) when
+/// `manufacturer` is not empty: the voucher to those trust anchors, its serial-number against
+/// `serial`, its validity at `now` (Unix seconds), the owner certificate and the signature.
+pub fn read_output_checked(
+    xml: bool,
+    body: &[u8],
+    manufacturer: &[x509_cert::Certificate],
+    serial: Option<&str>,
+    now: u64,
+) -> (Answer, Vec<String>) {
     let mut notes = Vec::new();
     let fields = if xml {
         xml_output(body)
     } else {
         json_output(body)
     };
-    let (ci, extra) = match fields {
+    let (ci, extra, signed_members) = match fields {
         Ok(f) => f,
         Err(e) => return (Answer::Invalid(e), notes),
     };
@@ -555,10 +697,13 @@ pub fn read_output(xml: bool, body: &[u8]) -> (Answer, Vec<String>) {
         }
     };
     if info.content_type == ID_SIGNED_DATA {
+        let (checks, verdict) = check_signed(&der, &signed_members, manufacturer, serial, now);
         return (
             Answer::Signed {
                 owner_certificate,
                 ownership_voucher,
+                checks,
+                verdict,
             },
             notes,
         );
@@ -583,6 +728,72 @@ pub fn read_output(xml: bool, body: &[u8]) -> (Answer, Vec<String>) {
         }
         Err(e) => (Answer::Invalid(e.to_string()), notes),
     }
+}
+
+/// The §5.4 checks of signed data and what they conclude.
+fn check_signed(
+    ci: &[u8],
+    members: &SignedMembers,
+    manufacturer: &[x509_cert::Certificate],
+    serial: Option<&str>,
+    now: u64,
+) -> (Vec<Check>, SignedVerdict) {
+    if manufacturer.is_empty() {
+        return (Vec::new(), SignedVerdict::NotChecked);
+    }
+    let decode = |name: &'static str, v: &Option<String>| -> Result<Vec<u8>, Check> {
+        let text = v.as_deref().ok_or(Check {
+            name,
+            result: Err(format!("no {name} beside signed conveyed-information")),
+        })?;
+        base64::engine::general_purpose::STANDARD
+            .decode(text.trim())
+            .map_err(|e| Check {
+                name,
+                result: Err(format!("{name} is not base64: {e}")),
+            })
+    };
+    let (oc, ov) = match (
+        decode("owner-certificate", &members.owner_certificate),
+        decode("ownership-voucher", &members.ownership_voucher),
+    ) {
+        (Ok(oc), Ok(ov)) => (oc, ov),
+        (Err(c), _) | (_, Err(c)) => return (vec![c], SignedVerdict::Rejected),
+    };
+    let v = verify_bootstrapping_data(ci, &oc, &ov, manufacturer, serial, now);
+    let mut checks = v.checks.clone();
+    let verdict = match (&v.document, v.ok()) {
+        (Some((oid, doc)), true) => {
+            let format = ContentFormat::from_oid(oid).unwrap_or(ContentFormat::Json);
+            if is_onboarding(format, doc) {
+                SignedVerdict::Onboarding
+            } else {
+                let entries = match format {
+                    ContentFormat::Json => parse_redirect_json(doc),
+                    ContentFormat::Xml => parse_redirect_xml(doc),
+                };
+                match entries {
+                    Ok(entries) => SignedVerdict::Redirect { format, entries },
+                    Err(e) => {
+                        checks.push(Check {
+                            name: "redirect-information",
+                            result: Err(e.to_string()),
+                        });
+                        SignedVerdict::Rejected
+                    }
+                }
+            }
+        }
+        _ => SignedVerdict::Rejected,
+    };
+    (checks, verdict)
+}
+
+/// `owner-certificate` and `ownership-voucher` values of an output (base64 text).
+#[derive(Debug, Default)]
+struct SignedMembers {
+    owner_certificate: Option<String>,
+    ownership_voucher: Option<String>,
 }
 
 fn is_onboarding(format: ContentFormat, doc: &[u8]) -> bool {
@@ -610,7 +821,7 @@ fn is_onboarding(format: ContentFormat, doc: &[u8]) -> bool {
 }
 
 /// (conveyed-information text, other member names) of a JSON output.
-fn json_output(body: &[u8]) -> Result<(String, Vec<String>), String> {
+fn json_output(body: &[u8]) -> Result<(String, Vec<String>, SignedMembers), String> {
     let v: Value = serde_json::from_slice(body).map_err(|e| format!("body is not JSON: {e}"))?;
     let top = v.as_object().ok_or("body is not a JSON object")?;
     let out = top
@@ -627,17 +838,23 @@ fn json_output(body: &[u8]) -> Result<(String, Vec<String>), String> {
         .get("conveyed-information")
         .and_then(Value::as_str)
         .ok_or("no conveyed-information string")?;
-    Ok((ci.to_string(), extra))
+    let member = |n: &str| out.get(n).and_then(Value::as_str).map(str::to_string);
+    let signed = SignedMembers {
+        owner_certificate: member("owner-certificate"),
+        ownership_voucher: member("ownership-voucher"),
+    };
+    Ok((ci.to_string(), extra, signed))
 }
 
 /// (conveyed-information text, other child names) of an XML output.
-fn xml_output(body: &[u8]) -> Result<(String, Vec<String>), String> {
+fn xml_output(body: &[u8]) -> Result<(String, Vec<String>, SignedMembers), String> {
     use quick_xml::events::Event;
     let mut r = quick_xml::Reader::from_reader(body);
     let mut depth = 0usize;
     let mut current = String::new();
     let mut ci = None;
     let mut extra = Vec::new();
+    let mut signed = SignedMembers::default();
     loop {
         match r.read_event().map_err(|e| format!("bad XML: {e}"))? {
             Event::Start(e) => {
@@ -656,15 +873,21 @@ fn xml_output(body: &[u8]) -> Result<(String, Vec<String>), String> {
             Event::Empty(e) if depth == 1 => {
                 extra.push(String::from_utf8_lossy(e.local_name().as_ref()).into_owned())
             }
-            Event::Text(t) if depth == 2 && current == "conveyed-information" => {
-                ci = Some(t.unescape().map_err(|e| e.to_string())?.into_owned());
+            Event::Text(t) if depth == 2 => {
+                let text = Some(t.unescape().map_err(|e| e.to_string())?.into_owned());
+                match current.as_str() {
+                    "conveyed-information" => ci = text,
+                    "owner-certificate" => signed.owner_certificate = text,
+                    "ownership-voucher" => signed.ownership_voucher = text,
+                    _ => {}
+                }
             }
             Event::End(_) => depth = depth.saturating_sub(1),
             Event::Eof => break,
             _ => {}
         }
     }
-    Ok((ci.ok_or("no <conveyed-information>")?, extra))
+    Ok((ci.ok_or("no <conveyed-information>")?, extra, signed))
 }
 
 /// Accepts any server certificate, as a device does with a server it cannot authenticate yet
@@ -713,6 +936,48 @@ pub(crate) fn client_config(p: &RestconfParams) -> Result<Arc<ClientConfig>, Str
         .map_err(|e| e.to_string())?
         .dangerous()
         .with_custom_certificate_verifier(Arc::new(Blind(algorithms)));
+    with_client_auth(builder, p)
+}
+
+/// A TLS client that authenticates the server with the certificates of `trust_anchor` (DER
+/// certs-only SignedData from a verified signed redirect, RFC 8572 §5.5): webpki path
+/// validation and the server name (host name or IP address) against the certificate.
+pub(crate) fn anchored_config(
+    p: &RestconfParams,
+    trust_anchor: &[u8],
+) -> Result<Arc<ClientConfig>, String> {
+    use der::Encode;
+    let certs = certs_only_certificates("trust-anchor", trust_anchor).map_err(|e| e.to_string())?;
+    let mut roots = rustls::RootCertStore::empty();
+    for c in &certs {
+        let der = c.to_der().map_err(|e| e.to_string())?;
+        roots
+            .add(CertificateDer::from(der))
+            .map_err(|e| format!("trust-anchor {}: {e}", c.tbs_certificate().subject()))?;
+    }
+    let builder = ClientConfig::builder_with_provider(crate::restconf::tls::provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots);
+    with_client_auth(builder, p)
+}
+
+/// Subjects of a trust anchor's certificates, for the report.
+fn anchor_subjects(trust_anchor: &[u8]) -> String {
+    match certs_only_certificates("trust-anchor", trust_anchor) {
+        Ok(certs) => certs
+            .iter()
+            .map(|c| c.tbs_certificate().subject().to_string())
+            .collect::<Vec<_>>()
+            .join(", "),
+        Err(e) => e.to_string(),
+    }
+}
+
+fn with_client_auth(
+    builder: rustls::ConfigBuilder<ClientConfig, rustls::client::WantsClientCert>,
+    p: &RestconfParams,
+) -> Result<Arc<ClientConfig>, String> {
     let mut config = match &p.client_cert {
         None => builder.with_no_client_auth(),
         Some((cert, key)) => {
@@ -852,6 +1117,7 @@ pub(crate) async fn fetch(target: &Target, p: &RestconfParams, tls: &Arc<ClientC
         notes: Vec::new(),
         server_certificate: None,
         tls_version: None,
+        authenticated: None,
         answer: Answer::Unreachable(String::new()),
     };
     let mut seen = (None, None);
@@ -926,7 +1192,13 @@ pub(crate) async fn fetch(target: &Target, p: &RestconfParams, tls: &Arc<ClientC
         Ok(Err(e)) => Answer::Unreachable(e),
         Ok(Ok(a)) if a.status == 200 => {
             let xml = a.content_type.as_deref().is_some_and(|c| c.contains("xml"));
-            let (answer, notes) = read_output(xml, &a.body);
+            let (answer, notes) = read_output_checked(
+                xml,
+                &a.body,
+                &p.manufacturer_ca,
+                p.serial.as_deref(),
+                crate::journal::unix_now(),
+            );
             hop.notes.extend(notes);
             answer
         }
@@ -972,7 +1244,28 @@ pub(crate) fn run(start: &[Target], p: &RestconfParams) -> Result<RestconfReport
         .enable_all()
         .build()
         .map_err(|e| e.to_string())?;
-    let mut fetch_one = |t: &Target| rt.block_on(fetch(t, p, &tls));
+    let mut fetch_one = |t: &Target| match &t.trust_anchor {
+        None => rt.block_on(fetch(t, p, &tls)),
+        Some(ta) => {
+            let mut hop = match anchored_config(p, ta) {
+                Ok(anchored) => rt.block_on(fetch(t, p, &anchored)),
+                Err(e) => Hop {
+                    target: t.clone(),
+                    root: None,
+                    notes: Vec::new(),
+                    server_certificate: None,
+                    tls_version: None,
+                    authenticated: None,
+                    answer: Answer::Unreachable(format!("trust-anchor unusable: {e}")),
+                },
+            };
+            // the handshake completed, so the certificate path validated to the anchor
+            if hop.server_certificate.is_some() {
+                hop.authenticated = Some(anchor_subjects(ta));
+            }
+            hop
+        }
+    };
     Ok(walk(start, p.max_hops, &mut fetch_one))
 }
 
@@ -1009,6 +1302,7 @@ mod tests {
             notes: Vec::new(),
             server_certificate: None,
             tls_version: None,
+            authenticated: None,
             answer: answers
                 .get(&target.url())
                 .cloned()
@@ -1023,7 +1317,8 @@ mod tests {
             Target {
                 host: "192.0.2.1".into(),
                 port: 443,
-                path: None
+                path: None,
+                trust_anchor: None,
             }
         );
         let op = t("https://[2001:db8::1]:8443/restconf/operations/ietf-sztp-bootstrap-server:get-bootstrapping-data");
@@ -1104,6 +1399,74 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("server certificate: CN=evil\\u{7}"), "{text}");
+    }
+
+    #[test]
+    fn a_verified_signed_redirect_hands_its_trust_anchors_on_and_a_rejected_one_is_skipped() {
+        let signed = |verdict: SignedVerdict| Answer::Signed {
+            owner_certificate: true,
+            ownership_voucher: true,
+            checks: Vec::new(),
+            verdict,
+        };
+        let mut m = HashMap::new();
+        // a's signed answer fails a check: the device moves to the next list entry
+        m.insert(
+            "https://a.example:443".into(),
+            signed(SignedVerdict::Rejected),
+        );
+        m.insert(
+            "https://b.example:443".into(),
+            signed(SignedVerdict::Redirect {
+                format: ContentFormat::Json,
+                entries: vec![RedirectEntry {
+                    address: "c.example".into(),
+                    port: 8443,
+                    trust_anchor: Some(b"TA".to_vec()),
+                }],
+            }),
+        );
+        m.insert(
+            "https://c.example:8443".into(),
+            signed(SignedVerdict::Onboarding),
+        );
+        let seen = std::cell::RefCell::new(Vec::new());
+        let mut inner = scripted(m);
+        let mut fetch = |t: &Target| {
+            seen.borrow_mut().push(t.trust_anchor.clone());
+            inner(t)
+        };
+        let r = walk(
+            &[t("https://a.example"), t("https://b.example")],
+            10,
+            &mut fetch,
+        );
+        let End::Reached(reached) = &r.end else {
+            panic!("{:?}", r.end)
+        };
+        assert_eq!((reached.host.as_str(), reached.port), ("c.example", 8443));
+        assert_eq!(*seen.borrow(), [None, None, Some(b"TA".to_vec())]);
+        // an unsigned redirect's trust anchors are discarded (RFC 8572 §5.5)
+        let mut m = HashMap::new();
+        m.insert(
+            "https://a.example:443".into(),
+            Answer::Redirect {
+                format: ContentFormat::Json,
+                entries: vec![RedirectEntry {
+                    address: "c.example".into(),
+                    port: 8443,
+                    trust_anchor: Some(b"TA".to_vec()),
+                }],
+            },
+        );
+        let seen = std::cell::RefCell::new(Vec::new());
+        let mut inner = scripted(m);
+        let mut fetch = |t: &Target| {
+            seen.borrow_mut().push(t.trust_anchor.clone());
+            inner(t)
+        };
+        walk(&[t("https://a.example")], 10, &mut fetch);
+        assert_eq!(*seen.borrow(), [None, None]);
     }
 
     #[test]

@@ -12,11 +12,12 @@ use super::media::{negotiate, request_encoding, Encoding};
 use super::rpc::{parse_get_bootstrapping_data, parse_report_progress, BootstrapOutput};
 use crate::config::{ConveyedEncoding, RedirectServer, ReportProgress, SerialFrom};
 use crate::journal::{
-    DeviceEvent, EventDetail, RestconfAnswer, RestconfEvent, RestconfReason, RestconfRpc,
+    DeviceEvent, EventDetail, RestconfAnswer, RestconfEvent, RestconfReason, RestconfRpc, Signing,
 };
+use crate::owner::Conveyed;
 use crate::policy::{ClientId, DeviceFacts, Serial, Source};
 use crate::runtime::{LeaseFacts, Snapshot};
-use crate::sztp::conveyed::{unsigned_redirect, ContentFormat, RedirectEntry};
+use crate::sztp::conveyed::{ContentFormat, RedirectEntry};
 use crate::sztp::uri::Host;
 use crate::sztp::SztpUri;
 
@@ -138,6 +139,8 @@ pub fn handle(snapshot: &Snapshot, req: &Request<'_>, meta: &RequestMeta<'_>, no
         os_version: None,
         progress_type: None,
         message: None,
+        signing: None,
+        nonceless_voucher: false,
     };
     let mut event = DeviceEvent {
         ts: now,
@@ -167,6 +170,7 @@ pub fn handle(snapshot: &Snapshot, req: &Request<'_>, meta: &RequestMeta<'_>, no
                 &mut detail,
                 &mut event,
                 &mut loops,
+                now,
             ),
             RestconfRpc::ReportProgress => report_progress(server, req, &mut detail),
         },
@@ -248,6 +252,7 @@ fn get_bootstrapping_data(
     detail: &mut RestconfEvent,
     event: &mut DeviceEvent,
     loops: &mut Vec<String>,
+    now: u64,
 ) -> Result<Reply, RestconfError> {
     let (request, response, body) = check_request(req)?;
     let input = parse_get_bootstrapping_data(request.unwrap_or(Encoding::Json), body)?;
@@ -287,12 +292,14 @@ fn get_bootstrapping_data(
         ));
     }
     let mut entries = Vec::new();
+    let mut names = Vec::new();
     for b in &decision.bootstrap_servers {
         if is_this_server(&b.uri, server, meta.local) {
             loops.push(b.uri.authority());
             continue;
         }
         entries.push(RedirectEntry::from_uri(&b.uri));
+        names.push(b.name.as_str());
         event.uris.push(b.uri.authority());
     }
     if entries.is_empty() {
@@ -306,14 +313,37 @@ fn get_bootstrapping_data(
         ConveyedEncoding::Json => ContentFormat::Json,
         ConveyedEncoding::Xml => ContentFormat::Xml,
     };
-    let conveyed_information = unsigned_redirect(format, &entries)
-        .map_err(|e| RestconfError::operation_failed(RestconfReason::Internal, format!("{e}")))?;
-    Ok(Reply::Output(
-        BootstrapOutput::Unsigned {
-            conveyed_information,
-        },
-        response,
-    ))
+    // signed when the device asks for it and has a voucher (RFC 8572 §5.3); trust anchors
+    // only ever inside signed data
+    let serial = facts.serial.as_ref().map(|s| s.value.as_str());
+    let conveyed = crate::owner::conveyed(
+        snapshot.owner.as_deref(),
+        input.signed_data_preferred,
+        serial,
+        format,
+        &entries,
+        &names,
+        now,
+    )
+    .map_err(|e| RestconfError::operation_failed(RestconfReason::Internal, format!("{e}")))?;
+    let output = match conveyed {
+        Conveyed::Signed(a) => {
+            detail.signing = Some(Signing::Signed);
+            detail.nonceless_voucher = input.nonce.is_some() && a.nonceless;
+            BootstrapOutput::Signed {
+                conveyed_information: a.conveyed_information,
+                owner_certificate: a.owner_certificate,
+                ownership_voucher: a.ownership_voucher,
+            }
+        }
+        Conveyed::Unsigned(conveyed_information, reason) => {
+            detail.signing = Some(reason.into());
+            BootstrapOutput::Unsigned {
+                conveyed_information,
+            }
+        }
+    };
+    Ok(Reply::Output(output, response))
 }
 
 fn report_progress(
@@ -586,6 +616,7 @@ redirect-to = ["owner"]
             policy: Arc::new(policy),
             generation: 1,
             interfaces: Arc::clone(&s.interfaces),
+            owner: None,
         };
         let lease = LeaseFacts {
             vendor_class: Some("Arista;DCS".into()),

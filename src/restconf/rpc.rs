@@ -168,16 +168,25 @@ pub struct ReportProgressInput {
 }
 
 /// The output of `get-bootstrapping-data` (RFC 8572 §7.2): what the redirect server answers.
-/// Only `conveyed-information` is ever emitted: never `reporting-level` (a redirect server has
-/// no onboarding-server feature), never onboarding-information inside it.
+/// Never `reporting-level` (a redirect server has no onboarding-server feature), never
+/// onboarding-information inside the conveyed information.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum BootstrapOutput {
     /// Unsigned conveyed information: the DER of a CMS ContentInfo holding
-    /// redirect-information (RFC 8572 §3.1). Signed redirects (owner certificate and
-    /// ownership voucher beside it) will be a second variant.
+    /// redirect-information (RFC 8572 §3.1).
     Unsigned {
         /// DER ContentInfo; base64 on the wire.
         conveyed_information: Vec<u8>,
+    },
+    /// Signed data (RFC 8572 §3.5): redirect-information signed with the owner key, the owner
+    /// certificate and the device's ownership voucher (see `crate::owner`).
+    Signed {
+        /// DER ContentInfo of id-signedData (eContentType 1.43 or 1.42).
+        conveyed_information: Vec<u8>,
+        /// DER certs-only SignedData with the owner chain.
+        owner_certificate: Vec<u8>,
+        /// The voucher file's bytes.
+        ownership_voucher: Vec<u8>,
     },
 }
 
@@ -187,38 +196,67 @@ impl BootstrapOutput {
         match self {
             BootstrapOutput::Unsigned {
                 conveyed_information,
+            }
+            | BootstrapOutput::Signed {
+                conveyed_information,
+                ..
             } => conveyed_information,
         }
     }
 
     /// The response body: `{"ietf-sztp-bootstrap-server:output":{…}}` pretty-printed with two
-    /// spaces (digest §4.6, 267 octets for TV5), or `<output xmlns="…">` indented the same way.
+    /// spaces (digest §4.6, 267 octets for TV5), or `<output xmlns="…">` indented the same way;
+    /// signed data adds `owner-certificate` and `ownership-voucher` after
+    /// `conveyed-information`, in the YANG order.
     pub fn render(&self, encoding: Encoding) -> Vec<u8> {
-        let ci = base64::engine::general_purpose::STANDARD.encode(self.conveyed_information());
+        let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
+        let ci = b64(self.conveyed_information());
+        let (oc, ov) = match self {
+            BootstrapOutput::Unsigned { .. } => (None, None),
+            BootstrapOutput::Signed {
+                owner_certificate,
+                ownership_voucher,
+                ..
+            } => (Some(b64(owner_certificate)), Some(b64(ownership_voucher))),
+        };
         match encoding {
             Encoding::Json => {
                 #[derive(Serialize)]
                 struct Output<'a> {
                     #[serde(rename = "conveyed-information")]
                     conveyed_information: &'a str,
+                    #[serde(rename = "owner-certificate", skip_serializing_if = "Option::is_none")]
+                    owner_certificate: Option<&'a str>,
+                    #[serde(rename = "ownership-voucher", skip_serializing_if = "Option::is_none")]
+                    ownership_voucher: Option<&'a str>,
                 }
                 #[derive(Serialize)]
                 struct Doc<'a> {
                     #[serde(rename = "ietf-sztp-bootstrap-server:output")]
                     output: Output<'a>,
                 }
-                // a string member only: serializing cannot fail
+                // string members only: serializing cannot fail
                 serde_json::to_vec_pretty(&Doc {
                     output: Output {
                         conveyed_information: &ci,
+                        owner_certificate: oc.as_deref(),
+                        ownership_voucher: ov.as_deref(),
                     },
                 })
                 .unwrap_or_default()
             }
-            Encoding::Xml => format!(
-                "<output xmlns=\"{BOOTSTRAP_SERVER_NS}\">\n  <conveyed-information>{ci}</conveyed-information>\n</output>"
-            )
-            .into_bytes(),
+            Encoding::Xml => {
+                let mut x = format!(
+                    "<output xmlns=\"{BOOTSTRAP_SERVER_NS}\">\n  <conveyed-information>{ci}</conveyed-information>\n"
+                );
+                if let (Some(oc), Some(ov)) = (oc, ov) {
+                    x.push_str(&format!(
+                        "  <owner-certificate>{oc}</owner-certificate>\n  <ownership-voucher>{ov}</ownership-voucher>\n"
+                    ));
+                }
+                x.push_str("</output>");
+                x.into_bytes()
+            }
         }
     }
 }

@@ -2,6 +2,7 @@
 
 pub mod conveyed;
 pub mod redirect_list;
+pub mod signed;
 pub mod uri;
 
 pub use redirect_list::{decode_list, encode_list, encode_text, split_rfc3396, DecodedList};

@@ -314,12 +314,34 @@ impl OwnerDouble {
 
     /// [`start`](Self::start) on `bind`:0, inside network namespace `netns` if given.
     pub(crate) fn start_at(netns: Option<&str>, bind: &str, redirect: &[String]) -> OwnerDouble {
+        Self::start_full(netns, bind, redirect, None)
+    }
+
+    /// [`start`](Self::start) serving `cert` and `key` (PEM files), e.g. a certificate issued
+    /// by a test CA that a signed redirect names as the trust anchor.
+    #[allow(dead_code)]
+    pub(crate) fn start_with_cert(cert: &Path, key: &Path, redirect: &[String]) -> OwnerDouble {
+        Self::start_full(
+            None,
+            "127.0.0.1",
+            redirect,
+            Some((cert.to_path_buf(), key.to_path_buf())),
+        )
+    }
+
+    fn start_full(
+        netns: Option<&str>,
+        bind: &str,
+        redirect: &[String],
+        cert_key: Option<(PathBuf, PathBuf)>,
+    ) -> OwnerDouble {
         use std::io::BufRead;
         let dir = tempfile::Builder::new()
             .prefix("sztpt-owner-")
             .tempdir()
             .unwrap();
-        let (cert, key) = openssl_self_signed(dir.path(), "owner", "/CN=owner.example.com");
+        let (cert, key) = cert_key
+            .unwrap_or_else(|| openssl_self_signed(dir.path(), "owner", "/CN=owner.example.com"));
         let record = dir.path().join("arrivals.jsonl");
         let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/owner_double.py");
         let mut cmd = match netns {
