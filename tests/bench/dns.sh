@@ -6,7 +6,8 @@
 # rate whose loss is at most MAX_LOSS percent, with its achieved queries/s and mean latency.
 #
 # usage: tests/bench/dns.sh
-# env:   RATES     offered queries/s per step (default "10000 20000 40000 60000 80000 100000 140000 180000")
+# env:   SZTP_BIN  release binary to measure (default: this tree's, built)
+#        RATES     offered queries/s per step (default "10000 20000 40000 60000 80000 100000 140000 180000")
 #        PERIOD    seconds per step (default 10)
 #        MAX_LOSS  highest loss in percent that still passes (default 0.1)
 #        SERVERS   which servers (default "ours dnsmasq hickory"; hickory is skipped when
@@ -47,8 +48,13 @@ cleanup() {
 trap cleanup EXIT
 
 echo "work directory: $WORK"
-(cd "$REPO" && cargo build --release --bin sztp-redirector >/dev/null)
-OURS_BIN=$REPO/target/release/sztp-redirector
+# SZTP_BIN: a release binary to measure; default: build this tree's
+if [ -n "${SZTP_BIN:-}" ]; then
+    OURS_BIN=$SZTP_BIN
+else
+    (cd "$REPO" && cargo build --release --bin sztp-redirector >/dev/null)
+    OURS_BIN=$REPO/target/release/sztp-redirector
+fi
 
 # The same records for every server.
 cat > "$WORK/queries.txt" <<'EOF'

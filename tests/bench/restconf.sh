@@ -148,7 +148,11 @@ for _ in $(seq 1 100); do
     sleep 0.1
 done
 inns curl -sS -k "https://127.0.0.1:$NGINX_PORT$OP" -o "$WORK/nginx-answer.json"
-cmp -s "$WORK/answer.json" "$WORK/nginx-answer.json" || { echo "nginx serves another body" >&2; exit 1; }
+cmp -s "$WORK/answer.json" "$WORK/nginx-answer.json" || {
+    echo "nginx serves another body" >&2
+    cat "$WORK/nginx/stderr.log" "$WORK/nginx/error.log" >&2 2>/dev/null
+    exit 1
+}
 
 # --- load ---------------------------------------------------------------------------------
 cat > "$WORK/post.lua" <<EOF
