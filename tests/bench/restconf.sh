@@ -114,6 +114,9 @@ grep -q conveyed-information "$WORK/answer.json" || { echo "no answer from ours"
 # --- nginx: the same answer as a static file, the same certificate ----------------------
 mkdir -p "$WORK/www${OP%/*}" "$WORK/nginx"
 cp "$WORK/answer.json" "$WORK/www$OP"
+# nginx's worker runs as nobody: it must be able to walk to the file (mktemp -d is 0700)
+chmod 755 "$WORK"
+chmod -R a+rX "$WORK/www"
 cat > "$WORK/nginx.conf" <<EOF
 worker_processes 1;
 daemon off;
