@@ -107,10 +107,55 @@ fn matches_type(r: &Record, qtype: RecordType) -> bool {
     qtype == RecordType::ANY || r.record_type() == qtype
 }
 
+/// Whether a question section (its wire octets as received, which start at message offset 12)
+/// holds a compression pointer into the 12-octet header, or cannot be walked. hickory-server
+/// echoes the question octets verbatim in the answer, where the header differs (QR, flags,
+/// counts), so such a name would read differently there (found by the `dns` fuzz target).
+pub fn question_points_into_header(question: &[u8]) -> bool {
+    let mut i = 0;
+    while i < question.len() {
+        loop {
+            let Some(&b) = question.get(i) else {
+                return true;
+            };
+            match b & 0xc0 {
+                0x00 if b == 0 => {
+                    i += 1;
+                    break;
+                }
+                0x00 => i += 1 + usize::from(b),
+                0xc0 => {
+                    let Some(&lo) = question.get(i + 1) else {
+                        return true;
+                    };
+                    if (usize::from(b & 0x3f) << 8 | usize::from(lo)) < 12 {
+                        return true;
+                    }
+                    i += 2;
+                    break;
+                }
+                _ => return true,
+            }
+        }
+        i += 4; // QTYPE, QCLASS
+    }
+    false
+}
+
 /// Answers one query from `set` (RFC 1034 §4.3.2, authoritative only; RFC 8572 §4.2 names).
 pub fn handle(set: &RecordSet, req: &MessageRequest, meta: &QueryMeta) -> Outcome {
     if req.metadata.message_type == MessageType::Response {
         return Outcome::Drop;
+    }
+    if question_points_into_header(req.queries.as_bytes()) {
+        // RFC 1035 §4.1.4 pointers may only point at earlier names; one into the header reads
+        // the flags, which differ in the answer: not echoed (see `echo_queries`), FORMERR
+        return Outcome::Answer(Box::new(answer(
+            req,
+            None,
+            ResponseCode::FormErr,
+            QueryClass::Bad,
+        )));
     }
     let (edns, bad_version) = response_edns(req);
     if bad_version {
@@ -492,5 +537,26 @@ hosts = { "sztp.owner.example.com" = ["192.0.2.10"] }
         assert!(ans(run("example.com.", RecordType::SOA, "127.0.0.1:1"))
             .edns
             .is_none());
+    }
+
+    #[test]
+    fn a_question_pointing_into_the_header_is_formerr() {
+        // one question whose name is a pointer to offset 0 (the ID octets read as labels)
+        let mut packet = vec![0x00, 0x00, 0x01, 0x00, 0x00, 0x01, 0, 0, 0, 0, 0, 0];
+        packet.extend_from_slice(&[0xc0, 0x00, 0x00, 0x01, 0x00, 0x01]);
+        assert!(question_points_into_header(&packet[12..]));
+        // a plain name and one pointing at an earlier question name are fine
+        let plain = [3, b'f', b'o', b'o', 0, 0, 1, 0, 1];
+        assert!(!question_points_into_header(&plain));
+        let mut two = plain.to_vec();
+        two.extend_from_slice(&[0xc0, 12, 0, 16, 0, 1]);
+        assert!(!question_points_into_header(&two));
+        // truncated or reserved label types cannot be walked
+        assert!(question_points_into_header(&[5, b'a']));
+        assert!(question_points_into_header(&[0x40, 0]));
+        let req = Request::from_bytes(packet, "127.0.0.1:40000".parse().unwrap(), Protocol::Udp)
+            .expect("hickory reads it");
+        let a = ans(handle(&set(), &req, &meta("127.0.0.1:1")));
+        assert_eq!(a.metadata.response_code, ResponseCode::FormErr);
     }
 }

@@ -23,7 +23,7 @@ use hickory_server::net::NetError;
 use hickory_server::resolver::config::NameServerConfig;
 use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo, Server};
 use hickory_server::store::forwarder::{ForwardConfig, ForwardZoneHandler};
-use hickory_server::zone_handler::{Catalog, MessageResponse, MessageResponseBuilder};
+use hickory_server::zone_handler::{Catalog, MessageResponse, MessageResponseBuilder, Queries};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use tokio::net::UdpSocket;
@@ -594,12 +594,29 @@ pub fn formerr(packet: &[u8]) -> Option<Vec<u8>> {
     h.to_bytes().ok()
 }
 
+/// The question section an answer may echo: the request's, or none when its octets point
+/// into the header (`handler::question_points_into_header`; the handler answers FORMERR).
+fn echo_queries(q: &Queries) -> &Queries {
+    static NO_QUESTIONS: std::sync::LazyLock<Queries> = std::sync::LazyLock::new(|| {
+        Queries::read(
+            &mut hickory_proto::serialize::binary::BinDecoder::new(&[]),
+            0,
+        )
+        .expect("zero questions read from nothing")
+    });
+    if handler::question_points_into_header(q.as_bytes()) {
+        &NO_QUESTIONS
+    } else {
+        q
+    }
+}
+
 /// Encodes `a` as the answer to `req`, bounded to `max` octets (TC set past it).
 pub fn encode_answer(req: &Request, a: &Answer, max: u16) -> Vec<u8> {
     let mut buf = Vec::with_capacity(512);
     let mut enc = BinEncoder::new(&mut buf);
     enc.set_max_size(max);
-    let resp = MessageResponseBuilder::new(&req.queries, a.edns.as_ref()).build(
+    let resp = MessageResponseBuilder::new(echo_queries(&req.queries), a.edns.as_ref()).build(
         a.metadata,
         a.answers.iter(),
         a.authorities.iter(),
@@ -814,7 +831,7 @@ async fn forward<R: ResponseHandler>(
             });
         }
         _ => {
-            let resp = MessageResponseBuilder::new(&req.queries, None)
+            let resp = MessageResponseBuilder::new(echo_queries(&req.queries), None)
                 .error_msg(&req.metadata, ResponseCode::ServFail);
             let _ = reply.send_response(resp).await;
         }
@@ -851,13 +868,15 @@ impl RequestHandler for TcpHandler {
             }
             Outcome::Answer(a) => {
                 shared.count(&a);
-                let resp = MessageResponseBuilder::new(&request.queries, a.edns.as_ref()).build(
-                    a.metadata,
-                    a.answers.iter(),
-                    a.authorities.iter(),
-                    std::iter::empty::<&Record>(),
-                    a.additionals.iter(),
-                );
+                let resp =
+                    MessageResponseBuilder::new(echo_queries(&request.queries), a.edns.as_ref())
+                        .build(
+                            a.metadata,
+                            a.answers.iter(),
+                            a.authorities.iter(),
+                            std::iter::empty::<&Record>(),
+                            a.additionals.iter(),
+                        );
                 match response_handle.send_response(resp).await {
                     Ok(info) => {
                         shared
@@ -878,8 +897,9 @@ impl RequestHandler for TcpHandler {
                 let info = match &built.forwarder {
                     Some(f) => f.handle_request::<R, T>(request, response_handle).await,
                     None => {
-                        let resp = MessageResponseBuilder::new(&request.queries, None)
-                            .error_msg(&request.metadata, ResponseCode::ServFail);
+                        let resp =
+                            MessageResponseBuilder::new(echo_queries(&request.queries), None)
+                                .error_msg(&request.metadata, ResponseCode::ServFail);
                         let _ = response_handle.send_response(resp).await;
                         servfail_info(request)
                     }
