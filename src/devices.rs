@@ -13,6 +13,7 @@
 //! delay an OFFER. The table is bounded: at most [`Limits::max_devices`] entries (the one seen
 //! least recently is evicted) and [`Limits::events_per_device`] events per entry (the oldest go).
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fmt::Write as _;
 use std::io;
@@ -133,6 +134,31 @@ pub struct Asked {
 }
 
 impl Asked {
+    /// [`Asked::update`] from an `Asked` the caller is done with: its values move, nothing is
+    /// copied (once per folded event).
+    fn take_from(&mut self, newer: Asked) {
+        fn take<T>(mine: &mut Option<T>, theirs: Option<T>) {
+            if theirs.is_some() {
+                *mine = theirs;
+            }
+        }
+        take(&mut self.requested_143, newer.requested_143);
+        take(&mut self.requested_136, newer.requested_136);
+        take(
+            &mut self.parameter_request_list,
+            newer.parameter_request_list,
+        );
+        take(&mut self.vendor_class, newer.vendor_class);
+        take(&mut self.user_class, newer.user_class);
+        take(&mut self.client_id, newer.client_id);
+        take(&mut self.media_type, newer.media_type);
+        take(&mut self.hw_model, newer.hw_model);
+        take(&mut self.os_name, newer.os_name);
+        take(&mut self.os_version, newer.os_version);
+        take(&mut self.interface, newer.interface);
+        take(&mut self.relay, newer.relay);
+    }
+
     /// Takes every field `newer` has; keeps ours where it says nothing.
     fn update(&mut self, newer: &Asked) {
         fn take<T: Clone>(mine: &mut Option<T>, theirs: &Option<T>) {
@@ -140,6 +166,7 @@ impl Asked {
                 mine.clone_from(theirs);
             }
         }
+        // (a copy of `take_from`'s list: keep the two in step)
         take(&mut self.requested_143, &newer.requested_143);
         take(&mut self.requested_136, &newer.requested_136);
         take(
@@ -162,7 +189,7 @@ impl Asked {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Told {
     /// The protocol that told it (`"dhcp4"`, `"dhcp6"`, `"dns"`, `"restconf"`).
-    pub proto: String,
+    pub proto: Cow<'static, str>,
     /// Bootstrap server (or redirect server) URIs, most preferred first.
     pub uris: Vec<String>,
     /// Whether it was redirect-information (RFC 8572 §2.1); `false` for onboarding-information.
@@ -173,7 +200,7 @@ pub struct Told {
     pub signed: Option<bool>,
     /// How DHCP encoded the URIs (`"rfc8572"` or `"text"`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub encoding: Option<String>,
+    pub encoding: Option<Cow<'static, str>>,
     /// URIs left out to fit the DHCP option size limit.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub uris_dropped: Vec<String>,
@@ -309,7 +336,7 @@ fn observe_dhcp4(ev: &DeviceEvent, d: &Dhcp4Event) -> Observation {
                     UriEncoding::Rfc8572 => "rfc8572",
                     UriEncoding::Text => "text",
                 }
-                .to_owned()
+                .into()
             }),
             uris_dropped: d.uris_dropped.clone(),
         });
@@ -319,15 +346,16 @@ fn observe_dhcp4(ev: &DeviceEvent, d: &Dhcp4Event) -> Observation {
     } else {
         "did not ask for option 143"
     };
-    let told = match ev.uris.len() {
-        0 => "no option 143".to_string(),
-        1 => "option 143 with 1 URI".to_string(),
-        n => format!("option 143 with {n} URIs"),
+    let told: std::borrow::Cow<'static, str> = match ev.uris.len() {
+        0 => "no option 143".into(),
+        1 => "option 143 with 1 URI".into(),
+        n => format!("option 143 with {n} URIs").into(),
     };
-    let why = match (d.reason, &d.message) {
-        (Some(r), _) => reason_words(r).to_owned(),
-        (None, Some(m)) => m.clone(),
-        (None, None) => "no reason given".to_owned(),
+    // only the refusals say why: not built for every OFFER and ACK
+    let why = || match (d.reason, &d.message) {
+        (Some(r), _) => reason_words(r),
+        (None, Some(m)) => m.as_str(),
+        (None, None) => "no reason given",
     };
     match d.event {
         Dhcp4Kind::Offer => {
@@ -344,6 +372,7 @@ fn observe_dhcp4(ev: &DeviceEvent, d: &Dhcp4Event) -> Observation {
             o.summary = format!("DHCPv4 ACK to INFORM: {asked}, sent {told}");
         }
         Dhcp4Kind::Nak => {
+            let why = why();
             o.problem = Some(format!("its DHCPv4 REQUEST was refused (NAK): {why}"));
             o.summary = format!("DHCPv4 NAK: {why}");
         }
@@ -368,6 +397,7 @@ fn observe_dhcp4(ev: &DeviceEvent, d: &Dhcp4Event) -> Observation {
                 "DHCPv4 DISCOVER not answered: no free address in its subnet's pools".to_owned();
         }
         Dhcp4Kind::Dropped => {
+            let why = why();
             o.problem = Some(format!("its DHCPv4 request was not answered: {why}"));
             o.summary = format!("DHCPv4 request dropped: {why}");
         }
@@ -406,7 +436,7 @@ fn observe_dhcp6(ev: &DeviceEvent, d: &Dhcp6Event) -> Observation {
             uris: ev.uris.clone(),
             redirect: true,
             signed: None,
-            encoding: d.encoding.clone(),
+            encoding: d.encoding.clone().map(Cow::Owned),
             uris_dropped: d.uris_dropped.clone(),
         });
     }
@@ -722,14 +752,27 @@ struct Mark {
     text: String,
 }
 
-/// One event in a device's timeline: the journal's event and its one-line summary.
+/// One step in a device's timeline: the journal's event and its one-line summary. Steps
+/// whose summary line is the same (a DHCP client renewing, a device retrying the same
+/// request) are one entry: the latest event, how many there were and when the first was.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct TimelineEntry {
     /// The summary line.
     pub summary: String,
-    /// The event as the journal records it.
+    /// How many steps had this summary line (1 or more; written only when more than 1).
+    #[serde(skip_serializing_if = "is_one")]
+    pub repeats: u64,
+    /// When the first of them happened, Unix seconds (RFC 3339 in JSON); written only when
+    /// `repeats` is more than 1 (the latest is the event's `ts`).
+    #[serde(skip_serializing_if = "Option::is_none", with = "ts_opt")]
+    pub first: Option<u64>,
+    /// The latest of them, as the journal records it.
     #[serde(flatten)]
     pub event: DeviceEvent,
+}
+
+fn is_one(n: &u64) -> bool {
+    *n == 1
 }
 
 /// One device: everything its steps said, merged.
@@ -749,13 +792,16 @@ pub struct Device {
     rule: Option<String>,
     asked: Asked,
     told: Option<Told>,
-    stages: BTreeMap<Stage, StageSeen>,
+    /// Every stage reached, in journey order (at most one per [`Stage`]: a sorted `Vec` is a
+    /// tenth of a `BTreeMap` node).
+    stages: Vec<StageSeen>,
     /// Sequence number of the last step that reached a stage.
     progress_seq: u64,
     problem: Option<Mark>,
     complete: Option<Mark>,
     /// The latest steps, oldest first, each with its sequence number.
-    events: VecDeque<(u64, TimelineEntry)>,
+    /// Boxed: a `VecDeque` keeps room for 4 entries at least, and an entry is ~360 octets.
+    events: VecDeque<(u64, Box<TimelineEntry>)>,
     events_total: u64,
 }
 
@@ -774,7 +820,7 @@ impl Device {
             rule: None,
             asked: Asked::default(),
             told: None,
-            stages: BTreeMap::new(),
+            stages: Vec::new(),
             progress_seq: 0,
             problem: None,
             complete: None,
@@ -803,12 +849,12 @@ impl Device {
 
     /// The furthest stage reached.
     pub fn furthest(&self) -> Option<Stage> {
-        self.stages.keys().next_back().copied()
+        self.stages.last().map(|s| s.stage)
     }
 
     /// Whether it reached `stage`.
     pub fn reached(&self, stage: Stage) -> bool {
-        self.stages.contains_key(&stage)
+        self.stages.iter().any(|s| s.stage == stage)
     }
 
     /// The verdict in words for the furthest stage that failed or never came.
@@ -945,12 +991,14 @@ impl Device {
             push_unique(&mut self.duids, hex::encode(d));
         }
         if let Some(s) = &ev.serial {
-            push_unique(&mut self.serials, s.clone());
+            if !self.serials.contains(s) {
+                self.serials.push(s.clone());
+            }
         }
-        if ev.rule.is_some() {
+        if ev.rule.is_some() && self.rule != ev.rule {
             self.rule.clone_from(&ev.rule);
         }
-        self.asked.update(&o.asked);
+        self.asked.take_from(o.asked);
         // the verdict speaks of the furthest stage, with what that step told: an answer of an
         // earlier stage seen later (a DNS lookup after the redirect) does not replace it
         let furthest_or_beyond = match (o.stage, self.furthest()) {
@@ -961,12 +1009,15 @@ impl Device {
             self.told = o.told;
         }
         if let Some(st) = o.stage {
-            let e = self.stages.entry(st).or_insert(StageSeen {
-                stage: st,
-                first: ev.ts,
-                last: ev.ts,
-                count: 0,
-            });
+            let e = stage_entry(
+                &mut self.stages,
+                StageSeen {
+                    stage: st,
+                    first: ev.ts,
+                    last: ev.ts,
+                    count: 0,
+                },
+            );
             e.first = e.first.min(ev.ts);
             e.last = e.last.max(ev.ts);
             e.count += 1;
@@ -983,17 +1034,38 @@ impl Device {
         if let Some(c) = o.complete {
             self.complete = Some(mark(c));
         }
+        self.events_total += 1;
+        // the same line again (a renewal, a retry): one entry, moved to the end with its count
+        if let Some(i) = self
+            .events
+            .iter()
+            .rposition(|(_, e)| e.summary == o.summary)
+        {
+            if let Some((_, mut e)) = self.events.remove(i) {
+                e.first = Some(e.first.unwrap_or(e.event.ts).min(ev.ts));
+                e.repeats += 1;
+                e.event = ev;
+                self.events.push_back((seq, e));
+                return;
+            }
+        }
         self.events.push_back((
             seq,
-            TimelineEntry {
+            Box::new(TimelineEntry {
                 summary: o.summary,
+                repeats: 1,
+                first: None,
                 event: ev,
-            },
+            }),
         ));
-        self.events_total += 1;
         while self.events.len() > max_events {
             self.events.pop_front();
         }
+    }
+
+    /// Steps the timeline still holds, counting each entry's repeats.
+    fn events_kept(&self) -> u64 {
+        self.events.iter().map(|(_, e)| e.repeats).sum()
     }
 
     /// Folds `other` (a device found to be the same) into this one.
@@ -1039,11 +1111,8 @@ impl Device {
                 self.rule = other.rule;
             }
         }
-        for (st, seen) in other.stages {
-            let e = self
-                .stages
-                .entry(st)
-                .or_insert(StageSeen { count: 0, ..seen });
+        for seen in other.stages {
+            let e = stage_entry(&mut self.stages, StageSeen { count: 0, ..seen });
             e.first = e.first.min(seen.first);
             e.last = e.last.max(seen.last);
             e.count += seen.count;
@@ -1055,7 +1124,7 @@ impl Device {
         };
         self.problem = later(self.problem.take(), other.problem);
         self.complete = later(self.complete.take(), other.complete);
-        let mut all: Vec<(u64, TimelineEntry)> = self.events.drain(..).collect();
+        let mut all: Vec<(u64, Box<TimelineEntry>)> = self.events.drain(..).collect();
         all.extend(other.events);
         all.sort_by_key(|(seq, _)| *seq);
         let skip = all.len().saturating_sub(max_events);
@@ -1078,7 +1147,7 @@ impl Device {
             asked: self.asked.clone(),
             told: self.told.clone(),
             stage: self.furthest(),
-            stages: self.stages.values().copied().collect(),
+            stages: self.stages.clone(),
             verdict: self.verdict(cx),
             events: self.events_total,
         }
@@ -1088,10 +1157,22 @@ impl Device {
     pub fn detail(&self, cx: &VerdictContext) -> DeviceDetail {
         DeviceDetail {
             device: self.summary(cx),
-            timeline: self.events.iter().map(|(_, e)| e.clone()).collect(),
-            timeline_truncated: self.events_total > self.events.len() as u64,
+            timeline: self.events.iter().map(|(_, e)| (**e).clone()).collect(),
+            timeline_truncated: self.events_total > self.events_kept(),
         }
     }
+}
+
+/// The entry of `seen.stage` in `stages` (sorted by stage), inserted as `seen` if absent.
+fn stage_entry(stages: &mut Vec<StageSeen>, seen: StageSeen) -> &mut StageSeen {
+    let i = match stages.binary_search_by_key(&seen.stage, |s| s.stage) {
+        Ok(i) => i,
+        Err(i) => {
+            stages.insert(i, seen);
+            i
+        }
+    };
+    &mut stages[i]
 }
 
 fn push_unique<T: PartialEq>(v: &mut Vec<T>, x: T) {
@@ -1168,6 +1249,17 @@ pub struct DeviceDetail {
     pub timeline_truncated: bool,
 }
 
+mod ts_opt {
+    use serde::Serializer;
+
+    pub(super) fn serialize<S: Serializer>(ts: &Option<u64>, s: S) -> Result<S::Ok, S::Error> {
+        match ts {
+            Some(t) => s.collect_str(&crate::journal::rfc3339(*t)),
+            None => s.serialize_none(),
+        }
+    }
+}
+
 mod ts {
     use serde::{Deserialize, Deserializer, Serializer};
 
@@ -1205,7 +1297,9 @@ impl Default for Limits {
 #[derive(Debug, Default)]
 pub struct Fold {
     limits: Limits,
-    devices: HashMap<u64, Device>,
+    /// Boxed: a device is ~660 octets, and the map's spare slots and rehashes then cost a
+    /// pointer each, not a device.
+    devices: HashMap<u64, Box<Device>>,
     by_mac: HashMap<MacAddr, u64>,
     by_duid: HashMap<String, u64>,
     by_serial: HashMap<String, u64>,
@@ -1344,12 +1438,12 @@ impl Fold {
         }
         self.next_id += 1;
         let id = self.next_id;
-        self.devices.insert(id, Device::new(id, seq, ts));
+        self.devices.insert(id, Box::new(Device::new(id, seq, ts)));
         self.recency.insert(seq, id);
         id
     }
 
-    fn remove(&mut self, id: u64) -> Option<Device> {
+    fn remove(&mut self, id: u64) -> Option<Box<Device>> {
         let d = self.devices.remove(&id)?;
         self.recency.remove(&d.last_seq);
         for m in &d.macs {
@@ -1392,7 +1486,7 @@ impl Fold {
         let max_events = self.limits.events_per_device;
         if let Some(k) = self.devices.get_mut(&keep) {
             let old_seq = k.last_seq;
-            k.absorb(o, max_events);
+            k.absorb(*o, max_events);
             let new_seq = k.last_seq;
             self.recency.remove(&old_seq);
             self.recency.insert(new_seq, keep);
@@ -1424,7 +1518,7 @@ impl Fold {
         self.recency
             .values()
             .rev()
-            .filter_map(|id| self.devices.get(id))
+            .filter_map(|id| self.devices.get(id).map(|d| &**d))
     }
 
     /// The device known by `key`: a serial number, a MAC, a DUID (hex), an address it holds,
@@ -1451,7 +1545,7 @@ impl Fold {
                 .ok()
                 .and_then(|a| self.by_addr.get(&a).copied())
         })?;
-        self.devices.get(&id)
+        self.devices.get(&id).map(|d| &**d)
     }
 
     /// Folds the journal files in `dir` (rotated ones first, oldest first), skipping lines
@@ -2071,9 +2165,9 @@ mod tests {
             "least recently seen goes"
         );
         assert!(f.find("192.0.2.1").is_none(), "its indexes too");
-        // touching 2 makes 3 the oldest
+        // touching 2 makes 3 the oldest (two different steps: a repeated one would be one entry)
         f.fold(dhcp4(T0, Dhcp4Kind::Ack, 2, Some([192, 0, 2, 2]), true));
-        f.fold(dhcp4(T0, Dhcp4Kind::Ack, 2, Some([192, 0, 2, 2]), true));
+        f.fold(dhcp4(T0, Dhcp4Kind::Ack, 2, Some([192, 0, 2, 22]), true));
         f.fold(dhcp4(T0, Dhcp4Kind::Offer, 5, Some([192, 0, 2, 5]), true));
         assert!(f.find("02:00:00:00:00:03").is_none());
         let d = f.find("02:00:00:00:00:02").unwrap();
@@ -2089,6 +2183,46 @@ mod tests {
                 "02:00:00:00:00:04"
             ]
         );
+    }
+
+    #[test]
+    fn a_repeated_step_is_one_entry_with_its_count() {
+        let mut f = Fold::new(Limits {
+            max_devices: 8,
+            events_per_device: 3,
+        });
+        let addr = Some([192, 0, 2, 7]);
+        // a client renewing: OFFER, ACK, then ACK after ACK
+        f.fold(dhcp4(T0, Dhcp4Kind::Offer, 7, addr, true));
+        for i in 0..5 {
+            f.fold(dhcp4(T0 + 10 + i, Dhcp4Kind::Ack, 7, addr, true));
+        }
+        f.fold(dhcp4(T0 + 20, Dhcp4Kind::Offer, 7, addr, true));
+        let det = f.find("192.0.2.7").unwrap().detail(&cx());
+        assert_eq!(det.device.events, 7);
+        let tl = &det.timeline;
+        assert_eq!(tl.len(), 2, "{tl:#?}");
+        // ordered by their latest occurrence: the ACKs, then the OFFER seen again last
+        assert_eq!(tl[0].repeats, 5);
+        assert_eq!(tl[0].first, Some(T0 + 10));
+        assert_eq!(tl[0].event.ts, T0 + 14);
+        assert_eq!(tl[1].repeats, 2);
+        assert_eq!(tl[1].first, Some(T0));
+        assert_eq!(tl[1].event.ts, T0 + 20);
+        assert!(!det.timeline_truncated, "every step is still counted");
+        let json = serde_json::to_value(tl).unwrap();
+        assert_eq!(json[0]["repeats"], 5);
+        assert_eq!(json[0]["first"], crate::journal::rfc3339(T0 + 10));
+        // a single step writes neither
+        f.fold(dhcp4(T0 + 30, Dhcp4Kind::Release, 7, addr, false));
+        let det = f.find("02:00:00:00:00:07").unwrap().detail(&cx());
+        let json = serde_json::to_value(&det.timeline).unwrap();
+        assert!(json[2].get("repeats").is_none() && json[2].get("first").is_none());
+        // a fourth distinct step pushes the oldest entry (and its 5 steps) out
+        f.fold(dhcp4(T0 + 40, Dhcp4Kind::Nak, 7, None, false));
+        let det = f.find("02:00:00:00:00:07").unwrap().detail(&cx());
+        assert_eq!(det.timeline.len(), 3);
+        assert!(det.timeline_truncated);
     }
 
     #[test]
@@ -2267,7 +2401,7 @@ mod tests {
         );
         let told = s.told.unwrap();
         assert_eq!(
-            (told.proto.as_str(), told.signed),
+            (told.proto.as_ref(), told.signed),
             ("restconf", Some(false))
         );
         assert_eq!(s.asked.hw_model.as_deref(), Some("model-x"));

@@ -384,9 +384,14 @@ fn timeline(d: &DeviceDetailIn, out: &mut String) {
         let _ = writeln!(out, "  (older events left out: {} in all)", s.events);
     }
     for ev in &d.timeline {
+        // a step repeated (renewals, retries) is one entry: its count and first time
+        let repeats = match (ev["repeats"].as_u64(), ev["first"].as_str()) {
+            (Some(n), Some(first)) if n > 1 => format!("  (×{n} since {})", printable(first)),
+            _ => String::new(),
+        };
         let _ = writeln!(
             out,
-            "  {}  {:<8} {}",
+            "  {}  {:<8} {}{repeats}",
             ev["ts"].as_str().unwrap_or("-"),
             ev["proto"].as_str().unwrap_or("-"),
             printable(ev["summary"].as_str().unwrap_or(""))
@@ -480,5 +485,55 @@ mod tests {
         let v: serde_json::Value = serde_json::from_str(&out).unwrap();
         assert_eq!(v["key"], sent);
         assert_eq!(printable(sent), "SN\\u{1b}[2J\\u{202e}1\\u{9b}");
+    }
+
+    /// A step repeated (a client renewing) is one timeline line with its count and first time.
+    #[test]
+    fn a_repeated_step_prints_its_count() {
+        use crate::devices::{Fold, Limits, VerdictContext};
+        use crate::journal::{DeviceEvent, Dhcp4Kind, EventDetail};
+        const T0: u64 = 1_795_810_500;
+        let mut fold = Fold::new(Limits::default());
+        for (i, kind) in [
+            Dhcp4Kind::Offer,
+            Dhcp4Kind::Ack,
+            Dhcp4Kind::Ack,
+            Dhcp4Kind::Ack,
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let mut ev = DeviceEvent::dhcp4(
+                T0 + 60 * i as u64,
+                kind,
+                i as u32,
+                crate::policy::MacAddr([2, 0, 0, 0, 0, 9]),
+            );
+            if let EventDetail::Dhcp4(d) = &mut ev.detail {
+                d.address = Some(std::net::Ipv4Addr::new(192, 0, 2, 9));
+            }
+            fold.fold(ev);
+        }
+        let detail = fold
+            .find("192.0.2.9")
+            .unwrap()
+            .detail(&VerdictContext::default());
+        let body = serde_json::to_vec(&detail).unwrap();
+        let args = DevicesArgs {
+            key: Some("192.0.2.9".into()),
+            json: false,
+            config: None,
+            url: None,
+            state_dir: None,
+        };
+        let mut out = String::new();
+        assert_eq!(render(&args, &body, &Origin::Api("x".into()), &mut out), 0);
+        let lines: Vec<&str> = out.lines().filter(|l| l.contains("DHCPv4")).collect();
+        assert_eq!(lines.len(), 2, "{out}");
+        assert!(!lines[0].contains('×'), "{out}");
+        assert!(
+            lines[1].ends_with("(×3 since 2026-11-27T20:16:00Z)"),
+            "{out}"
+        );
     }
 }

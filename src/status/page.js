@@ -173,7 +173,10 @@ async function renderDetail(key) {
   ol.replaceChildren();
   if (d.timeline_truncated) ol.append(el('li', { class: 'sub' }, 'older events left out (' + d.events + ' in all)'));
   for (const ev of d.timeline) {
-    ol.append(el('li', {}, el('time', { datetime: ev.ts }, ev.ts), el('span', { class: 'proto' }, ev.proto), ev.summary));
+    const li = el('li', {}, el('time', { datetime: ev.ts }, ev.ts), el('span', { class: 'proto' }, ev.proto), ev.summary);
+    // a step repeated (renewals, retries) is one entry: its count and first time
+    if (ev.repeats > 1) li.append(el('span', { class: 'sub' }, ' ×' + ev.repeats + ' since ' + ev.first));
+    ol.append(li);
   }
 }
 

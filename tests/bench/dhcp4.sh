@@ -2,11 +2,15 @@
 # DHCPv4 throughput side by side: kea-dhcp4 (memfile, persist) vs sztp-redirector, same box,
 # same veth pair in throwaway namespaces, same pool and option 143, perfdhcp -4 as a relay.
 #
-# usage: tests/bench/dhcp4.sh [--kea-only | --ours-only] [--sweep | --pinned | --avalanche | --callgrind | --perfstat]
+# usage: tests/bench/dhcp4.sh [--kea-only | --ours-only] [--sweep | --pinned | --rss | --cpu | --avalanche | --callgrind | --perfstat]
 #   --sweep      (default) the rate sweep, RSS and CPU-per-lease runs below
 #   --pinned     CPU time per 1,000 completed DORA at a fixed PINNED_RATE, the server pinned to
 #                CPU 1 and perfdhcp to CPU 0 (taskset): ours, kea single-threaded and kea
 #                multi-threaded (the issue-12 measure)
+#   --rss        only the RSS run of the sweep: VmRSS (and RssAnon) after RSS_RATE/s over 10,000
+#                clients, ours and kea
+#   --cpu        only the CPU-per-lease run of the sweep (CPU_RATE/s for PERIOD seconds, not
+#                pinned), CPU_REPEAT times (default 3) alternating ours and kea
 #   --avalanche  perfdhcp --scenario avalanche with AVALANCHE_CLIENTS (default "500 5000")
 #                clients: time until every client is leased, ours and kea
 #   --perfstat   ours only: perf stat software counters (task clock, context switches) of the
@@ -24,6 +28,7 @@
 #                   load and the server's own CPU time (all threads, user+system) is read
 #                   from /proc, so the cost per lease compares even where perfdhcp, not the
 #                   server, is what saturates
+#        OURS_EXTRA_TOML  appended to our server's configuration file (e.g. a [status] table)
 #        PINNED_RATE, PINNED_PERIOD  --pinned: rate (default 3000/s) and seconds (default 10)
 #        PINNED_REPEAT  --pinned: runs per server, alternating (default 3); the median counts
 #        AVALANCHE_CLIENTS  --avalanche: client counts (default "500 5000")
@@ -34,13 +39,15 @@ set -euo pipefail
 
 MODE=both
 RUN=sweep
-usage() { echo "usage: $0 [--kea-only | --ours-only] [--sweep | --pinned | --avalanche | --callgrind | --perfstat]" >&2; exit 2; }
+usage() { echo "usage: $0 [--kea-only | --ours-only] [--sweep | --pinned | --rss | --cpu | --avalanche | --callgrind | --perfstat]" >&2; exit 2; }
 for arg in "$@"; do
     case "$arg" in
         --kea-only) MODE=kea ;;
         --ours-only) MODE=ours ;;
         --sweep) RUN=sweep ;;
         --pinned) RUN=pinned ;;
+        --rss) RUN=rss ;;
+        --cpu) RUN=cpu ;;
         --avalanche) RUN=avalanche ;;
         --callgrind) RUN=callgrind; MODE=ours ;;
         --perfstat) RUN=perfstat; MODE=ours ;;
@@ -206,6 +213,7 @@ interfaces = ["$IF_S"]
 subnet = "198.18.0.0/15"
 pools = ["$POOL_FIRST-$POOL_LAST"]
 lease-time = "1h"
+${OURS_EXTRA_TOML:-}
 EOF
     RUST_LOG=${RUST_LOG:-warn,sztp_redirector::daemon=info} timeout -k 5 900 ip netns exec "$NS_S" \
         $(pin) ${OURS_WRAPPER:-} "$SZTP_BIN" run --config "$dir/sztp-redirector.toml" >"$dir/stdout.log" 2>&1 &
@@ -279,12 +287,13 @@ rss_run() {
     local pid rss leases
     pid=$(server_real_pid)
     rss=$(awk '/^VmRSS/ {print $2 " " $3}' "/proc/$pid/status")
+    anon=$(awk '/^RssAnon/ {print $2 " " $3}' "/proc/$pid/status")
     if [ "$name" = kea ]; then
         leases=$(tail -n +2 "$dir/kea-leases4.csv" | cut -d, -f1 | sort -u | wc -l)
     else
         leases=$("$SZTP_BIN" leases --state-dir "$dir/state" --json | jq length)
     fi
-    echo "$name: VmRSS $rss with $leases leases (perfdhcp: $(perf_counts "$dir/perfdhcp.txt"))"
+    echo "$name: VmRSS $rss (RssAnon $anon) with $leases leases (perfdhcp: $(perf_counts "$dir/perfdhcp.txt"))"
     stop_server
 }
 
@@ -333,6 +342,20 @@ pinned_run() {
     echo "$name run $i: $acks DORA completed, $(awk -v a="$t0" -v b="$t1" -v t="$tck" 'BEGIN { printf "%.2f", (b - a) / t }') CPU-s, $ms ms CPU per 1000 DORA"
     PINNED_RESULTS+=("$name $ms")
 }
+
+if [ "$RUN" = rss ]; then
+    [ "$MODE" != ours ] && rss_run kea start_kea
+    [ "$MODE" != kea ] && rss_run ours start_ours
+    exit 0
+fi
+
+if [ "$RUN" = cpu ]; then
+    for _ in $(seq "${CPU_REPEAT:-3}"); do
+        [ "$MODE" != kea ] && cpu_run ours start_ours
+        [ "$MODE" != ours ] && cpu_run kea start_kea
+    done
+    exit 0
+fi
 
 if [ "$RUN" = pinned ]; then
     PINNED_RESULTS=()
