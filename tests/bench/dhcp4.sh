@@ -28,6 +28,7 @@
 #                   load and the server's own CPU time (all threads, user+system) is read
 #                   from /proc, so the cost per lease compares even where perfdhcp, not the
 #                   server, is what saturates
+#        RSS_SMAPS  non-empty: the RSS run also lists the largest resident mappings and threads
 #        OURS_EXTRA_TOML  appended to our server's configuration file (e.g. a [status] table)
 #        PINNED_RATE, PINNED_PERIOD  --pinned: rate (default 3000/s) and seconds (default 10)
 #        PINNED_REPEAT  --pinned: runs per server, alternating (default 3); the median counts
@@ -292,6 +293,11 @@ rss_run() {
         leases=$(tail -n +2 "$dir/kea-leases4.csv" | cut -d, -f1 | sort -u | wc -l)
     else
         leases=$("$SZTP_BIN" leases --state-dir "$dir/state" --json | jq length)
+    fi
+    if [ -n "${RSS_SMAPS:-}" ]; then
+        # the largest resident mappings (heap, thread arenas, stacks, the binary)
+        awk '/^[0-9a-f]+-[0-9a-f]+ / { m = $6 ? $6 : "[anon]" } /^Rss:/ { r[m] += $2 } END { for (k in r) if (r[k] >= 256) printf "  %8d kB  %s\n", r[k], k }' "/proc/$pid/smaps" | sort -rn | head -n 12
+        echo "  threads: $(ls "/proc/$pid/task" | wc -l)"
     fi
     echo "$name: VmRSS $rss (RssAnon $anon) with $leases leases (perfdhcp: $(perf_counts "$dir/perfdhcp.txt"))"
     stop_server
