@@ -159,29 +159,10 @@ impl Asked {
         take(&mut self.relay, newer.relay);
     }
 
-    /// Takes every field `newer` has; keeps ours where it says nothing.
+    /// Takes every field `newer` has; keeps ours where it says nothing (a merge of two
+    /// devices: rare, so a copy and [`Asked::take_from`]).
     fn update(&mut self, newer: &Asked) {
-        fn take<T: Clone>(mine: &mut Option<T>, theirs: &Option<T>) {
-            if theirs.is_some() {
-                mine.clone_from(theirs);
-            }
-        }
-        // (a copy of `take_from`'s list: keep the two in step)
-        take(&mut self.requested_143, &newer.requested_143);
-        take(&mut self.requested_136, &newer.requested_136);
-        take(
-            &mut self.parameter_request_list,
-            &newer.parameter_request_list,
-        );
-        take(&mut self.vendor_class, &newer.vendor_class);
-        take(&mut self.user_class, &newer.user_class);
-        take(&mut self.client_id, &newer.client_id);
-        take(&mut self.media_type, &newer.media_type);
-        take(&mut self.hw_model, &newer.hw_model);
-        take(&mut self.os_name, &newer.os_name);
-        take(&mut self.os_version, &newer.os_version);
-        take(&mut self.interface, &newer.interface);
-        take(&mut self.relay, &newer.relay);
+        self.take_from(newer.clone());
     }
 }
 
