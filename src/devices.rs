@@ -327,7 +327,7 @@ fn observe_dhcp4(ev: &DeviceEvent, d: &Dhcp4Event) -> Observation {
     } else {
         "did not ask for option 143"
     };
-    let told: std::borrow::Cow<'static, str> = match ev.uris.len() {
+    let told: Cow<'static, str> = match ev.uris.len() {
         0 => "no option 143".into(),
         1 => "option 143 with 1 URI".into(),
         n => format!("option 143 with {n} URIs").into(),
