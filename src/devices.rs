@@ -1109,18 +1109,31 @@ impl Device {
         all.extend(other.events);
         all.sort_by_key(|(seq, _)| *seq);
         // a step both had (the same line on two ports, say) stays one entry: at its later
-        // place, with both counts and the earlier first time
-        let mut one_each: Vec<(u64, Box<TimelineEntry>)> = Vec::with_capacity(all.len());
-        for (seq, e) in all.into_iter().rev() {
-            if let Some((_, later)) = one_each.iter_mut().find(|(_, l)| l.summary == e.summary) {
+        // place, with both counts and the earlier first time (indexed: up to 2 x 10,000 entries)
+        let mut into: Vec<Option<usize>> = vec![None; all.len()];
+        let mut latest: HashMap<&str, usize> = HashMap::with_capacity(all.len());
+        for (i, (_, e)) in all.iter().enumerate().rev() {
+            match latest.get(e.summary.as_str()) {
+                Some(&j) => into[i] = Some(j),
+                None => {
+                    latest.insert(e.summary.as_str(), i);
+                }
+            }
+        }
+        drop(latest);
+        let mut slots: Vec<Option<(u64, Box<TimelineEntry>)>> = all.into_iter().map(Some).collect();
+        for (i, j) in into.into_iter().enumerate() {
+            let Some(j) = j else { continue };
+            let Some((_, e)) = slots[i].take() else {
+                continue;
+            };
+            if let Some((_, later)) = slots[j].as_mut() {
                 let first = e.first.unwrap_or(e.event.ts);
                 later.first = Some(later.first.unwrap_or(later.event.ts).min(first));
                 later.repeats += e.repeats;
-            } else {
-                one_each.push((seq, e));
             }
         }
-        one_each.reverse();
+        let one_each: Vec<(u64, Box<TimelineEntry>)> = slots.into_iter().flatten().collect();
         let skip = one_each.len().saturating_sub(max_events);
         self.events = one_each.into_iter().skip(skip).collect();
         self.events_total += other.events_total;
