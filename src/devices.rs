@@ -1108,8 +1108,34 @@ impl Device {
         let mut all: Vec<(u64, Box<TimelineEntry>)> = self.events.drain(..).collect();
         all.extend(other.events);
         all.sort_by_key(|(seq, _)| *seq);
-        let skip = all.len().saturating_sub(max_events);
-        self.events = all.into_iter().skip(skip).collect();
+        // a step both had (the same line on two ports, say) stays one entry: at its later
+        // place, with both counts and the earlier first time (indexed: up to 2 x 10,000 entries)
+        let mut into: Vec<Option<usize>> = vec![None; all.len()];
+        let mut latest: HashMap<&str, usize> = HashMap::with_capacity(all.len());
+        for (i, (_, e)) in all.iter().enumerate().rev() {
+            match latest.get(e.summary.as_str()) {
+                Some(&j) => into[i] = Some(j),
+                None => {
+                    latest.insert(e.summary.as_str(), i);
+                }
+            }
+        }
+        drop(latest);
+        let mut slots: Vec<Option<(u64, Box<TimelineEntry>)>> = all.into_iter().map(Some).collect();
+        for (i, j) in into.into_iter().enumerate() {
+            let Some(j) = j else { continue };
+            let Some((_, e)) = slots[i].take() else {
+                continue;
+            };
+            if let Some((_, later)) = slots[j].as_mut() {
+                let first = e.first.unwrap_or(e.event.ts);
+                later.first = Some(later.first.unwrap_or(later.event.ts).min(first));
+                later.repeats += e.repeats;
+            }
+        }
+        let one_each: Vec<(u64, Box<TimelineEntry>)> = slots.into_iter().flatten().collect();
+        let skip = one_each.len().saturating_sub(max_events);
+        self.events = one_each.into_iter().skip(skip).collect();
         self.events_total += other.events_total;
     }
 
@@ -2204,6 +2230,77 @@ mod tests {
         let det = f.find("02:00:00:00:00:07").unwrap().detail(&cx());
         assert_eq!(det.timeline.len(), 3);
         assert!(det.timeline_truncated);
+    }
+
+    /// Two entries merged (one device's two ports, linked by its serial afterwards), each
+    /// with the same step repeated: still one entry for that step, with every repeat counted.
+    #[test]
+    fn a_merge_keeps_one_entry_per_repeated_step() {
+        let mut f = Fold::new(Limits {
+            max_devices: 8,
+            events_per_device: 8,
+        });
+        let rpc = RestconfRpc::GetBootstrappingData;
+        // port 1 (MAC 7): refused twice, then a lease and a redirect naming serial SN9
+        f.fold(dhcp4(T0, Dhcp4Kind::Nak, 7, None, false));
+        f.fold(dhcp4(T0 + 1, Dhcp4Kind::Nak, 7, None, false));
+        f.fold(dhcp4(
+            T0 + 2,
+            Dhcp4Kind::Ack,
+            7,
+            Some([192, 0, 2, 107]),
+            true,
+        ));
+        f.fold(restconf(T0 + 3, rpc, [192, 0, 2, 107], "SN9", Some(7), 200));
+        // port 2 (MAC 8): refused three times the same way, then a lease
+        for i in 0..3 {
+            f.fold(dhcp4(T0 + 10 + i, Dhcp4Kind::Nak, 8, None, false));
+        }
+        f.fold(dhcp4(
+            T0 + 20,
+            Dhcp4Kind::Ack,
+            8,
+            Some([192, 0, 2, 108]),
+            true,
+        ));
+        assert_eq!(f.len(), 2);
+        // the same serial from port 2's address: one device
+        f.fold(restconf(
+            T0 + 30,
+            rpc,
+            [192, 0, 2, 108],
+            "SN9",
+            Some(8),
+            200,
+        ));
+        assert_eq!(f.len(), 1);
+        let det = f.find("SN9").unwrap().detail(&cx());
+        let naks: Vec<_> = det
+            .timeline
+            .iter()
+            .filter(|e| e.summary.starts_with("DHCPv4 NAK"))
+            .collect();
+        assert_eq!(naks.len(), 1, "{:#?}", det.timeline);
+        assert_eq!(naks[0].repeats, 5);
+        assert_eq!(naks[0].first, Some(T0));
+        assert_eq!(naks[0].event.ts, T0 + 12);
+        let kept: u64 = det.timeline.iter().map(|e| e.repeats).sum();
+        assert_eq!(kept, det.device.events);
+        assert!(!det.timeline_truncated);
+        // one more NAK: the same one entry, at the end
+        f.fold(dhcp4(T0 + 40, Dhcp4Kind::Nak, 8, None, false));
+        let det = f.find("SN9").unwrap().detail(&cx());
+        let last = det.timeline.last().unwrap();
+        assert!(last.summary.starts_with("DHCPv4 NAK") && last.repeats == 6);
+        assert_eq!(
+            det.timeline
+                .iter()
+                .filter(|e| e.summary.starts_with("DHCPv4 NAK"))
+                .count(),
+            1,
+            "{:#?}",
+            det.timeline
+        );
     }
 
     #[test]
