@@ -175,6 +175,9 @@ fn chromium_lists_devices_and_shows_a_timeline() {
         event(t0 + 2, Dhcp4Kind::Offer, 2, false),
         event(t0 + 3, Dhcp4Kind::Ack, 2, false),
         event(t0 + 4, Dhcp4Kind::Offer, 3, true),
+        // the same OFFER twice more (a device retrying): one timeline entry, ×3
+        event(t0 + 5, Dhcp4Kind::Offer, 3, true),
+        event(t0 + 6, Dhcp4Kind::Offer, 3, true),
     ]);
     let base = format!("http://{}/", server.addr);
 
@@ -208,6 +211,14 @@ fn chromium_lists_devices_and_shows_a_timeline() {
         "timeline missing:\n{dom}"
     );
     assert!(dom.contains("id=\"list-view\" hidden"), "{dom}");
+
+    let dom = chromium_run(&format!("{base}#device/02%3A00%3A00%3A53%3A5a%3A03"), None);
+    let first = sztp_redirector::journal::rfc3339(t0 + 4);
+    assert!(
+        dom.contains(&format!("×3 since {first}")),
+        "repeat count missing:\n{dom}"
+    );
+    assert_eq!(dom.matches("DHCPv4 OFFER 192.0.2.103").count(), 1, "{dom}");
 
     // a screenshot renders (the README's one comes from tests/status_e2e.rs's real exchange)
     let dir = tempfile::tempdir().unwrap();
