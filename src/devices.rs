@@ -752,6 +752,19 @@ pub struct TimelineEntry {
     pub event: DeviceEvent,
 }
 
+impl TimelineEntry {
+    /// When the first of its steps happened, Unix seconds.
+    fn first_ts(&self) -> u64 {
+        self.first.unwrap_or(self.event.ts)
+    }
+
+    /// Counts `repeats` more steps of this line in, the first of them at `first` (Unix seconds).
+    fn count_in(&mut self, first: u64, repeats: u64) {
+        self.first = Some(self.first_ts().min(first));
+        self.repeats += repeats;
+    }
+}
+
 fn is_one(n: &u64) -> bool {
     *n == 1
 }
@@ -1023,8 +1036,7 @@ impl Device {
             .rposition(|(_, e)| e.summary == o.summary)
         {
             if let Some((_, mut e)) = self.events.remove(i) {
-                e.first = Some(e.first.unwrap_or(e.event.ts).min(ev.ts));
-                e.repeats += 1;
+                e.count_in(ev.ts, 1);
                 e.event = ev;
                 self.events.push_back((seq, e));
                 return;
@@ -1109,31 +1121,20 @@ impl Device {
         all.extend(other.events);
         all.sort_by_key(|(seq, _)| *seq);
         // a step both had (the same line on two ports, say) stays one entry: at its later
-        // place, with both counts and the earlier first time (indexed: up to 2 x 10,000 entries)
-        let mut into: Vec<Option<usize>> = vec![None; all.len()];
-        let mut latest: HashMap<&str, usize> = HashMap::with_capacity(all.len());
-        for (i, (_, e)) in all.iter().enumerate().rev() {
-            match latest.get(e.summary.as_str()) {
-                Some(&j) => into[i] = Some(j),
+        // place, with both counts and the earlier first time. Newest first, the first entry
+        // of a summary is the one kept (indexed: up to 2 x 10,000 entries; merges are rare)
+        let mut one_each: Vec<(u64, Box<TimelineEntry>)> = Vec::with_capacity(all.len());
+        let mut at: HashMap<String, usize> = HashMap::with_capacity(all.len());
+        for (seq, e) in all.into_iter().rev() {
+            match at.get(&e.summary) {
+                Some(&i) => one_each[i].1.count_in(e.first_ts(), e.repeats),
                 None => {
-                    latest.insert(e.summary.as_str(), i);
+                    at.insert(e.summary.clone(), one_each.len());
+                    one_each.push((seq, e));
                 }
             }
         }
-        drop(latest);
-        let mut slots: Vec<Option<(u64, Box<TimelineEntry>)>> = all.into_iter().map(Some).collect();
-        for (i, j) in into.into_iter().enumerate() {
-            let Some(j) = j else { continue };
-            let Some((_, e)) = slots[i].take() else {
-                continue;
-            };
-            if let Some((_, later)) = slots[j].as_mut() {
-                let first = e.first.unwrap_or(e.event.ts);
-                later.first = Some(later.first.unwrap_or(later.event.ts).min(first));
-                later.repeats += e.repeats;
-            }
-        }
-        let one_each: Vec<(u64, Box<TimelineEntry>)> = slots.into_iter().flatten().collect();
+        one_each.reverse();
         let skip = one_each.len().saturating_sub(max_events);
         self.events = one_each.into_iter().skip(skip).collect();
         self.events_total += other.events_total;
